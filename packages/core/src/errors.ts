@@ -75,3 +75,47 @@ export function throwIfAborted(signal: AbortSignal | undefined, what: string): v
     throw new AbortError(`Aborted during ${what}.`, { cause: signal.reason });
   }
 }
+
+/** The {@link DenoiseErrorCode}s a {@link ModelLoadError} can carry. */
+export type ModelLoadErrorCode =
+  | 'MODEL_NOT_FOUND'
+  | 'FILE_NOT_FOUND'
+  | 'UNAUTHORIZED'
+  | 'DOWNLOAD_FAILED'
+  | 'INVALID_MODEL';
+
+/**
+ * Loading a model failed: the repository or a file is missing, access was refused, a download broke off or
+ * failed its checks, or a file is not a valid model. `repo` and `file` say where.
+ */
+export class ModelLoadError extends DenoiseError {
+  /** The repository id or local directory being loaded. */
+  readonly repo: string;
+  /** The file inside the repository, when the failure concerns one file. */
+  readonly file: string | undefined;
+
+  /**
+   * @param code - why loading failed
+   * @param message - what was wrong and what to do
+   * @param where - the repository (id or directory) and, when relevant, the file
+   * @param options - the underlying cause, when there is one
+   */
+  constructor(
+    code: ModelLoadErrorCode,
+    message: string,
+    where: { repo: string; file?: string },
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+    this.repo = where.repo;
+    this.file = where.file;
+  }
+}
+
+/** The requested execution device (CUDA, DirectML, CoreML, WebGPU...) is not available in this runtime. */
+export class DeviceUnavailableError extends DenoiseError {
+  /** @param message - which device is missing and what to install or choose instead */
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('DEVICE_UNAVAILABLE', message, options);
+  }
+}
