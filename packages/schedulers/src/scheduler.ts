@@ -1,0 +1,615 @@
+import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { alphasCumprodFromBetas, betasFromConfig, type NoiseScheduleConfig } from './schedule.js';
+
+/** The kinds of network output a scheduler can interpret (diffusers' `prediction_type`, MATH.md §2). */
+export type PredictionType = 'epsilon' | 'sample' | 'v_prediction';
+
+/** All values `prediction_type` accepts. */
+export const PREDICTION_TYPES: readonly PredictionType[] = ['epsilon', 'sample', 'v_prediction'];
+
+/**
+ * The scheduler classes whose configs are interchangeable (diffusers' `KarrasDiffusionSchedulers`): any of them
+ * can be built from another's config with `fromConfig`.
+ */
+export const KARRAS_DIFFUSION_SCHEDULERS: readonly string[] = [
+  'DDIMScheduler',
+  'DDPMScheduler',
+  'PNDMScheduler',
+  'LMSDiscreteScheduler',
+  'EulerDiscreteScheduler',
+  'HeunDiscreteScheduler',
+  'EulerAncestralDiscreteScheduler',
+  'DPMSolverMultistepScheduler',
+  'DPMSolverSinglestepScheduler',
+  'KDPM2DiscreteScheduler',
+  'KDPM2AncestralDiscreteScheduler',
+  'DEISMultistepScheduler',
+  'UniPCMultistepScheduler',
+  'DPMSolverSDEScheduler',
+  'EDMEulerScheduler',
+];
+
+// ---------------------------------------------------------------------------------------------------------------
+// Warnings
+
+/** Receives the warnings of config resolution (e.g. an ignored key). */
+export type WarningHandler = (message: string) => void;
+
+let defaultWarningHandler: WarningHandler = (message) => console.warn(`[denoise] ${message}`);
+const warnedByHandler = new WeakMap<WarningHandler, Set<string>>();
+
+/**
+ * Replaces the process-wide handler of scheduler warnings (by default `console.warn`), e.g. to route them to an
+ * application logger or to silence them. Returns the previous handler so it can be restored.
+ *
+ * @param handler - the new handler
+ */
+export function setSchedulerWarningHandler(handler: WarningHandler): WarningHandler {
+  const previous = defaultWarningHandler;
+  defaultWarningHandler = handler;
+  return previous;
+}
+
+/**
+ * Sends `message` to `handler` (default: the process-wide handler) unless that handler has already received the
+ * same message, so a repeated condition is reported once.
+ *
+ * @param message - the warning text
+ * @param handler - where to send it
+ */
+export function warnOnce(message: string, handler: WarningHandler = defaultWarningHandler): void {
+  let seen = warnedByHandler.get(handler);
+  if (!seen) {
+    seen = new Set();
+    warnedByHandler.set(handler, seen);
+  }
+  if (seen.has(message)) return;
+  seen.add(message);
+  handler(message);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Config resolution
+
+/** One key of a scheduler config: its default and how a raw JSON value is checked and converted. */
+export interface ConfigField<V> {
+  /** The diffusers default. */
+  readonly default: V;
+  /**
+   * Returns the value to use, or throws a {@link ConfigError} naming the key and the allowed values.
+   *
+   * @param value - the raw value from the config object (never `undefined`)
+   * @param key - the key, for messages
+   */
+  parse(value: unknown, key: string): V;
+}
+
+/** The description of a whole config: one {@link ConfigField} per key. */
+export type ConfigSpec<C> = { readonly [K in keyof C]-?: ConfigField<C[K]> };
+
+/** What a scheduler constructor accepts: typed known keys plus any other JSON keys (warned about and ignored). */
+export type SchedulerConfigInput<C> = Partial<C> & { readonly [key: string]: unknown };
+
+function describe(value: unknown): string {
+  return typeof value === 'string' ? `"${value}"` : (JSON.stringify(value) ?? String(value));
+}
+
+/** Builders for the usual {@link ConfigField} kinds, so each scheduler declares its config in a few lines. */
+export const configField = {
+  /**
+   * A finite number, optionally an integer and bounded.
+   *
+   * @param defaultValue - the diffusers default
+   * @param bounds - inclusive `min`/`max`, exclusive `above`, and `integer`
+   */
+  number(
+    defaultValue: number,
+    bounds: { min?: number; max?: number; above?: number; integer?: boolean } = {},
+  ): ConfigField<number> {
+    return {
+      default: defaultValue,
+      parse(value, key) {
+        const ok =
+          typeof value === 'number' &&
+          Number.isFinite(value) &&
+          (!bounds.integer || Number.isInteger(value)) &&
+          (bounds.min === undefined || value >= bounds.min) &&
+          (bounds.max === undefined || value <= bounds.max) &&
+          (bounds.above === undefined || value > bounds.above);
+        if (!ok) {
+          const parts = [bounds.integer ? 'an integer' : 'a finite number'];
+          if (bounds.min !== undefined) parts.push(`>= ${bounds.min}`);
+          if (bounds.above !== undefined) parts.push(`> ${bounds.above}`);
+          if (bounds.max !== undefined) parts.push(`<= ${bounds.max}`);
+          throw new ConfigError(`Config key "${key}" must be ${parts.join(' ')}, got ${describe(value)}.`);
+        }
+        return value as number;
+      },
+    };
+  },
+
+  /**
+   * `true` or `false`.
+   *
+   * @param defaultValue - the diffusers default
+   */
+  boolean(defaultValue: boolean): ConfigField<boolean> {
+    return {
+      default: defaultValue,
+      parse(value, key) {
+        if (typeof value !== 'boolean') {
+          throw new ConfigError(`Config key "${key}" must be true or false, got ${describe(value)}.`);
+        }
+        return value;
+      },
+    };
+  },
+
+  /**
+   * One string out of a fixed set.
+   *
+   * @param values - the allowed strings
+   * @param defaultValue - the diffusers default
+   */
+  oneOf<T extends string>(values: readonly T[], defaultValue: T): ConfigField<T> {
+    return {
+      default: defaultValue,
+      parse(value, key) {
+        if (typeof value !== 'string' || !values.includes(value as T)) {
+          throw new ConfigError(
+            `Config key "${key}" must be one of ${values.map((v) => `"${v}"`).join(', ')}, got ${describe(value)}.`,
+          );
+        }
+        return value as T;
+      },
+    };
+  },
+
+  /**
+   * A list of finite numbers, or `null` (the default).
+   */
+  numberListOrNull(): ConfigField<number[] | null> {
+    return {
+      default: null,
+      parse(value, key) {
+        if (value === null) return null;
+        if (!Array.isArray(value) || !value.every((v) => typeof v === 'number' && Number.isFinite(v))) {
+          throw new ConfigError(
+            `Config key "${key}" must be a list of finite numbers or null, got ${describe(value)}.`,
+          );
+        }
+        return [...value];
+      },
+    };
+  },
+
+  /**
+   * Accepts `null` in addition to what `field` accepts.
+   *
+   * @param field - the non-null field
+   * @param defaultValue - the default, `null` unless given
+   */
+  nullable<V>(field: ConfigField<V>, defaultValue: V | null = null): ConfigField<V | null> {
+    return {
+      default: defaultValue,
+      parse: (value, key) => (value === null ? null : field.parse(value, key)),
+    };
+  },
+};
+
+/**
+ * Resolves a raw config object (a typed object or a parsed `scheduler_config.json`) against a spec: known keys are
+ * validated, missing keys get their diffusers default, metadata keys starting with `_` (`_class_name`,
+ * `_diffusers_version`) are skipped, and any other key is reported once through `onWarning` and ignored.
+ *
+ * @param className - the scheduler's class name, for messages
+ * @param spec - the keys the scheduler understands
+ * @param input - the raw config
+ * @param onWarning - where ignored keys are reported
+ * @returns a frozen, JSON-safe config with every key present
+ * @throws ConfigError when a value is of the wrong type, out of range or not an allowed enum value
+ */
+export function resolveConfig<C extends object>(
+  className: string,
+  spec: ConfigSpec<C>,
+  input: unknown,
+  onWarning?: WarningHandler,
+): Readonly<C> {
+  if (input === undefined || input === null) input = {};
+  if (typeof input !== 'object' || Array.isArray(input)) {
+    throw new ConfigError(
+      `${className} expects a config object (a parsed scheduler_config.json), got ${describe(input)}.`,
+    );
+  }
+  const raw = input as Record<string, unknown>;
+  const resolved: Record<string, unknown> = {};
+  for (const key of Object.keys(spec) as (keyof C & string)[]) {
+    const field = spec[key] as ConfigField<unknown>;
+    const value = raw[key];
+    resolved[key] = value === undefined ? field.default : field.parse(value, key);
+  }
+  for (const key of Object.keys(raw)) {
+    if (key.startsWith('_') || key in spec) continue;
+    warnOnce(`${className} ignores the config key "${key}", which it does not use.`, onWarning);
+  }
+  for (const value of Object.values(resolved)) if (Array.isArray(value)) Object.freeze(value);
+  return Object.freeze(resolved) as Readonly<C>;
+}
+
+/** The config spec entries of {@link NoiseScheduleConfig}, with diffusers' defaults, for schedulers to spread. */
+export const NOISE_SCHEDULE_SPEC: ConfigSpec<NoiseScheduleConfig> = {
+  num_train_timesteps: configField.number(1000, { integer: true, min: 1 }),
+  beta_start: configField.number(0.0001, { min: 0, max: 1 }),
+  beta_end: configField.number(0.02, { min: 0, max: 1 }),
+  beta_schedule: configField.oneOf(['linear', 'scaled_linear', 'squaredcos_cap_v2', 'sigmoid'], 'linear'),
+  trained_betas: configField.numberListOrNull(),
+  rescale_betas_zero_snr: configField.boolean(false),
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Tensor checks
+
+/**
+ * Throws an {@link InvalidArgumentError} unless `value` is a float32 tensor-like whose dims match its data.
+ *
+ * @param value - the argument
+ * @param name - its name, for messages
+ */
+export function assertTensorLike(value: unknown, name: string): asserts value is TensorLike {
+  const t = value as TensorLike | undefined;
+  if (!t || !(t.data instanceof Float32Array) || !Array.isArray(t.dims)) {
+    throw new InvalidArgumentError(
+      `${name} must be a float32 tensor ({ data: Float32Array, dims: number[] }); convert float16 outputs first.`,
+    );
+  }
+  let size = 1;
+  for (const d of t.dims) size *= d;
+  if (size !== t.data.length) {
+    throw new InvalidArgumentError(
+      `${name} has dims [${t.dims.join(', ')}] (${size} elements) but ${t.data.length} values.`,
+    );
+  }
+}
+
+/**
+ * Throws an {@link InvalidArgumentError} unless both tensors have the same dims.
+ *
+ * @param a - the first tensor
+ * @param b - the second tensor
+ * @param nameA - the first tensor's name, for messages
+ * @param nameB - the second tensor's name, for messages
+ */
+export function assertSameDims(a: TensorLike, b: TensorLike, nameA: string, nameB: string): void {
+  if (a.dims.length !== b.dims.length || a.dims.some((d, i) => d !== b.dims[i])) {
+    throw new InvalidArgumentError(
+      `${nameA} has dims [${a.dims.join(', ')}] but ${nameB} has dims [${b.dims.join(', ')}]; they must match.`,
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Dynamic thresholding
+
+/**
+ * Imagen's dynamic thresholding (Saharia et al. 2022, §2.3), in place on a buffer the caller owns: for each batch
+ * item, `s` is the `ratio` quantile of |x| (linear interpolation, as `torch.quantile`), clamped to
+ * `[1, maxValue]`; values are clamped to `[−s, s]` and divided by `s`.
+ *
+ * @param values - the x̂_0 values, batch-major; overwritten with the result
+ * @param batchSize - the number of batch items (the first dim)
+ * @param ratio - diffusers' `dynamic_thresholding_ratio`
+ * @param maxValue - diffusers' `sample_max_value`
+ * @param scratch - a buffer of at least `values.length / batchSize` elements for the sort
+ */
+export function applyDynamicThresholding(
+  values: Float32Array,
+  batchSize: number,
+  ratio: number,
+  maxValue: number,
+  scratch: Float32Array,
+): void {
+  const itemSize = values.length / batchSize;
+  const sorted = scratch.subarray(0, itemSize);
+  const rank = ratio * (itemSize - 1);
+  const below = Math.floor(rank);
+  const above = Math.ceil(rank);
+  const weight = rank - below;
+  for (let b = 0; b < batchSize; b++) {
+    const item = values.subarray(b * itemSize, (b + 1) * itemSize);
+    for (let i = 0; i < itemSize; i++) sorted[i] = Math.abs(item[i]);
+    sorted.sort();
+    const quantile = sorted[below] + weight * (sorted[above] - sorted[below]);
+    const s = Math.min(Math.max(quantile, 1), maxValue);
+    for (let i = 0; i < itemSize; i++) item[i] = Math.min(Math.max(item[i], -s), s) / s;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The scheduler interface
+
+/** A source of standard normal noise; `RandomGenerator` from `@denoise/core` is one. */
+export interface NoiseGenerator {
+  /**
+   * Fills `out` with independent N(0, 1) samples, exactly as `randn` of that many elements would.
+   *
+   * @param out - the buffer to fill
+   */
+  randnInto(out: Float32Array): Float32Array;
+}
+
+/** Options of {@link Scheduler.step}. Each scheduler documents which ones it uses. */
+export interface StepOptions {
+  /** Draws the noise of stochastic steps; the same seed reproduces diffusers' `torch.Generator` results. */
+  generator?: NoiseGenerator;
+  /** Explicit noise for a stochastic step, shaped like the sample (diffusers' `variance_noise`). */
+  noise?: TensorLike;
+  /** DDIM's η: 0 is deterministic, 1 matches DDPM's posterior variance. */
+  eta?: number;
+  /** DDIM: recompute ε̂ from the clipped x̂_0 (diffusers' `use_clipped_model_output`). */
+  useClippedModelOutput?: boolean;
+}
+
+/** The result of one {@link Scheduler.step}. The tensors are new and belong to the caller. */
+export interface SchedulerOutput {
+  /** The sample at the previous (less noisy) timestep: the next loop input. */
+  prevSample: Tensor;
+  /** The scheduler's estimate of the clean sample x̂_0, when it forms one. */
+  predOriginalSample?: Tensor;
+}
+
+/** The argument of {@link Scheduler.setTimesteps} in object form. */
+export interface SetTimestepsOptions {
+  /** The number of denoising steps; the scheduler spaces them per `timestep_spacing`. */
+  numInferenceSteps?: number;
+  /** Explicit training timesteps in sampling (descending) order, instead of `numInferenceSteps`. */
+  timesteps?: readonly number[];
+}
+
+/** Options of a scheduler constructor and of `fromConfig`. */
+export interface SchedulerOptions {
+  /** Receives warnings such as ignored config keys (each once); defaults to the process-wide handler. */
+  onWarning?: WarningHandler;
+}
+
+/**
+ * Where classifier guidance enters a step (MATH.md §7): `'mean'` for ancestral DDPM-type steps, which shift the
+ * posterior mean by s·Σ·g; `'epsilon'` for DDIM-type and sigma-based steps, which use ε̂' = ε̂ − √(1−ᾱ_t)·s·g.
+ */
+export type ClassifierGuidanceMode = 'mean' | 'epsilon';
+
+/**
+ * The base of every scheduler: a resolved, frozen config; the β/ᾱ schedule; the common forward-process helpers
+ * (`addNoise`, `getVelocity`); and the contract each scheduler implements (`setTimesteps`, `step`,
+ * `scaleModelInput`). Subclasses declare their config with a {@link ConfigSpec} and pass it to the constructor.
+ *
+ * @typeParam C - the scheduler's config, snake_case keys as in diffusers' `scheduler_config.json`
+ */
+export abstract class Scheduler<C extends NoiseScheduleConfig = NoiseScheduleConfig> {
+  /** The diffusers class names whose configs this class accepts (diffusers' `_compatibles`). */
+  static readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
+
+  /** The resolved config: every key present with its diffusers default if it was not given. JSON-safe, frozen. */
+  readonly config: Readonly<C>;
+  /** β_t for t = 0 … T−1 (float32 values). */
+  readonly betas: Float64Array;
+  /** α_t = 1 − β_t (float32 values). */
+  readonly alphas: Float64Array;
+  /** ᾱ_t = ∏_{s ≤ t} α_s (float32 values); guidance and custom samplers read it. Do not modify. */
+  readonly alphasCumprod: Float64Array;
+  /** The timesteps of the current schedule in sampling order; all training timesteps until `setTimesteps`. */
+  timesteps: readonly number[];
+  /** The number of inference steps of the current schedule, `undefined` before `setTimesteps`. */
+  numInferenceSteps: number | undefined = undefined;
+  /** The standard deviation of the initial noise: multiply N(0, I) latents by it before the loop. */
+  initNoiseSigma = 1;
+  /** How many model evaluations one step consumes (1 for single-step schedulers). */
+  order = 1;
+  /** How classifier guidance is applied with this scheduler (MATH.md §7). */
+  abstract readonly classifierGuidance: ClassifierGuidanceMode;
+  /** Where this instance reports warnings. */
+  protected readonly onWarning: WarningHandler | undefined;
+
+  /**
+   * @param className - the diffusers class name, for messages and `toJSON`
+   * @param spec - the config keys this scheduler understands
+   * @param config - a typed config or a raw `scheduler_config.json` object
+   * @param options - warning handler
+   */
+  protected constructor(className: string, spec: ConfigSpec<C>, config: unknown, options: SchedulerOptions = {}) {
+    this.onWarning = options.onWarning;
+    this.config = resolveConfig(className, spec, config, options.onWarning);
+    this.betas = betasFromConfig(this.config);
+    this.alphas = this.betas.map((b) => Math.fround(1 - b));
+    this.alphasCumprod = alphasCumprodFromBetas(this.betas);
+    const T = this.config.num_train_timesteps;
+    this.timesteps = Array.from({ length: T }, (_, i) => T - 1 - i);
+  }
+
+  /**
+   * Builds a scheduler of this class from a config: this class's own, another compatible scheduler's `config`,
+   * or a raw `scheduler_config.json` (metadata keys such as `_class_name` are skipped; keys this class does not
+   * use are warned about once and ignored).
+   *
+   * @param config - the config object
+   * @param options - warning handler
+   */
+  static fromConfig<S>(
+    this: new (
+      config?: Record<string, unknown>,
+      options?: SchedulerOptions,
+    ) => S,
+    config: object,
+    options?: SchedulerOptions,
+  ): S {
+    return new this(config as Record<string, unknown>, options);
+  }
+
+  /** The diffusers class name of this scheduler (`_class_name` in `scheduler_config.json`). */
+  abstract get className(): string;
+
+  /**
+   * Prepares the schedule for a sampling run and resets any per-run state.
+   *
+   * @param steps - the number of inference steps, or `{ numInferenceSteps }` / `{ timesteps }`
+   */
+  abstract setTimesteps(steps: number | SetTimestepsOptions): void;
+
+  /**
+   * One reverse-diffusion step from `timestep` to the previous timestep of the schedule.
+   *
+   * @param modelOutput - the network output at `timestep` for `sample`
+   * @param timestep - the current timestep, one of {@link Scheduler.timesteps}
+   * @param sample - the current noisy sample x_t
+   * @param options - noise source and scheduler-specific options
+   * @returns new tensors; the inputs are not modified
+   */
+  abstract step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options?: StepOptions): SchedulerOutput;
+
+  /**
+   * Scales the denoising input as the model expects at `timestep`. Identity (the same object, no copy) for
+   * schedulers that work on x_t directly; sigma-based schedulers divide by √(σ² + 1).
+   *
+   * @param sample - the noisy sample
+   * @param _timestep - the current timestep
+   */
+  scaleModelInput(sample: TensorLike, _timestep: number): TensorLike {
+    return sample;
+  }
+
+  /**
+   * The forward process in closed form (MATH.md §1): x_t = √ᾱ_t · x_0 + √(1 − ᾱ_t) · ε.
+   *
+   * @param originalSamples - x_0
+   * @param noise - ε, same dims
+   * @param timesteps - one training timestep for the whole batch, or one per batch item
+   */
+  addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
+    return this.combinePerItem(originalSamples, noise, timesteps, (alphaBar) => [
+      Math.sqrt(alphaBar),
+      Math.sqrt(1 - alphaBar),
+    ]);
+  }
+
+  /**
+   * The velocity target of v-prediction (Salimans & Ho 2022, MATH.md §1): v = √ᾱ_t · ε − √(1 − ᾱ_t) · x_0.
+   *
+   * @param sample - x_0
+   * @param noise - ε, same dims
+   * @param timesteps - one training timestep for the whole batch, or one per batch item
+   */
+  getVelocity(sample: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
+    return this.combinePerItem(sample, noise, timesteps, (alphaBar) => [-Math.sqrt(1 - alphaBar), Math.sqrt(alphaBar)]);
+  }
+
+  /** The config as diffusers writes `scheduler_config.json`: `_class_name` plus every key. */
+  toJSON(): Record<string, unknown> {
+    return { _class_name: this.className, ...this.config };
+  }
+
+  /**
+   * The noise of a stochastic step: `options.noise` when given (checked against the sample's dims, not copied),
+   * else `buffer` filled by `options.generator`.
+   *
+   * @param options - the step options
+   * @param sample - the sample the noise must match
+   * @param buffer - a reusable buffer of the sample's size
+   * @throws InvalidArgumentError when neither a generator nor explicit noise is given
+   */
+  protected varianceNoise(options: StepOptions, sample: TensorLike, buffer: Float32Array): Float32Array {
+    if (options.noise) {
+      assertTensorLike(options.noise, 'noise');
+      assertSameDims(options.noise, sample, 'noise', 'sample');
+      return options.noise.data;
+    }
+    if (!options.generator) {
+      throw new InvalidArgumentError(
+        `${this.className}.step draws noise at this step: pass { generator } (e.g. new RandomGenerator(seed)) or { noise }.`,
+      );
+    }
+    return options.generator.randnInto(buffer);
+  }
+
+  /**
+   * Normalises the argument of `setTimesteps`. Throws for a non-positive or non-integer step count, for more
+   * steps than training timesteps, for both or neither of the two forms, and for custom timesteps that are not
+   * strictly descending integers in [0, T).
+   *
+   * @param steps - the argument of `setTimesteps`
+   */
+  protected parseSetTimesteps(steps: number | SetTimestepsOptions): {
+    numInferenceSteps: number;
+    timesteps?: readonly number[];
+  } {
+    const T = this.config.num_train_timesteps;
+    const options = typeof steps === 'number' ? { numInferenceSteps: steps } : (steps ?? {});
+    const { numInferenceSteps, timesteps } = options;
+    if ((numInferenceSteps === undefined) === (timesteps === undefined)) {
+      throw new InvalidArgumentError('setTimesteps needs exactly one of numInferenceSteps or timesteps.');
+    }
+    if (timesteps !== undefined) {
+      if (timesteps.length === 0) throw new InvalidArgumentError('setTimesteps: timesteps must not be empty.');
+      for (let i = 0; i < timesteps.length; i++) {
+        const t = timesteps[i];
+        if (!Number.isInteger(t) || t < 0 || t >= T) {
+          throw new InvalidArgumentError(
+            `setTimesteps: custom timesteps must be integers in [0, ${T}) (num_train_timesteps), got ${t}.`,
+          );
+        }
+        if (i > 0 && t >= timesteps[i - 1]) {
+          throw new InvalidArgumentError('setTimesteps: custom timesteps must be in strictly descending order.');
+        }
+      }
+      return { numInferenceSteps: timesteps.length, timesteps: [...timesteps] };
+    }
+    if (!Number.isInteger(numInferenceSteps) || (numInferenceSteps as number) < 1) {
+      throw new InvalidArgumentError(`numInferenceSteps must be a positive integer, got ${numInferenceSteps}.`);
+    }
+    if ((numInferenceSteps as number) > T) {
+      throw new InvalidArgumentError(
+        `numInferenceSteps (${numInferenceSteps}) cannot exceed num_train_timesteps (${T}) of this scheduler.`,
+      );
+    }
+    return { numInferenceSteps: numInferenceSteps as number };
+  }
+
+  /**
+   * ᾱ at an integer training timestep, with a clear error for anything else.
+   *
+   * @param timestep - an integer in [0, T)
+   */
+  protected alphaCumprodAt(timestep: number): number {
+    if (!Number.isInteger(timestep) || timestep < 0 || timestep >= this.alphasCumprod.length) {
+      throw new InvalidArgumentError(
+        `Timestep ${timestep} is not a training timestep of this scheduler (integers 0 to ${this.alphasCumprod.length - 1}).`,
+      );
+    }
+    return this.alphasCumprod[timestep];
+  }
+
+  /** a·x + b·y per batch item, with (a, b) from ᾱ at that item's timestep. */
+  private combinePerItem(
+    x: TensorLike,
+    y: TensorLike,
+    timesteps: number | readonly number[],
+    coefficients: (alphaBar: number) => [number, number],
+  ): Tensor {
+    assertTensorLike(x, 'sample');
+    assertTensorLike(y, 'noise');
+    assertSameDims(x, y, 'sample', 'noise');
+    const batch = x.dims.length > 0 ? x.dims[0] : 1;
+    const perItem = typeof timesteps === 'number' ? null : timesteps;
+    if (perItem && perItem.length !== batch && perItem.length !== 1) {
+      throw new InvalidArgumentError(
+        `Got ${perItem.length} timesteps for a batch of ${batch}; pass one timestep or one per batch item.`,
+      );
+    }
+    const out = new Float32Array(x.data.length);
+    const itemSize = x.data.length / batch;
+    for (let b = 0; b < batch; b++) {
+      const t = perItem ? perItem[perItem.length === 1 ? 0 : b] : (timesteps as number);
+      const [a, c] = coefficients(this.alphaCumprodAt(t));
+      for (let i = b * itemSize, end = i + itemSize; i < end; i++) out[i] = a * x.data[i] + c * y.data[i];
+    }
+    return new Tensor(out, x.dims);
+  }
+}
