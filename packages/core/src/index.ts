@@ -7,3 +7,4 @@
  */
 export * from './errors.js';
 export * from './tensor.js';
+export * from './random.js';
