@@ -1,0 +1,52 @@
+/**
+ * Files the demo serves from its own origin, written into a git-ignored public folder before Vite starts: the
+ * embedded model, onnxruntime-web's WASM binaries (never a CDN) and the runtime check's graph.
+ */
+import { cp, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { encodeModel, node } from '../../tools/onnx-graph.js';
+import { CHECK_GRAPH_BIAS, CHECK_GRAPH_SHAPE, CHECK_GRAPH_WEIGHT } from './src/check-graph.js';
+
+const repoRoot = resolve(import.meta.dirname, '..', '..');
+
+/** The folder Vite serves as `/`: `.cache/` is git-ignored. */
+export const PUBLIC_DIR = resolve(import.meta.dirname, '.cache', 'public');
+
+/** Copies or generates everything under {@link PUBLIC_DIR}. */
+export async function writePublicAssets(): Promise<void> {
+  await mkdir(resolve(PUBLIC_DIR, 'fixtures'), { recursive: true });
+  await cp(resolve(repoRoot, 'models', 'reference-world'), resolve(PUBLIC_DIR, 'models', 'reference-world'), {
+    recursive: true,
+    force: true,
+  }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw error;
+  });
+  const ortDist = resolve(repoRoot, 'node_modules', 'onnxruntime-web', 'dist');
+  await mkdir(resolve(PUBLIC_DIR, 'ort'), { recursive: true });
+  for (const file of await readdir(ortDist)) {
+    if (/^ort-wasm.*\.(wasm|mjs)$/.test(file)) await cp(resolve(ortDist, file), resolve(PUBLIC_DIR, 'ort', file));
+  }
+  await writeFile(resolve(PUBLIC_DIR, 'fixtures', 'check-graph.onnx'), checkGraph());
+}
+
+function checkGraph(): Uint8Array {
+  const { inFeatures, outFeatures } = CHECK_GRAPH_SHAPE;
+  return encodeModel({
+    name: 'runtime-check',
+    inputs: [{ name: 'x', type: 'float32', shape: ['batch', inFeatures] }],
+    outputs: [
+      { name: 'hidden', type: 'float32', shape: ['batch', outFeatures] },
+      { name: 'probabilities', type: 'float32', shape: ['batch', outFeatures] },
+    ],
+    initializers: [
+      { name: 'W', type: 'float32', dims: [inFeatures, outFeatures], values: CHECK_GRAPH_WEIGHT },
+      { name: 'b', type: 'float32', dims: [outFeatures], values: CHECK_GRAPH_BIAS },
+    ],
+    nodes: [
+      node('MatMul', ['x', 'W'], ['xW']),
+      node('Add', ['xW', 'b'], ['logits']),
+      node('Sigmoid', ['logits'], ['hidden']),
+      node('Softmax', ['hidden'], ['probabilities'], { axis: -1 }),
+    ],
+  });
+}
