@@ -168,7 +168,9 @@ function boxMuller16Avx2(data: Float32Array, i: number): void {
 
 /**
  * torch's portable `normal_fill_16` (aarch64 and other non-AVX2 builds): the same Box-Muller with the C
- * library's float `logf`, `cosf` and `sinf`; θ is computed in double, then rounded to float.
+ * library's float `logf`, `cosf` and `sinf`, here correctly rounded; θ is computed in double, then rounded to
+ * float. Apple's libm gives the same bits on the published values; glibc's float functions are off by one ulp
+ * in about 1.5% of cases, so aarch64 Linux builds of torch can differ in those last bits.
  */
 function boxMuller16Scalar(data: Float32Array, i: number): void {
   for (let j = i; j < i + 8; j++) {
@@ -183,7 +185,8 @@ function boxMuller16Scalar(data: Float32Array, i: number): void {
  * Which of torch's two float32 normal kernels (tensors of 16 or more elements) to reproduce. They agree to
  * within a couple of float32 ulps and differ in the last bit of a few values in a thousand.
  * - `'avx2'`: x86-64 CPUs (torch dispatches AVX2 there, AVX-512 machines included); the default.
- * - `'scalar'`: Apple Silicon and other aarch64 machines.
+ * - `'scalar'`: Apple Silicon and other aarch64 machines (bit-exact where their libm rounds `logf`, `sinf` and
+ *   `cosf` correctly, as on the values published from an M1).
  */
 export type NormalKernel = 'avx2' | 'scalar';
 
