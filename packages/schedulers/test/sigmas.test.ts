@@ -78,6 +78,10 @@ describe('sigmas', () => {
       expect(betaQuantile(p, 0.5, 0.5)).toBeCloseTo(Math.sin((Math.PI * p) / 2) ** 2, 12); // arcsine law
     }
     expect(betaQuantile(0.5, 0.6, 0.6)).toBeCloseTo(0.5, 12);
+    // scipy.stats.beta.ppf reference values.
+    expect(betaQuantile(0.1, 0.6, 0.6)).toBeCloseTo(0.03958440558878085, 13);
+    expect(betaQuantile(0.75, 0.6, 0.6)).toBeCloseTo(0.824319621347305, 13);
+    expect(betaQuantile(0.2, 2.5, 0.7)).toBeCloseTo(0.6147277357589892, 13);
     expect(betaQuantile(0.3, 0.6, 0.6) + betaQuantile(0.7, 0.6, 0.6)).toBeCloseTo(1, 12);
   });
 
