@@ -319,6 +319,7 @@ describe('reference world tokenizer and text encoder', () => {
 describe('reference world UNet', () => {
   const cases: { t: number; prompt: string; named: string[] }[] = [
     { t: 0, prompt: 'a red circle', named: ['red', 'circle'] },
+    { t: 0.5, prompt: 'white', named: ['white'] },
     { t: 1, prompt: '', named: [] },
     { t: 37.25, prompt: 'a blue square on a black background', named: ['blue', 'square', 'black'] },
     { t: 250, prompt: '', named: [] },
@@ -340,6 +341,30 @@ describe('reference world UNet', () => {
       ),
     ).toBeLessThan(1e-4);
     expect(relativeError(cond, epsilonStar(pureNoise, t, promptPrior(named)))).toBeLessThan(1e-4);
+  });
+
+  it('accepts one timestep per sample', async () => {
+    const samples = [noised(3, 10, 31), noised(30, 700, 32)];
+    const { hidden } = await encodePrompts(['a green square', '']);
+    const sample = new Float32Array(2 * K);
+    samples.forEach((s, b) => {
+      sample.set(Float32Array.from(s), b * K);
+    });
+    const { out_sample } = await unet.run({
+      sample: new ort.Tensor('float32', sample, [2, ...latentDims]),
+      timestep: new ort.Tensor('float32', Float32Array.of(10, 700), [2]),
+      encoder_hidden_states: hidden,
+    });
+    const eps = out_sample.data as Float32Array;
+    expect(
+      relativeError(eps.subarray(0, K), epsilonStar(samples[0], 10, promptPrior(['green', 'square']))),
+    ).toBeLessThan(1e-4);
+    expect(
+      relativeError(
+        eps.subarray(K),
+        epsilonStar(samples[1], 700, () => true),
+      ),
+    ).toBeLessThan(1e-4);
   });
 
   it('predicts x₀ at small t from a noised data point as that point', async () => {
