@@ -1,6 +1,6 @@
 /**
- * Files the demo serves from its own origin, written into a git-ignored public folder before Vite starts: the
- * embedded model, onnxruntime-web's WASM binaries (never a CDN) and the runtime check's graph.
+ * Files the demo serves from its own origin, written into a git-ignored public folder before Vite starts:
+ * onnxruntime-web's WASM binaries (never a CDN) and the runtime check's graph.
  */
 import { cp, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -15,12 +15,6 @@ export const PUBLIC_DIR = resolve(import.meta.dirname, '.cache', 'public');
 /** Copies or generates everything under {@link PUBLIC_DIR}. */
 export async function writePublicAssets(): Promise<void> {
   await mkdir(resolve(PUBLIC_DIR, 'fixtures'), { recursive: true });
-  await cp(resolve(repoRoot, 'models', 'reference-world'), resolve(PUBLIC_DIR, 'models', 'reference-world'), {
-    recursive: true,
-    force: true,
-  }).catch((error: NodeJS.ErrnoException) => {
-    if (error.code !== 'ENOENT') throw error;
-  });
   const ortDist = resolve(repoRoot, 'node_modules', 'onnxruntime-web', 'dist');
   await mkdir(resolve(PUBLIC_DIR, 'ort'), { recursive: true });
   for (const file of await readdir(ortDist)) {

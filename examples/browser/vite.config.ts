@@ -1,10 +1,15 @@
 /**
- * The demo's Vite config: two pages (the demo and the runtime check), the public folder filled by
- * {@link writePublicAssets}, and cross-origin isolation so onnxruntime-web may use threads (SharedArrayBuffer).
+ * The demo's Vite config: two pages (the demo and the runtime check), the embedded model served as a local Hub
+ * repository, the public folder filled by {@link writePublicAssets}, and cross-origin isolation so onnxruntime-web may use threads (SharedArrayBuffer).
  */
 import { resolve } from 'node:path';
 import { defaultClientConditions, defineConfig, type Plugin } from 'vite';
 import { PUBLIC_DIR, writePublicAssets } from './assets.js';
+import { modelHub } from './model-hub.js';
+
+/** The Hub id under which the page finds the embedded model on this server. */
+const EMBEDDED_REPO = 'denoise/reference-world';
+const EMBEDDED_MODEL_DIR = resolve(import.meta.dirname, '..', '..', 'models', 'reference-world');
 
 const crossOriginIsolation = {
   'Cross-Origin-Opener-Policy': 'same-origin',
@@ -20,12 +25,27 @@ function publicAssets(): Plugin {
   };
 }
 
+function embeddedModelHub(): Plugin {
+  return {
+    name: 'denoise-embedded-model-hub',
+    configureServer(server) {
+      server.middlewares.use(modelHub(EMBEDDED_REPO, EMBEDDED_MODEL_DIR));
+    },
+    configurePreviewServer(server) {
+      server.middlewares.use(modelHub(EMBEDDED_REPO, EMBEDDED_MODEL_DIR));
+    },
+  };
+}
+
 export default defineConfig({
   root: import.meta.dirname,
   publicDir: PUBLIC_DIR,
-  plugins: [publicAssets()],
-  // onnxruntime-web's build without an embedded WASM URL: it loads its binaries from /ort/ (see the pages).
-  resolve: { conditions: ['onnxruntime-web-use-extern-wasm', ...defaultClientConditions] },
+  plugins: [publicAssets(), embeddedModelHub()],
+  resolve: {
+    // `source`: the workspace packages' TypeScript, so the page always runs the code in this checkout.
+    // onnxruntime-web's build without an embedded WASM URL: it loads its binaries from /ort/ (see the pages).
+    conditions: ['source', 'onnxruntime-web-use-extern-wasm', ...defaultClientConditions],
+  },
   server: { host: '127.0.0.1', headers: crossOriginIsolation },
   preview: { host: '127.0.0.1', headers: crossOriginIsolation },
   build: {

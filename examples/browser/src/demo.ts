@@ -13,8 +13,9 @@ import { paintLatentPreview } from './latent-preview.js';
 type DemoDevice = 'auto' | 'webgpu' | 'wasm';
 type Pipeline = Awaited<ReturnType<typeof DiffusionPipeline.fromPretrained>>;
 
-/** The embedded model, copied next to the page by the Vite config. */
-const MODEL_URL = new URL('/models/reference-world', location.href).href;
+/** The embedded model, which the demo's Vite server serves as a Hub repository on the page's own origin. */
+const MODEL_ID = 'denoise/reference-world';
+const HUB_URL = new URL('/hub', location.href).href;
 
 // onnxruntime-web fetches its WASM binaries from this origin, never from a CDN.
 ort.env.wasm.wasmPaths = new URL('/ort/', location.href).href;
@@ -39,7 +40,8 @@ function setStatus(state: string, text: string): void {
 function loadPipeline(device: DemoDevice) {
   let loading = pipelines.get(device);
   if (!loading) {
-    loading = DiffusionPipeline.fromPretrained(MODEL_URL, {
+    loading = DiffusionPipeline.fromPretrained(MODEL_ID, {
+      hubUrl: HUB_URL,
       device,
       progressCallback: (event) => {
         if (event.status === 'progress_total') setStatus('loading', `Loading model… ${Math.round(event.progress)} %`);

@@ -1,33 +1,36 @@
 /**
- * The runtime check page: creates an ONNX session from `/fixtures/check-graph.onnx` on a device, runs it and
- * reports the largest difference from {@link checkGraphReference}. The browser test calls `window.runtimeCheck`.
+ * The runtime check page: opens `/fixtures/check-graph.onnx` with `@denoise/core/runtime`'s browser build on one
+ * device, runs it and reports the largest difference from {@link checkGraphReference}. The browser test calls
+ * `window.runtimeCheck`.
  */
+import { Tensor } from '@denoise/core';
+import { openSession } from '@denoise/core/runtime';
 import * as ort from 'onnxruntime-web';
 import { CHECK_GRAPH_INPUT, CHECK_GRAPH_SHAPE, checkGraphReference } from './check-graph.js';
 
 /** What one run of the check graph on one device gave. */
 export interface RuntimeCheckResult {
   device: 'webgpu' | 'wasm';
+  executionProviders: readonly string[];
   hidden: number[];
   probabilities: number[];
   maxAbsError: number;
 }
 
+// onnxruntime-web fetches its WASM binaries from this origin, never from a CDN.
 ort.env.wasm.wasmPaths = new URL('/ort/', location.href).href;
 
 async function runtimeCheck(device: 'webgpu' | 'wasm'): Promise<RuntimeCheckResult> {
-  const session = await ort.InferenceSession.create('/fixtures/check-graph.onnx', { executionProviders: [device] });
+  const session = await openSession(new URL('/fixtures/check-graph.onnx', location.href).href, { device });
   try {
     const { batch, inFeatures } = CHECK_GRAPH_SHAPE;
-    const x = new ort.Tensor('float32', Float32Array.from(CHECK_GRAPH_INPUT), [batch, inFeatures]);
-    const outputs = await session.run({ x });
-    const hidden = Array.from(outputs.hidden.data as Float32Array);
-    const probabilities = Array.from(outputs.probabilities.data as Float32Array);
+    const outputs = await session.run({ x: new Tensor(Float32Array.from(CHECK_GRAPH_INPUT), [batch, inFeatures]) });
+    const hidden = Array.from(outputs.hidden.data);
+    const probabilities = Array.from(outputs.probabilities.data);
     const expected = checkGraphReference(CHECK_GRAPH_INPUT);
-    const errors = [...hidden, ...probabilities].map((v, i) =>
-      Math.abs(v - [...expected.hidden, ...expected.probabilities][i]),
-    );
-    const result = { device, hidden, probabilities, maxAbsError: Math.max(...errors) };
+    const expectedAll = [...expected.hidden, ...expected.probabilities];
+    const maxAbsError = Math.max(...[...hidden, ...probabilities].map((v, i) => Math.abs(v - expectedAll[i])));
+    const result = { device, executionProviders: session.executionProviders, hidden, probabilities, maxAbsError };
     log(JSON.stringify(result));
     return result;
   } finally {

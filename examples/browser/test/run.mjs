@@ -5,6 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { chromium } from 'playwright-core';
+import { tsImport } from 'tsx/esm/api';
 import { build, preview } from 'vite';
 
 const browserDir = resolve(import.meta.dirname, '..');
@@ -52,15 +53,84 @@ async function launchWithWebGPU(origin) {
   throw new Error('Chromium exposes no WebGPU adapter, with or without --enable-features=Vulkan.');
 }
 
+/** Opens `url`, recording page errors and every request that leaves the page's origin (there must be none). */
 async function openPage(browser, url) {
-  const page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
+  const page = await browser.newPage({ viewport: { width: 1000, height: 620 } });
   const errors = [];
+  const foreignRequests = [];
   page.on('pageerror', (error) => errors.push(error.message));
   page.on('console', (message) => {
     if (message.type() === 'error') errors.push(message.text());
   });
+  page.on('request', (request) => {
+    if (!request.url().startsWith(new URL(url).origin) && !request.url().startsWith('data:')) {
+      foreignRequests.push(request.url());
+    }
+  });
   await page.goto(url);
-  return { page, errors };
+  return { page, errors, foreignRequests };
+}
+
+/** The reference world's data set, to know what each label's picture is. */
+const world = await tsImport('../../../tools/reference-world/world.ts', import.meta.url);
+
+/** The RGBA bytes of a label's data picture, as the pipeline turns [-1, 1] into bytes. */
+function labelPicture(label) {
+  const point = world.worldPoints.find((p) => p.label === label);
+  const pixels = world.paintLatent(point.latent);
+  const plane = pixels.length / 3;
+  const rgba = new Uint8ClampedArray(plane * 4);
+  for (let p = 0; p < plane; p++) {
+    for (let c = 0; c < 3; c++) rgba[p * 4 + c] = Math.min(Math.max(pixels[c * plane + p] / 2 + 0.5, 0), 1) * 255;
+    rgba[p * 4 + 3] = 255;
+  }
+  return rgba;
+}
+
+/** Mean absolute difference over the RGB bytes of two RGBA pictures of the same size. */
+function meanAbsError(a, b) {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) if (i % 4 !== 3) sum += Math.abs(a[i] - b[i]);
+  return sum / ((a.length / 4) * 3);
+}
+
+/** Checks that `rgba` is the picture of `label`: close to it, and closer to it than to any other label's. */
+function assertPictureOf(rgba, label) {
+  const errors = world.worldPoints.map((p) => [p.label, meanAbsError(rgba, labelPicture(p.label))]);
+  errors.sort((x, y) => x[1] - y[1]);
+  const own = errors.find(([l]) => l === label)[1];
+  assert(
+    errors[0][0] === label,
+    `the picture is nearest to "${errors[0][0]}" (${errors[0][1].toFixed(2)}), not "${label}" (${own.toFixed(2)})`,
+  );
+  assert(own < 4, `mean |error| to "${label}" is ${own.toFixed(2)} of 255, expected < 4`);
+  return own;
+}
+
+/** Fills the demo's form, clicks Generate and waits for the run to end; returns the status and the canvas pixels. */
+async function generateInDemo(page, { prompt, scheduler = '', steps, guidance = 7.5, seed, device }) {
+  await page.fill('#prompt', prompt);
+  await page.selectOption('#scheduler', scheduler);
+  await page.fill('#steps', String(steps));
+  await page.fill('#guidance', String(guidance));
+  await page.fill('#seed', String(seed));
+  await page.selectOption('#device', device);
+  await page.click('#generate');
+  await page.waitForSelector('#status:is([data-state="done"], [data-state="error"], [data-state="cancelled"])', {
+    timeout: 180_000,
+  });
+  return page.evaluate(() => {
+    const canvas = document.querySelector('#preview');
+    const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+    const status = document.querySelector('#status');
+    return {
+      state: status.dataset.state,
+      text: status.textContent,
+      width: canvas.width,
+      height: canvas.height,
+      rgba: Array.from(pixels.data),
+    };
+  });
 }
 
 console.log('building examples/browser');
@@ -82,12 +152,56 @@ try {
   for (const device of ['webgpu', 'wasm']) {
     await test(`runtime: an ONNX session on ${device} computes sigmoid(xW + b) and its softmax`, async () => {
       const result = await checkPage.evaluate((d) => window.runtimeCheck(d), device);
+      assert(result.executionProviders.join() === device, `ran on ${result.executionProviders}, not ${device}`);
       assert(result.hidden.length === 8 && result.probabilities.length === 8, `bad output sizes`);
       assert(result.maxAbsError < 1e-5, `max |error| ${result.maxAbsError} >= 1e-5: ${JSON.stringify(result)}`);
     });
   }
   await test('the runtime check page logged no errors', async () => {
     assert(checkErrors.length === 0, checkErrors.join('\n'));
+  });
+  await checkPage.close();
+
+  const demo = await openPage(browser, `${origin}/`);
+  await demo.page.waitForSelector('#status[data-state="idle"]');
+  const runs = [
+    {
+      device: 'webgpu',
+      prompt: 'a blue square on a black background',
+      scheduler: 'DPM++ 2M Karras',
+      steps: 20,
+      seed: 7,
+    },
+    { device: 'wasm', prompt: 'a red circle on a white background', scheduler: '', steps: 25, seed: 42 },
+  ];
+  for (const [index, run] of runs.entries()) {
+    await test(`demo on ${run.device}: "${run.prompt}" (${run.scheduler || 'DDIM'}, ${run.steps} steps) is that picture`, async () => {
+      const result = await generateInDemo(demo.page, run);
+      assert(result.state === 'done', `the run ended "${result.state}": ${result.text}`);
+      assert(result.text.includes(run.device), `the status does not name ${run.device}: ${result.text}`);
+      assert(result.width === 128 && result.height === 128, `canvas is ${result.width}x${result.height}`);
+      const error = assertPictureOf(result.rgba, run.prompt);
+      console.log(`       mean |error| ${error.toFixed(3)} of 255; ${result.text}`);
+    });
+    if (index === 0) {
+      await test('demo: Cancel stops a long run between steps and the page stays usable', async () => {
+        await demo.page.fill('#steps', '200');
+        await demo.page.click('#generate');
+        await demo.page.waitForFunction(() => /^Step [3-9]/.test(document.querySelector('#status').textContent));
+        await demo.page.click('#cancel');
+        await demo.page.waitForSelector('#status[data-state="cancelled"]', { timeout: 30_000 });
+        const stoppedAt = await demo.page.evaluate(() => document.querySelector('#status').textContent);
+        assert(stoppedAt === 'Cancelled.', `status after cancel: ${stoppedAt}`);
+        assert(await demo.page.isEnabled('#generate'), 'Generate stays disabled after cancelling');
+        assert(await demo.page.isDisabled('#cancel'), 'Cancel stays enabled after cancelling');
+      });
+    }
+  }
+  await demo.page.screenshot({ path: screenshotPath });
+  console.log(`  screenshot: ${screenshotPath}`);
+  await test('the demo logged no errors and fetched nothing from another origin', async () => {
+    assert(demo.errors.length === 0, demo.errors.join('\n'));
+    assert(demo.foreignRequests.length === 0, `requests left the origin: ${demo.foreignRequests.join(', ')}`);
   });
 } finally {
   await browser?.close();
