@@ -4,5 +4,8 @@
  *
  * @packageDocumentation
  */
+
+export * from './ddim.js';
+export * from './ddpm.js';
 export * from './schedule.js';
 export * from './scheduler.js';

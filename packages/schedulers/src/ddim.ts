@@ -1,0 +1,254 @@
+import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { type NoiseScheduleConfig, spacedTimesteps, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
+import {
+  applyDynamicThresholding,
+  assertSameDims,
+  assertTensorLike,
+  type ConfigSpec,
+  configField,
+  KARRAS_DIFFUSION_SCHEDULERS,
+  NOISE_SCHEDULE_SPEC,
+  PREDICTION_TYPES,
+  type PredictionType,
+  Scheduler,
+  type SchedulerConfigInput,
+  type SchedulerOptions,
+  type SchedulerOutput,
+  type SetTimestepsOptions,
+  type StepOptions,
+} from './scheduler.js';
+
+/** The config of {@link DDIMScheduler}: diffusers' `DDIMScheduler` keys and defaults. */
+export interface DDIMSchedulerConfig extends NoiseScheduleConfig {
+  /** Clamp x̂_0 to `[−clip_sample_range, clip_sample_range]` (ignored when `thresholding` is on). */
+  clip_sample: boolean;
+  /** At the last step use ᾱ_prev = 1 (a fully denoised target); otherwise ᾱ_0. */
+  set_alpha_to_one: boolean;
+  /** Added to every `leading` timestep (Stable Diffusion uses 1). */
+  steps_offset: number;
+  /** What the model predicts. */
+  prediction_type: PredictionType;
+  /** Imagen dynamic thresholding of x̂_0 (pixel-space models only). */
+  thresholding: boolean;
+  /** The quantile of |x̂_0| used as the threshold. */
+  dynamic_thresholding_ratio: number;
+  /** The clamp bound of `clip_sample`. */
+  clip_sample_range: number;
+  /** The largest threshold dynamic thresholding may use. */
+  sample_max_value: number;
+  /** How `setTimesteps(n)` places its timesteps. */
+  timestep_spacing: TimestepSpacing;
+}
+
+/** The keys, defaults and checks of {@link DDIMSchedulerConfig}. */
+export const DDIM_CONFIG_SPEC: ConfigSpec<DDIMSchedulerConfig> = {
+  ...NOISE_SCHEDULE_SPEC,
+  clip_sample: configField.boolean(true),
+  set_alpha_to_one: configField.boolean(true),
+  steps_offset: configField.number(0, { integer: true, min: 0 }),
+  prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),
+  thresholding: configField.boolean(false),
+  dynamic_thresholding_ratio: configField.number(0.995, { above: 0, max: 1 }),
+  clip_sample_range: configField.number(1, { above: 0 }),
+  sample_max_value: configField.number(1, { min: 1 }),
+  timestep_spacing: configField.oneOf(TIMESTEP_SPACINGS, 'leading'),
+};
+
+/** Everything one DDIM step from `t` needs, computed once per schedule. */
+interface DDIMStepCoefficients {
+  readonly prev: number;
+  readonly sqrtAlphaBar: number;
+  readonly sqrtOneMinusAlphaBar: number;
+  readonly alphaBarPrev: number;
+  /** σ² at η = 1: the DDPM posterior variance of this (possibly long) step. */
+  readonly variance: number;
+}
+
+/**
+ * Denoising Diffusion Implicit Models (Song et al. 2021, eq. 12): x_{t'} = √ᾱ_{t'} x̂_0 + √(1 − ᾱ_{t'} − σ²) ε̂ + σ z
+ * with σ = η · √((1 − ᾱ_{t'})/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_{t'})) (MATH.md §5). η = 0 (the default) is deterministic.
+ *
+ * As in diffusers, the step from t goes to t − T // n whatever the `timestep_spacing`; with custom timesteps
+ * (which diffusers' DDIM does not offer) it goes to the next one of the list.
+ *
+ * @example
+ * ```ts
+ * const scheduler = DDIMScheduler.fromConfig(ddpm.config);
+ * scheduler.setTimesteps(50);
+ * for (const t of scheduler.timesteps) {
+ *   sample = scheduler.step(await unet(sample, t), t, sample).prevSample;
+ * }
+ * ```
+ */
+export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
+  /** The classes whose configs this one accepts. */
+  static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
+  /** DDIM-type steps: classifier guidance shifts ε̂ by −√(1−ᾱ_t)·s·g. */
+  readonly classifierGuidance = 'epsilon' as const;
+
+  private coefficients = new Map<number, DDIMStepCoefficients>();
+  private noiseBuffer = new Float32Array(0);
+  private thresholdScratch = new Float32Array(0);
+
+  /**
+   * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
+   * @param options - warning handler
+   */
+  constructor(config: SchedulerConfigInput<DDIMSchedulerConfig> = {}, options?: SchedulerOptions) {
+    super('DDIMScheduler', DDIM_CONFIG_SPEC, config, options);
+  }
+
+  /** `'DDIMScheduler'`. */
+  get className(): string {
+    return 'DDIMScheduler';
+  }
+
+  /** ᾱ of the target of the last step: 1 with `set_alpha_to_one`, else ᾱ_0. */
+  get finalAlphaCumprod(): number {
+    return this.config.set_alpha_to_one ? 1 : this.alphasCumprod[0];
+  }
+
+  /**
+   * Sets the sampling schedule: `n` timesteps spaced per `timestep_spacing`, or explicit descending timesteps.
+   *
+   * @param steps - the number of steps, or `{ numInferenceSteps }` / `{ timesteps }`
+   */
+  setTimesteps(steps: number | SetTimestepsOptions): void {
+    const { numInferenceSteps, timesteps } = this.parseSetTimesteps(steps);
+    const T = this.config.num_train_timesteps;
+    this.numInferenceSteps = numInferenceSteps;
+    this.timesteps =
+      timesteps ?? spacedTimesteps(this.config.timestep_spacing, numInferenceSteps, T, this.config.steps_offset);
+    const stride = Math.floor(T / numInferenceSteps);
+    this.coefficients = new Map();
+    this.timesteps.forEach((t, i) => {
+      const prev = timesteps ? (i + 1 < timesteps.length ? timesteps[i + 1] : -1) : t - stride;
+      const alphaBar = this.alphaCumprodAt(t);
+      this.coefficients.set(t, {
+        prev,
+        sqrtAlphaBar: Math.sqrt(alphaBar),
+        sqrtOneMinusAlphaBar: Math.sqrt(1 - alphaBar),
+        alphaBarPrev: this.alphaBarBefore(prev),
+        variance: this.getVariance(t, prev),
+      });
+    });
+  }
+
+  /**
+   * The timestep a step from `timestep` lands on (−1 means the fully denoised end).
+   *
+   * @param timestep - a timestep of the current schedule
+   */
+  previousTimestep(timestep: number): number {
+    return this.coefficientsAt(timestep).prev;
+  }
+
+  /**
+   * σ² of a step from `timestep` to `prevTimestep` at η = 1 (MATH.md §5):
+   * (1 − ᾱ_{t'})/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_{t'}). A negative `prevTimestep` stands for the end of sampling.
+   *
+   * @param timestep - the current training timestep
+   * @param prevTimestep - the target training timestep
+   */
+  getVariance(timestep: number, prevTimestep: number): number {
+    const alphaBar = this.alphaCumprodAt(timestep);
+    const alphaBarPrev = this.alphaBarBefore(prevTimestep);
+    return ((1 - alphaBarPrev) / (1 - alphaBar)) * (1 - alphaBar / alphaBarPrev);
+  }
+
+  /**
+   * One DDIM step x_t → x_{t'} (MATH.md §5). Options: `eta` (default 0), `useClippedModelOutput` (recompute ε̂ from
+   * the clipped x̂_0, as GLIDE does), and for η > 0 the noise: `noise` or `generator`, not both.
+   *
+   * @param modelOutput - ε̂, x̂_0 or v̂ (per `prediction_type`)
+   * @param timestep - the current timestep
+   * @param sample - x_t
+   * @param options - `eta`, `useClippedModelOutput`, `generator` or `noise`
+   */
+  step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: StepOptions = {}): SchedulerOutput {
+    if (this.numInferenceSteps === undefined) {
+      throw new InvalidArgumentError(
+        'DDIMScheduler.step needs a schedule: call setTimesteps(numInferenceSteps) first.',
+      );
+    }
+    assertTensorLike(sample, 'sample');
+    assertTensorLike(modelOutput, 'modelOutput');
+    assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+    const eta = options.eta ?? 0;
+    if (!(Number.isFinite(eta) && eta >= 0)) {
+      throw new InvalidArgumentError(`eta must be a finite number >= 0 (0: DDIM, 1: DDPM variance), got ${eta}.`);
+    }
+    if (options.noise && options.generator) {
+      throw new InvalidArgumentError('Pass either generator or noise to DDIMScheduler.step, not both.');
+    }
+    const c = this.coefficientsAt(timestep);
+    const { prediction_type, thresholding, clip_sample, clip_sample_range } = this.config;
+    const n = sample.data.length;
+    const x = sample.data;
+    const m = modelOutput.data;
+
+    // x̂_0 and ε̂ from the model output (DDIM eq. 12; MATH.md §2).
+    const x0 = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      x0[i] =
+        prediction_type === 'epsilon'
+          ? (x[i] - c.sqrtOneMinusAlphaBar * m[i]) / c.sqrtAlphaBar
+          : prediction_type === 'sample'
+            ? m[i]
+            : c.sqrtAlphaBar * x[i] - c.sqrtOneMinusAlphaBar * m[i];
+    }
+    if (thresholding) {
+      const itemSize = n / sample.dims[0];
+      if (this.thresholdScratch.length < itemSize) this.thresholdScratch = new Float32Array(itemSize);
+      const { dynamic_thresholding_ratio, sample_max_value } = this.config;
+      applyDynamicThresholding(x0, sample.dims[0], dynamic_thresholding_ratio, sample_max_value, this.thresholdScratch);
+    } else if (clip_sample) {
+      for (let i = 0; i < n; i++) x0[i] = Math.min(Math.max(x0[i], -clip_sample_range), clip_sample_range);
+    }
+
+    const std = eta * Math.sqrt(c.variance);
+    const directionSquared = 1 - c.alphaBarPrev - std * std;
+    if (directionSquared < -1e-12) {
+      throw new InvalidArgumentError(
+        `eta = ${eta} makes the DDIM noise variance exceed 1 − ᾱ_prev at timestep ${timestep}; use eta <= 1.`,
+      );
+    }
+    const direction = Math.sqrt(Math.max(directionSquared, 0));
+    const sqrtAlphaBarPrev = Math.sqrt(c.alphaBarPrev);
+    const noise = eta > 0 ? this.drawNoise(options, sample) : null;
+
+    const prev = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      const eps = options.useClippedModelOutput
+        ? (x[i] - c.sqrtAlphaBar * x0[i]) / c.sqrtOneMinusAlphaBar
+        : prediction_type === 'epsilon'
+          ? m[i]
+          : prediction_type === 'sample'
+            ? (x[i] - c.sqrtAlphaBar * m[i]) / c.sqrtOneMinusAlphaBar
+            : c.sqrtAlphaBar * m[i] + c.sqrtOneMinusAlphaBar * x[i];
+      let value = sqrtAlphaBarPrev * x0[i] + direction * eps;
+      if (noise) value += std * noise[i];
+      prev[i] = value;
+    }
+    return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
+  }
+
+  private alphaBarBefore(prevTimestep: number): number {
+    return prevTimestep >= 0 ? this.alphaCumprodAt(prevTimestep) : this.finalAlphaCumprod;
+  }
+
+  private drawNoise(options: StepOptions, sample: TensorLike): Float32Array {
+    if (this.noiseBuffer.length !== sample.data.length) this.noiseBuffer = new Float32Array(sample.data.length);
+    return this.varianceNoise(options, sample, this.noiseBuffer);
+  }
+
+  private coefficientsAt(timestep: number): DDIMStepCoefficients {
+    const c = this.coefficients.get(timestep);
+    if (!c) {
+      throw new InvalidArgumentError(
+        `Timestep ${timestep} is not in the current schedule of DDIMScheduler; use one of scheduler.timesteps.`,
+      );
+    }
+    return c;
+  }
+}

