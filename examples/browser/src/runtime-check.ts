@@ -1,10 +1,11 @@
 /**
- * The runtime check page: opens `/fixtures/check-graph.onnx` with `@denoise/core/runtime`'s browser build on one
- * device, runs it and reports the largest difference from {@link checkGraphReference}. The browser test calls
- * `window.runtimeCheck`.
+ * The runtime check page, for `@denoise/core/runtime`'s browser build. `window.runtimeCheck` opens
+ * `/fixtures/check-graph.onnx` on one device, runs it and reports the largest difference from
+ * {@link checkGraphReference}; `window.decodeWithEmbeddedModel` loads the embedded model through the Hub path
+ * (the demo server's `/hub`, Cache Storage) and runs its VAE decoder. The browser test calls both.
  */
 import { Tensor } from '@denoise/core';
-import { openSession } from '@denoise/core/runtime';
+import { loadRepository, openSession } from '@denoise/core/runtime';
 import * as ort from 'onnxruntime-web';
 import { CHECK_GRAPH_INPUT, CHECK_GRAPH_SHAPE, checkGraphReference } from './check-graph.js';
 
@@ -38,6 +39,29 @@ async function runtimeCheck(device: 'webgpu' | 'wasm'): Promise<RuntimeCheckResu
   }
 }
 
+/** Decodes an unscaled latent `[4, 16, 16]` with the embedded model's `vae_decoder` on `device`. */
+async function decodeWithEmbeddedModel(device: 'webgpu' | 'wasm', latent: number[]) {
+  const events: string[] = [];
+  const repository = await loadRepository('denoise/reference-world', {
+    hubUrl: new URL('/hub', location.href).href,
+    components: ['vae_decoder'],
+    device,
+    progressCallback: (event) => events.push(event.status),
+  });
+  const decoder = await repository.createSession('vae_decoder');
+  try {
+    const { sample } = await decoder.run({ latent_sample: new Tensor(Float32Array.from(latent), [1, 4, 16, 16]) });
+    return {
+      executionProviders: decoder.executionProviders,
+      events,
+      dims: sample.dims,
+      pixels: Array.from(sample.data),
+    };
+  } finally {
+    await decoder.release();
+  }
+}
+
 function log(line: string): void {
   document.querySelector('#log')!.textContent += `${line}\n`;
 }
@@ -45,6 +69,8 @@ function log(line: string): void {
 declare global {
   interface Window {
     runtimeCheck: typeof runtimeCheck;
+    decodeWithEmbeddedModel: typeof decodeWithEmbeddedModel;
   }
 }
 window.runtimeCheck = runtimeCheck;
+window.decodeWithEmbeddedModel = decodeWithEmbeddedModel;

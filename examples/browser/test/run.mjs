@@ -145,7 +145,8 @@ try {
   browser = launched.browser;
   console.log(`chromium ${browser.version()} ${launched.args.join(' ')}`);
 
-  const { page: checkPage, errors: checkErrors } = await openPage(browser, `${origin}/runtime-check.html`);
+  const check = await openPage(browser, `${origin}/runtime-check.html`);
+  const checkPage = check.page;
   await test('the page is cross-origin isolated, so WASM may use threads', async () => {
     assert(await checkPage.evaluate(() => crossOriginIsolated), 'crossOriginIsolated is false');
   });
@@ -157,8 +158,24 @@ try {
       assert(result.maxAbsError < 1e-5, `max |error| ${result.maxAbsError} >= 1e-5: ${JSON.stringify(result)}`);
     });
   }
-  await test('the runtime check page logged no errors', async () => {
-    assert(checkErrors.length === 0, checkErrors.join('\n'));
+  for (const device of ['webgpu', 'wasm']) {
+    await test(`runtime: the embedded model loads from the page's Hub and its VAE decoder paints a label on ${device}`, async () => {
+      const point = world.worldPoints.find((p) => p.label === 'a green triangle on a gray background');
+      const result = await checkPage.evaluate(
+        ([d, latent]) => window.decodeWithEmbeddedModel(d, latent),
+        [device, Array.from(point.latent)],
+      );
+      assert(result.executionProviders.join() === device, `ran on ${result.executionProviders}, not ${device}`);
+      assert(result.dims.join() === '1,3,128,128', `decoded dims ${result.dims}`);
+      const expected = world.paintLatent(point.latent);
+      const maxError = Math.max(...result.pixels.map((v, i) => Math.abs(v - expected[i])));
+      assert(maxError < 1e-5, `max |decoded - picture| = ${maxError}`);
+      assert(result.events.at(-1) === 'ready', `progress events: ${result.events.join(' ')}`);
+    });
+  }
+  await test('the runtime check page logged no errors and fetched nothing from another origin', async () => {
+    assert(check.errors.length === 0, check.errors.join('\n'));
+    assert(check.foreignRequests.length === 0, `requests left the origin: ${check.foreignRequests.join(', ')}`);
   });
   await checkPage.close();
 
