@@ -7,5 +7,15 @@
 
 export * from './ddim.js';
 export * from './ddpm.js';
+export type {
+  DPMSolverAlgorithmType,
+  DPMSolverMultistepSchedulerConfig,
+  DPMSolverType,
+} from './dpm-solver-multistep.js';
+export {
+  DPM_SOLVER_ALGORITHM_TYPES,
+  DPM_SOLVER_MULTISTEP_CONFIG_SPEC,
+  DPMSolverMultistepScheduler,
+} from './dpm-solver-multistep.js';
 export * from './schedule.js';
 export * from './scheduler.js';

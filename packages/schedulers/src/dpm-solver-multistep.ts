@@ -1,0 +1,711 @@
+import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { type NoiseScheduleConfig, roundHalfEven, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
+import {
+  applyDynamicThresholding,
+  assertSameDims,
+  assertTensorLike,
+  type ConfigField,
+  type ConfigSpec,
+  configField,
+  KARRAS_DIFFUSION_SCHEDULERS,
+  NOISE_SCHEDULE_SPEC,
+  PREDICTION_TYPES,
+  type PredictionType,
+  Scheduler,
+  type SchedulerConfigInput,
+  type SchedulerOptions,
+  type SchedulerOutput,
+  type SetTimestepsOptions,
+  type StepOptions,
+} from './scheduler.js';
+import {
+  betaSigmas,
+  exponentialSigmas,
+  karrasSigmas,
+  logSigmas,
+  sigmasFromAlphasCumprod,
+  sigmasToTimesteps,
+  sigmaToAlphaSigma,
+} from './sigmas.js';
+
+/**
+ * DPM-Solver (Lu et al. 2022, "DPM-Solver: A Fast ODE Solver for Diffusion Probabilistic Model Sampling in Around
+ * 10 Steps") and DPM-Solver++ (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion
+ * Probabilistic Models"), multistep form, with the SDE variants of diffusers.
+ *
+ * Notation: the variance-preserving sample is `x_t = α_t·x_0 + σ_t·ε` with `α_t = 1/√(σ²+1)`, `σ_t = σ·α_t` for the
+ * schedule's noise level σ, and `λ_t = log(α_t/σ_t)` the half log-SNR. A step goes from `s0` (the current
+ * timestep) to `t` (the next), `h = λ_t − λ_s0 > 0`; `m0, m1, m2` are the converted model outputs at `s0` and the
+ * two steps before it (x̂_0 for the `++` algorithms, ε̂ for the others).
+ */
+
+/** diffusers' `algorithm_type`: which integral is discretised (x̂_0 for `++`, ε̂ otherwise) and ODE vs SDE. */
+export type DPMSolverAlgorithmType = 'dpmsolver' | 'dpmsolver++' | 'sde-dpmsolver' | 'sde-dpmsolver++';
+
+/** All values `algorithm_type` accepts (diffusers also maps `"deis"` to `"dpmsolver++"`). */
+export const DPM_SOLVER_ALGORITHM_TYPES: readonly DPMSolverAlgorithmType[] = [
+  'dpmsolver',
+  'dpmsolver++',
+  'sde-dpmsolver',
+  'sde-dpmsolver++',
+];
+
+/** diffusers' `solver_type`: how the second-order step estimates the derivative term. */
+export type DPMSolverType = 'midpoint' | 'heun';
+
+/** The config of {@link DPMSolverMultistepScheduler}: diffusers' `DPMSolverMultistepScheduler` keys and defaults. */
+export interface DPMSolverMultistepSchedulerConfig extends NoiseScheduleConfig {
+  /** The order of the multistep solver: 1, 2 or 3 (2 is recommended for guided sampling). */
+  solver_order: number;
+  /** What the model predicts. */
+  prediction_type: PredictionType;
+  /** Imagen dynamic thresholding of x̂_0 (pixel-space models only). */
+  thresholding: boolean;
+  /** The quantile of |x̂_0| used as the threshold. */
+  dynamic_thresholding_ratio: number;
+  /** The largest threshold dynamic thresholding may use. */
+  sample_max_value: number;
+  /** The solver family; `dpmsolver` and `sde-dpmsolver` are deprecated in diffusers. */
+  algorithm_type: DPMSolverAlgorithmType;
+  /** The second-order variant; diffusers' `logrho`, `bh1` and `bh2` (other schedulers' types) load as `midpoint`. */
+  solver_type: DPMSolverType;
+  /** Fall back to lower orders for the last steps when there are fewer than 15 steps. */
+  lower_order_final: boolean;
+  /** Use a first-order step at the very end. */
+  euler_at_final: boolean;
+  /** Space the noise levels as Karras et al. (2022), eq. 5. */
+  use_karras_sigmas: boolean;
+  /** Space the noise levels evenly in log σ. */
+  use_exponential_sigmas: boolean;
+  /** Place the noise levels at Beta(0.6, 0.6) quantiles (Lee et al. 2024). */
+  use_beta_sigmas: boolean;
+  /** Space the steps evenly in log-SNR λ, as Lu et al. recommend. */
+  use_lu_lambdas: boolean;
+  /** The noise level after the last step: 0, or the smallest training σ. `zero` needs a `++` algorithm. */
+  final_sigmas_type: 'zero' | 'sigma_min';
+  /**
+   * Timesteps whose λ lies below this value are not used (critical for the cosine schedule). `null` means no
+   * clipping: diffusers' default `-inf`, which JSON cannot carry; `-Infinity` given here resolves to `null`.
+   */
+  lambda_min_clipped: number | null;
+  /** Set for models that also predict a variance; only the prediction half of the channels is used. */
+  variance_type: 'learned' | 'learned_range' | null;
+  /** How `setTimesteps(n)` places its timesteps. */
+  timestep_spacing: TimestepSpacing;
+  /** Added to every `leading` timestep. */
+  steps_offset: number;
+}
+
+/** diffusers loads other schedulers' `algorithm_type` `"deis"` as DPM-Solver++. */
+const algorithmTypeField: ConfigField<DPMSolverAlgorithmType> = {
+  default: 'dpmsolver++',
+  parse(value, key) {
+    if (value === 'deis') return 'dpmsolver++';
+    return configField.oneOf(DPM_SOLVER_ALGORITHM_TYPES, 'dpmsolver++').parse(value, key);
+  },
+};
+
+/** diffusers loads the solver types of DEIS (`logrho`) and UniPC (`bh1`, `bh2`) as `midpoint`. */
+const solverTypeField: ConfigField<DPMSolverType> = {
+  default: 'midpoint',
+  parse(value, key) {
+    if (value === 'logrho' || value === 'bh1' || value === 'bh2') return 'midpoint';
+    return configField.oneOf<DPMSolverType>(['midpoint', 'heun'], 'midpoint').parse(value, key);
+  },
+};
+
+/** A finite number, or `null`/`-Infinity` for "no clipping". */
+const lambdaMinClippedField: ConfigField<number | null> = {
+  default: null,
+  parse(value, key) {
+    if (value === null || value === Number.NEGATIVE_INFINITY) return null;
+    return configField.number(0).parse(value, key);
+  },
+};
+
+/** The keys, defaults and checks of {@link DPMSolverMultistepSchedulerConfig}. */
+export const DPM_SOLVER_MULTISTEP_CONFIG_SPEC: ConfigSpec<DPMSolverMultistepSchedulerConfig> = {
+  ...NOISE_SCHEDULE_SPEC,
+  solver_order: configField.number(2, { integer: true, min: 1, max: 3 }),
+  prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),
+  thresholding: configField.boolean(false),
+  dynamic_thresholding_ratio: configField.number(0.995, { min: 0, max: 1 }),
+  sample_max_value: configField.number(1, { above: 0 }),
+  algorithm_type: algorithmTypeField,
+  solver_type: solverTypeField,
+  lower_order_final: configField.boolean(true),
+  euler_at_final: configField.boolean(false),
+  use_karras_sigmas: configField.boolean(false),
+  use_exponential_sigmas: configField.boolean(false),
+  use_beta_sigmas: configField.boolean(false),
+  use_lu_lambdas: configField.boolean(false),
+  final_sigmas_type: configField.oneOf<'zero' | 'sigma_min'>(['zero', 'sigma_min'], 'zero'),
+  lambda_min_clipped: lambdaMinClippedField,
+  variance_type: configField.nullable(
+    configField.oneOf<'learned' | 'learned_range'>(['learned', 'learned_range'], 'learned'),
+  ),
+  timestep_spacing: configField.oneOf(TIMESTEP_SPACINGS, 'linspace'),
+  steps_offset: configField.number(0, { integer: true, min: 0 }),
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// The sigma schedule shared by the multistep solvers (DPM-Solver, UniPC)
+
+/** The timesteps and noise levels of one sampling run of a multistep solver. */
+export interface MultistepSchedule {
+  /** Training timesteps in sampling order (integers). */
+  readonly timesteps: number[];
+  /** σ at each timestep plus the final σ after the last step (`timesteps.length + 1` values, float32). */
+  readonly sigmas: Float64Array;
+}
+
+/** Which noise levels a multistep schedule uses, in diffusers' order of precedence. */
+export interface MultistepSigmaOptions {
+  /** The scheduler's training ᾱ_t, from {@link solverAlphasCumprod}. */
+  readonly alphasCumprod: Float64Array;
+  /** Karras et al. (2022) spacing. */
+  readonly karras: boolean;
+  /** Uniform steps in λ (DPM-Solver only). */
+  readonly luLambdas: boolean;
+  /** Uniform steps in log σ. */
+  readonly exponential: boolean;
+  /** Beta(0.6, 0.6) quantiles. */
+  readonly beta: boolean;
+  /** Round the timesteps of Karras/Lu sigmas (diffusers truncates them instead for the cosine schedule). */
+  readonly roundTimesteps: boolean;
+  /** The final σ: 0, or the smallest training σ. */
+  readonly finalSigmasType: 'zero' | 'sigma_min';
+}
+
+/**
+ * ᾱ as the multistep solvers use it. With zero terminal SNR the last ᾱ is 0, which would make σ infinite;
+ * diffusers puts 2⁻²⁴ (the smallest float16 subnormal) there instead.
+ *
+ * @param alphasCumprod - the scheduler's ᾱ_t
+ * @param zeroTerminalSnr - whether the schedule was rescaled to zero terminal SNR
+ */
+export function solverAlphasCumprod(alphasCumprod: Float64Array, zeroTerminalSnr: boolean): Float64Array {
+  const out = Float64Array.from(alphasCumprod);
+  if (zeroTerminalSnr) out[out.length - 1] = 2 ** -24;
+  return out;
+}
+
+/**
+ * Inference timesteps of diffusers' multistep solvers, which space `n + 1` points and drop the last one (so the
+ * schedule never reaches timestep 0 under `linspace`):
+ * - `linspace`: `round(linspace(0, last − 1, n + 1))`, reversed, without its final 0;
+ * - `leading`: `arange(n + 1) · (last // (n + 1))`, reversed, without its final 0, plus `stepsOffset`;
+ * - `trailing`: `round(arange(last, 0, −T/n)) − 1`.
+ *
+ * @param spacing - the `timestep_spacing` rule
+ * @param n - the number of inference steps
+ * @param numTrainTimesteps - T
+ * @param lastTimestep - one past the largest usable timestep (T unless λ is clipped)
+ * @param stepsOffset - diffusers' `steps_offset`
+ */
+export function multistepTimesteps(
+  spacing: TimestepSpacing,
+  n: number,
+  numTrainTimesteps: number,
+  lastTimestep: number,
+  stepsOffset: number,
+): number[] {
+  const timesteps: number[] = [];
+  if (spacing === 'linspace') {
+    // numpy's linspace: i · step, with the end point exact.
+    const step = (lastTimestep - 1) / n;
+    for (let i = n; i > 0; i--) timesteps.push(i === n ? lastTimestep - 1 : roundHalfEven(i * step));
+  } else if (spacing === 'leading') {
+    const ratio = Math.floor(lastTimestep / (n + 1));
+    for (let i = n; i > 0; i--) timesteps.push(i * ratio + stepsOffset);
+  } else {
+    const ratio = numTrainTimesteps / n;
+    const count = Math.ceil(lastTimestep / ratio);
+    for (let i = 0; i < count; i++) timesteps.push(roundHalfEven(lastTimestep - i * ratio) - 1);
+  }
+  return timesteps;
+}
+
+/**
+ * The noise levels of a multistep run. With no special spacing, σ is read at each timestep; otherwise the
+ * levels come from `sigmas.ts` between the training extremes and the timesteps are mapped back from them
+ * (log-σ interpolation). Uniform λ = −log σ steps are exponential σ steps.
+ *
+ * @param timesteps - the spaced timesteps (replaced when a special spacing is on)
+ * @param options - which spacing and final sigma
+ */
+export function multistepSchedule(timesteps: readonly number[], options: MultistepSigmaOptions): MultistepSchedule {
+  const table = sigmasFromAlphasCumprod(options.alphasCumprod);
+  const logTable = logSigmas(table);
+  const sigmaMin = table[0];
+  const sigmaMax = table[table.length - 1];
+  const n = timesteps.length;
+  let levels: Float64Array;
+  let steps: number[];
+  const spaced = (sigmas: Float64Array, round: boolean) => {
+    levels = sigmas;
+    steps = [...sigmasToTimesteps(sigmas, logTable)].map(round ? roundHalfEven : Math.trunc);
+  };
+  if (options.karras) spaced(karrasSigmas(sigmaMin, sigmaMax, n), options.roundTimesteps);
+  else if (options.luLambdas) spaced(exponentialSigmas(sigmaMin, sigmaMax, n), options.roundTimesteps);
+  else if (options.exponential) spaced(exponentialSigmas(sigmaMin, sigmaMax, n), false);
+  else if (options.beta) spaced(betaSigmas(sigmaMin, sigmaMax, n), false);
+  else {
+    levels = Float64Array.from(timesteps, (t) => table[t]);
+    steps = [...timesteps];
+  }
+  const sigmas = new Float64Array(n + 1);
+  for (let i = 0; i < n; i++) sigmas[i] = Math.fround(levels![i]);
+  sigmas[n] = options.finalSigmasType === 'zero' ? 0 : Math.fround(sigmaMin);
+  return { timesteps: steps!, sigmas };
+}
+
+/**
+ * The index in `timesteps` a run entering at `timestep` starts from: its position, or its second position when it
+ * appears twice (so an img2img run does not skip a sigma), or the last index when it is absent (diffusers'
+ * `index_for_timestep`).
+ *
+ * @param timesteps - the schedule
+ * @param timestep - the timestep to place
+ */
+export function scheduleIndexOf(timesteps: readonly number[], timestep: number): number {
+  const first = timesteps.indexOf(timestep);
+  if (first < 0) return timesteps.length - 1;
+  const second = timesteps.indexOf(timestep, first + 1);
+  return second < 0 ? first : second;
+}
+
+/** α, σ (of `x_t = α·x_0 + σ·ε`) and λ = log(α/σ) at every sigma of a schedule. */
+export interface AlphaSigmaLambda {
+  /** α at each schedule index. */
+  readonly alpha: Float64Array;
+  /** σ_t = σ·α at each schedule index. */
+  readonly sigma: Float64Array;
+  /** λ = log α − log σ_t (+∞ at σ = 0). */
+  readonly lambda: Float64Array;
+}
+
+/**
+ * Converts a schedule's sigmas to the variance-preserving α, σ and λ the solvers step with.
+ *
+ * @param sigmas - the schedule's noise levels
+ */
+export function alphaSigmaLambda(sigmas: Float64Array): AlphaSigmaLambda {
+  const alpha = new Float64Array(sigmas.length);
+  const sigma = new Float64Array(sigmas.length);
+  const lambda = new Float64Array(sigmas.length);
+  for (let i = 0; i < sigmas.length; i++) {
+    const { alphaT, sigmaT } = sigmaToAlphaSigma(sigmas[i]);
+    alpha[i] = alphaT;
+    sigma[i] = sigmaT;
+    lambda[i] = Math.log(alphaT) - Math.log(sigmaT);
+  }
+  return { alpha, sigma, lambda };
+}
+
+/**
+ * The forward process at schedule sigmas, as diffusers' multistep solvers do it: x = α·x_0 + σ_t·ε at the sigma
+ * of each item's timestep (its schedule index, or `index` when given).
+ *
+ * @param original - x_0
+ * @param noise - ε
+ * @param timesteps - one timestep, or one per batch item
+ * @param schedule - the current timesteps and sigmas
+ * @param index - the schedule index to use for every item (a pipeline's begin index), if set
+ */
+export function addNoiseAtSigmas(
+  original: TensorLike,
+  noise: TensorLike,
+  timesteps: number | readonly number[],
+  schedule: { readonly timesteps: readonly number[]; readonly sigmas: Float64Array },
+  index: number | undefined,
+): Tensor {
+  assertTensorLike(original, 'originalSamples');
+  assertTensorLike(noise, 'noise');
+  assertSameDims(original, noise, 'originalSamples', 'noise');
+  const batch = original.dims.length > 0 ? original.dims[0] : 1;
+  const perItem = typeof timesteps === 'number' ? [timesteps] : timesteps;
+  if (perItem.length !== batch && perItem.length !== 1) {
+    throw new InvalidArgumentError(
+      `Got ${perItem.length} timesteps for a batch of ${batch}; pass one timestep or one per batch item.`,
+    );
+  }
+  const out = new Float32Array(original.data.length);
+  const itemSize = out.length / batch;
+  for (let b = 0; b < batch; b++) {
+    const t = perItem[perItem.length === 1 ? 0 : b];
+    const { alphaT, sigmaT } = sigmaToAlphaSigma(schedule.sigmas[index ?? scheduleIndexOf(schedule.timesteps, t)]);
+    for (let i = b * itemSize, end = i + itemSize; i < end; i++) {
+      out[i] = alphaT * original.data[i] + sigmaT * noise.data[i];
+    }
+  }
+  return new Tensor(out, original.dims);
+}
+
+/**
+ * Checks that a model output matches the sample, or carries twice its channels when the model also predicts a
+ * variance, and returns the distance between consecutive batch items in the output (to read the prediction half).
+ *
+ * @param modelOutput - the network output
+ * @param sample - x_t
+ * @param learnedVariance - whether the output may carry variance channels
+ */
+export function predictionStride(modelOutput: TensorLike, sample: TensorLike, learnedVariance: boolean): number {
+  assertTensorLike(sample, 'sample');
+  assertTensorLike(modelOutput, 'modelOutput');
+  if (sample.dims.length < 1 || sample.data.length === 0) {
+    throw new InvalidArgumentError(`sample must have a batch axis and data, got dims [${sample.dims.join(', ')}].`);
+  }
+  const itemSize = sample.data.length / sample.dims[0];
+  if (learnedVariance && modelOutput.data.length === 2 * sample.data.length && sample.dims.length >= 2) {
+    const expected = [sample.dims[0], 2 * sample.dims[1], ...sample.dims.slice(2)];
+    if (modelOutput.dims.every((d, i) => d === expected[i]) && modelOutput.dims.length === expected.length) {
+      return 2 * itemSize;
+    }
+  }
+  assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+  return itemSize;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The scheduler
+
+/**
+ * The multistep DPM-Solver and DPM-Solver++ (Lu et al. 2022), diffusers' `DPMSolverMultistepScheduler`: high-order
+ * exponential-integrator steps for the diffusion ODE (or, with `sde-*`, the SDE), reusing the model outputs of the
+ * previous steps, so each step costs one model evaluation. 10–25 steps give good samples.
+ *
+ * The history of model outputs lives in preallocated buffers that are reused across steps and reset by
+ * `setTimesteps`; a step allocates only the returned tensor.
+ *
+ * Differences from diffusers: with `variance_type` set, the prediction is the first half of the output's channels
+ * (diffusers takes the first 3 channels whatever the sample has); `sde-dpmsolver` with `solver_order: 3` is a
+ * config error (diffusers has no third-order SDE step for it and fails at the first third-order step);
+ * `use_flow_sigmas` is not supported.
+ *
+ * @example
+ * ```ts
+ * const scheduler = new DPMSolverMultistepScheduler({ algorithm_type: 'dpmsolver++', use_karras_sigmas: true });
+ * scheduler.setTimesteps(20);
+ * for (const t of scheduler.timesteps) {
+ *   const eps = await unet(sample, t);
+ *   sample = scheduler.step(eps, t, sample).prevSample;
+ * }
+ * ```
+ */
+export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSchedulerConfig> {
+  /** The classes whose configs this one accepts (diffusers' `KarrasDiffusionSchedulers`). */
+  static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
+  /** A sigma-based solver: classifier guidance corrects ε̂. */
+  readonly classifierGuidance = 'epsilon' as const;
+  /** σ at each step of the current schedule plus the final σ (empty before `setTimesteps`). */
+  sigmas: Float64Array = new Float64Array(0);
+
+  private coefficients: AlphaSigmaLambda = alphaSigmaLambda(new Float64Array(0));
+  private readonly solverAlphas: Float64Array;
+  private stepIndex: number | undefined = undefined;
+  private beginIndex: number | undefined = undefined;
+  /** How many model outputs of this run the history holds (diffusers' `lower_order_nums`, capped at the order). */
+  private lowerOrderNums = 0;
+  /** The converted model outputs, a ring: `history[newest]` is the latest. */
+  private history: Float32Array[] = [];
+  private newest = 0;
+  private noiseBuffer = new Float32Array(0);
+  private thresholdScratch = new Float32Array(0);
+
+  /**
+   * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
+   * @param options - warning handler
+   * @throws ConfigError for contradictory settings (two sigma spacings, `final_sigmas_type: "zero"` without a `++`
+   *   algorithm, a third-order `sde-dpmsolver`, flow sigmas)
+   */
+  constructor(config: SchedulerConfigInput<DPMSolverMultistepSchedulerConfig> = {}, options?: SchedulerOptions) {
+    if (config && (config as Record<string, unknown>).use_flow_sigmas === true) {
+      throw new ConfigError('DPMSolverMultistepScheduler does not support use_flow_sigmas (flow-matching models).');
+    }
+    super('DPMSolverMultistepScheduler', DPM_SOLVER_MULTISTEP_CONFIG_SPEC, config, options);
+    const c = this.config;
+    this.solverAlphas = solverAlphasCumprod(this.alphasCumprod, c.rescale_betas_zero_snr);
+    if (Number(c.use_karras_sigmas) + Number(c.use_exponential_sigmas) + Number(c.use_beta_sigmas) > 1) {
+      throw new ConfigError(
+        'Only one of use_karras_sigmas, use_exponential_sigmas and use_beta_sigmas can be true; pick one spacing.',
+      );
+    }
+    const plusPlus = c.algorithm_type === 'dpmsolver++' || c.algorithm_type === 'sde-dpmsolver++';
+    if (!plusPlus && c.final_sigmas_type === 'zero') {
+      throw new ConfigError(
+        `final_sigmas_type "zero" needs algorithm_type "dpmsolver++" or "sde-dpmsolver++"; with ` +
+          `"${c.algorithm_type}" set final_sigmas_type to "sigma_min".`,
+      );
+    }
+    if (c.algorithm_type === 'sde-dpmsolver' && c.solver_order === 3) {
+      throw new ConfigError('algorithm_type "sde-dpmsolver" supports solver_order 1 or 2, not 3.');
+    }
+  }
+
+  /** `'DPMSolverMultistepScheduler'`. */
+  get className(): string {
+    return 'DPMSolverMultistepScheduler';
+  }
+
+  /**
+   * Sets the sampling schedule and clears the multistep history. With `{ timesteps }` the given training
+   * timesteps are used (not with Karras, exponential, beta or Lu spacing).
+   *
+   * @param steps - the number of steps, or `{ numInferenceSteps }` / `{ timesteps }`
+   */
+  setTimesteps(steps: number | SetTimestepsOptions): void {
+    const { numInferenceSteps, timesteps: custom } = this.parseSetTimesteps(steps);
+    const c = this.config;
+    const spaced = c.use_karras_sigmas || c.use_lu_lambdas || c.use_exponential_sigmas || c.use_beta_sigmas;
+    if (custom && spaced) {
+      throw new InvalidArgumentError(
+        'Custom timesteps cannot be combined with Karras, exponential, beta or Lu spacing; pass a step count.',
+      );
+    }
+    const schedule = multistepSchedule(custom ?? this.spacedTimesteps(numInferenceSteps), {
+      alphasCumprod: this.solverAlphas,
+      karras: c.use_karras_sigmas,
+      luLambdas: c.use_lu_lambdas,
+      exponential: c.use_exponential_sigmas,
+      beta: c.use_beta_sigmas,
+      roundTimesteps: c.beta_schedule !== 'squaredcos_cap_v2',
+      finalSigmasType: c.final_sigmas_type,
+    });
+    this.timesteps = schedule.timesteps;
+    this.sigmas = schedule.sigmas;
+    this.numInferenceSteps = schedule.timesteps.length;
+    this.coefficients = alphaSigmaLambda(schedule.sigmas);
+    this.stepIndex = undefined;
+    this.beginIndex = undefined;
+    this.lowerOrderNums = 0;
+    this.newest = 0;
+  }
+
+  /**
+   * Starts the next run at this schedule index instead of locating the first timestep (pipelines call it for
+   * img2img after `setTimesteps`).
+   *
+   * @param index - an index into {@link DPMSolverMultistepScheduler.timesteps}
+   */
+  setBeginIndex(index: number): void {
+    if (!Number.isInteger(index) || index < 0 || index >= this.timesteps.length) {
+      throw new InvalidArgumentError(`setBeginIndex needs an index in [0, ${this.timesteps.length}), got ${index}.`);
+    }
+    this.beginIndex = index;
+  }
+
+  /**
+   * One multistep DPM-Solver step from `timestep` to the next timestep of the schedule. The order used is the
+   * configured one once enough history exists (first order on the first step, and at the end per
+   * `lower_order_final`, `euler_at_final` and `final_sigmas_type: "zero"`). The `sde-*` algorithms draw noise from
+   * `options.generator` (one `randn` of the sample's shape per step, as diffusers) or take `options.noise`.
+   *
+   * @param modelOutput - ε̂, x̂_0 or v̂ (per `prediction_type`)
+   * @param timestep - the current timestep
+   * @param sample - x_t
+   * @param options - `generator` or `noise` for the `sde-*` algorithms
+   */
+  step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: StepOptions = {}): SchedulerOutput {
+    const n = this.numInferenceSteps;
+    if (n === undefined) {
+      throw new InvalidArgumentError('Call setTimesteps before step: DPMSolverMultistepScheduler has no schedule yet.');
+    }
+    const stride = predictionStride(modelOutput, sample, this.config.variance_type !== null);
+    if (this.stepIndex === undefined) this.stepIndex = this.beginIndex ?? scheduleIndexOf(this.timesteps, timestep);
+    const i = this.stepIndex;
+    if (i >= n) {
+      throw new InvalidArgumentError(`All ${n} steps of this schedule are done; call setTimesteps to start a new run.`);
+    }
+    const { solver_order: solverOrder, lower_order_final, euler_at_final, final_sigmas_type } = this.config;
+    this.prepareBuffers(sample.data.length);
+
+    // Lower orders near the end stabilise short schedules (diffusers' `lower_order_final` logic).
+    const isLast = i === n - 1;
+    const shortRun = lower_order_final && n < 15;
+    const firstOrderAtEnd = isLast && (euler_at_final || shortRun || final_sigmas_type === 'zero');
+    const secondOrderAtEnd = i === n - 2 && shortRun;
+
+    this.newest = (this.newest + 1) % solverOrder;
+    this.convertModelOutput(modelOutput.data, stride, sample, this.history[this.newest]);
+
+    const stochastic = this.config.algorithm_type.startsWith('sde-');
+    const noise = stochastic ? this.varianceNoise(options, sample, this.noiseBuffer) : null;
+
+    let order = 3;
+    if (solverOrder === 1 || this.lowerOrderNums < 1 || firstOrderAtEnd) order = 1;
+    else if (solverOrder === 2 || this.lowerOrderNums < 2 || secondOrderAtEnd) order = 2;
+
+    const weights = this.updateWeights(order);
+    const m0 = this.history[this.newest];
+    const m1 = this.history[(this.newest + solverOrder - 1) % solverOrder];
+    const m2 = this.history[(this.newest + solverOrder - 2) % solverOrder];
+    const x = sample.data;
+    const prev = new Float32Array(x.length);
+    for (let k = 0; k < prev.length; k++) {
+      let value = weights.sample * x[k] + weights.m0 * m0[k];
+      if (order >= 2) value += weights.m1 * m1[k];
+      if (order === 3) value += weights.m2 * m2[k];
+      if (noise) value += weights.noise * noise[k];
+      prev[k] = value;
+    }
+
+    if (this.lowerOrderNums < solverOrder) this.lowerOrderNums++;
+    this.stepIndex = i + 1;
+    return { prevSample: new Tensor(prev, sample.dims) };
+  }
+
+  /**
+   * The forward process at the schedule's sigmas, as diffusers' `add_noise` for this scheduler: x = α·x_0 + σ_t·ε
+   * with α, σ_t from the σ of `timesteps` in the current schedule (or of the begin index, when set).
+   *
+   * @param originalSamples - x_0
+   * @param noise - ε, same dims
+   * @param timesteps - one timestep of the schedule, or one per batch item
+   */
+  override addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
+    if (this.numInferenceSteps === undefined) return super.addNoise(originalSamples, noise, timesteps);
+    const index = this.beginIndex === undefined ? undefined : (this.stepIndex ?? this.beginIndex);
+    return addNoiseAtSigmas(originalSamples, noise, timesteps, this, index);
+  }
+
+  private spacedTimesteps(n: number): number[] {
+    const { timestep_spacing, num_train_timesteps: T, steps_offset, lambda_min_clipped } = this.config;
+    let last = T;
+    if (lambda_min_clipped !== null) {
+      // Drop the timesteps whose λ = log(√ᾱ/√(1−ᾱ)) is below the clip (λ falls as t grows).
+      let clipped = 0;
+      for (const a of this.solverAlphas) if (0.5 * Math.log(a / (1 - a)) < lambda_min_clipped) clipped++;
+      last = T - clipped;
+    }
+    return multistepTimesteps(timestep_spacing, n, T, last, steps_offset);
+  }
+
+  private prepareBuffers(size: number): void {
+    const order = this.config.solver_order;
+    if (this.history.length === order && this.history[0].length === size) return;
+    if (this.lowerOrderNums > 0) {
+      throw new InvalidArgumentError(
+        `The sample size changed in the middle of a run (${this.history[0].length} → ${size} values); ` +
+          'call setTimesteps before sampling a different shape.',
+      );
+    }
+    this.history = Array.from({ length: order }, () => new Float32Array(size));
+    if (this.config.algorithm_type.startsWith('sde-')) this.noiseBuffer = new Float32Array(size);
+  }
+
+  /**
+   * The quantity the solver integrates, written into `out`: x̂_0 for the `++` algorithms, ε̂ otherwise (MATH.md
+   * §2 with α = α_s0, σ = σ_s0), with dynamic thresholding applied to x̂_0 when enabled.
+   */
+  private convertModelOutput(output: Float32Array, stride: number, sample: TensorLike, out: Float32Array): void {
+    const { prediction_type, algorithm_type, thresholding } = this.config;
+    const index = this.stepIndex!;
+    const alpha = this.coefficients.alpha[index];
+    const sigma = this.coefficients.sigma[index];
+    const x = sample.data;
+    const batch = sample.dims[0];
+    const itemSize = x.length / batch;
+    const dataPrediction = algorithm_type === 'dpmsolver++' || algorithm_type === 'sde-dpmsolver++';
+    // Thresholding acts on x̂_0, so the ε̂ algorithms form x̂_0 first when it is on.
+    const formX0 = dataPrediction || thresholding;
+    for (let b = 0; b < batch; b++) {
+      for (let j = 0; j < itemSize; j++) {
+        const k = b * itemSize + j;
+        const m = output[b * stride + j];
+        const xt = x[k];
+        if (formX0) {
+          out[k] =
+            prediction_type === 'epsilon'
+              ? (xt - sigma * m) / alpha
+              : prediction_type === 'sample'
+                ? m
+                : alpha * xt - sigma * m;
+        } else {
+          out[k] =
+            prediction_type === 'epsilon'
+              ? m
+              : prediction_type === 'sample'
+                ? (xt - alpha * m) / sigma
+                : alpha * m + sigma * xt;
+        }
+      }
+    }
+    if (thresholding) {
+      if (this.thresholdScratch.length < itemSize) this.thresholdScratch = new Float32Array(itemSize);
+      const { dynamic_thresholding_ratio, sample_max_value } = this.config;
+      applyDynamicThresholding(out, batch, dynamic_thresholding_ratio, sample_max_value, this.thresholdScratch);
+      if (!dataPrediction) for (let k = 0; k < out.length; k++) out[k] = (x[k] - alpha * out[k]) / sigma;
+    }
+  }
+
+  /**
+   * The weights of x_s0, m0, m1, m2 and the noise in x_t for a step of the given order. Each update is written
+   * as in the papers, in terms of D0 = m0 and the divided differences D1, D2 of the history; the weights of
+   * m0…m2 follow by expanding those differences.
+   */
+  private updateWeights(order: number): { sample: number; m0: number; m1: number; m2: number; noise: number } {
+    const { alpha, sigma, lambda } = this.coefficients;
+    const i = this.stepIndex!;
+    const { algorithm_type: algorithm, solver_type: solverType } = this.config;
+    const alphaT = alpha[i + 1];
+    const sigmaT = sigma[i + 1];
+    const h = lambda[i + 1] - lambda[i];
+    const expMinusH = Math.exp(-h);
+    const expm1H = Math.expm1(h);
+    const expm1Minus2H = Math.expm1(-2 * h);
+
+    // x_t = sample·x_s0 + d0·D0 + d1·D1 + d2·D2 + noise·z
+    let sampleWeight: number;
+    let d0: number;
+    let d1 = 0;
+    let d2 = 0;
+    let noiseWeight = 0;
+    const midpoint = order === 2 && solverType === 'midpoint';
+    switch (algorithm) {
+      case 'dpmsolver++':
+        // DPM-Solver++ (Lu et al. 2022b), eq. 8 (first order = DDIM), Alg. 2 (2M) and the third-order multistep.
+        sampleWeight = sigmaT / sigma[i];
+        d0 = -alphaT * Math.expm1(-h);
+        d1 = midpoint ? 0.5 * d0 : alphaT * (Math.expm1(-h) / h + 1);
+        d2 = -alphaT * ((Math.expm1(-h) + h) / (h * h) - 0.5);
+        break;
+      case 'dpmsolver':
+        // DPM-Solver (Lu et al. 2022a), eq. 3.7 (first order) and the multistep forms of its Appendix.
+        sampleWeight = alphaT / alpha[i];
+        d0 = -sigmaT * expm1H;
+        d1 = midpoint ? 0.5 * d0 : -sigmaT * (expm1H / h - 1);
+        d2 = -sigmaT * ((expm1H - h) / (h * h) - 0.5);
+        break;
+      case 'sde-dpmsolver++':
+        // SDE-DPM-Solver++ (Lu et al. 2022b, Appendix; Gonzalez et al. 2023), noise σ_t·√(1 − e^{−2h}).
+        sampleWeight = (sigmaT / sigma[i]) * expMinusH;
+        d0 = -alphaT * expm1Minus2H;
+        d1 = midpoint ? 0.5 * d0 : alphaT * (expm1Minus2H / (2 * h) + 1);
+        d2 = alphaT * ((-expm1Minus2H - 2 * h) / (4 * h * h) - 0.5);
+        noiseWeight = sigmaT * Math.sqrt(-expm1Minus2H);
+        break;
+      case 'sde-dpmsolver':
+        // SDE-DPM-Solver: twice the ε̂ drift of DPM-Solver, noise σ_t·√(e^{2h} − 1).
+        sampleWeight = alphaT / alpha[i];
+        d0 = -2 * sigmaT * expm1H;
+        d1 = midpoint ? 0.5 * d0 : -2 * sigmaT * (expm1H / h - 1);
+        noiseWeight = sigmaT * Math.sqrt(Math.expm1(2 * h));
+        break;
+    }
+
+    if (order === 1) return { sample: sampleWeight, m0: d0, m1: 0, m2: 0, noise: noiseWeight };
+    const h0 = lambda[i] - lambda[i - 1];
+    const r0 = h0 / h;
+    if (order === 2) {
+      // D1 = (m0 − m1)/r0
+      return { sample: sampleWeight, m0: d0 + d1 / r0, m1: -d1 / r0, m2: 0, noise: noiseWeight };
+    }
+    // Third order: D1_0 = (m0 − m1)/r0, D1_1 = (m1 − m2)/r1, D1 = D1_0 + r0/(r0 + r1)·(D1_0 − D1_1),
+    // D2 = (D1_0 − D1_1)/(r0 + r1); so d1·D1 + d2·D2 = u·D1_0 + v·D1_1.
+    const r1 = (lambda[i - 1] - lambda[i - 2]) / h;
+    const u = d1 * (1 + r0 / (r0 + r1)) + d2 / (r0 + r1);
+    const v = -d1 * (r0 / (r0 + r1)) - d2 / (r0 + r1);
+    return { sample: sampleWeight, m0: d0 + u / r0, m1: -u / r0 + v / r1, m2: -v / r1, noise: noiseWeight };
+  }
+}
