@@ -1,0 +1,253 @@
+import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { type NoiseScheduleConfig, spacedTimesteps, type TimestepSpacing } from './schedule.js';
+import {
+  assertSameDims,
+  assertTensorLike,
+  type ConfigSpec,
+  type PredictionType,
+  Scheduler,
+  type SchedulerOptions,
+} from './scheduler.js';
+import { betaSigmas, exponentialSigmas, karrasSigmas, sigmasToTimesteps } from './sigmas.js';
+
+const f32 = Math.fround;
+
+/** The config keys every k-diffusion style (sigma-based) scheduler shares. */
+export interface SigmaSchedulerConfig extends NoiseScheduleConfig {
+  /** What the model predicts. */
+  prediction_type: PredictionType;
+  /** How `setTimesteps(n)` places its timesteps. */
+  timestep_spacing: TimestepSpacing;
+  /** Added to every `leading` timestep. */
+  steps_offset: number;
+}
+
+/** Which sigma schedule replaces the interpolated training sigmas (`use_karras_sigmas` and friends). */
+export type SigmaScheduleKind = 'interpolated' | 'karras' | 'exponential' | 'beta';
+
+/**
+ * The common machinery of the schedulers that work in the variance-exploding parametrisation
+ * `x = x_0 + σ ε` (Karras et al. 2022): Euler, Euler ancestral, Heun and LMS. The latents live at scale
+ * `√(σ² + 1)` relative to the variance-preserving model input, so {@link SigmaScheduler.scaleModelInput}
+ * divides by it and {@link Scheduler.initNoiseSigma} is σ_max (or `√(σ_max² + 1)` with `leading` spacing,
+ * as diffusers does).
+ *
+ * The current position in the schedule is a step index, found from the first timestep seen (the second match
+ * when a timestep repeats, so an img2img run that starts mid-schedule does not skip a sigma) and advanced by
+ * each step, as in diffusers.
+ */
+export abstract class SigmaScheduler<C extends SigmaSchedulerConfig> extends Scheduler<C> {
+  /** σ for each timestep of the schedule, plus the final σ (0 unless configured otherwise); float32 values. */
+  sigmas: Float64Array;
+  /** `σ_t = √((1−ᾱ_t)/ᾱ_t)` at every training timestep (ascending in t), rounded as torch's float32 math. */
+  protected readonly trainingSigmas: Float64Array;
+  /** `log σ_t` of {@link SigmaScheduler.trainingSigmas} (float32 values, as numpy's log of them). */
+  protected readonly trainingLogSigmas: Float64Array;
+  /** The index of the current step in {@link Scheduler.timesteps}; `undefined` until the first call. */
+  protected stepIndex: number | undefined = undefined;
+  private beginIndex: number | undefined = undefined;
+
+  /**
+   * @param className - the diffusers class name
+   * @param spec - the scheduler's config spec
+   * @param config - typed keys or a raw `scheduler_config.json`
+   * @param options - warning handler
+   */
+  protected constructor(className: string, spec: ConfigSpec<C>, config: unknown, options?: SchedulerOptions) {
+    super(className, spec, config, options);
+    const alphaBars = Float64Array.from(this.alphasCumprod);
+    // diffusers: with zero terminal SNR the last ᾱ is 0, which would make σ infinite; it uses 2^-24 instead.
+    if (this.config.rescale_betas_zero_snr) alphaBars[alphaBars.length - 1] = 2 ** -24;
+    this.trainingSigmas = alphaBars.map((a) => f32(Math.sqrt(f32(f32(1 - a) / a))));
+    this.trainingLogSigmas = this.trainingSigmas.map((s) => f32(Math.log(s)));
+    this.sigmas = new Float64Array([...this.trainingSigmas].reverse().concat([0]));
+    this.initNoiseSigma = this.noiseSigmaFor(this.sigmas);
+  }
+
+  /**
+   * The step index of the first step of the next run, for pipelines that start mid-schedule (img2img): with it
+   * set, the first call does not search the timesteps.
+   *
+   * @param beginIndex - an index into {@link Scheduler.timesteps}
+   */
+  setBeginIndex(beginIndex = 0): void {
+    if (!Number.isInteger(beginIndex) || beginIndex < 0 || beginIndex >= this.timesteps.length) {
+      throw new InvalidArgumentError(
+        `beginIndex must be an integer in [0, ${this.timesteps.length}) (an index into scheduler.timesteps), got ${beginIndex}.`,
+      );
+    }
+    this.beginIndex = beginIndex;
+  }
+
+  /**
+   * Divides the sample by `√(σ² + 1)`, giving the variance-preserving input the model was trained on.
+   * Returns a new tensor.
+   *
+   * @param sample - the current latents `x = x_0 + σ ε`
+   * @param timestep - the current timestep, one of {@link Scheduler.timesteps}
+   */
+  override scaleModelInput(sample: TensorLike, timestep: number): Tensor {
+    assertTensorLike(sample, 'sample');
+    const sigma = this.sigmas[this.currentStepIndex(timestep)];
+    const scale = 1 / Math.sqrt(sigma * sigma + 1);
+    const out = new Float32Array(sample.data.length);
+    for (let i = 0; i < out.length; i++) out[i] = sample.data[i] * scale;
+    return new Tensor(out, sample.dims);
+  }
+
+  /**
+   * The forward process in the sigma parametrisation: `x = x_0 + σ(t) · ε`, with σ of the schedule at `timesteps`
+   * (or at the begin index / current step when one is set, as diffusers does for img2img).
+   *
+   * @param originalSamples - x_0
+   * @param noise - ε, same dims
+   * @param timesteps - one timestep of the schedule for the batch, or one per batch item
+   */
+  override addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
+    assertTensorLike(originalSamples, 'originalSamples');
+    assertTensorLike(noise, 'noise');
+    assertSameDims(originalSamples, noise, 'originalSamples', 'noise');
+    const batch = originalSamples.dims.length > 0 ? originalSamples.dims[0] : 1;
+    const list = typeof timesteps === 'number' ? [timesteps] : timesteps;
+    if (list.length !== 1 && list.length !== batch) {
+      throw new InvalidArgumentError(
+        `Got ${list.length} timesteps for a batch of ${batch}; pass one timestep or one per batch item.`,
+      );
+    }
+    const itemSize = originalSamples.data.length / batch;
+    const out = new Float32Array(originalSamples.data.length);
+    for (let b = 0; b < batch; b++) {
+      const t = list[list.length === 1 ? 0 : b];
+      const index = this.beginIndex ?? this.stepIndex ?? this.indexForTimestep(t);
+      const sigma = this.sigmas[index];
+      for (let i = b * itemSize; i < (b + 1) * itemSize; i++) out[i] = originalSamples.data[i] + sigma * noise.data[i];
+    }
+    return new Tensor(out, originalSamples.dims);
+  }
+
+  /**
+   * The position of `timestep` in the schedule: its first occurrence, or its second when it occurs more than
+   * once (Heun repeats every timestep but the first).
+   *
+   * @param timestep - one of {@link Scheduler.timesteps}
+   */
+  indexForTimestep(timestep: number): number {
+    const first = this.timesteps.indexOf(timestep);
+    if (first < 0) {
+      throw new InvalidArgumentError(
+        `Timestep ${timestep} is not in the current schedule of ${this.className}; pass one of scheduler.timesteps.`,
+      );
+    }
+    const second = this.timesteps.indexOf(timestep, first + 1);
+    return second < 0 ? first : second;
+  }
+
+  /**
+   * Installs a new schedule and resets the per-run state.
+   *
+   * @param timesteps - the timesteps in sampling order
+   * @param sigmas - one σ per timestep plus the final σ
+   */
+  protected setSchedule(timesteps: readonly number[], sigmas: Float64Array): void {
+    this.timesteps = timesteps.map(f32);
+    this.sigmas = sigmas.map(f32);
+    this.initNoiseSigma = this.noiseSigmaFor(this.sigmas);
+    this.stepIndex = undefined;
+    this.beginIndex = undefined;
+  }
+
+  /**
+   * `n` timesteps in sampling order per `timestep_spacing`. Unlike the DDPM family, `linspace` keeps the
+   * fractional values (`linspace(0, T − 1, n)` in float32).
+   *
+   * @param n - the number of inference steps
+   */
+  protected spacedTimesteps(n: number): number[] {
+    const T = this.config.num_train_timesteps;
+    if (this.config.timestep_spacing !== 'linspace') {
+      return spacedTimesteps(this.config.timestep_spacing, n, T, this.config.steps_offset);
+    }
+    const step = n === 1 ? 0 : (T - 1) / (n - 1);
+    return Array.from({ length: n }, (_, i) => (i === 0 && n > 1 ? T - 1 : f32((n - 1 - i) * step)));
+  }
+
+  /**
+   * Replaces interpolated sigmas by a Karras, exponential or beta schedule over the same range (or
+   * `[sigmaMin, sigmaMax]` when given) and maps the new sigmas back to fractional timesteps.
+   *
+   * @param kind - which schedule
+   * @param sigmas - the interpolated sigmas, descending
+   * @param range - optional explicit bounds (Euler's `sigma_min` / `sigma_max`)
+   */
+  protected convertSigmas(
+    kind: SigmaScheduleKind,
+    sigmas: Float64Array,
+    range: { sigmaMin?: number | null; sigmaMax?: number | null } = {},
+  ): { sigmas: Float64Array; timesteps: number[] } {
+    if (kind === 'interpolated') throw new InvalidArgumentError('convertSigmas needs a sigma schedule kind.');
+    const sigmaMin = range.sigmaMin ?? sigmas[sigmas.length - 1];
+    const sigmaMax = range.sigmaMax ?? sigmas[0];
+    const n = sigmas.length;
+    const converted =
+      kind === 'karras'
+        ? karrasSigmas(sigmaMin, sigmaMax, n)
+        : kind === 'exponential'
+          ? exponentialSigmas(sigmaMin, sigmaMax, n)
+          : betaSigmas(sigmaMin, sigmaMax, n);
+    return { sigmas: converted, timesteps: [...sigmasToTimesteps(converted, this.trainingLogSigmas)] };
+  }
+
+  /**
+   * The step index for `timestep`: found on the first call of a run, then the one the last step advanced to.
+   *
+   * @param timestep - the current timestep
+   */
+  protected currentStepIndex(timestep: number): number {
+    if (this.stepIndex === undefined) this.stepIndex = this.beginIndex ?? this.indexForTimestep(timestep);
+    return this.stepIndex;
+  }
+
+  /**
+   * Throws unless `setTimesteps` has run and the step index still has a next sigma.
+   *
+   * @param index - the current step index
+   */
+  protected assertStepInRange(index: number): void {
+    if (this.numInferenceSteps === undefined) {
+      throw new InvalidArgumentError(`${this.className}.step needs a schedule: call setTimesteps(n) first.`);
+    }
+    if (index + 1 >= this.sigmas.length) {
+      throw new InvalidArgumentError(
+        `${this.className} has already taken every step of its schedule; call setTimesteps(n) to start a new run.`,
+      );
+    }
+  }
+
+  private noiseSigmaFor(sigmas: Float64Array): number {
+    let max = 0;
+    for (const s of sigmas) max = Math.max(max, s);
+    return this.config.timestep_spacing === 'leading' ? f32(Math.sqrt(max * max + 1)) : max;
+  }
+}
+
+/**
+ * x̂_0 from the model output at noise level σ, for `x = x_0 + σ ε` (Karras et al. 2022, Table 1; v-prediction
+ * with `c_skip = 1/(σ²+1)`, `c_out = −σ/√(σ²+1)`).
+ *
+ * @param predictionType - what the model predicts
+ * @param modelOutput - one element of the model output
+ * @param sample - the same element of the sample
+ * @param sigma - the noise level the model saw
+ */
+export function denoisedFromModelOutput(
+  predictionType: PredictionType,
+  modelOutput: number,
+  sample: number,
+  sigma: number,
+): number {
+  if (predictionType === 'epsilon') return sample - sigma * modelOutput;
+  if (predictionType === 'v_prediction') {
+    return modelOutput * (-sigma / Math.sqrt(sigma * sigma + 1)) + sample / (sigma * sigma + 1);
+  }
+  return modelOutput;
+}
