@@ -1,4 +1,4 @@
-import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { ConfigError, InvalidArgumentError, RandomGenerator, Tensor, type TensorLike } from '@denoise/core';
 import { alphasCumprodFromBetas, betasFromConfig, type NoiseScheduleConfig } from './schedule.js';
 
 /** The kinds of network output a scheduler can interpret (diffusers' `prediction_type`, MATH.md §2). */
@@ -408,6 +408,8 @@ export abstract class Scheduler<C extends NoiseScheduleConfig = NoiseScheduleCon
   abstract readonly classifierGuidance: ClassifierGuidanceMode;
   /** Where this instance reports warnings. */
   protected readonly onWarning: WarningHandler | undefined;
+  /** The noise source of stochastic steps called without `generator` or `noise`, created on first use. */
+  private unseededGenerator: NoiseGenerator | undefined;
 
   /**
    * @param className - the diffusers class name, for messages and `toJSON`
@@ -508,12 +510,12 @@ export abstract class Scheduler<C extends NoiseScheduleConfig = NoiseScheduleCon
 
   /**
    * The noise of a stochastic step: `options.noise` when given (checked against the sample's dims, not copied),
-   * else `buffer` filled by `options.generator`.
+   * else `buffer` filled by `options.generator`, else by an unseeded generator of this instance (like diffusers
+   * with `generator=None`, which draws from torch's global generator).
    *
    * @param options - the step options
    * @param sample - the sample the noise must match
    * @param buffer - a reusable buffer of the sample's size
-   * @throws InvalidArgumentError when neither a generator nor explicit noise is given
    */
   protected varianceNoise(options: StepOptions, sample: TensorLike, buffer: Float32Array): Float32Array {
     if (options.noise) {
@@ -521,12 +523,8 @@ export abstract class Scheduler<C extends NoiseScheduleConfig = NoiseScheduleCon
       assertSameDims(options.noise, sample, 'noise', 'sample');
       return options.noise.data;
     }
-    if (!options.generator) {
-      throw new InvalidArgumentError(
-        `${this.className}.step draws noise at this step: pass { generator } (e.g. new RandomGenerator(seed)) or { noise }.`,
-      );
-    }
-    return options.generator.randnInto(buffer);
+    this.unseededGenerator ??= new RandomGenerator(Math.floor(Math.random() * 2 ** 32));
+    return (options.generator ?? this.unseededGenerator).randnInto(buffer);
   }
 
   /**

@@ -203,10 +203,19 @@ describe('DDPMScheduler step', () => {
     expect(() => s.getVariance(10)).toThrow(/predicted variance/);
   });
 
-  it('asks for a generator or noise at a stochastic step, and rejects unknown timesteps', () => {
+  it('draws unseeded noise without a generator, and rejects timesteps outside the schedule', () => {
     const s = new DDPMScheduler();
     const sample = dummySampleDeter();
-    expect(() => s.step(sample, 10, sample)).toThrow(/generator/);
+    const a = s.step(sample, 10, sample).prevSample;
+    const b = s.step(sample, 10, sample).prevSample;
+    const mean = s.step(sample, 10, sample, { noise: new Tensor(new Float32Array(sample.data.length), sample.dims) });
+    expect(a.data).not.toEqual(b.data);
+    // Both are the same mean plus σ·z with σ² = getVariance(10).
+    const sigma = Math.sqrt(s.getVariance(10));
+    let sq = 0;
+    for (let i = 0; i < a.data.length; i++) sq += ((a.data[i] - mean.prevSample.data[i]) / sigma) ** 2;
+    expect(sq / a.data.length).toBeGreaterThan(0.8);
+    expect(sq / a.data.length).toBeLessThan(1.2);
     s.setTimesteps(10);
     expect(() => s.step(sample, 10, sample, { generator: new RandomGenerator(0) })).toThrow(
       /not in the current schedule/,

@@ -1,0 +1,118 @@
+import { InvalidArgumentError, RandomGenerator, Tensor, type TensorLike } from '@denoise/core';
+import { describe, expect, it } from 'vitest';
+import { DDIMScheduler, DDPMScheduler } from '../src/index.js';
+import { absSumMean, dummyModel, dummyNoiseDeter, dummySampleDeter } from './helpers/diffusers-fixtures.js';
+
+// The config of diffusers' tests/schedulers/test_scheduler_ddim.py.
+const testConfig = {
+  num_train_timesteps: 1000,
+  beta_start: 0.0001,
+  beta_end: 0.02,
+  beta_schedule: 'linear',
+  clip_sample: true,
+} as const;
+
+function fullLoop(config: ConstructorParameters<typeof DDIMScheduler>[0]): TensorLike {
+  const scheduler = new DDIMScheduler({ ...testConfig, ...config });
+  scheduler.setTimesteps(10);
+  let sample: TensorLike = dummySampleDeter();
+  for (const t of scheduler.timesteps) {
+    sample = scheduler.step(dummyModel(sample, t), t, sample, { eta: 0 }).prevSample;
+  }
+  return sample;
+}
+
+describe('DDIMScheduler parity with diffusers (test_scheduler_ddim.py)', () => {
+  it.each([
+    ['epsilon', {}, 172.0067, 0.223967],
+    ['v_prediction', { prediction_type: 'v_prediction' as const }, 52.5302, 0.0684],
+    ['set_alpha_to_one', { set_alpha_to_one: true, beta_start: 0.01 }, 149.8295, 0.1951],
+    ['no set_alpha_to_one', { set_alpha_to_one: false, beta_start: 0.01 }, 149.0784, 0.1941],
+  ])('10-step loop, %s: sum %f, mean %f', (_name, config, expectedSum, expectedMean) => {
+    const { sum, mean } = absSumMean(fullLoop(config));
+    expect(Math.abs(sum - expectedSum)).toBeLessThan(1e-2);
+    expect(Math.abs(mean - expectedMean)).toBeLessThan(1e-3);
+  });
+
+  it('loop from addNoise at the 9th of 10 timesteps: sum 354.5418, mean 0.4616', () => {
+    const s = new DDIMScheduler(testConfig);
+    s.setTimesteps(10);
+    const timesteps = s.timesteps.slice(8);
+    let sample: TensorLike = s.addNoise(dummySampleDeter(), dummyNoiseDeter(), [timesteps[0]]);
+    for (const t of timesteps) sample = s.step(dummyModel(sample, t), t, sample).prevSample;
+    const { sum, mean } = absSumMean(sample);
+    expect(Math.abs(sum - 354.5418)).toBeLessThan(1e-2);
+    expect(Math.abs(mean - 0.4616)).toBeLessThan(1e-3);
+  });
+
+  it('getVariance of published timestep pairs', () => {
+    const s = new DDIMScheduler(testConfig);
+    const cases: [number, number, number][] = [
+      [0, 0, 0],
+      [420, 400, 0.14771],
+      [980, 960, 0.3246],
+      [487, 486, 0.00979],
+      [999, 998, 0.02],
+    ];
+    for (const [t, prev, expected] of cases) expect(Math.abs(s.getVariance(t, prev) - expected)).toBeLessThan(1e-5);
+  });
+
+  it('steps_offset = 1 gives timesteps [801, 601, 401, 201, 1]', () => {
+    const s = new DDIMScheduler({ ...testConfig, steps_offset: 1 });
+    s.setTimesteps(5);
+    expect(s.timesteps).toEqual([801, 601, 401, 201, 1]);
+  });
+
+  it('steps to t − T // n whatever the spacing (as diffusers), and to the next custom timestep', () => {
+    const s = new DDIMScheduler({ timestep_spacing: 'trailing' });
+    s.setTimesteps(3);
+    expect(s.timesteps).toEqual([999, 666, 332]);
+    expect(s.timesteps.map((t) => s.previousTimestep(t))).toEqual([666, 333, -1]);
+    s.setTimesteps({ timesteps: [999, 800, 500, 0] });
+    expect(s.timesteps.map((t) => s.previousTimestep(t))).toEqual([800, 500, 0, -1]);
+  });
+
+  it('rejects a step before setTimesteps, zero steps, both noise sources and too large an eta', () => {
+    const s = new DDIMScheduler(testConfig);
+    const sample = dummySampleDeter();
+    expect(() => s.step(sample, 999, sample)).toThrow(/setTimesteps/);
+    expect(() => s.setTimesteps(0)).toThrow(InvalidArgumentError);
+    s.setTimesteps(10);
+    const t = s.timesteps[0];
+    const noise = new RandomGenerator(0).randn(sample.dims);
+    expect(() => s.step(sample, t, sample, { eta: 1, noise, generator: new RandomGenerator(0) })).toThrow(/not both/);
+    expect(() => s.step(sample, t, sample, { eta: 3, noise })).toThrow(/eta <= 1/);
+    expect(() => s.step(sample, t, sample, { eta: -1 })).toThrow(/eta/);
+  });
+});
+
+describe('DDIM with eta = 1 is DDPM fixed_small (MATH.md §5)', () => {
+  it.each([
+    ['no clipping', { clip_sample: false }, false],
+    ['clipped x̂_0 with useClippedModelOutput', { clip_sample: true }, true],
+  ])('%s: same samples from the same noise, 20 steps', (_name, config, useClippedModelOutput) => {
+    const ddim = new DDIMScheduler(config);
+    const ddpm = new DDPMScheduler({ ...config, variance_type: 'fixed_small' });
+    ddim.setTimesteps(20);
+    ddpm.setTimesteps(20);
+    expect(ddpm.timesteps).toEqual(ddim.timesteps);
+    const generator = new RandomGenerator(5);
+    let a: TensorLike = generator.randn([4, 3, 8, 8]);
+    let b: TensorLike = a;
+    for (const t of ddim.timesteps) {
+      const noise = generator.randn(a.dims);
+      // A model whose x̂_0 leaves [−1, 1] at high noise, so clipping matters in the second case.
+      const model = (x: TensorLike) =>
+        new Tensor(
+          x.data.map((v) => 0.3 * v + 0.4),
+          x.dims,
+        );
+      a = ddim.step(model(a), t, a, { eta: 1, noise, useClippedModelOutput }).prevSample;
+      b = ddpm.step(model(b), t, b, { noise }).prevSample;
+    }
+    // float32 storage of each step's result: agree to a relative 1e-5.
+    for (let i = 0; i < a.data.length; i++) {
+      expect(Math.abs(a.data[i] - b.data[i])).toBeLessThan(1e-5 * Math.max(1, Math.abs(b.data[i])));
+    }
+  });
+});
