@@ -8,3 +8,4 @@
 export * from './errors.js';
 export * from './tensor.js';
 export * from './random.js';
+export * from './float16.js';
