@@ -338,8 +338,8 @@ describe('reference world UNet', () => {
         uncond,
         epsilonStar(nearData, t, () => true),
       ),
-    ).toBeLessThan(1e-4);
-    expect(relativeError(cond, epsilonStar(pureNoise, t, promptPrior(named)))).toBeLessThan(1e-4);
+    ).toBeLessThan(1e-5);
+    expect(relativeError(cond, epsilonStar(pureNoise, t, promptPrior(named)))).toBeLessThan(1e-5);
   });
 
   it('accepts one timestep per sample', async () => {
@@ -357,13 +357,13 @@ describe('reference world UNet', () => {
     const eps = out_sample.data as Float32Array;
     expect(
       relativeError(eps.subarray(0, K), epsilonStar(samples[0], 10, promptPrior(['green', 'square']))),
-    ).toBeLessThan(1e-4);
+    ).toBeLessThan(1e-5);
     expect(
       relativeError(
         eps.subarray(K),
         epsilonStar(samples[1], 700, () => true),
       ),
-    ).toBeLessThan(1e-4);
+    ).toBeLessThan(1e-5);
   });
 
   it('predicts x₀ at small t from a noised data point as that point', async () => {
@@ -443,7 +443,7 @@ describe('reference world classifier', () => {
         // At small t with x_t near its own label, the gradient is ~0: compare on the scale of ε*/√(1−ᾱ).
         const scale = Math.hypot(...uncond) / Math.sqrt(1 - a);
         expect(Math.hypot(...actual.map((v, k) => v - expected[k])) / scale, `t=${t} label=${labels[b]}`).toBeLessThan(
-          1e-4,
+          1e-5,
         );
       });
     }
