@@ -53,7 +53,7 @@ const backgroundRgb: Record<(typeof attributeGroups.background)[number], readonl
 /** Shading strength (latent channel 3) on the blocks of a shape. */
 const shapeShading = 0.25;
 
-/** Whether grid cell (row, col) of the 16 × 16 grid belongs to the shape. Shapes are centred on (7.5, 7.5). */
+/** Whether cell (row, col) of the 16 × 16 grid belongs to the shape; shapes are centred on (7.5, 7.5). */
 function covers(shape: (typeof attributeGroups.shape)[number], row: number, col: number): boolean {
   const dy = row - 7.5;
   const dx = col - 7.5;
@@ -84,7 +84,7 @@ export const shadingPattern: Float32Array = (() => {
 
 /** One data point: its attributes, its canonical prompt and its unscaled latent. */
 export interface WorldPoint {
-  /** The attribute value of each group. */
+  /** The shape. */
   readonly shape: (typeof attributeGroups.shape)[number];
   /** The shape's color. */
   readonly color: (typeof attributeGroups.color)[number];
