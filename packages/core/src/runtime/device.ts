@@ -1,0 +1,63 @@
+import { DeviceUnavailableError, InvalidArgumentError } from '../errors.js';
+
+/**
+ * Where a model runs. `'auto'` picks the best device this runtime has (see {@link RuntimeEnvironment.autoDevices});
+ * the others name one ONNX Runtime execution provider.
+ */
+export type Device = 'auto' | 'cpu' | 'cuda' | 'dml' | 'coreml' | 'webgpu' | 'wasm';
+
+const DEVICES: readonly Device[] = ['auto', 'cpu', 'cuda', 'dml', 'coreml', 'webgpu', 'wasm'];
+
+/** What the Node or browser entry tells the shared code about its ONNX Runtime. */
+export interface RuntimeEnvironment {
+  /** The runtime package, for messages. */
+  name: 'onnxruntime-node' | 'onnxruntime-web';
+  /** Execution providers this runtime can use. */
+  available: ReadonlySet<string>;
+  /** The providers `'auto'` tries, best first; ONNX Runtime falls back along the list. */
+  autoDevices: readonly string[];
+}
+
+/** What to install or choose when `device` is missing from `runtime`. */
+export function deviceInstallHint(device: Device, runtime: RuntimeEnvironment['name']): string {
+  if (runtime === 'onnxruntime-web') {
+    if (device === 'webgpu')
+      return 'This browser has no WebGPU (navigator.gpu); use a recent Chrome or Edge, or device "wasm".';
+    return `Browsers have no ${device} execution provider; use device "webgpu" or "wasm".`;
+  }
+  switch (device) {
+    case 'cuda':
+      return (
+        'onnxruntime-node supports CUDA on Linux x64 with the CUDA 12 build: ' +
+        '`npm install onnxruntime-node --onnxruntime-node-install=cuda12` (and the CUDA 12 / cuDNN 9 libraries).'
+      );
+    case 'dml':
+      return 'DirectML is available in onnxruntime-node on Windows only; use "cpu" (or "cuda") elsewhere.';
+    case 'coreml':
+      return 'CoreML is available in onnxruntime-node on macOS only; use "cpu" elsewhere.';
+    case 'wasm':
+      return 'The wasm device belongs to onnxruntime-web (browsers); in Node use "cpu".';
+    default:
+      return `This onnxruntime-node build has no ${device} provider; use "cpu".`;
+  }
+}
+
+/**
+ * The ONNX Runtime execution providers for `device`.
+ *
+ * @throws {@link DeviceUnavailableError} when this runtime cannot provide the device, saying what to install
+ */
+export function executionProviders(device: Device, runtime: RuntimeEnvironment): string[] {
+  if (!DEVICES.includes(device)) {
+    throw new InvalidArgumentError(`Unknown device "${device}". Use one of: ${DEVICES.join(', ')}.`);
+  }
+  if (device === 'auto') return [...runtime.autoDevices];
+  if (device === 'cpu' && runtime.name === 'onnxruntime-web') return ['wasm'];
+  if (!runtime.available.has(device)) {
+    throw new DeviceUnavailableError(
+      `Device "${device}" is not available in ${runtime.name} here (it has: ${[...runtime.available].join(', ')}). ` +
+        deviceInstallHint(device, runtime.name),
+    );
+  }
+  return [device];
+}

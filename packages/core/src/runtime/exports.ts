@@ -1,0 +1,22 @@
+/**
+ * The part of `@denoise/core/runtime` that Node and browsers share; each entry adds its ONNX Runtime and cache.
+ */
+export type { Device, RuntimeEnvironment } from './device.js';
+export { DeviceTensor } from './device-tensor.js';
+export type { HubOptions } from './hub-api.js';
+export { externalDataFiles, findOnnxModel, type ModelDType, type OnnxModelFiles } from './model-files.js';
+export { type ComponentSpec, type ModelIndex, parseModelIndex } from './model-index.js';
+export type {
+  DoneProgress,
+  DownloadProgress,
+  FileProgress,
+  InitiateProgress,
+  ProgressCallback,
+  ProgressInfo,
+  ReadyProgress,
+  TotalProgress,
+} from './progress.js';
+export { type ComponentInfo, ModelRepository, type PerComponent, type RepositoryOptions } from './repository.js';
+export { ModelSession, type OrtModule, type SessionOptions } from './session.js';
+export type { ModelSource, Snapshot } from './snapshot.js';
+export type { FeedValue, TensorSpec } from './tensor-adapter.js';

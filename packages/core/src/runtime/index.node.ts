@@ -1,0 +1,80 @@
+/**
+ * Model loading and ONNX sessions for Node, over `onnxruntime-node` and the Hugging Face cache on disk.
+ *
+ * @packageDocumentation
+ */
+import { stat } from 'node:fs/promises';
+import * as ort from 'onnxruntime-node';
+import { ModelLoadError } from '../errors.js';
+import type { RuntimeEnvironment } from './device.js';
+import { type HubCacheOptions, openHubCacheSnapshot } from './node-hub-cache.js';
+import { openLocalDirectory } from './node-local-directory.js';
+import { loadFromSnapshot, type ModelRepository, type RepositoryOptions } from './repository.js';
+import { createSession, type ModelSession, type SessionOptions } from './session.js';
+
+export * from './exports.js';
+export type { HubCacheOptions } from './node-hub-cache.js';
+export { repoCacheFolder } from './node-hub-cache.js';
+
+/** Options of {@link loadRepository} in Node. */
+export interface LoadOptions extends RepositoryOptions, HubCacheOptions {}
+
+const PLATFORM_GPU: Readonly<Record<string, string>> = { win32: 'dml', darwin: 'coreml' };
+
+/** The execution providers of the installed `onnxruntime-node`. `'auto'` is DirectML on Windows, CoreML on macOS, else CPU. */
+export const nodeRuntime: RuntimeEnvironment = (() => {
+  const available = new Set(ort.listSupportedBackends().map((b) => b.name));
+  const gpu = PLATFORM_GPU[process.platform];
+  return {
+    name: 'onnxruntime-node',
+    available,
+    autoDevices: gpu && available.has(gpu) ? [gpu, 'cpu'] : ['cpu'],
+  };
+})();
+
+const REPO_ID = /^[\w.-]+\/[\w.-]+$/;
+
+/**
+ * Loads a diffusers-layout ONNX model: a Hub repository (`'org/name'`, through the Hugging Face cache) or a local
+ * directory. Only `model_index.json`, the components' configs and tokenizer files and the chosen ONNX variant
+ * with its external data are fetched.
+ *
+ * @param source - a Hub repository id or a directory holding `model_index.json`
+ * @example
+ * ```ts
+ * const repo = await loadRepository('org/tiny-sd-onnx', { revision: 'main', dtype: 'fp16', device: 'cpu' });
+ * const unet = await repo.createSession('unet');
+ * ```
+ */
+export async function loadRepository(source: string, options: LoadOptions = {}): Promise<ModelRepository> {
+  const runtime = { ort, environment: nodeRuntime };
+  const local = await stat(source).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  if (local) return loadFromSnapshot(await openLocalDirectory(source), options, runtime);
+  if (!REPO_ID.test(source)) {
+    throw new ModelLoadError(
+      'MODEL_NOT_FOUND',
+      `"${source}" is neither a directory nor a Hub repository id ("org/name"). Check the path or the id.`,
+      { repo: source },
+    );
+  }
+  return loadFromSnapshot(await openHubCacheSnapshot(source, options), options, runtime);
+}
+
+/**
+ * Opens a single ONNX file that is not part of a diffusers repository (external data next to it is found by
+ * onnxruntime).
+ *
+ * @param file - the `.onnx` path, or its bytes
+ */
+export function openSession(file: string | Uint8Array, options: SessionOptions = {}): Promise<ModelSession> {
+  const name = typeof file === 'string' ? file : 'model.onnx';
+  return createSession(
+    ort,
+    nodeRuntime,
+    { model: file, externalData: [] },
+    { ...options, name, repo: name, file: name },
+  );
+}

@@ -1,0 +1,177 @@
+import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-common';
+import { DeviceUnavailableError, InvalidArgumentError, ModelLoadError } from '../errors.js';
+import type { Tensor } from '../tensor.js';
+import { type Device, deviceInstallHint, executionProviders, type RuntimeEnvironment } from './device.js';
+import { DeviceTensor } from './device-tensor.js';
+import type { ModelSource } from './snapshot.js';
+import {
+  type FeedValue,
+  InputAdapter,
+  type OrtTensorConstructor,
+  type TensorSpec,
+  toFloat32,
+} from './tensor-adapter.js';
+
+/** Options of one ONNX session. */
+export interface SessionOptions {
+  /** Where to run. Default `'auto'`. */
+  device?: Device;
+  /** ONNX Runtime graph optimisation. Default `'all'`. */
+  graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * Fixed sizes for free dimensions (e.g. `{ batch: 2, height: 64, width: 64 }`), which lets WebGPU compile
+   * static kernels; names are the graph's symbolic dimension names.
+   */
+  freeDimensionOverrides?: Readonly<Record<string, number>>;
+  /**
+   * Where outputs stay: `'cpu'` (default) or `'gpu-buffer'` for all, or per output name. Outputs left on the GPU
+   * come back from {@link ModelSession.runOnDevice} as {@link DeviceTensor}s.
+   */
+  preferredOutputLocation?: 'cpu' | 'gpu-buffer' | Readonly<Record<string, 'cpu' | 'gpu-buffer'>>;
+}
+
+/** The parts of an `onnxruntime-node` / `onnxruntime-web` module the session layer uses. */
+export interface OrtModule {
+  /** The session factory. */
+  InferenceSession: {
+    create(model: string | Uint8Array, options?: InferenceSession.SessionOptions): Promise<InferenceSession>;
+  };
+  /** The tensor class. */
+  Tensor: OrtTensorConstructor;
+}
+
+function specsOf(metadata: readonly InferenceSession.ValueMetadata[]): TensorSpec[] {
+  return metadata.map((m) =>
+    m.isTensor ? { name: m.name, type: m.type, shape: m.shape } : { name: m.name, type: 'non-tensor', shape: [] },
+  );
+}
+
+/**
+ * One loaded ONNX graph. Callers pass and receive float32 {@link Tensor}s, integer tensors and plain numbers;
+ * the session converts to and from whatever element types and ranks the graph declares. Runs on one session
+ * are queued, never overlapped.
+ */
+export class ModelSession {
+  /** The model's name (component or file), used in messages. */
+  readonly name: string;
+  /** The graph's inputs as it declares them. */
+  readonly inputs: readonly TensorSpec[];
+  /** The graph's outputs as it declares them. */
+  readonly outputs: readonly TensorSpec[];
+  /** The execution providers the session was created with. */
+  readonly executionProviders: readonly string[];
+  readonly #session: InferenceSession;
+  readonly #adapter: InputAdapter;
+  #queue: Promise<unknown> = Promise.resolve();
+  #released = false;
+
+  /** Use {@link createSession}. */
+  constructor(
+    name: string,
+    session: InferenceSession,
+    TensorClass: OrtTensorConstructor,
+    providers: readonly string[],
+  ) {
+    this.name = name;
+    this.#session = session;
+    this.inputs = specsOf(session.inputMetadata);
+    this.outputs = specsOf(session.outputMetadata);
+    this.executionProviders = providers;
+    this.#adapter = new InputAdapter(this.inputs, TensorClass, name);
+  }
+
+  /**
+   * Runs the graph and returns every output as a float32 tensor on the CPU (outputs kept on the GPU are copied
+   * back). The returned tensors belong to the caller.
+   *
+   * @param feeds - one value per graph input, by name
+   */
+  async run(feeds: Readonly<Record<string, FeedValue>>): Promise<Record<string, Tensor>> {
+    const raw = await this.#runRaw(feeds);
+    const out: Record<string, Tensor> = {};
+    for (const [name, value] of Object.entries(raw)) {
+      out[name] = value instanceof DeviceTensor ? await value.toTensor() : value;
+    }
+    return out;
+  }
+
+  /**
+   * Runs the graph and leaves outputs where `preferredOutputLocation` put them: CPU outputs come back as float32
+   * tensors, GPU outputs as {@link DeviceTensor}s to feed into the next run.
+   */
+  runOnDevice(feeds: Readonly<Record<string, FeedValue>>): Promise<Record<string, Tensor | DeviceTensor>> {
+    return this.#runRaw(feeds);
+  }
+
+  #runRaw(feeds: Readonly<Record<string, FeedValue>>): Promise<Record<string, Tensor | DeviceTensor>> {
+    const run = this.#queue.then(async () => {
+      if (this.#released)
+        throw new InvalidArgumentError(`Session ${this.name} was released; create a new one to run it again.`);
+      const results = await this.#session.run(this.#adapter.adapt(feeds));
+      const out: Record<string, Tensor | DeviceTensor> = {};
+      for (const [name, value] of Object.entries(results)) {
+        const tensor = value as OrtTensor;
+        out[name] =
+          tensor.location === 'cpu' ? toFloat32(tensor.type, tensor.data, tensor.dims) : new DeviceTensor(tensor);
+      }
+      return out;
+    });
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Frees the session's memory (and GPU resources). Later runs fail. Safe to call twice. */
+  async release(): Promise<void> {
+    if (this.#released) return;
+    this.#released = true;
+    await this.#queue;
+    await this.#session.release();
+  }
+}
+
+/**
+ * Opens an ONNX graph on the requested device.
+ *
+ * @param ort - the `onnxruntime-node` or `onnxruntime-web` module
+ * @param runtime - what that runtime offers
+ * @param source - the graph (path or bytes) and its external data
+ * @param where - the repository and file, for error messages
+ * @throws {@link DeviceUnavailableError} when the device is missing; {@link ModelLoadError} `INVALID_MODEL` when
+ * the runtime cannot read the graph (truncated file, missing external data)
+ */
+export async function createSession(
+  ort: OrtModule,
+  runtime: RuntimeEnvironment,
+  source: ModelSource,
+  options: SessionOptions & { name: string; repo: string; file: string },
+): Promise<ModelSession> {
+  const device = options.device ?? 'auto';
+  const providers = executionProviders(device, runtime);
+  const sessionOptions: InferenceSession.SessionOptions = {
+    executionProviders: providers,
+    graphOptimizationLevel: options.graphOptimizationLevel ?? 'all',
+    ...(options.freeDimensionOverrides && { freeDimensionOverrides: options.freeDimensionOverrides }),
+    ...(options.preferredOutputLocation && { preferredOutputLocation: options.preferredOutputLocation }),
+    ...(source.externalData.length > 0 && { externalData: source.externalData }),
+  };
+  let session: InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(source.model, sessionOptions);
+  } catch (cause) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    if (device !== 'auto' && device !== 'cpu' && /provider|EP|cuda|dml|coreml|webgpu|library/i.test(reason)) {
+      throw new DeviceUnavailableError(
+        `Could not start ${options.file} of ${options.repo} on device "${device}": ${reason}. ${deviceInstallHint(device, runtime.name)}`,
+        { cause },
+      );
+    }
+    throw new ModelLoadError(
+      'INVALID_MODEL',
+      `${runtime.name} could not load ${options.file} of ${options.repo}: ${reason}. The file may be truncated or ` +
+        'its external data missing; delete it from the cache (or the model directory) and load again.',
+      { repo: options.repo, file: options.file },
+      { cause },
+    );
+  }
+  return new ModelSession(options.name, session, ort.Tensor, providers);
+}
