@@ -173,6 +173,30 @@ export function componentFractions(mixture: GaussianMixture, samples: TensorLike
   return counts.map((c) => c / N);
 }
 
+/** The standard deviation of coordinate `d` of the samples nearest to each component mean (`NaN` if none). */
+export function componentStds(mixture: GaussianMixture, samples: TensorLike, d = 0): number[] {
+  const D = mixture.means[0].length;
+  const N = samples.data.length / D;
+  const sums = mixture.weights.map(() => [0, 0, 0]);
+  for (let n = 0; n < N; n++) {
+    let best = 0;
+    let bestDistance = Infinity;
+    mixture.means.forEach((m, k) => {
+      let sq = 0;
+      for (let j = 0; j < D; j++) sq += (samples.data[n * D + j] - m[j]) ** 2;
+      if (sq < bestDistance) {
+        bestDistance = sq;
+        best = k;
+      }
+    });
+    const v = samples.data[n * D + d];
+    sums[best][0]++;
+    sums[best][1] += v;
+    sums[best][2] += v * v;
+  }
+  return sums.map(([count, s1, s2]) => Math.sqrt(s2 / count - (s1 / count) ** 2));
+}
+
 /** Mean and variance of coordinate `d` over the batch. */
 export function sampleMoments(samples: TensorLike, dimension: number, d = 0): { mean: number; variance: number } {
   const N = samples.data.length / dimension;
