@@ -5,7 +5,15 @@
  * @packageDocumentation
  */
 export * from './clip-tokenizer.js';
+export * from './ddpm.js';
+export * from './denoising-loop.js';
 export * from './guidance/classifier.js';
 export * from './guidance/classifier-free.js';
 export * from './guidance/guidance.js';
 export * from './image.js';
+export * from './pipeline.js';
+export * from './stable-diffusion.js';
+export * from './stable-diffusion-img2img.js';
+export * from './text-encoding.js';
+export * from './unet-denoiser.js';
+export * from './vae.js';

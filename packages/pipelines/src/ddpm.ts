@@ -1,0 +1,162 @@
+/**
+ * Pixel-space diffusion (Ho et al. 2020; Nichol & Dhariwal 2021): a UNet on images, optionally conditioned on
+ * class labels, with any scheduler (learned IDDPM variances included) and composable guidance.
+ */
+import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import type { ModelRepository, ModelSession } from '@denoise/core/runtime';
+import type { NoiseGenerator, Scheduler } from '@denoise/schedulers';
+import { runDenoisingLoop, type StepEndCallback } from './denoising-loop.js';
+import { ClassifierFreeGuidance } from './guidance/classifier-free.js';
+import type { Guidance, PredictionType } from './guidance/guidance.js';
+import { imagesFromTensor } from './image.js';
+import {
+  cloneScheduler,
+  DiffusionPipeline,
+  generatorOrRandom,
+  initialLatents,
+  type PipelineOutput,
+} from './pipeline.js';
+import { type UnetConditioning, unetDenoiser } from './unet-denoiser.js';
+
+/** Options of {@link DDPMPipeline.generate}. */
+export interface DDPMOptions {
+  /** Images to generate (default 1; the number of class labels when they are given). */
+  batchSize?: number;
+  /** Denoising steps (default 1000, as diffusers' DDPMPipeline). */
+  numInferenceSteps?: number;
+  /** For a class-conditional UNet (a `class_labels` input): the class of each image, or one for all. */
+  classLabels?: number | readonly number[];
+  /**
+   * The label the UNet was trained to read as "no class", for classifier-free guidance on class labels
+   * (e.g. `num_class_embeds − 1`). Needed when `guidanceScale > 1`.
+   */
+  unconditionalClassLabel?: number;
+  /** Classifier-free guidance scale on class labels (default 1: none). */
+  guidanceScale?: number;
+  /** More guidances, applied in order after classifier-free guidance (e.g. a `ClassifierGuidance`). */
+  guidances?: readonly Guidance[];
+  /** DDIM's η. */
+  eta?: number;
+  /** The noise source; random when omitted. */
+  generator?: NoiseGenerator;
+  /** Initial noise `[B, C, H, W]`, already multiplied by `initNoiseSigma`. */
+  latents?: TensorLike;
+  /** Called after each step; may replace the sample or stop. */
+  callbackOnStepEnd?: StepEndCallback;
+  /** Cancels generation between model calls. */
+  signal?: AbortSignal;
+}
+
+function labelTensor(labels: readonly number[]): Tensor<'int32'> {
+  return new Tensor(Int32Array.from(labels), [labels.length]);
+}
+
+/**
+ * Unconditional or class-conditional pixel-space diffusion over a `unet` graph with inputs `sample`,
+ * `timestep` (and `class_labels`). The UNet may output twice the image channels (a learned variance).
+ */
+export class DDPMPipeline extends DiffusionPipeline {
+  /** The UNet session. */
+  readonly unet: ModelSession;
+  /** The image size and channels the UNet works at. */
+  readonly imageShape: { channels: number; size: number };
+
+  /**
+   * @param repository - where the UNet comes from
+   * @param scheduler - the scheduler
+   * @param unet - the UNet session
+   * @param imageShape - channels and side length of the images
+   */
+  constructor(
+    repository: ModelRepository,
+    scheduler: Scheduler,
+    unet: ModelSession,
+    imageShape: { channels: number; size: number },
+  ) {
+    super(repository, scheduler);
+    this.unet = unet;
+    this.imageShape = imageShape;
+  }
+
+  /**
+   * Builds the pipeline from a repository with `unet` and `scheduler` components.
+   *
+   * @param repository - a diffusers-layout DDPM repository
+   */
+  static async fromRepository(repository: ModelRepository): Promise<DDPMPipeline> {
+    const scheduler = await DiffusionPipeline.loadScheduler(repository);
+    const unet = await repository.createSession('unet');
+    const files = repository.components.unet?.files ?? [];
+    const config = files.includes('unet/config.json')
+      ? ((await repository.readJson('unet/config.json')) as Record<string, unknown>)
+      : {};
+    const shape = unet.inputs.find((i) => i.name === 'sample')?.shape ?? [];
+    const pick = (configValue: unknown, graphValue: unknown, fallback: number) =>
+      typeof configValue === 'number' ? configValue : typeof graphValue === 'number' ? graphValue : fallback;
+    return new DDPMPipeline(repository, scheduler, unet, {
+      channels: pick(config.in_channels, shape[1], 3),
+      size: pick(config.sample_size, shape[2], 32),
+    });
+  }
+
+  /**
+   * Generates images.
+   *
+   * @param options - batch, steps, labels, guidance; see {@link DDPMOptions}
+   */
+  async generate(options: DDPMOptions = {}): Promise<PipelineOutput> {
+    const labels =
+      options.classLabels === undefined
+        ? undefined
+        : typeof options.classLabels === 'number'
+          ? new Array<number>(options.batchSize ?? 1).fill(options.classLabels)
+          : options.classLabels;
+    const batch = labels?.length ?? options.batchSize ?? 1;
+    if (!Number.isInteger(batch) || batch < 1)
+      throw new InvalidArgumentError(`batchSize must be a positive integer, got ${batch}.`);
+    const hasClassInput = this.unet.inputs.some((i) => i.name === 'class_labels');
+    if (hasClassInput !== (labels !== undefined)) {
+      throw new InvalidArgumentError(
+        hasClassInput
+          ? 'This UNet is class-conditional: pass classLabels.'
+          : 'This UNet takes no class labels; drop classLabels.',
+      );
+    }
+    const guidanceScale = options.guidanceScale ?? 1;
+    const guidances: Guidance[] = [new ClassifierFreeGuidance({ guidanceScale }), ...(options.guidances ?? [])];
+    let conditioning: UnetConditioning = { conditional: {} };
+    if (labels !== undefined) {
+      const nullLabel = options.unconditionalClassLabel;
+      if (guidanceScale > 1 && nullLabel === undefined) {
+        throw new InvalidArgumentError('guidanceScale > 1 on class labels needs unconditionalClassLabel.');
+      }
+      conditioning = {
+        conditional: { class_labels: labelTensor(labels) },
+        unconditional: nullLabel === undefined ? undefined : { class_labels: labelTensor(labels.map(() => nullLabel)) },
+      };
+    }
+
+    const scheduler = cloneScheduler(this.scheduler);
+    scheduler.setTimesteps(options.numInferenceSteps ?? 1000);
+    const generator = generatorOrRandom(options.generator);
+    const { channels, size } = this.imageShape;
+    const latents = initialLatents([batch, channels, size, size], scheduler, generator, options.latents);
+    const final = await runDenoisingLoop({
+      scheduler,
+      latents,
+      denoiser: unetDenoiser(this.unet, conditioning),
+      guidances,
+      predictionType: (scheduler.config as { prediction_type?: PredictionType }).prediction_type ?? 'epsilon',
+      generator,
+      eta: options.eta,
+      callbackOnStepEnd: options.callbackOnStepEnd,
+      signal: options.signal,
+    });
+    return { images: imagesFromTensor(final) };
+  }
+
+  /** Frees the UNet session. */
+  async release(): Promise<void> {
+    await this.unet.release();
+  }
+}

@@ -1,0 +1,277 @@
+/**
+ * The denoising loop every pipeline shares: at each timestep, scale the input, run the model (conditional and,
+ * when a guidance asks for it, unconditional in one batched call), apply the guidances in order, step the
+ * scheduler, add any mean shift, and hand the latents to the caller's callback.
+ */
+import { InvalidArgumentError, Tensor, type TensorLike, throwIfAborted } from '@denoise/core';
+import type { NoiseGenerator, Scheduler } from '@denoise/schedulers';
+import type { Guidance, GuidanceStep, GuidanceStepPosition, PredictionType } from './guidance/guidance.js';
+
+/** One model evaluation requested by the loop. */
+export interface DenoiserRequest {
+  /**
+   * The model input: `[B, C, H, W]` for the conditional pass alone, or `[2B, C, H, W]` with the unconditional
+   * half first (as diffusers batches classifier-free guidance) when {@link withUnconditional} is true.
+   */
+  readonly sample: TensorLike;
+  /** The scheduler timestep. */
+  readonly timestep: number;
+  /** Whether `sample` holds the unconditional and the conditional batch. */
+  readonly withUnconditional: boolean;
+  /** The caller's signal. */
+  readonly signal: AbortSignal | undefined;
+}
+
+/**
+ * A conditioned model: returns the prediction for each row of `request.sample`, `[N, C′, H, W]` with `C′ = C`
+ * or `2C` (a learned variance in the second half, IDDPM). The pipeline binds the conditioning (text embeddings,
+ * class labels) to its rows.
+ */
+export type Denoiser = (request: DenoiserRequest) => Promise<TensorLike>;
+
+/** What `callbackOnStepEnd` receives after each step. */
+export interface StepEndInfo {
+  /** The 0-based index of the step that just ended. */
+  readonly step: number;
+  /** Its timestep. */
+  readonly timestep: number;
+  /** The latents after the step. */
+  readonly latents: Tensor;
+}
+
+/** What `callbackOnStepEnd` may return: replacement latents and/or a request to stop after this step. */
+export interface StepEndResult {
+  /** Latents to continue from instead (same dims). */
+  latents?: TensorLike;
+  /** Stop the loop now and decode the current latents. */
+  stop?: boolean;
+}
+
+/** Called after each step; see {@link StepEndResult}. */
+export type StepEndCallback = (info: StepEndInfo) => StepEndResult | undefined | Promise<StepEndResult | undefined>;
+
+/** Everything one run of the loop needs. */
+export interface DenoisingLoopOptions {
+  /** A scheduler on which `setTimesteps` was called, used by this run alone. */
+  scheduler: Scheduler;
+  /**
+   * The index in `scheduler.timesteps` to start from (default 0); image-to-image starts part-way through the
+   * schedule.
+   */
+  startIndex?: number;
+  /** The initial latents `[B, C, H, W]` (not modified). */
+  latents: TensorLike;
+  /** The model. */
+  denoiser: Denoiser;
+  /** The guidances, applied in order at each step. */
+  guidances: readonly Guidance[];
+  /** What the model predicts. */
+  predictionType: PredictionType;
+  /** Noise for stochastic schedulers. */
+  generator?: NoiseGenerator;
+  /** DDIM's η. */
+  eta?: number;
+  /** Called after each step. */
+  callbackOnStepEnd?: StepEndCallback;
+  /** Cancels the run between model calls. */
+  signal?: AbortSignal;
+}
+
+/** A scheduler that can report the variance of its ancestral step (DDPM). */
+interface VarianceScheduler {
+  getVariance(timestep: number, predictedVariance?: number): number;
+}
+
+/** A sigma-based scheduler's noise levels, one per model evaluation. */
+interface SigmaScheduler {
+  sigmas: ArrayLike<number>;
+}
+
+function hasVariance(scheduler: unknown): scheduler is VarianceScheduler {
+  return typeof (scheduler as Partial<VarianceScheduler>).getVariance === 'function';
+}
+
+function sigmasOf(scheduler: unknown): ArrayLike<number> | undefined {
+  const sigmas = (scheduler as Partial<SigmaScheduler>).sigmas;
+  return sigmas !== undefined && typeof sigmas.length === 'number' ? sigmas : undefined;
+}
+
+/**
+ * `ᾱ` of the evaluation at `scheduler.timesteps[scheduleIndex]`: from the step's σ for sigma-based schedulers
+ * (`ᾱ = 1/(1+σ²)`, since `σ = √((1−ᾱ)/ᾱ)`), else from the training schedule at the (integer) timestep.
+ *
+ * @param scheduler - the scheduler of the run
+ * @param timestep - the timestep
+ * @param scheduleIndex - its index in `scheduler.timesteps`
+ */
+export function alphaProdAtStep(scheduler: Scheduler, timestep: number, scheduleIndex: number): number {
+  const sigmas = sigmasOf(scheduler);
+  if (sigmas !== undefined && scheduleIndex < sigmas.length) {
+    const sigma = sigmas[scheduleIndex];
+    return 1 / (1 + sigma * sigma);
+  }
+  const t = Math.min(Math.max(Math.round(timestep), 0), scheduler.alphasCumprod.length - 1);
+  return scheduler.alphasCumprod[t];
+}
+
+/** The first `channels` channels of every item of an `[N, C′, H, W]` tensor, as a view when `C′ = channels`. */
+function predictionChannels(
+  output: TensorLike,
+  firstItem: number,
+  items: number,
+  channels: number,
+  scratch: Float32Array,
+): Float32Array {
+  const [, outputChannels, ...spatial] = output.dims;
+  const plane = spatial.reduce((a, b) => a * b, 1);
+  const itemSize = channels * plane;
+  if (outputChannels === channels) return output.data.subarray(firstItem * itemSize, (firstItem + items) * itemSize);
+  const outputItemSize = outputChannels * plane;
+  for (let b = 0; b < items; b++) {
+    const from = (firstItem + b) * outputItemSize;
+    scratch.set(output.data.subarray(from, from + itemSize), b * itemSize);
+  }
+  return scratch;
+}
+
+/** The conditional half of the model output `[N, 2C, H, W]` with the guided prediction in its first C channels. */
+function withGuidedPrediction(
+  output: TensorLike,
+  firstItem: number,
+  prediction: Float32Array,
+  batch: number,
+  into: Float32Array,
+): void {
+  const itemOut = output.data.length / output.dims[0];
+  const itemPrediction = prediction.length / batch;
+  for (let b = 0; b < batch; b++) {
+    const from = (firstItem + b) * itemOut;
+    into.set(output.data.subarray(from, from + itemOut), b * itemOut);
+    into.set(prediction.subarray(b * itemPrediction, (b + 1) * itemPrediction), b * itemOut);
+  }
+}
+
+/**
+ * Runs the reverse process and returns the final latents. The scheduler is used as is (its multistep history
+ * included), so give each concurrent run its own scheduler. Buffers for the batched model input, the guided
+ * prediction and the mean shift are allocated once per run.
+ *
+ * @param options - scheduler, timesteps, initial latents, model, guidances; see {@link DenoisingLoopOptions}
+ */
+export async function runDenoisingLoop(options: DenoisingLoopOptions): Promise<Tensor> {
+  const { scheduler, denoiser, guidances, predictionType, signal } = options;
+  const startIndex = options.startIndex ?? 0;
+  const timesteps = scheduler.timesteps.slice(startIndex);
+  const dims = options.latents.dims;
+  const batch = dims[0];
+  const channels = dims[1];
+  const size = options.latents.data.length;
+  const form = scheduler.classifierGuidance;
+
+  const batchedInput = new Float32Array(2 * size);
+  const prediction = new Tensor(new Float32Array(size), dims);
+  const conditionalScratch = new Float32Array(size);
+  const unconditionalScratch = new Float32Array(size);
+  const meanShift = new Tensor(new Float32Array(size), dims);
+  let stepInputBuffer: Float32Array | undefined;
+  let learnedVariance: Float32Array | undefined;
+
+  let latents: Tensor = Tensor.from(options.latents);
+  for (let stepIndex = 0; stepIndex < timesteps.length; stepIndex++) {
+    const timestep = timesteps[stepIndex];
+    throwIfAborted(signal, `denoising step ${stepIndex}`);
+    const position: GuidanceStepPosition = { stepIndex, numInferenceSteps: timesteps.length, timestep };
+    const modelInput = scheduler.scaleModelInput(latents, timestep);
+    const withUnconditional = guidances.some((g) => g.requiresUnconditional(position));
+
+    let sample: TensorLike = modelInput;
+    if (withUnconditional) {
+      batchedInput.set(modelInput.data, 0);
+      batchedInput.set(modelInput.data, size);
+      sample = { data: batchedInput, dims: [2 * batch, ...dims.slice(1)] };
+    }
+    const output = await denoiser({ sample, timestep, withUnconditional, signal });
+    const rows = withUnconditional ? 2 * batch : batch;
+    if (output.dims[0] !== rows || output.data.length % (rows * channels) !== 0) {
+      throw new InvalidArgumentError(
+        `The model returned [${output.dims.join(', ')}] for an input of ${rows} × [${dims.slice(1).join(', ')}].`,
+      );
+    }
+    const conditionalFirst = withUnconditional ? batch : 0;
+    const conditional = new Tensor(
+      predictionChannels(output, conditionalFirst, batch, channels, conditionalScratch),
+      dims,
+    );
+    const unconditional = withUnconditional
+      ? new Tensor(predictionChannels(output, 0, batch, channels, unconditionalScratch), dims)
+      : undefined;
+    prediction.data.set(conditional.data);
+    if (form === 'mean') meanShift.data.fill(0);
+
+    if (guidances.length > 0) {
+      const alphaProd = alphaProdAtStep(scheduler, timestep, startIndex + stepIndex);
+      let variance: number | Tensor | undefined;
+      if (form === 'mean' && hasVariance(scheduler)) {
+        if (output.dims[1] === channels) variance = scheduler.getVariance(timestep);
+        else {
+          // A learned variance: Σ per element, from the conditional rows' variance channels.
+          learnedVariance ??= new Float32Array(size);
+          const rowSize = output.data.length / rows;
+          const itemSize = size / batch;
+          for (let b = 0; b < batch; b++) {
+            const from = (conditionalFirst + b) * rowSize + itemSize;
+            for (let i = 0; i < itemSize; i++) {
+              learnedVariance[b * itemSize + i] = scheduler.getVariance(timestep, output.data[from + i]);
+            }
+          }
+          variance = new Tensor(learnedVariance, dims);
+        }
+      }
+      const step: GuidanceStep = {
+        ...position,
+        sample: latents,
+        modelInput,
+        alphaProd,
+        variance,
+        conditional,
+        unconditional,
+        prediction,
+        meanShift,
+        predictionType,
+        classifierGuidanceForm: form,
+        signal,
+      };
+      for (const guidance of guidances) await guidance.apply(step);
+    }
+
+    let stepInput: TensorLike = prediction;
+    if (output.dims[1] !== channels) {
+      // A learned variance travels with the prediction: the scheduler reads it from the second half.
+      const rowSize = output.data.length / rows;
+      stepInputBuffer ??= new Float32Array(batch * rowSize);
+      withGuidedPrediction(output, conditionalFirst, prediction.data, batch, stepInputBuffer);
+      stepInput = { data: stepInputBuffer, dims: [batch, ...output.dims.slice(1)] };
+    }
+    const { prevSample } = scheduler.step(stepInput, timestep, latents, {
+      generator: options.generator,
+      eta: options.eta,
+    });
+    if (form === 'mean' && guidances.length > 0) {
+      const shift = meanShift.data;
+      for (let i = 0; i < size; i++) prevSample.data[i] += shift[i];
+    }
+    latents = prevSample;
+
+    const result = await options.callbackOnStepEnd?.({ step: stepIndex, timestep, latents });
+    if (result?.latents !== undefined) {
+      if (result.latents.data.length !== size) {
+        throw new InvalidArgumentError(
+          `callbackOnStepEnd returned latents of [${result.latents.dims.join(', ')}]; they must be [${dims.join(', ')}].`,
+        );
+      }
+      latents = result.latents instanceof Tensor ? result.latents : new Tensor(result.latents.data, dims);
+    }
+    if (result?.stop) break;
+  }
+  return latents;
+}

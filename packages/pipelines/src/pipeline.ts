@@ -1,0 +1,175 @@
+/**
+ * The base of every pipeline and `DiffusionPipeline.fromPretrained`, which reads a repository's
+ * `model_index.json` and returns the pipeline class it names.
+ */
+import { ConfigError, RandomGenerator, type TensorLike } from '@denoise/core';
+import {
+  type Device,
+  type LoadOptions,
+  loadRepository,
+  type ModelDType,
+  type ModelRepository,
+  type PerComponent,
+  type ProgressCallback,
+} from '@denoise/core/runtime';
+import { DDIMScheduler, DDPMScheduler, type NoiseGenerator, type Scheduler } from '@denoise/schedulers';
+import type { GeneratedImage } from './image.js';
+
+/** Options of `fromPretrained`. */
+export interface FromPretrainedOptions extends Omit<LoadOptions, 'dtype' | 'device' | 'progressCallback'> {
+  /** Where each component runs (`'auto'` by default): one device, or per component (`{ unet: 'cuda', default: 'cpu' }`). */
+  device?: PerComponent<Device>;
+  /** The ONNX variant to load (`'fp32'` by default), for all components or per component. */
+  dtype?: PerComponent<ModelDType>;
+  /** Receives download and loading progress. */
+  progressCallback?: ProgressCallback;
+}
+
+/** What every pipeline's `generate` returns. */
+export interface PipelineOutput {
+  /** The generated images, `numImagesPerPrompt` per prompt in prompt order. */
+  images: GeneratedImage[];
+}
+
+/** The pipeline class names of `model_index.json` that {@link DiffusionPipeline.fromPretrained} understands. */
+export const STABLE_DIFFUSION_CLASS_NAMES: readonly string[] = [
+  'OnnxStableDiffusionPipeline',
+  'ORTStableDiffusionPipeline',
+  'StableDiffusionPipeline',
+  'LatentConsistencyModelPipeline',
+];
+
+/** Image-to-image pipeline class names. */
+export const IMG2IMG_CLASS_NAMES: readonly string[] = [
+  'OnnxStableDiffusionImg2ImgPipeline',
+  'ORTStableDiffusionImg2ImgPipeline',
+  'StableDiffusionImg2ImgPipeline',
+];
+
+/** Unconditional pixel-space pipeline class names. */
+export const DDPM_CLASS_NAMES: readonly string[] = ['DDPMPipeline', 'DDIMPipeline'];
+
+/**
+ * Builds the scheduler a `scheduler_config.json` names.
+ *
+ * @param config - the parsed config, with `_class_name`
+ */
+export function schedulerFromJson(config: Record<string, unknown>): Scheduler {
+  const className = config._class_name;
+  if (className === 'DDIMScheduler') return DDIMScheduler.fromConfig(config);
+  if (className === 'DDPMScheduler') return DDPMScheduler.fromConfig(config);
+  throw new ConfigError(`Unknown scheduler class ${JSON.stringify(className)} in scheduler_config.json.`);
+}
+
+/**
+ * A fresh scheduler with the same class and config as `scheduler`, so that concurrent generations never share
+ * scheduler state (multistep history, step index).
+ *
+ * @param scheduler - the pipeline's scheduler
+ */
+export function cloneScheduler(scheduler: Scheduler): Scheduler {
+  const SchedulerClass = scheduler.constructor as unknown as { fromConfig(config: object): Scheduler };
+  return SchedulerClass.fromConfig(scheduler.config);
+}
+
+/** The caller's generator, or one seeded at random. */
+export function generatorOrRandom(generator: NoiseGenerator | undefined): NoiseGenerator {
+  return generator ?? new RandomGenerator(Math.floor(Math.random() * 2 ** 32));
+}
+
+/**
+ * `randn(dims) · initNoiseSigma` drawn on `generator`, or the caller's latents (checked, not copied), as
+ * diffusers' `prepare_latents`.
+ *
+ * @param dims - the latent shape `[B, C, h, w]`
+ * @param scheduler - gives `initNoiseSigma`
+ * @param generator - the noise source
+ * @param latents - caller-supplied latents, already scaled
+ */
+export function initialLatents(
+  dims: readonly number[],
+  scheduler: Scheduler,
+  generator: NoiseGenerator,
+  latents: TensorLike | undefined,
+): TensorLike {
+  if (latents !== undefined) {
+    if (latents.dims.length !== dims.length || latents.dims.some((d, i) => d !== dims[i])) {
+      throw new ConfigError(`latents must have dims [${dims.join(', ')}], got [${latents.dims.join(', ')}].`);
+    }
+    return latents;
+  }
+  const data = generator.randnInto(new Float32Array(dims.reduce((a, b) => a * b, 1)));
+  const sigma = scheduler.initNoiseSigma;
+  if (sigma !== 1) for (let i = 0; i < data.length; i++) data[i] *= sigma;
+  return { data, dims };
+}
+
+/**
+ * The base of every pipeline: its repository, its scheduler (replace it to change samplers) and
+ * `fromPretrained`.
+ */
+export abstract class DiffusionPipeline {
+  /** The repository the pipeline was loaded from. */
+  readonly repository: ModelRepository;
+  /**
+   * The scheduler. Assign another one to change samplers, e.g.
+   * `pipe.scheduler = EulerAncestralDiscreteScheduler.fromConfig(pipe.scheduler.config)`. Each `generate` call
+   * works on its own copy, so calls may overlap.
+   */
+  scheduler: Scheduler;
+
+  /**
+   * @param repository - the loaded repository
+   * @param scheduler - the scheduler from `scheduler/scheduler_config.json`
+   */
+  protected constructor(repository: ModelRepository, scheduler: Scheduler) {
+    this.repository = repository;
+    this.scheduler = scheduler;
+  }
+
+  /**
+   * Loads a diffusers-layout ONNX pipeline from a Hub repository id or a local directory and returns the
+   * pipeline class its `model_index.json` names (`OnnxStableDiffusionPipeline`, `StableDiffusionPipeline`,
+   * `LatentConsistencyModelPipeline`... → {@link StableDiffusionPipeline}; `DDPMPipeline` →
+   * {@link DDPMPipeline}).
+   *
+   * @param source - `'org/name'` or a directory holding `model_index.json`
+   * @param options - device, dtype, progress, revision, cache, `localFilesOnly`, `signal`
+   * @example
+   * ```ts
+   * const pipe = await DiffusionPipeline.fromPretrained('org/tiny-sd-onnx', { device: 'cpu' });
+   * const { images } = await pipe.generate({ prompt: 'a red circle', numInferenceSteps: 20 });
+   * ```
+   */
+  static async fromPretrained(source: string, options: FromPretrainedOptions = {}): Promise<DiffusionPipeline> {
+    const repository = await loadRepository(source, options);
+    const className = repository.modelIndex.className;
+    if (IMG2IMG_CLASS_NAMES.includes(className)) {
+      const { StableDiffusionImg2ImgPipeline } = await import('./stable-diffusion-img2img.js');
+      return StableDiffusionImg2ImgPipeline.fromRepository(repository);
+    }
+    if (STABLE_DIFFUSION_CLASS_NAMES.includes(className)) {
+      const { StableDiffusionPipeline } = await import('./stable-diffusion.js');
+      return StableDiffusionPipeline.fromRepository(repository);
+    }
+    if (DDPM_CLASS_NAMES.includes(className)) {
+      const { DDPMPipeline } = await import('./ddpm.js');
+      return DDPMPipeline.fromRepository(repository);
+    }
+    throw new ConfigError(
+      `${repository.name} is a ${className}, which denoise does not implement. Supported pipelines: ` +
+        `${[...STABLE_DIFFUSION_CLASS_NAMES, ...IMG2IMG_CLASS_NAMES, ...DDPM_CLASS_NAMES].join(', ')}.`,
+    );
+  }
+
+  /** Generates images; the options depend on the pipeline. */
+  abstract generate(options: object): Promise<PipelineOutput>;
+
+  /** Frees the pipeline's ONNX sessions. */
+  abstract release(): Promise<void>;
+
+  /** Reads the scheduler of a repository from `scheduler/scheduler_config.json`. */
+  protected static async loadScheduler(repository: ModelRepository): Promise<Scheduler> {
+    return schedulerFromJson((await repository.readJson('scheduler/scheduler_config.json')) as Record<string, unknown>);
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * The variational autoencoder of latent diffusion (Rombach et al. 2022; MATH.md §8): its spatial factor and
+ * latent scaling factor, and decoding/encoding through its ONNX graphs.
+ */
+import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import type { ModelSession } from '@denoise/core/runtime';
+
+/** What a pipeline needs to know about its VAE. */
+export interface VaeGeometry {
+  /** Image pixels per latent pixel along each axis (8 for Stable Diffusion). */
+  readonly scaleFactor: number;
+  /** Latents are multiplied by this after encoding and divided by it before decoding (0.18215 for SD 1.x/2.x). */
+  readonly scalingFactor: number;
+}
+
+/** SD 1.x/2.x's latent scaling factor, used when the VAE config does not give one. */
+export const DEFAULT_SCALING_FACTOR = 0.18215;
+
+function positiveNumber(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : undefined;
+}
+
+/**
+ * The VAE geometry from its `config.json` (diffusers' `AutoencoderKL` config: `block_out_channels`,
+ * `scaling_factor`), falling back to the decoder graph's declared shapes, then to SD's factor 8.
+ *
+ * @param config - the parsed VAE config, when the repository has one
+ * @param decoder - the decoder session, whose static shapes may give the factor
+ */
+export function vaeGeometry(
+  config: Record<string, unknown> | undefined,
+  decoder: ModelSession | undefined,
+): VaeGeometry {
+  const scalingFactor = positiveNumber(config?.scaling_factor) ?? DEFAULT_SCALING_FACTOR;
+  const blocks = config?.block_out_channels;
+  if (blocks !== undefined) {
+    if (!Array.isArray(blocks) || blocks.length === 0) {
+      throw new ConfigError(
+        `The VAE config's block_out_channels must be a non-empty list, got ${JSON.stringify(blocks)}.`,
+      );
+    }
+    // Each block but the last halves the resolution (diffusers: 2 ** (len(block_out_channels) − 1)).
+    return { scaleFactor: 2 ** (blocks.length - 1), scalingFactor };
+  }
+  const latent = decoder?.inputs[0]?.shape;
+  const image = decoder?.outputs[0]?.shape;
+  if (latent && image && typeof latent[2] === 'number' && typeof image[2] === 'number' && latent[2] > 0) {
+    return { scaleFactor: image[2] / latent[2], scalingFactor };
+  }
+  return { scaleFactor: 8, scalingFactor };
+}
+
+/**
+ * Checks that an image size is a positive multiple of the VAE factor and returns the latent size.
+ *
+ * @param height - image height in pixels
+ * @param width - image width in pixels
+ * @param scaleFactor - the VAE factor
+ */
+export function latentSize(height: number, width: number, scaleFactor: number): { height: number; width: number } {
+  for (const [name, value] of [
+    ['height', height],
+    ['width', width],
+  ] as const) {
+    if (!Number.isInteger(value) || value <= 0 || value % scaleFactor !== 0) {
+      throw new InvalidArgumentError(
+        `${name} must be a positive multiple of ${scaleFactor} (this VAE's factor), got ${value}. ` +
+          `Try ${Math.max(scaleFactor, Math.round(value / scaleFactor) * scaleFactor)}.`,
+      );
+    }
+  }
+  return { height: height / scaleFactor, width: width / scaleFactor };
+}
+
+/**
+ * Decodes latents to images in `[-1, 1]`: `decoder(z / scaling_factor)`, one item at a time as diffusers'
+ * ONNX pipeline does (decoders are the largest activations of a run).
+ *
+ * @param decoder - the `vae_decoder` session
+ * @param latents - `[B, C, h, w]`
+ * @param scalingFactor - the VAE's latent scaling factor
+ */
+export async function decodeLatents(
+  decoder: ModelSession,
+  latents: TensorLike,
+  scalingFactor: number,
+): Promise<Tensor> {
+  const [batch, ...itemDims] = latents.dims;
+  const itemSize = latents.data.length / batch;
+  const unscaled = new Float32Array(itemSize);
+  const outputName = decoder.outputs[0].name;
+  const parts: Tensor[] = [];
+  for (let b = 0; b < batch; b++) {
+    const item = latents.data.subarray(b * itemSize, (b + 1) * itemSize);
+    for (let i = 0; i < itemSize; i++) unscaled[i] = item[i] / scalingFactor;
+    const out = await decoder.run({ [decoder.inputs[0].name]: new Tensor(unscaled, [1, ...itemDims]) });
+    parts.push(out[outputName]);
+  }
+  return concatenate(parts);
+}
+
+/**
+ * Encodes images in `[-1, 1]` to scaled latents: `encoder(x) · scaling_factor`.
+ *
+ * @param encoder - the `vae_encoder` session (diffusers' export samples the latent inside the graph)
+ * @param images - `[B, 3, H, W]`
+ * @param scalingFactor - the VAE's latent scaling factor
+ */
+export async function encodeImages(encoder: ModelSession, images: TensorLike, scalingFactor: number): Promise<Tensor> {
+  const out = await encoder.run({ [encoder.inputs[0].name]: images });
+  const latents = out[encoder.outputs[0].name];
+  for (let i = 0; i < latents.data.length; i++) latents.data[i] *= scalingFactor;
+  return latents;
+}
+
+/** Stacks tensors of equal item shape along the batch axis. */
+export function concatenate(parts: readonly TensorLike[]): Tensor {
+  if (parts.length === 1) return parts[0] instanceof Tensor ? parts[0] : new Tensor(parts[0].data, parts[0].dims);
+  const total = parts.reduce((n, p) => n + p.data.length, 0);
+  const data = new Float32Array(total);
+  let offset = 0;
+  let batch = 0;
+  for (const part of parts) {
+    data.set(part.data, offset);
+    offset += part.data.length;
+    batch += part.dims[0];
+  }
+  return new Tensor(data, [batch, ...parts[0].dims.slice(1)]);
+}
