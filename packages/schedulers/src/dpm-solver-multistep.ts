@@ -173,8 +173,12 @@ export interface MultistepSigmaOptions {
   readonly beta: boolean;
   /** Round the timesteps of Karras/Lu sigmas (diffusers truncates them instead for the cosine schedule). */
   readonly roundTimesteps: boolean;
-  /** The final σ: 0, or the smallest training σ. */
+  /** The final σ: 0, or the smallest σ of the range. */
   readonly finalSigmasType: 'zero' | 'sigma_min';
+  /** The smallest σ of Karras/exponential/beta spacing instead of the training one (UniPC's `sigma_min`). */
+  readonly sigmaMin?: number | null;
+  /** The largest σ of Karras/exponential/beta spacing instead of the training one (UniPC's `sigma_max`). */
+  readonly sigmaMax?: number | null;
 }
 
 /**
@@ -237,26 +241,27 @@ export function multistepTimesteps(
 export function multistepSchedule(timesteps: readonly number[], options: MultistepSigmaOptions): MultistepSchedule {
   const table = sigmasFromAlphasCumprod(options.alphasCumprod);
   const logTable = logSigmas(table);
-  const sigmaMin = table[0];
-  const sigmaMax = table[table.length - 1];
+  const sigmaMin = options.sigmaMin ?? table[0];
+  const sigmaMax = options.sigmaMax ?? table[table.length - 1];
   const n = timesteps.length;
   let levels: Float64Array;
   let steps: number[];
-  const spaced = (sigmas: Float64Array, round: boolean) => {
+  const use = (sigmas: Float64Array, round: boolean) => {
     levels = sigmas;
     steps = [...sigmasToTimesteps(sigmas, logTable)].map(round ? roundHalfEven : Math.trunc);
   };
-  if (options.karras) spaced(karrasSigmas(sigmaMin, sigmaMax, n), options.roundTimesteps);
-  else if (options.luLambdas) spaced(exponentialSigmas(sigmaMin, sigmaMax, n), options.roundTimesteps);
-  else if (options.exponential) spaced(exponentialSigmas(sigmaMin, sigmaMax, n), false);
-  else if (options.beta) spaced(betaSigmas(sigmaMin, sigmaMax, n), false);
+  if (options.karras) use(karrasSigmas(sigmaMin, sigmaMax, n), options.roundTimesteps);
+  else if (options.luLambdas) use(exponentialSigmas(sigmaMin, sigmaMax, n), options.roundTimesteps);
+  else if (options.exponential) use(exponentialSigmas(sigmaMin, sigmaMax, n), false);
+  else if (options.beta) use(betaSigmas(sigmaMin, sigmaMax, n), false);
   else {
     levels = Float64Array.from(timesteps, (t) => table[t]);
     steps = [...timesteps];
   }
   const sigmas = new Float64Array(n + 1);
   for (let i = 0; i < n; i++) sigmas[i] = Math.fround(levels![i]);
-  sigmas[n] = options.finalSigmasType === 'zero' ? 0 : Math.fround(sigmaMin);
+  const spaced = options.karras || options.luLambdas || options.exponential || options.beta;
+  sigmas[n] = options.finalSigmasType === 'zero' ? 0 : Math.fround(spaced ? sigmaMin : table[0]);
   return { timesteps: steps!, sigmas };
 }
 
@@ -365,6 +370,56 @@ export function predictionStride(modelOutput: TensorLike, sample: TensorLike, le
   }
   assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
   return itemSize;
+}
+
+/**
+ * Converts a model output to the quantity a solver integrates (MATH.md §2 with `x_t = α·x_0 + σ·ε`): the data
+ * prediction x̂_0 (`target: 'data'`) or the noise prediction ε̂ (`'noise'`), written into `out`.
+ *
+ * @param output - the model output values
+ * @param stride - the distance between batch items in `output` (twice the item size with variance channels)
+ * @param x - the sample x_t, batch-major
+ * @param batch - the number of batch items
+ * @param alpha - α at the current step
+ * @param sigma - σ_t at the current step
+ * @param predictionType - what the model predicts
+ * @param target - what to produce
+ * @param out - the destination, the sample's size
+ */
+export function convertPrediction(
+  output: Float32Array,
+  stride: number,
+  x: Float32Array,
+  batch: number,
+  alpha: number,
+  sigma: number,
+  predictionType: PredictionType,
+  target: 'data' | 'noise',
+  out: Float32Array,
+): void {
+  const itemSize = x.length / batch;
+  for (let b = 0; b < batch; b++) {
+    for (let j = 0; j < itemSize; j++) {
+      const k = b * itemSize + j;
+      const m = output[b * stride + j];
+      const xt = x[k];
+      if (target === 'data') {
+        out[k] =
+          predictionType === 'epsilon'
+            ? (xt - sigma * m) / alpha
+            : predictionType === 'sample'
+              ? m
+              : alpha * xt - sigma * m;
+      } else {
+        out[k] =
+          predictionType === 'epsilon'
+            ? m
+            : predictionType === 'sample'
+              ? (xt - alpha * m) / sigma
+              : alpha * m + sigma * xt;
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -608,29 +663,8 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     const itemSize = x.length / batch;
     const dataPrediction = algorithm_type === 'dpmsolver++' || algorithm_type === 'sde-dpmsolver++';
     // Thresholding acts on x̂_0, so the ε̂ algorithms form x̂_0 first when it is on.
-    const formX0 = dataPrediction || thresholding;
-    for (let b = 0; b < batch; b++) {
-      for (let j = 0; j < itemSize; j++) {
-        const k = b * itemSize + j;
-        const m = output[b * stride + j];
-        const xt = x[k];
-        if (formX0) {
-          out[k] =
-            prediction_type === 'epsilon'
-              ? (xt - sigma * m) / alpha
-              : prediction_type === 'sample'
-                ? m
-                : alpha * xt - sigma * m;
-        } else {
-          out[k] =
-            prediction_type === 'epsilon'
-              ? m
-              : prediction_type === 'sample'
-                ? (xt - alpha * m) / sigma
-                : alpha * m + sigma * xt;
-        }
-      }
-    }
+    const target = dataPrediction || thresholding ? 'data' : 'noise';
+    convertPrediction(output, stride, x, batch, alpha, sigma, prediction_type, target, out);
     if (thresholding) {
       if (this.thresholdScratch.length < itemSize) this.thresholdScratch = new Float32Array(itemSize);
       const { dynamic_thresholding_ratio, sample_max_value } = this.config;

@@ -19,3 +19,5 @@ export {
 } from './dpm-solver-multistep.js';
 export * from './schedule.js';
 export * from './scheduler.js';
+export type { UniPCMultistepSchedulerConfig, UniPCSolverType } from './unipc-multistep.js';
+export { UNIPC_MULTISTEP_CONFIG_SPEC, UniPCMultistepScheduler } from './unipc-multistep.js';

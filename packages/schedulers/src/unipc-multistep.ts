@@ -1,0 +1,477 @@
+import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import {
+  type AlphaSigmaLambda,
+  addNoiseAtSigmas,
+  alphaSigmaLambda,
+  convertPrediction,
+  multistepSchedule,
+  multistepTimesteps,
+  predictionStride,
+  scheduleIndexOf,
+  solverAlphasCumprod,
+} from './dpm-solver-multistep.js';
+import { type NoiseScheduleConfig, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
+import {
+  applyDynamicThresholding,
+  type ConfigField,
+  type ConfigSpec,
+  configField,
+  KARRAS_DIFFUSION_SCHEDULERS,
+  NOISE_SCHEDULE_SPEC,
+  PREDICTION_TYPES,
+  type PredictionType,
+  Scheduler,
+  type SchedulerConfigInput,
+  type SchedulerOptions,
+  type SchedulerOutput,
+  type SetTimestepsOptions,
+} from './scheduler.js';
+
+/**
+ * UniPC (Zhao et al. 2023, "UniPC: A Unified Predictor-Corrector Framework for Fast Sampling of Diffusion
+ * Models"). Notation as in `dpm-solver-multistep.ts`: `x_t = α_t·x_0 + σ_t·ε`, `λ = log(α/σ)`, `h` the λ step.
+ * With `predict_x0` the solver integrates the data prediction x̂_0 (in `hh = −h`), otherwise ε̂ (in `hh = h`).
+ */
+
+/** diffusers' `solver_type` for UniPC: the choice of B(h) in the order conditions (UniPC §3.2). */
+export type UniPCSolverType = 'bh1' | 'bh2';
+
+/** The config of {@link UniPCMultistepScheduler}: diffusers' `UniPCMultistepScheduler` keys and defaults. */
+export interface UniPCMultistepSchedulerConfig extends NoiseScheduleConfig {
+  /** The order p of the predictor; with the corrector the accuracy order is p + 1. */
+  solver_order: number;
+  /** What the model predicts. */
+  prediction_type: PredictionType;
+  /** Imagen dynamic thresholding of x̂_0 (with `predict_x0`, pixel-space models only). */
+  thresholding: boolean;
+  /** The quantile of |x̂_0| used as the threshold. */
+  dynamic_thresholding_ratio: number;
+  /** The largest threshold dynamic thresholding may use. */
+  sample_max_value: number;
+  /** Integrate the data prediction x̂_0 (UniPC's default) rather than ε̂. */
+  predict_x0: boolean;
+  /** B(h) = h (`bh1`, for unconditional sampling with few steps) or e^h − 1 (`bh2`); other schedulers' types load as `bh2`. */
+  solver_type: UniPCSolverType;
+  /** Lower the order of the final steps when there are fewer than 15 steps. */
+  lower_order_final: boolean;
+  /** Step indices after which the corrector is skipped (it corrects the sample the next model call sees). */
+  disable_corrector: number[];
+  /** Space the noise levels as Karras et al. (2022), eq. 5. */
+  use_karras_sigmas: boolean;
+  /** Space the noise levels evenly in log σ. */
+  use_exponential_sigmas: boolean;
+  /** Place the noise levels at Beta(0.6, 0.6) quantiles (Lee et al. 2024). */
+  use_beta_sigmas: boolean;
+  /** How `setTimesteps(n)` places its timesteps. */
+  timestep_spacing: TimestepSpacing;
+  /** Added to every `leading` timestep. */
+  steps_offset: number;
+  /** The noise level after the last step: 0, or the smallest σ of the schedule. */
+  final_sigmas_type: 'zero' | 'sigma_min';
+  /** The smallest σ of Karras/exponential/beta spacing (`null`: the training schedule's). */
+  sigma_min: number | null;
+  /** The largest σ of Karras/exponential/beta spacing (`null`: the training schedule's). */
+  sigma_max: number | null;
+}
+
+/** diffusers loads the solver types of DPM-Solver (`midpoint`, `heun`) and DEIS (`logrho`) as `bh2`. */
+const solverTypeField: ConfigField<UniPCSolverType> = {
+  default: 'bh2',
+  parse(value, key) {
+    if (value === 'midpoint' || value === 'heun' || value === 'logrho') return 'bh2';
+    return configField.oneOf<UniPCSolverType>(['bh1', 'bh2'], 'bh2').parse(value, key);
+  },
+};
+
+/** A list of step indices. */
+const stepIndexListField: ConfigField<number[]> = {
+  default: [],
+  parse(value, key) {
+    if (!Array.isArray(value) || !value.every((v) => Number.isInteger(v) && v >= 0)) {
+      throw new ConfigError(
+        `Config key "${key}" must be a list of step indices (integers >= 0), got ${JSON.stringify(value)}.`,
+      );
+    }
+    return [...value];
+  },
+};
+
+/** The keys, defaults and checks of {@link UniPCMultistepSchedulerConfig}. */
+export const UNIPC_MULTISTEP_CONFIG_SPEC: ConfigSpec<UniPCMultistepSchedulerConfig> = {
+  ...NOISE_SCHEDULE_SPEC,
+  solver_order: configField.number(2, { integer: true, min: 1 }),
+  prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),
+  thresholding: configField.boolean(false),
+  dynamic_thresholding_ratio: configField.number(0.995, { min: 0, max: 1 }),
+  sample_max_value: configField.number(1, { above: 0 }),
+  predict_x0: configField.boolean(true),
+  solver_type: solverTypeField,
+  lower_order_final: configField.boolean(true),
+  disable_corrector: stepIndexListField,
+  use_karras_sigmas: configField.boolean(false),
+  use_exponential_sigmas: configField.boolean(false),
+  use_beta_sigmas: configField.boolean(false),
+  timestep_spacing: configField.oneOf(TIMESTEP_SPACINGS, 'linspace'),
+  steps_offset: configField.number(0, { integer: true, min: 0 }),
+  final_sigmas_type: configField.oneOf<'zero' | 'sigma_min'>(['zero', 'sigma_min'], 'zero'),
+  sigma_min: configField.nullable(configField.number(0, { above: 0 })),
+  sigma_max: configField.nullable(configField.number(0, { above: 0 })),
+};
+
+/**
+ * The unified predictor-corrector multistep sampler UniPC (Zhao et al. 2023), diffusers' `UniPCMultistepScheduler`.
+ * Each step first corrects the current sample with the model output just computed (UniC, which costs no extra
+ * model call), then predicts the next sample from the corrected one (UniP, order p). 5–10 steps give usable
+ * samples.
+ *
+ * The history of model outputs and the sample before the last prediction live in preallocated buffers reused
+ * across steps and reset by `setTimesteps`; a step allocates only the returned tensor.
+ *
+ * Not supported from diffusers: `solver_p` (another scheduler as predictor), flow-matching sigmas.
+ *
+ * @example
+ * ```ts
+ * const scheduler = new UniPCMultistepScheduler({ solver_order: 2, use_karras_sigmas: true });
+ * scheduler.setTimesteps(10);
+ * for (const t of scheduler.timesteps) {
+ *   const eps = await unet(sample, t);
+ *   sample = scheduler.step(eps, t, sample).prevSample;
+ * }
+ * ```
+ */
+export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerConfig> {
+  /** The classes whose configs this one accepts (diffusers' `KarrasDiffusionSchedulers`). */
+  static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
+  /** A sigma-based solver: classifier guidance corrects ε̂. */
+  readonly classifierGuidance = 'epsilon' as const;
+  /** σ at each step of the current schedule plus the final σ (empty before `setTimesteps`). */
+  sigmas: Float64Array = new Float64Array(0);
+
+  private coefficients: AlphaSigmaLambda = alphaSigmaLambda(new Float64Array(0));
+  private readonly solverAlphas: Float64Array;
+  private stepIndex: number | undefined = undefined;
+  private beginIndex: number | undefined = undefined;
+  /** How many model outputs of this run the history holds, capped at the order. */
+  private lowerOrderNums = 0;
+  /** The predictor order of the previous step, which the corrector of this step matches. */
+  private lastOrder = 0;
+  /** Converted model outputs, a ring of `solver_order + 1` (the corrector needs p old ones and the new one). */
+  private history: Float32Array[] = [];
+  private newest = 0;
+  /** The sample the last prediction started from (after its correction); `hasLastSample` says if it is set. */
+  private lastSample = new Float32Array(0);
+  private hasLastSample = false;
+  private thresholdScratch = new Float32Array(0);
+  // Scratch for the small linear systems of the order conditions (at most (solver_order)² entries).
+  private readonly rks: Float64Array;
+  private readonly rhs: Float64Array;
+  private readonly matrix: Float64Array;
+  private readonly rhos: Float64Array;
+  private readonly weights: Float64Array;
+
+  /**
+   * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
+   * @param options - warning handler
+   * @throws ConfigError for two sigma spacings at once or flow sigmas
+   */
+  constructor(config: SchedulerConfigInput<UniPCMultistepSchedulerConfig> = {}, options?: SchedulerOptions) {
+    if (config && (config as Record<string, unknown>).use_flow_sigmas === true) {
+      throw new ConfigError('UniPCMultistepScheduler does not support use_flow_sigmas (flow-matching models).');
+    }
+    super('UniPCMultistepScheduler', UNIPC_MULTISTEP_CONFIG_SPEC, config, options);
+    const c = this.config;
+    if (Number(c.use_karras_sigmas) + Number(c.use_exponential_sigmas) + Number(c.use_beta_sigmas) > 1) {
+      throw new ConfigError(
+        'Only one of use_karras_sigmas, use_exponential_sigmas and use_beta_sigmas can be true; pick one spacing.',
+      );
+    }
+    this.solverAlphas = solverAlphasCumprod(this.alphasCumprod, c.rescale_betas_zero_snr);
+    const p = c.solver_order;
+    this.rks = new Float64Array(p);
+    this.rhs = new Float64Array(p);
+    this.matrix = new Float64Array(p * p);
+    this.rhos = new Float64Array(p);
+    this.weights = new Float64Array(p + 1);
+  }
+
+  /** `'UniPCMultistepScheduler'`. */
+  get className(): string {
+    return 'UniPCMultistepScheduler';
+  }
+
+  /**
+   * Sets the sampling schedule and clears the multistep history and the corrector's state.
+   *
+   * @param steps - the number of steps, or `{ numInferenceSteps }` / `{ timesteps }` (not with a sigma spacing)
+   */
+  setTimesteps(steps: number | SetTimestepsOptions): void {
+    const { numInferenceSteps, timesteps: custom } = this.parseSetTimesteps(steps);
+    const c = this.config;
+    if (custom && (c.use_karras_sigmas || c.use_exponential_sigmas || c.use_beta_sigmas)) {
+      throw new InvalidArgumentError(
+        'Custom timesteps cannot be combined with Karras, exponential or beta spacing; pass a step count.',
+      );
+    }
+    const T = c.num_train_timesteps;
+    const schedule = multistepSchedule(
+      custom ?? multistepTimesteps(c.timestep_spacing, numInferenceSteps, T, T, c.steps_offset),
+      {
+        alphasCumprod: this.solverAlphas,
+        karras: c.use_karras_sigmas,
+        luLambdas: false,
+        exponential: c.use_exponential_sigmas,
+        beta: c.use_beta_sigmas,
+        roundTimesteps: true,
+        finalSigmasType: c.final_sigmas_type,
+        sigmaMin: c.sigma_min,
+        sigmaMax: c.sigma_max,
+      },
+    );
+    this.timesteps = schedule.timesteps;
+    this.sigmas = schedule.sigmas;
+    this.numInferenceSteps = schedule.timesteps.length;
+    this.coefficients = alphaSigmaLambda(schedule.sigmas);
+    this.stepIndex = undefined;
+    this.beginIndex = undefined;
+    this.lowerOrderNums = 0;
+    this.lastOrder = 0;
+    this.newest = 0;
+    this.hasLastSample = false;
+  }
+
+  /**
+   * Starts the next run at this schedule index instead of locating the first timestep (pipelines call it for
+   * img2img after `setTimesteps`).
+   *
+   * @param index - an index into {@link UniPCMultistepScheduler.timesteps}
+   */
+  setBeginIndex(index: number): void {
+    if (!Number.isInteger(index) || index < 0 || index >= this.timesteps.length) {
+      throw new InvalidArgumentError(`setBeginIndex needs an index in [0, ${this.timesteps.length}), got ${index}.`);
+    }
+    this.beginIndex = index;
+  }
+
+  /**
+   * One UniPC step: corrects `sample` with this model output (UniC, unless disabled for this step or on the
+   * first step), then predicts the sample at the next timestep (UniP) from the corrected one. Deterministic.
+   *
+   * @param modelOutput - ε̂, x̂_0 or v̂ (per `prediction_type`) at `sample`
+   * @param timestep - the current timestep
+   * @param sample - x_t
+   */
+  step(modelOutput: TensorLike, timestep: number, sample: TensorLike): SchedulerOutput {
+    const n = this.numInferenceSteps;
+    if (n === undefined) {
+      throw new InvalidArgumentError('Call setTimesteps before step: UniPCMultistepScheduler has no schedule yet.');
+    }
+    const stride = predictionStride(modelOutput, sample, false);
+    if (this.stepIndex === undefined) this.stepIndex = this.beginIndex ?? scheduleIndexOf(this.timesteps, timestep);
+    const i = this.stepIndex;
+    if (i >= n) {
+      throw new InvalidArgumentError(`All ${n} steps of this schedule are done; call setTimesteps to start a new run.`);
+    }
+    const { solver_order: solverOrder, lower_order_final, disable_corrector } = this.config;
+    this.prepareBuffers(sample.data.length);
+    const ring = solverOrder + 1;
+    const slot = (this.newest + 1) % ring;
+    this.convertModelOutput(modelOutput.data, stride, sample, this.history[slot]);
+
+    // UniC: the sample this output was computed at is re-derived from the previous sample (in place).
+    if (i > 0 && this.hasLastSample && !disable_corrector.includes(i - 1)) {
+      this.correct(slot, this.lastOrder);
+    } else {
+      this.lastSample.set(sample.data);
+      this.hasLastSample = true;
+    }
+    this.newest = slot;
+
+    // UniP from the (corrected) sample; warm up from order 1 and lower the order near the end of short runs.
+    const wanted = lower_order_final ? Math.min(solverOrder, n - i) : solverOrder;
+    const order = Math.min(wanted, this.lowerOrderNums + 1);
+    const prev = new Float32Array(sample.data.length);
+    this.predict(order, prev);
+    this.lastOrder = order;
+
+    if (this.lowerOrderNums < solverOrder) this.lowerOrderNums++;
+    this.stepIndex = i + 1;
+    return { prevSample: new Tensor(prev, sample.dims) };
+  }
+
+  /**
+   * The forward process at the schedule's sigmas, as diffusers' `add_noise` for this scheduler: x = α·x_0 + σ_t·ε
+   * with α, σ_t from the σ of `timesteps` in the current schedule (or of the begin index, when set).
+   *
+   * @param originalSamples - x_0
+   * @param noise - ε, same dims
+   * @param timesteps - one timestep of the schedule, or one per batch item
+   */
+  override addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
+    if (this.numInferenceSteps === undefined) return super.addNoise(originalSamples, noise, timesteps);
+    const index = this.beginIndex === undefined ? undefined : (this.stepIndex ?? this.beginIndex);
+    return addNoiseAtSigmas(originalSamples, noise, timesteps, this, index);
+  }
+
+  private prepareBuffers(size: number): void {
+    const ring = this.config.solver_order + 1;
+    if (this.history.length === ring && this.history[0].length === size) return;
+    if (this.lowerOrderNums > 0) {
+      throw new InvalidArgumentError(
+        `The sample size changed in the middle of a run (${this.history[0].length} → ${size} values); ` +
+          'call setTimesteps before sampling a different shape.',
+      );
+    }
+    this.history = Array.from({ length: ring }, () => new Float32Array(size));
+    this.lastSample = new Float32Array(size);
+  }
+
+  /** x̂_0 (with thresholding when enabled) for `predict_x0`, else ε̂, written into `out`. */
+  private convertModelOutput(output: Float32Array, stride: number, sample: TensorLike, out: Float32Array): void {
+    const { prediction_type, predict_x0, thresholding } = this.config;
+    const index = this.stepIndex!;
+    const batch = sample.dims[0];
+    const alpha = this.coefficients.alpha[index];
+    const sigma = this.coefficients.sigma[index];
+    convertPrediction(
+      output,
+      stride,
+      sample.data,
+      batch,
+      alpha,
+      sigma,
+      prediction_type,
+      predict_x0 ? 'data' : 'noise',
+      out,
+    );
+    if (predict_x0 && thresholding) {
+      const itemSize = out.length / batch;
+      if (this.thresholdScratch.length < itemSize) this.thresholdScratch = new Float32Array(itemSize);
+      const { dynamic_thresholding_ratio, sample_max_value } = this.config;
+      applyDynamicThresholding(out, batch, dynamic_thresholding_ratio, sample_max_value, this.thresholdScratch);
+    }
+  }
+
+  /** The history slot `k` outputs before the newest one. */
+  private previous(k: number): Float32Array {
+    const ring = this.history.length;
+    return this.history[(this.newest - k + ring) % ring];
+  }
+
+  /**
+   * The shared terms of UniP and UniC for a step from schedule index `s0` to `t` of order `p` (UniPC, Alg. 1–2 and
+   * eq. 9): `hh` = ∓h, h·φ_1 = e^{hh} − 1, B(h), the ratios r_k = (λ_{s_k} − λ_{s0})/h of the earlier outputs
+   * (r_p = 1) and the right-hand sides b_j = h·φ_{j+1}(hh)·j!/B(h) of the order conditions Σ_k a_k r_k^{j−1} = b_j.
+   */
+  private orderConditions(s0: number, t: number, p: number): { hPhi1: number; bh: number } {
+    const { lambda } = this.coefficients;
+    const h = lambda[t] - lambda[s0];
+    const hh = this.config.predict_x0 ? -h : h;
+    const hPhi1 = Math.expm1(hh);
+    const bh = this.config.solver_type === 'bh1' ? hh : hPhi1;
+    for (let k = 1; k < p; k++) this.rks[k - 1] = (lambda[s0 - k] - lambda[s0]) / h;
+    this.rks[p - 1] = 1;
+    let hPhiK = hPhi1 / hh - 1;
+    let factorial = 1;
+    for (let j = 1; j <= p; j++) {
+      this.rhs[j - 1] = (hPhiK * factorial) / bh;
+      factorial *= j + 1;
+      hPhiK = hPhiK / hh - 1 / factorial;
+    }
+    return { hPhi1, bh };
+  }
+
+  /** Solves Σ_k r_k^j · ρ_k = b_j (j, k < size) into `rhos` (Gaussian elimination with partial pivoting). */
+  private solveOrderConditions(size: number): void {
+    const a = this.matrix;
+    const rho = this.rhos;
+    for (let j = 0; j < size; j++) {
+      for (let k = 0; k < size; k++) a[j * size + k] = this.rks[k] ** j;
+      rho[j] = this.rhs[j];
+    }
+    for (let col = 0; col < size; col++) {
+      let pivot = col;
+      for (let r = col + 1; r < size; r++) if (Math.abs(a[r * size + col]) > Math.abs(a[pivot * size + col])) pivot = r;
+      if (pivot !== col) {
+        for (let k = 0; k < size; k++) {
+          const tmp = a[col * size + k];
+          a[col * size + k] = a[pivot * size + k];
+          a[pivot * size + k] = tmp;
+        }
+        const tmp = rho[col];
+        rho[col] = rho[pivot];
+        rho[pivot] = tmp;
+      }
+      for (let r = col + 1; r < size; r++) {
+        const f = a[r * size + col] / a[col * size + col];
+        for (let k = col; k < size; k++) a[r * size + k] -= f * a[col * size + k];
+        rho[r] -= f * rho[col];
+      }
+    }
+    for (let r = size - 1; r >= 0; r--) {
+      let value = rho[r];
+      for (let k = r + 1; k < size; k++) value -= a[r * size + k] * rho[k];
+      rho[r] = value / a[r * size + r];
+    }
+  }
+
+  /** (α_t/α_s0 or σ_t/σ_s0, α_t or σ_t): the sample weight and the scale of the model-output terms. */
+  private scales(s0: number, t: number): { sampleWeight: number; outputScale: number } {
+    const { alpha, sigma } = this.coefficients;
+    return this.config.predict_x0
+      ? { sampleWeight: sigma[t] / sigma[s0], outputScale: alpha[t] }
+      : { sampleWeight: alpha[t] / alpha[s0], outputScale: sigma[t] };
+  }
+
+  /**
+   * UniP-p (UniPC eq. 9, B(h) variant): x_t = A·x − C·h·φ_1·m0 − C·B(h)·Σ_k ρ_k·D_k with D_k = (m_k − m0)/r_k and
+   * (A, C) from {@link UniPCMultistepScheduler.scales}; ρ solves the first p − 1 order conditions (ρ = ½ for p = 2).
+   */
+  private predict(p: number, out: Float32Array): void {
+    const s0 = this.stepIndex!;
+    const { hPhi1, bh } = this.orderConditions(s0, s0 + 1, p);
+    if (p === 2) this.rhos[0] = 0.5;
+    else if (p > 2) this.solveOrderConditions(p - 1);
+    const { sampleWeight, outputScale } = this.scales(s0, s0 + 1);
+    // Weights of m0 … m_{p−1}: expand the divided differences D_k.
+    const w = this.weights;
+    w[0] = -outputScale * hPhi1;
+    for (let k = 1; k < p; k++) {
+      w[k] = (-outputScale * bh * this.rhos[k - 1]) / this.rks[k - 1];
+      w[0] -= w[k];
+    }
+    const x = this.lastSample;
+    for (let e = 0; e < out.length; e++) out[e] = sampleWeight * x[e];
+    for (let k = 0; k < p; k++) accumulate(out, w[k], this.previous(k));
+  }
+
+  /**
+   * UniC-p (UniPC eq. 8, B(h) variant), in place on the last sample: x_t^c = A·x − C·h·φ_1·m0 − C·B(h)·(Σ_k ρ_k·D_k +
+   * ρ_p·(m_t − m0)), where m0 is the previous output, m_t the new one (in `slot`) and ρ solves all p order
+   * conditions (ρ = ½ for p = 1).
+   */
+  private correct(slot: number, p: number): void {
+    const t = this.stepIndex!;
+    const s0 = t - 1;
+    const { hPhi1, bh } = this.orderConditions(s0, t, p);
+    if (p === 1) this.rhos[0] = 0.5;
+    else this.solveOrderConditions(p);
+    const { sampleWeight, outputScale } = this.scales(s0, t);
+    // Weights of m0 … m_{p−1} (previous outputs, newest first) and of the new output m_t.
+    const w = this.weights;
+    const newWeight = -outputScale * bh * this.rhos[p - 1];
+    w[0] = -outputScale * hPhi1 - newWeight;
+    for (let k = 1; k < p; k++) {
+      w[k] = (-outputScale * bh * this.rhos[k - 1]) / this.rks[k - 1];
+      w[0] -= w[k];
+    }
+    const x = this.lastSample;
+    for (let e = 0; e < x.length; e++) x[e] *= sampleWeight;
+    for (let k = 0; k < p; k++) accumulate(x, w[k], this.previous(k));
+    accumulate(x, newWeight, this.history[slot]);
+  }
+}
+
+/** out += weight · values. */
+function accumulate(out: Float32Array, weight: number, values: Float32Array): void {
+  for (let e = 0; e < out.length; e++) out[e] += weight * values[e];
+}
