@@ -185,7 +185,9 @@ describe('EulerDiscreteScheduler', () => {
 
   it('rejects bad configs and calls with clear errors', () => {
     expect(() => new EulerDiscreteScheduler({ use_karras_sigmas: true, use_beta_sigmas: true })).toThrow(ConfigError);
-    expect(() => new EulerDiscreteScheduler({ interpolation_type: 'cubic' } as Record<string, unknown>)).toThrow(/interpolation_type/);
+    expect(() => new EulerDiscreteScheduler({ interpolation_type: 'cubic' } as Record<string, unknown>)).toThrow(
+      /interpolation_type/,
+    );
     const s = new EulerDiscreteScheduler({ use_karras_sigmas: true });
     expect(() => s.setTimesteps({ timesteps: [999, 500] })).toThrow(InvalidArgumentError);
     s.setTimesteps(2);

@@ -1,0 +1,120 @@
+import { Tensor, type TensorLike } from '@denoise/core';
+import { TIMESTEP_SPACINGS } from './schedule.js';
+import {
+  assertSameDims,
+  assertTensorLike,
+  type ConfigSpec,
+  configField,
+  KARRAS_DIFFUSION_SCHEDULERS,
+  NOISE_SCHEDULE_SPEC,
+  PREDICTION_TYPES,
+  type SchedulerConfigInput,
+  type SchedulerOptions,
+  type SchedulerOutput,
+  type SetTimestepsOptions,
+  type StepOptions,
+} from './scheduler.js';
+import { denoisedFromModelOutput, SigmaScheduler, type SigmaSchedulerConfig } from './sigma-scheduler.js';
+import { interpolateAt } from './sigmas.js';
+
+/** The config of {@link EulerAncestralDiscreteScheduler}: diffusers' keys and defaults. */
+export type EulerAncestralDiscreteSchedulerConfig = SigmaSchedulerConfig;
+
+/** The keys, defaults and checks of {@link EulerAncestralDiscreteSchedulerConfig}. */
+export const EULER_ANCESTRAL_DISCRETE_CONFIG_SPEC: ConfigSpec<EulerAncestralDiscreteSchedulerConfig> = {
+  ...NOISE_SCHEDULE_SPEC,
+  prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),
+  timestep_spacing: configField.oneOf(TIMESTEP_SPACINGS, 'linspace'),
+  steps_offset: configField.number(0, { integer: true, min: 0 }),
+};
+
+/**
+ * Ancestral sampling with Euler steps (k-diffusion's `sample_euler_ancestral`, the "Euler a" of UIs): each step
+ * splits the move from σ_i to σ_{i+1} into a deterministic Euler step down to
+ * `σ_down = √(σ_{i+1}² − σ_up²)` and fresh noise of standard deviation
+ * `σ_up = √(σ_{i+1}² (σ_i² − σ_{i+1}²) / σ_i²)`, so the marginal at σ_{i+1} is right while the path forgets
+ * part of its noise. Every step draws noise (the last with σ_up = 0), so a `generator` seeded like diffusers'
+ * `torch.Generator` reproduces its results.
+ *
+ * @example
+ * ```ts
+ * const scheduler = EulerAncestralDiscreteScheduler.fromConfig(sdConfig);
+ * scheduler.setTimesteps(30);
+ * const generator = new RandomGenerator(42);
+ * for (const t of scheduler.timesteps) {
+ *   const eps = await unet(scheduler.scaleModelInput(latents, t), t);
+ *   latents = scheduler.step(eps, t, latents, { generator }).prevSample;
+ * }
+ * ```
+ */
+export class EulerAncestralDiscreteScheduler extends SigmaScheduler<EulerAncestralDiscreteSchedulerConfig> {
+  /** The classes whose configs this one accepts. */
+  static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
+  /** Classifier guidance shifts ε̂. */
+  readonly classifierGuidance = 'epsilon' as const;
+
+  private noiseBuffer = new Float32Array(0);
+
+  /**
+   * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
+   * @param options - warning handler
+   */
+  constructor(config: SchedulerConfigInput<EulerAncestralDiscreteSchedulerConfig> = {}, options?: SchedulerOptions) {
+    super('EulerAncestralDiscreteScheduler', EULER_ANCESTRAL_DISCRETE_CONFIG_SPEC, config, options);
+  }
+
+  /** `'EulerAncestralDiscreteScheduler'`. */
+  get className(): string {
+    return 'EulerAncestralDiscreteScheduler';
+  }
+
+  /**
+   * Sets the sampling schedule: timesteps per `timestep_spacing` (or explicit ones), sigmas interpolated from
+   * the training sigmas, then 0.
+   *
+   * @param steps - the number of steps, or `{ numInferenceSteps }` / `{ timesteps }`
+   */
+  setTimesteps(steps: number | SetTimestepsOptions): void {
+    const { numInferenceSteps, timesteps } = this.parseSetTimesteps(steps);
+    this.numInferenceSteps = numInferenceSteps;
+    const schedule = timesteps ? [...timesteps] : this.spacedTimesteps(numInferenceSteps);
+    const sigmas = new Float64Array(schedule.length + 1);
+    sigmas.set(interpolateAt(schedule, this.trainingSigmas));
+    this.setSchedule(schedule, sigmas);
+  }
+
+  /**
+   * One ancestral step from σ_i: Euler down to σ_down, then noise σ_up · z with z from `generator` or `noise`.
+   *
+   * @param modelOutput - ε̂, x̂_0 or v̂ (per `prediction_type`) for the scaled model input
+   * @param timestep - the current timestep, one of {@link Scheduler.timesteps}
+   * @param sample - the current latents x_i (unscaled)
+   * @param options - `generator` or `noise` (required: every step draws noise)
+   */
+  step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: StepOptions = {}): SchedulerOutput {
+    assertTensorLike(sample, 'sample');
+    assertTensorLike(modelOutput, 'modelOutput');
+    assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+    const index = this.currentStepIndex(timestep);
+    this.assertStepInRange(index);
+    const sigma = this.sigmas[index];
+    const sigmaNext = this.sigmas[index + 1];
+    const sigmaUp = Math.sqrt((sigmaNext ** 2 * (sigma ** 2 - sigmaNext ** 2)) / sigma ** 2);
+    const sigmaDown = Math.sqrt(sigmaNext ** 2 - sigmaUp ** 2);
+    const dt = sigmaDown - sigma;
+    const n = sample.data.length;
+    if (this.noiseBuffer.length !== n) this.noiseBuffer = new Float32Array(n);
+    const noise = this.varianceNoise(options, sample, this.noiseBuffer);
+    const x = sample.data;
+    const m = modelOutput.data;
+    const x0 = new Float32Array(n);
+    const prev = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      x0[i] = denoisedFromModelOutput(this.config.prediction_type, m[i], x[i], sigma);
+      const derivative = (x[i] - x0[i]) / sigma;
+      prev[i] = x[i] + derivative * dt + noise[i] * sigmaUp;
+    }
+    this.stepIndex = index + 1;
+    return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
+  }
+}

@@ -1,0 +1,181 @@
+import { Tensor, type TensorLike } from '@denoise/core';
+import { sigmaScheduleKind } from './euler-discrete.js';
+import { TIMESTEP_SPACINGS } from './schedule.js';
+import {
+  assertSameDims,
+  assertTensorLike,
+  type ConfigSpec,
+  configField,
+  KARRAS_DIFFUSION_SCHEDULERS,
+  NOISE_SCHEDULE_SPEC,
+  PREDICTION_TYPES,
+  type SchedulerConfigInput,
+  type SchedulerOptions,
+  type SchedulerOutput,
+  type SetTimestepsOptions,
+  type StepOptions,
+} from './scheduler.js';
+import {
+  denoisedFromModelOutput,
+  type SigmaScheduleKind,
+  SigmaScheduler,
+  type SigmaSchedulerConfig,
+} from './sigma-scheduler.js';
+import { interpolateAt } from './sigmas.js';
+
+/** The config of {@link HeunDiscreteScheduler}: diffusers' `HeunDiscreteScheduler` keys and defaults. */
+export interface HeunDiscreteSchedulerConfig extends SigmaSchedulerConfig {
+  /** Use Karras et al.'s ρ = 7 sigma spacing. */
+  use_karras_sigmas: boolean | null;
+  /** Space sigmas evenly in log σ. */
+  use_exponential_sigmas: boolean | null;
+  /** Place sigmas at Beta(0.6, 0.6) quantiles. */
+  use_beta_sigmas: boolean | null;
+  /** Clamp x̂_0 to `[−clip_sample_range, clip_sample_range]`. */
+  clip_sample: boolean;
+  /** The clamp bound of `clip_sample`. */
+  clip_sample_range: number;
+}
+
+const optionalFlag = configField.nullable(configField.boolean(false), false);
+
+/** The keys, defaults and checks of {@link HeunDiscreteSchedulerConfig}. */
+export const HEUN_DISCRETE_CONFIG_SPEC: ConfigSpec<HeunDiscreteSchedulerConfig> = {
+  ...NOISE_SCHEDULE_SPEC,
+  beta_start: configField.number(0.00085, { min: 0, max: 1 }),
+  beta_end: configField.number(0.012, { min: 0, max: 1 }),
+  prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),
+  use_karras_sigmas: optionalFlag,
+  use_exponential_sigmas: optionalFlag,
+  use_beta_sigmas: optionalFlag,
+  clip_sample: configField.boolean(false),
+  clip_sample_range: configField.number(1, { above: 0 }),
+  timestep_spacing: configField.oneOf(TIMESTEP_SPACINGS, 'linspace'),
+  steps_offset: configField.number(0, { integer: true, min: 0 }),
+};
+
+/**
+ * Heun's second-order method on the probability-flow ODE (Karras et al. 2022, Algorithm 1): an Euler predictor
+ * from σ_i to σ_{i+1}, then a corrector that averages the slopes at both ends,
+ * `x_{i+1} = x_i + (σ_{i+1} − σ_i) · (d_i + d_{i+1})/2`. Each step costs two model evaluations, so the schedule
+ * lists every timestep after the first twice (`order = 2`); call `step` once per listed timestep.
+ *
+ * @example
+ * ```ts
+ * const scheduler = HeunDiscreteScheduler.fromConfig(sdConfig);
+ * scheduler.setTimesteps(15); // 29 model calls
+ * for (const t of scheduler.timesteps) {
+ *   const eps = await unet(scheduler.scaleModelInput(latents, t), t);
+ *   latents = scheduler.step(eps, t, latents).prevSample;
+ * }
+ * ```
+ */
+export class HeunDiscreteScheduler extends SigmaScheduler<HeunDiscreteSchedulerConfig> {
+  /** The classes whose configs this one accepts. */
+  static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
+  /** Classifier guidance shifts ε̂. */
+  readonly classifierGuidance = 'epsilon' as const;
+  /** Two model evaluations per step. */
+  override order = 2;
+
+  private readonly sigmaKind: SigmaScheduleKind;
+  /** The predictor's slope, Δσ and starting sample, kept between the two halves of a step. */
+  private predictorDerivative = new Float32Array(0);
+  private predictorSample = new Float32Array(0);
+  private predictorDt: number | undefined = undefined;
+
+  /**
+   * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
+   * @param options - warning handler
+   */
+  constructor(config: SchedulerConfigInput<HeunDiscreteSchedulerConfig> = {}, options?: SchedulerOptions) {
+    super('HeunDiscreteScheduler', HEUN_DISCRETE_CONFIG_SPEC, config, options);
+    this.sigmaKind = sigmaScheduleKind('HeunDiscreteScheduler', this.config);
+  }
+
+  /** `'HeunDiscreteScheduler'`. */
+  get className(): string {
+    return 'HeunDiscreteScheduler';
+  }
+
+  /** Whether the next `step` is a predictor (first-order) half. */
+  get stateInFirstOrder(): boolean {
+    return this.predictorDt === undefined;
+  }
+
+  /**
+   * Sets the sampling schedule: n timesteps (spaced or explicit), their sigmas, and the doubled lists Heun
+   * walks through. Resets a half-finished step.
+   *
+   * @param steps - the number of steps, or `{ numInferenceSteps }` / `{ timesteps }`
+   */
+  setTimesteps(steps: number | SetTimestepsOptions): void {
+    const parsed = this.parseSetTimesteps(steps);
+    this.numInferenceSteps = parsed.numInferenceSteps;
+    let timesteps = parsed.timesteps ? [...parsed.timesteps] : this.spacedTimesteps(parsed.numInferenceSteps);
+    let sigmas = interpolateAt(timesteps, this.trainingSigmas);
+    if (this.sigmaKind !== 'interpolated') {
+      ({ sigmas, timesteps } = this.convertSigmas(this.sigmaKind, sigmas));
+    }
+    // [σ_0, σ_1, σ_1, …, σ_{n−1}, σ_{n−1}, 0] and [t_0, t_1, t_1, …, t_{n−1}, t_{n−1}].
+    const doubledSigmas = [sigmas[0]];
+    const doubledTimesteps = [timesteps[0]];
+    for (let i = 1; i < sigmas.length; i++) {
+      doubledSigmas.push(sigmas[i], sigmas[i]);
+      doubledTimesteps.push(timesteps[i], timesteps[i]);
+    }
+    doubledSigmas.push(0);
+    this.predictorDt = undefined;
+    this.setSchedule(doubledTimesteps, Float64Array.from(doubledSigmas));
+  }
+
+  /**
+   * The predictor half (an Euler step, remembered) or the corrector half (averaging the two slopes and
+   * restarting from the remembered sample), alternately.
+   *
+   * @param modelOutput - ε̂, x̂_0 or v̂ (per `prediction_type`) for the scaled model input
+   * @param timestep - the current timestep, one of {@link Scheduler.timesteps}
+   * @param sample - the current latents (unscaled)
+   * @param _options - unused: Heun is deterministic
+   */
+  step(modelOutput: TensorLike, timestep: number, sample: TensorLike, _options: StepOptions = {}): SchedulerOutput {
+    assertTensorLike(sample, 'sample');
+    assertTensorLike(modelOutput, 'modelOutput');
+    assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+    const index = this.currentStepIndex(timestep);
+    this.assertStepInRange(index);
+    const predictor = this.stateInFirstOrder;
+    const n = sample.data.length;
+    const x = sample.data;
+    const m = modelOutput.data;
+    // The predictor evaluates the model at σ_i, the corrector at σ_{i+1}.
+    const sigma = predictor ? this.sigmas[index] : this.sigmas[index - 1];
+    const sigmaNext = predictor ? this.sigmas[index + 1] : this.sigmas[index];
+    const sigmaModel = predictor ? sigma : sigmaNext;
+    const { clip_sample, clip_sample_range: range } = this.config;
+    const x0 = new Float32Array(n);
+    const prev = new Float32Array(n);
+    if (predictor && this.predictorSample.length !== n) {
+      this.predictorSample = new Float32Array(n);
+      this.predictorDerivative = new Float32Array(n);
+    }
+    const dt = predictor ? sigmaNext - sigma : (this.predictorDt as number);
+    for (let i = 0; i < n; i++) {
+      let denoised = denoisedFromModelOutput(this.config.prediction_type, m[i], x[i], sigmaModel);
+      if (clip_sample) denoised = Math.min(Math.max(denoised, -range), range);
+      x0[i] = denoised;
+      if (predictor) {
+        const derivative = Math.fround((x[i] - x0[i]) / sigma);
+        this.predictorDerivative[i] = derivative;
+        this.predictorSample[i] = x[i];
+        prev[i] = x[i] + derivative * dt;
+      } else {
+        const derivative = (x[i] - x0[i]) / sigmaNext;
+        prev[i] = this.predictorSample[i] + ((this.predictorDerivative[i] + derivative) / 2) * dt;
+      }
+    }
+    this.predictorDt = predictor ? dt : undefined;
+    this.stepIndex = index + 1;
+    return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
+  }
+}

@@ -1,0 +1,75 @@
+import { Tensor, type TensorLike } from '@denoise/core';
+import { describe, expect, it } from 'vitest';
+import { HeunDiscreteScheduler, type HeunDiscreteSchedulerConfig } from '../src/heun-discrete.js';
+import type { SchedulerConfigInput } from '../src/scheduler.js';
+import { absSumMean, dummyModel, dummyNoiseDeter, dummySampleDeter } from './helpers/diffusers-fixtures.js';
+
+/** diffusers' `HeunDiscreteSchedulerTest.get_scheduler_config`. */
+const BASE = { num_train_timesteps: 1100, beta_start: 0.0001, beta_end: 0.02, beta_schedule: 'linear' } as const;
+
+function scaled(x: TensorLike, factor: number): Tensor {
+  return new Tensor(
+    x.data.map((v) => Math.fround(v * factor)),
+    x.dims,
+  );
+}
+
+/** diffusers' Heun `full_loop`: the scaled sample is passed on to step. */
+function fullLoop(config: SchedulerConfigInput<HeunDiscreteSchedulerConfig> = {}, tStart = 0) {
+  const scheduler = new HeunDiscreteScheduler({ ...BASE, ...config });
+  scheduler.setTimesteps(10);
+  let sample: TensorLike = scaled(dummySampleDeter(), scheduler.initNoiseSigma);
+  const timesteps = scheduler.timesteps.slice(tStart * scheduler.order);
+  if (tStart > 0) sample = scheduler.addNoise(sample, dummyNoiseDeter(), timesteps[0]);
+  for (const t of timesteps) {
+    sample = scheduler.scaleModelInput(sample, t);
+    sample = scheduler.step(dummyModel(sample, t), t, sample).prevSample;
+  }
+  return { ...absSumMean(sample), scheduler };
+}
+
+describe('HeunDiscreteScheduler', () => {
+  it('reproduces diffusers test_full_loop_no_noise (sum 0.1233, mean 0.0002)', () => {
+    const { sum, mean, scheduler } = fullLoop();
+    expect(Math.abs(sum - 0.1233)).toBeLessThan(1e-2);
+    expect(Math.abs(mean - 0.0002)).toBeLessThan(1e-3);
+    expect(scheduler.timesteps).toHaveLength(19);
+  });
+
+  it('reproduces diffusers test_full_loop_with_v_prediction (sum 4.6934e-07)', () => {
+    const { sum, mean } = fullLoop({ prediction_type: 'v_prediction' });
+    expect(Math.abs(sum - 4.6934e-7)).toBeLessThan(1e-2);
+    expect(Math.abs(mean - 6.1112e-10)).toBeLessThan(1e-3);
+  });
+
+  it('reproduces diffusers test_full_loop_device_karras_sigmas (sum 0.00015)', () => {
+    const { sum, mean } = fullLoop({ use_karras_sigmas: true });
+    expect(Math.abs(sum - 0.00015)).toBeLessThan(1e-2);
+    expect(Math.abs(mean - 1.9869554535034695e-7)).toBeLessThan(1e-2);
+  });
+
+  it('reproduces diffusers test_full_loop_with_noise (sum 75074.8906, mean 97.7538)', () => {
+    const { sum, mean } = fullLoop({}, 8);
+    expect(Math.abs(sum - 75074.8906)).toBeLessThan(1e-2);
+    expect(Math.abs(mean - 97.7538)).toBeLessThan(1e-3);
+  });
+
+  it('doubles every timestep after the first and ends on sigma 0', () => {
+    const s = new HeunDiscreteScheduler({ timestep_spacing: 'leading', steps_offset: 1 });
+    s.setTimesteps(3);
+    expect(s.timesteps).toEqual([667, 334, 334, 1, 1]);
+    expect(s.sigmas).toHaveLength(6);
+    expect(s.sigmas[1]).toBe(s.sigmas[2]);
+    expect(s.sigmas[5]).toBe(0);
+    const x = dummySampleDeter();
+    expect(s.stateInFirstOrder).toBe(true);
+    s.step(x, 667, x);
+    expect(s.stateInFirstOrder).toBe(false);
+    s.step(x, 334, x);
+    expect(s.stateInFirstOrder).toBe(true);
+    // A new schedule drops a half-finished step.
+    s.step(x, 334, x);
+    s.setTimesteps(3);
+    expect(s.stateInFirstOrder).toBe(true);
+  });
+});
