@@ -1,12 +1,17 @@
 import { defineConfig } from 'vitest/config';
 
-const resolve = { conditions: ['source', 'node', 'import', 'default'] };
+// Packages resolve to each other's TypeScript sources through the `source` export condition. Vitest runs tests in
+// Vite's SSR environment, so the condition is set there as well as for plain resolution.
+const conditions = ['source', 'node', 'import', 'default'];
+const resolve = { conditions };
+const ssr = { resolve: { conditions, externalConditions: conditions } };
 
 export default defineConfig({
   test: {
     projects: [
       {
         resolve,
+        ssr,
         test: {
           name: 'unit',
           include: ['packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts'],
@@ -17,6 +22,7 @@ export default defineConfig({
       },
       {
         resolve,
+        ssr,
         test: {
           name: 'compat',
           include: ['packages/*/test/compat/**/*.test.ts'],
