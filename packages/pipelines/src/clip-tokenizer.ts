@@ -175,7 +175,7 @@ export class ClipTokenizer {
       }
       const tokens = this.#tokenizer.encode(prompt, { add_special_tokens: false }).ids;
       const kept = Math.min(tokens.length, length - 2);
-      if (kept < tokens.length) truncated.push(this.#tokenizer.decode(tokens.slice(kept)));
+      if (kept < tokens.length) truncated.push(this.#tokenizer.decode(tokens.slice(kept)).trim());
       const row = b * length;
       ids[row] = this.bosTokenId;
       for (let i = 0; i < kept; i++) ids[row + 1 + i] = tokens[i];
