@@ -45,7 +45,7 @@ export function deviceInstallHint(device: Device, runtime: RuntimeEnvironment['n
 /**
  * The ONNX Runtime execution providers for `device`.
  *
- * @throws {@link DeviceUnavailableError} when this runtime cannot provide the device, saying what to install
+ * @throws `DeviceUnavailableError` when this runtime cannot provide the device, saying what to install
  */
 export function executionProviders(device: Device, runtime: RuntimeEnvironment): string[] {
   if (!DEVICES.includes(device)) {

@@ -78,7 +78,7 @@ async function readWithTimeout(
 
 /**
  * Streams one file into `sink`, checking that exactly `request.size` bytes arrive. Throws
- * {@link ModelLoadError} (`DOWNLOAD_FAILED`, `UNAUTHORIZED`, `FILE_NOT_FOUND`) or {@link AbortError}; the caller
+ * `ModelLoadError` (`DOWNLOAD_FAILED`, `UNAUTHORIZED`, `FILE_NOT_FOUND`) or `AbortError`; the caller
  * discards the sink's contents on any throw.
  */
 export async function downloadTo(sink: ByteSink, request: DownloadRequest): Promise<void> {

@@ -18,5 +18,4 @@ export type {
 } from './progress.js';
 export { type ComponentInfo, ModelRepository, type PerComponent, type RepositoryOptions } from './repository.js';
 export { ModelSession, type OrtModule, type SessionOptions } from './session.js';
-export type { ModelSource, Snapshot } from './snapshot.js';
 export type { FeedValue, TensorSpec } from './tensor-adapter.js';

@@ -76,7 +76,7 @@ export function assertSafeRelativePath(path: string, repo: string): void {
 }
 
 /**
- * Converts a failure of a Hub call into a {@link ModelLoadError} (or {@link AbortError}) that names the
+ * Converts a failure of a Hub call into a `ModelLoadError` (or `AbortError`) that names the
  * repository, the file and what to do.
  */
 export function toLoadError(error: unknown, repo: string, revision: string, file?: string): Error {

@@ -27,7 +27,7 @@ export interface ModelIndex {
  *
  * @param text - the file contents
  * @param repo - the repository id or directory, for error messages
- * @throws {@link ModelLoadError} `INVALID_MODEL` when it is not JSON or lacks `_class_name`
+ * @throws `ModelLoadError` `INVALID_MODEL` when it is not JSON or lacks `_class_name`
  */
 export function parseModelIndex(text: string, repo: string): ModelIndex {
   const invalid = (why: string, cause?: unknown) =>

@@ -7,7 +7,12 @@ import { createSession, type ModelSession, type OrtModule, type SessionOptions }
 import type { Snapshot } from './snapshot.js';
 
 /** A value for every component, or per component name (components not named get `default`, else the fallback). */
-export type PerComponent<T> = T | (Readonly<Record<string, T>> & { default?: T });
+export type PerComponent<T> =
+  | T
+  | (Readonly<Record<string, T>> & {
+      /** The value of components not named. */
+      default?: T;
+    });
 
 function pick<T extends string>(value: PerComponent<T> | undefined, component: string, fallback: T): T {
   if (value === undefined) return fallback;
@@ -56,7 +61,7 @@ export class ModelRepository {
   readonly #runtime: RuntimeEnvironment;
   readonly #device: PerComponent<Device> | undefined;
 
-  /** Use `loadRepository`. */
+  /** @internal Repositories come from `loadRepository`. */
   constructor(
     snapshot: Snapshot,
     modelIndex: ModelIndex,
@@ -95,7 +100,7 @@ export class ModelRepository {
    * A component's JSON config (`config.json`, `scheduler_config.json`, `tokenizer_config.json`...), parsed.
    *
    * @param path - relative to the repository root
-   * @throws {@link ModelLoadError} `INVALID_MODEL` when the file is not JSON
+   * @throws `ModelLoadError` `INVALID_MODEL` when the file is not JSON
    */
   async readJson(path: string): Promise<unknown> {
     const text = await this.readText(path);

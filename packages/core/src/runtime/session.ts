@@ -34,6 +34,7 @@ export interface SessionOptions {
 export interface OrtModule {
   /** The session factory. */
   InferenceSession: {
+    /** Opens a graph from a path or bytes. */
     create(model: string | Uint8Array, options?: InferenceSession.SessionOptions): Promise<InferenceSession>;
   };
   /** The tensor class. */
@@ -65,7 +66,7 @@ export class ModelSession {
   #queue: Promise<unknown> = Promise.resolve();
   #released = false;
 
-  /** Use {@link createSession}. */
+  /** @internal Sessions come from `ModelRepository.createSession` or `openSession`. */
   constructor(
     name: string,
     session: InferenceSession,
@@ -136,7 +137,7 @@ export class ModelSession {
  * @param runtime - what that runtime offers
  * @param source - the graph (path or bytes) and its external data
  * @param where - the repository and file, for error messages
- * @throws {@link DeviceUnavailableError} when the device is missing; {@link ModelLoadError} `INVALID_MODEL` when
+ * @throws `DeviceUnavailableError` when the device is missing; `ModelLoadError` `INVALID_MODEL` when
  * the runtime cannot read the graph (truncated file, missing external data)
  */
 export async function createSession(

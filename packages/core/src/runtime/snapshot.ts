@@ -9,7 +9,12 @@ export interface ModelSource {
    * External-data files for runtimes that cannot read them next to a path: `path` is the name the graph
    * refers to, `data` the bytes. Empty when `model` is a path (the runtime finds them beside it).
    */
-  externalData: { path: string; data: Uint8Array }[];
+  externalData: {
+    /** The file name the graph refers to. */
+    path: string;
+    /** Its bytes. */
+    data: Uint8Array;
+  }[];
 }
 
 /**

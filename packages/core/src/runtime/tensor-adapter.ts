@@ -114,7 +114,7 @@ export class InputAdapter {
   /**
    * Builds the runtime feeds.
    *
-   * @throws {@link InvalidArgumentError} naming the expected and actual inputs when they do not match
+   * @throws `InvalidArgumentError` naming the expected and actual inputs when they do not match
    */
   adapt(feeds: Readonly<Record<string, FeedValue>>): InferenceSession.FeedsType {
     this.#checkNames(feeds);
