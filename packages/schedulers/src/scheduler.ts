@@ -76,7 +76,7 @@ export interface ConfigField<V> {
   /** The diffusers default. */
   readonly default: V;
   /**
-   * Returns the value to use, or throws a {@link ConfigError} naming the key and the allowed values.
+   * Returns the value to use, or throws a `ConfigError` naming the key and the allowed values.
    *
    * @param value - the raw value from the config object (never `undefined`)
    * @param key - the key, for messages
@@ -250,7 +250,7 @@ export const NOISE_SCHEDULE_SPEC: ConfigSpec<NoiseScheduleConfig> = {
 // Tensor checks
 
 /**
- * Throws an {@link InvalidArgumentError} unless `value` is a float32 tensor-like whose dims match its data.
+ * Throws an `InvalidArgumentError` unless `value` is a float32 tensor-like whose dims match its data.
  *
  * @param value - the argument
  * @param name - its name, for messages
@@ -272,7 +272,7 @@ export function assertTensorLike(value: unknown, name: string): asserts value is
 }
 
 /**
- * Throws an {@link InvalidArgumentError} unless both tensors have the same dims.
+ * Throws an `InvalidArgumentError` unless both tensors have the same dims.
  *
  * @param a - the first tensor
  * @param b - the second tensor
@@ -362,6 +362,14 @@ export interface SetTimestepsOptions {
   /** The number of denoising steps; the scheduler spaces them per `timestep_spacing`. */
   numInferenceSteps?: number;
   /** Explicit training timesteps in sampling (descending) order, instead of `numInferenceSteps`. */
+  timesteps?: readonly number[];
+}
+
+/** The checked argument of `setTimesteps`, as {@link Scheduler.parseSetTimesteps} returns it. */
+export interface ParsedSetTimesteps {
+  /** The number of steps (the length of `timesteps` when those are given). */
+  numInferenceSteps: number;
+  /** A copy of the custom timesteps, when given. */
   timesteps?: readonly number[];
 }
 
@@ -534,10 +542,7 @@ export abstract class Scheduler<C extends NoiseScheduleConfig = NoiseScheduleCon
    *
    * @param steps - the argument of `setTimesteps`
    */
-  protected parseSetTimesteps(steps: number | SetTimestepsOptions): {
-    numInferenceSteps: number;
-    timesteps?: readonly number[];
-  } {
+  protected parseSetTimesteps(steps: number | SetTimestepsOptions): ParsedSetTimesteps {
     const T = this.config.num_train_timesteps;
     const options = typeof steps === 'number' ? { numInferenceSteps: steps } : (steps ?? {});
     const { numInferenceSteps, timesteps } = options;
