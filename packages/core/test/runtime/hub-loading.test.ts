@@ -1,6 +1,6 @@
-import { lstat, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AbortError, ModelLoadError, Tensor } from '../../src/index.js';
 import { loadRepository, type ProgressInfo, repoCacheFolder } from '../../src/runtime/index.node.js';
@@ -136,6 +136,51 @@ describe('Hugging Face cache layout', () => {
     expect(error.repo).toBe(REPO);
     expect(error.message).toMatch(/localFilesOnly.*Load it once online/);
     expect(hub.requests).toEqual([]);
+  });
+});
+
+describe('caches written by Python', () => {
+  it('reads a snapshot huggingface_hub wrote (symlinks, or plain copies where symlinks are unavailable) offline', async () => {
+    const pythonCommit = 'a'.repeat(40);
+    const folder = join(cacheDir, 'models--org--from-python');
+    const files = tinyPipelineFiles();
+    await mkdir(join(folder, 'refs'), { recursive: true });
+    await writeFile(join(folder, 'refs', 'main'), pythonCommit);
+    for (const [path, content] of Object.entries(files)) {
+      const bytes = typeof content === 'string' ? new TextEncoder().encode(content) : content;
+      const target = join(folder, 'snapshots', pythonCommit, path);
+      await mkdir(dirname(target), { recursive: true });
+      if (path.startsWith('unet/')) {
+        // As on Windows without developer mode: the file itself sits in the snapshot.
+        await writeFile(target, bytes);
+      } else {
+        const blob = join(folder, 'blobs', gitBlobId(bytes));
+        await mkdir(dirname(blob), { recursive: true });
+        await writeFile(blob, bytes);
+        await symlink(relative(dirname(target), blob), target);
+      }
+    }
+    const repo = await loadRepository('org/from-python', { cacheDir, localFilesOnly: true, device: 'cpu' });
+    expect(repo.commit).toBe(pythonCommit);
+    const unet = await repo.createSession('unet');
+    const { out_sample } = await unet.run({
+      sample: new Tensor(Float32Array.from([2, 4]), [1, 2, 1, 1]),
+      timestep: 1,
+      encoder_hidden_states: new Tensor(Float32Array.from([0, 0, 0]), [1, 1, 3]),
+    });
+    expect(Array.from(out_sample.data)).toEqual([unetExpected(2, 1, 0), unetExpected(4, 1, 0)]);
+  });
+
+  it('defaults to HF_HUB_CACHE', async () => {
+    const saved = process.env.HF_HUB_CACHE;
+    process.env.HF_HUB_CACHE = cacheDir;
+    try {
+      await loadRepository(REPO, { hubUrl: hub.url });
+      expect(await readFile(join(cacheDir, 'models--org--tiny-sd', 'refs', 'main'), 'utf8')).toBe(commit);
+    } finally {
+      if (saved === undefined) delete process.env.HF_HUB_CACHE;
+      else process.env.HF_HUB_CACHE = saved;
+    }
   });
 });
 
