@@ -5,13 +5,13 @@
  * browser test can follow a run.
  */
 import { AbortError, RandomGenerator } from '@denoise/core';
-import { DiffusionPipeline } from '@denoise/pipelines';
+import { DiffusionPipeline, StableDiffusionPipeline } from '@denoise/pipelines';
 import { getScheduler, listSchedulers } from '@denoise/schedulers';
 import * as ort from 'onnxruntime-web';
 import { paintLatentPreview } from './latent-preview.js';
 
 type DemoDevice = 'auto' | 'webgpu' | 'wasm';
-type Pipeline = Awaited<ReturnType<typeof DiffusionPipeline.fromPretrained>>;
+type Loaded = { pipe: StableDiffusionPipeline; defaultScheduler: StableDiffusionPipeline['scheduler'] };
 
 /** The embedded model, which the demo's Vite server serves as a Hub repository on the page's own origin. */
 const MODEL_ID = 'denoise/reference-world';
@@ -19,6 +19,8 @@ const HUB_URL = new URL('/hub', location.href).href;
 
 // onnxruntime-web fetches its WASM binaries from this origin, never from a CDN.
 ort.env.wasm.wasmPaths = new URL('/ort/', location.href).href;
+// Its warnings (which nodes WebGPU leaves to the CPU) go to the console as errors; keep the console for real ones.
+ort.env.logLevel = 'error';
 
 const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>(selector)!;
 const form = $<HTMLFormElement>('#controls');
@@ -29,7 +31,7 @@ const canvas = $<HTMLCanvasElement>('#preview');
 const status = $<HTMLElement>('#status');
 
 /** One pipeline per device, loaded on first use and kept: switching back is instant. */
-const pipelines = new Map<DemoDevice, Promise<{ pipe: Pipeline; defaultScheduler: Pipeline['scheduler'] }>>();
+const pipelines = new Map<DemoDevice, Promise<Loaded>>();
 let running: AbortController | undefined;
 
 function setStatus(state: string, text: string): void {
@@ -37,17 +39,23 @@ function setStatus(state: string, text: string): void {
   status.textContent = text;
 }
 
-function loadPipeline(device: DemoDevice) {
+/** Loads (once) the pipeline of `device`; Cancel during the load aborts it through `signal`. */
+function loadPipeline(device: DemoDevice, signal: AbortSignal) {
   let loading = pipelines.get(device);
   if (!loading) {
-    loading = DiffusionPipeline.fromPretrained(MODEL_ID, {
+    const load = DiffusionPipeline.fromPretrained(MODEL_ID, {
       hubUrl: HUB_URL,
       device,
+      signal,
       progressCallback: (event) => {
         if (event.status === 'progress_total') setStatus('loading', `Loading model… ${Math.round(event.progress)} %`);
       },
-    }).then((pipe) => ({ pipe, defaultScheduler: pipe.scheduler }));
-    // A failed load is not cached: the next click tries again.
+    });
+    loading = load.then((pipe) => {
+      if (!(pipe instanceof StableDiffusionPipeline)) throw new Error(`${MODEL_ID} is not a text-to-image model.`);
+      return { pipe, defaultScheduler: pipe.scheduler };
+    });
+    // A failed or cancelled load is not kept: the next click tries again.
     loading.catch(() => pipelines.delete(device));
     pipelines.set(device, loading);
   }
@@ -66,7 +74,7 @@ async function generate(): Promise<void> {
   const started = performance.now();
   try {
     setStatus('loading', 'Loading model…');
-    const { pipe, defaultScheduler } = await loadPipeline(device);
+    const { pipe, defaultScheduler } = await loadPipeline(device, running.signal);
     pipe.scheduler = schedulerName === '' ? defaultScheduler : getScheduler(schedulerName, defaultScheduler.config);
     setStatus('running', `Step 0/${steps}`);
     const denoiseStart = performance.now();
@@ -77,11 +85,11 @@ async function generate(): Promise<void> {
       guidanceScale: Number(fields.get('guidance')),
       generator: new RandomGenerator(seed),
       signal: running.signal,
-      callbackOnStepEnd: async ({ step, latents }) => {
+      callbackOnStepEnd: ({ step, latents }) => {
         paintLatentPreview(canvas, latents);
         setStatus('running', `Step ${step + 1}/${steps}`);
-        // Yield a frame so the preview and the Cancel button stay live between model calls.
-        await new Promise(requestAnimationFrame);
+        // Wait for a frame so the preview shows and a click on Cancel lands before the next model call.
+        return new Promise<undefined>((resume) => requestAnimationFrame(() => resume(undefined)));
       },
     });
     const image = images[0];
@@ -89,7 +97,7 @@ async function generate(): Promise<void> {
     canvas.height = image.height;
     canvas.getContext('2d')!.putImageData(image.toImageData(), 0, 0);
     const seconds = (performance.now() - denoiseStart) / 1000;
-    const providers = pipe.executionProviders?.join(', ') ?? device;
+    const providers = pipe.unet.executionProviders.join(', ');
     setStatus(
       'done',
       `Done: seed ${seed}, ${steps} steps in ${seconds.toFixed(2)} s on ${providers} ` +
@@ -106,7 +114,7 @@ async function generate(): Promise<void> {
 }
 
 for (const { alias } of listSchedulers()) schedulerPicker.add(new Option(alias, alias));
-schedulerPicker.add(new Option("the model's own (DDIM)", ''), 0);
+schedulerPicker.add(new Option("the model's own", ''), 0);
 schedulerPicker.value = '';
 form.addEventListener('submit', (event) => {
   event.preventDefault();
