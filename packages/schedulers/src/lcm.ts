@@ -1,0 +1,270 @@
+import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import type { NoiseScheduleConfig } from './schedule.js';
+import {
+  applyDynamicThresholding,
+  assertSameDims,
+  assertTensorLike,
+  type ConfigSpec,
+  configField,
+  NOISE_SCHEDULE_SPEC,
+  PREDICTION_TYPES,
+  type PredictionType,
+  Scheduler,
+  type SchedulerConfigInput,
+  type SchedulerOptions,
+  type SchedulerOutput,
+  type SetTimestepsOptions,
+  type StepOptions,
+  warnOnce,
+} from './scheduler.js';
+
+/** The config of {@link LCMScheduler}: diffusers' `LCMScheduler` keys and defaults. */
+export interface LCMSchedulerConfig extends NoiseScheduleConfig {
+  /** The length of the distillation schedule the timesteps are picked from (LCM's "skipping-step" grid). */
+  original_inference_steps: number;
+  /** Clamp x̂_0 to `[−clip_sample_range, clip_sample_range]` (ignored when `thresholding` is on). */
+  clip_sample: boolean;
+  /** The clamp bound of `clip_sample`. */
+  clip_sample_range: number;
+  /** After the last step use ᾱ_prev = 1; otherwise ᾱ_0. */
+  set_alpha_to_one: boolean;
+  /** Kept for config compatibility; LCM's grid does not use it. */
+  steps_offset: number;
+  /** What the model predicts. */
+  prediction_type: PredictionType;
+  /** Imagen dynamic thresholding of x̂_0. */
+  thresholding: boolean;
+  /** The quantile of |x̂_0| used as the threshold. */
+  dynamic_thresholding_ratio: number;
+  /** The largest threshold dynamic thresholding may use. */
+  sample_max_value: number;
+  /** Kept for config compatibility; LCM's grid does not use it. */
+  timestep_spacing: 'leading' | 'linspace' | 'trailing';
+  /** Multiplies t in the boundary-condition scalings c_skip, c_out. */
+  timestep_scaling: number;
+}
+
+/** The keys, defaults and checks of {@link LCMSchedulerConfig}. */
+export const LCM_CONFIG_SPEC: ConfigSpec<LCMSchedulerConfig> = {
+  ...NOISE_SCHEDULE_SPEC,
+  beta_start: configField.number(0.00085, { min: 0, max: 1 }),
+  beta_end: configField.number(0.012, { min: 0, max: 1 }),
+  beta_schedule: configField.oneOf(['linear', 'scaled_linear', 'squaredcos_cap_v2', 'sigmoid'], 'scaled_linear'),
+  original_inference_steps: configField.number(50, { integer: true, min: 1 }),
+  clip_sample: configField.boolean(false),
+  clip_sample_range: configField.number(1, { above: 0 }),
+  set_alpha_to_one: configField.boolean(true),
+  steps_offset: configField.number(0, { integer: true, min: 0 }),
+  prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),
+  thresholding: configField.boolean(false),
+  dynamic_thresholding_ratio: configField.number(0.995, { above: 0, max: 1 }),
+  sample_max_value: configField.number(1, { min: 1 }),
+  timestep_spacing: configField.oneOf(['leading', 'linspace', 'trailing'] as const, 'leading'),
+  timestep_scaling: configField.number(10, { min: 0 }),
+};
+
+/** `setTimesteps` arguments of {@link LCMScheduler}. */
+export interface LCMSetTimestepsOptions extends SetTimestepsOptions {
+  /** Overrides the config's `original_inference_steps` for this run. */
+  originalInferenceSteps?: number;
+  /** img2img strength in (0, 1]: only the noisiest `strength` share of the grid is used. */
+  strength?: number;
+}
+
+/** The data standard deviation of the consistency-model boundary condition (Song et al. 2023). */
+const SIGMA_DATA = 0.5;
+
+/**
+ * Latent Consistency Models (Luo et al. 2023): every step maps x_t straight to a clean estimate with the
+ * consistency function `f(x, t) = c_skip(t) · x + c_out(t) · x̂_0`, `c_skip = σ_d²/((st)² + σ_d²)`,
+ * `c_out = st/√((st)² + σ_d²)` (s = `timestep_scaling`), then, except after the last step, re-noises it to the
+ * next timestep: `x_{t'} = √ᾱ_{t'} f + √(1 − ᾱ_{t'}) z` (multistep consistency sampling, Algorithm 1 of Song et
+ * al. 2023). Timesteps come from the `original_inference_steps`-point distillation grid.
+ * Re-noising takes `generator` (same seeds as diffusers) or explicit `noise`.
+ */
+export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
+  /** diffusers lists no compatible classes for LCM: its timesteps only make sense for distilled models. */
+  static override readonly compatibles: readonly string[] = [];
+  /** ε-based steps: classifier guidance shifts ε̂. */
+  readonly classifierGuidance = 'epsilon' as const;
+
+  private stepIndex: number | undefined = undefined;
+  private beginIndex: number | undefined = undefined;
+  private noiseBuffer = new Float32Array(0);
+  private thresholdScratch = new Float32Array(0);
+
+  /**
+   * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
+   * @param options - warning handler
+   */
+  constructor(config: SchedulerConfigInput<LCMSchedulerConfig> = {}, options?: SchedulerOptions) {
+    super('LCMScheduler', LCM_CONFIG_SPEC, config, options);
+  }
+
+  /** `'LCMScheduler'`. */
+  get className(): string {
+    return 'LCMScheduler';
+  }
+
+  /** ᾱ after the last step: 1 with `set_alpha_to_one`, else ᾱ_0. */
+  get finalAlphaCumprod(): number {
+    return this.config.set_alpha_to_one ? 1 : this.alphasCumprod[0];
+  }
+
+  /**
+   * The step index of the first step of the next run (img2img pipelines that start mid-schedule).
+   *
+   * @param beginIndex - an index into {@link Scheduler.timesteps}
+   */
+  setBeginIndex(beginIndex = 0): void {
+    this.beginIndex = beginIndex;
+  }
+
+  /**
+   * Picks n timesteps from the distillation grid `t_j = j·(T // original_steps) − 1`, j = 1 … original_steps·strength,
+   * evenly by index from the noisiest; or takes explicit descending timesteps (then `strength` drops the first
+   * ones, as diffusers does).
+   *
+   * @param steps - the number of steps, or `{ numInferenceSteps | timesteps, originalInferenceSteps, strength }`
+   */
+  setTimesteps(steps: number | LCMSetTimestepsOptions): void {
+    const options = typeof steps === 'number' ? {} : steps;
+    const strength = options.strength ?? 1;
+    if (!(strength > 0 && strength <= 1)) {
+      throw new InvalidArgumentError(`strength must be in (0, 1], got ${strength}.`);
+    }
+    const T = this.config.num_train_timesteps;
+    const originalSteps = options.originalInferenceSteps ?? this.config.original_inference_steps;
+    if (!Number.isInteger(originalSteps) || originalSteps < 1 || originalSteps > T) {
+      throw new InvalidArgumentError(
+        `original_inference_steps must be an integer from 1 to num_train_timesteps (${T}), got ${originalSteps}.`,
+      );
+    }
+    const { numInferenceSteps: n, timesteps: custom } = this.parseSetTimesteps(
+      typeof steps === 'number' ? steps : { numInferenceSteps: steps.numInferenceSteps, timesteps: steps.timesteps },
+    );
+    const k = Math.floor(T / originalSteps);
+    const gridSize = Math.trunc(originalSteps * strength);
+    if (custom) {
+      const grid = new Set(Array.from({ length: gridSize }, (_, j) => (j + 1) * k - 1));
+      const offGrid = custom.filter((t) => !grid.has(t));
+      if (offGrid.length > 0) {
+        warnOnce(
+          `LCMScheduler: timesteps ${offGrid.join(', ')} are not on the distillation grid; results may suffer.`,
+          this.onWarning,
+        );
+      }
+      const keep = Math.min(Math.trunc(n * strength), n);
+      this.timesteps = custom.slice(Math.max(n - keep, 0));
+    } else {
+      if (n > originalSteps) {
+        throw new InvalidArgumentError(
+          `numInferenceSteps (${n}) cannot exceed original_inference_steps (${originalSteps}): the schedule is a subset of that grid.`,
+        );
+      }
+      if (Math.floor(gridSize / n) < 1) {
+        throw new InvalidArgumentError(
+          `original_inference_steps × strength (${originalSteps} × ${strength}) gives fewer grid points than numInferenceSteps (${n}); lower the steps or raise strength.`,
+        );
+      }
+      // The grid from the noisiest point, sampled at floor(i · size / n).
+      this.timesteps = Array.from({ length: n }, (_, i) => (gridSize - Math.floor((i * gridSize) / n)) * k - 1);
+    }
+    this.numInferenceSteps = n;
+    this.stepIndex = undefined;
+    this.beginIndex = undefined;
+  }
+
+  /**
+   * The timestep a step from `timestep` re-noises to, −1 after the last one.
+   *
+   * @param timestep - a timestep of the current schedule
+   */
+  previousTimestep(timestep: number): number {
+    const index = this.timesteps.indexOf(timestep);
+    if (index < 0) throw new InvalidArgumentError(`Timestep ${timestep} is not in the current LCM schedule.`);
+    return index === this.timesteps.length - 1 ? -1 : this.timesteps[index + 1];
+  }
+
+  /**
+   * The boundary-condition scalings `(c_skip, c_out)` at a timestep.
+   *
+   * @param timestep - a training timestep
+   */
+  boundaryScalings(timestep: number): { cSkip: number; cOut: number } {
+    const scaled = timestep * this.config.timestep_scaling;
+    const denominator = scaled * scaled + SIGMA_DATA * SIGMA_DATA;
+    return { cSkip: (SIGMA_DATA * SIGMA_DATA) / denominator, cOut: scaled / Math.sqrt(denominator) };
+  }
+
+  /**
+   * One consistency step: the denoised estimate f(x_t, t) (returned as `predOriginalSample`) and, unless this is
+   * the last step, its re-noised version at the next timestep.
+   *
+   * @param modelOutput - ε̂, x̂_0 or v̂ (per `prediction_type`)
+   * @param timestep - the current timestep, one of {@link Scheduler.timesteps}
+   * @param sample - x_t
+   * @param options - `generator` or `noise` for the re-noising
+   */
+  step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: StepOptions = {}): SchedulerOutput {
+    if (this.numInferenceSteps === undefined) {
+      throw new InvalidArgumentError('LCMScheduler.step needs a schedule: call setTimesteps(numInferenceSteps) first.');
+    }
+    assertTensorLike(sample, 'sample');
+    assertTensorLike(modelOutput, 'modelOutput');
+    assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+    if (this.stepIndex === undefined) this.stepIndex = this.beginIndex ?? this.indexForTimestep(timestep);
+    const index = this.stepIndex;
+    const prevTimestep = index + 1 < this.timesteps.length ? this.timesteps[index + 1] : timestep;
+    const alphaBar = this.alphaCumprodAt(timestep);
+    const alphaBarPrev = prevTimestep >= 0 ? this.alphaCumprodAt(prevTimestep) : this.finalAlphaCumprod;
+    const sqrtA = Math.sqrt(alphaBar);
+    const sqrtB = Math.sqrt(1 - alphaBar);
+    const { cSkip, cOut } = this.boundaryScalings(timestep);
+    const { prediction_type, thresholding, clip_sample, clip_sample_range: range } = this.config;
+    const n = sample.data.length;
+    const x = sample.data;
+    const m = modelOutput.data;
+    const x0 = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      x0[i] =
+        prediction_type === 'epsilon'
+          ? (x[i] - sqrtB * m[i]) / sqrtA
+          : prediction_type === 'sample'
+            ? m[i]
+            : sqrtA * x[i] - sqrtB * m[i];
+    }
+    if (thresholding) {
+      const itemSize = n / sample.dims[0];
+      if (this.thresholdScratch.length < itemSize) this.thresholdScratch = new Float32Array(itemSize);
+      const { dynamic_thresholding_ratio, sample_max_value } = this.config;
+      applyDynamicThresholding(x0, sample.dims[0], dynamic_thresholding_ratio, sample_max_value, this.thresholdScratch);
+    } else if (clip_sample) {
+      for (let i = 0; i < n; i++) x0[i] = Math.min(Math.max(x0[i], -range), range);
+    }
+    const denoised = new Float32Array(n);
+    for (let i = 0; i < n; i++) denoised[i] = cOut * x0[i] + cSkip * x[i];
+    let prev = denoised;
+    if (index !== this.numInferenceSteps - 1) {
+      if (this.noiseBuffer.length !== n) this.noiseBuffer = new Float32Array(n);
+      const noise = this.varianceNoise(options, sample, this.noiseBuffer);
+      const a = Math.sqrt(alphaBarPrev);
+      const b = Math.sqrt(1 - alphaBarPrev);
+      prev = new Float32Array(n);
+      for (let i = 0; i < n; i++) prev[i] = a * denoised[i] + b * noise[i];
+    }
+    this.stepIndex = index + 1;
+    return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(denoised, sample.dims) };
+  }
+
+  private indexForTimestep(timestep: number): number {
+    const first = this.timesteps.indexOf(timestep);
+    if (first < 0) {
+      throw new InvalidArgumentError(
+        `Timestep ${timestep} is not in the current schedule of LCMScheduler; pass one of scheduler.timesteps.`,
+      );
+    }
+    const second = this.timesteps.indexOf(timestep, first + 1);
+    return second < 0 ? first : second;
+  }
+}
