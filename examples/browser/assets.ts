@@ -2,7 +2,7 @@
  * Files the demo serves from its own origin, written into a git-ignored public folder before Vite starts:
  * onnxruntime-web's WASM binaries (never a CDN) and the runtime check's graph.
  */
-import { cp, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { encodeModel, node } from '../../tools/onnx-graph.js';
 import { CHECK_GRAPH_BIAS, CHECK_GRAPH_SHAPE, CHECK_GRAPH_WEIGHT } from './src/check-graph.js';
@@ -14,11 +14,13 @@ export const PUBLIC_DIR = resolve(import.meta.dirname, '.cache', 'public');
 
 /** Copies or generates everything under {@link PUBLIC_DIR}. */
 export async function writePublicAssets(): Promise<void> {
+  await rm(PUBLIC_DIR, { recursive: true, force: true });
   await mkdir(resolve(PUBLIC_DIR, 'fixtures'), { recursive: true });
+  // The build of onnxruntime-web the pages import (WebGPU + WASM) loads this one binary and its loader.
   const ortDist = resolve(repoRoot, 'node_modules', 'onnxruntime-web', 'dist');
   await mkdir(resolve(PUBLIC_DIR, 'ort'), { recursive: true });
-  for (const file of await readdir(ortDist)) {
-    if (/^ort-wasm.*\.(wasm|mjs)$/.test(file)) await cp(resolve(ortDist, file), resolve(PUBLIC_DIR, 'ort', file));
+  for (const file of ['ort-wasm-simd-threaded.jsep.mjs', 'ort-wasm-simd-threaded.jsep.wasm']) {
+    await cp(resolve(ortDist, file), resolve(PUBLIC_DIR, 'ort', file));
   }
   await writeFile(resolve(PUBLIC_DIR, 'fixtures', 'check-graph.onnx'), checkGraph());
 }
