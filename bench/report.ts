@@ -1,0 +1,86 @@
+import type { Float16Result } from './float16.js';
+import type { NoiseResult } from './noise.js';
+import type { MissingScheduler, SchedulerStepResult } from './scheduler-step.js';
+import { formatSummary } from './stats.js';
+
+/** A pass/fail verdict for a figure with a bound, or a note when there is none. */
+function verdict(value: number, max: number | undefined): string {
+  if (max === undefined) return 'no target';
+  return value <= max ? `PASS (<= ${max})` : `FAIL (> ${max})`;
+}
+
+function table(title: string, header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ');
+  console.log(`\n${title}`);
+  console.log(line(header));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const row of rows) console.log(line(row));
+}
+
+const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
+const perSecond = (values: number) => `${(values / 1e6).toFixed(1)} M/s`;
+
+function printSteps(results: (SchedulerStepResult | MissingScheduler)[]): void {
+  const rows = results.map((r) => {
+    if ('missing' in r) return [r.className, '-', 'not in @denoise/schedulers yet', '', '', '', '', ''];
+    return [
+      r.className,
+      r.dims.join('x'),
+      formatSummary(r.timing.ratio),
+      `${r.timing.candidateMs.median.toFixed(3)} / ${r.timing.baselineMs.median.toFixed(3)}`,
+      verdict(r.timing.ratio.median, r.maxRatio),
+      `${r.allocatedPerStep.count.toFixed(2)} bufs, ${kib(r.allocatedPerStep.bytes)}`,
+      kib(r.allocatedPerStep.returnedBytes),
+      r.retained ? `${kib(r.retained.heapBytes)} heap, ${kib(r.retained.arrayBufferBytes)} buffers` : '',
+    ];
+  });
+  table(
+    'Target 1: scheduler step / axpby baseline (median [p10-p90] of per-round ratios)',
+    ['scheduler', 'dims', 'ratio', 'ms step / base', 'verdict', 'allocated per step', 'returned', 'retained /1000'],
+    rows,
+  );
+}
+
+function printNoise(r: NoiseResult): void {
+  table(
+    `Target 2: noise, ${r.values} values per call`,
+    ['generator', 'throughput', 'ms per call', 'time ratio vs baseline'],
+    [
+      [
+        'RandomGenerator.randn',
+        perSecond(r.randnPerSecond),
+        r.timing.candidateMs.median.toFixed(3),
+        formatSummary(r.timing.ratio),
+      ],
+      ['Math.random Box-Muller', perSecond(r.baselinePerSecond), r.timing.baselineMs.median.toFixed(3), '1'],
+    ],
+  );
+}
+
+function printFloat16(r: Float16Result): void {
+  const row = (name: string, t: Float16Result['encode']) => [
+    name,
+    perSecond(r.values / (t.candidateMs.median / 1e3)),
+    t.candidateMs.median.toFixed(3),
+    t.baselineMs.median.toFixed(3),
+    formatSummary(t.ratio),
+  ];
+  table(
+    `Target 3: float16 codec, ${r.values} values (native Float16Array: ${r.nativeFloat16Array})`,
+    ['direction', 'throughput', 'ms', 'ms plain copy', 'ratio vs copy'],
+    [row('encode f32->f16', r.encode), row('decode f16->f32', r.decode)],
+  );
+}
+
+/**
+ * Prints the table of one section of the results.
+ *
+ * @param results - the results object being built by run.ts
+ * @param section - which section to print
+ */
+export function printSections(results: Record<string, unknown>, section: string): void {
+  if (section === 'steps') printSteps(results.steps as (SchedulerStepResult | MissingScheduler)[]);
+  if (section === 'noise') printNoise(results.noise as NoiseResult);
+  if (section === 'float16') printFloat16(results.float16 as Float16Result);
+}

@@ -1,0 +1,52 @@
+/**
+ * `npm run bench`: measures the SDK's own cost next to a baseline timed in the same process, prints one table per
+ * target and writes everything to bench/results.json. Flags:
+ *   --only=steps,noise,float16,loop,memory,cold   run only these sections (default: all)
+ *   --device=cpu|cuda|dml|coreml|webgpu           execution provider for the model sections (default: cpu)
+ *   --quick                                        fewer repetitions (a smoke run, not for figures)
+ * See docs/performance.md.
+ */
+import { writeFileSync } from 'node:fs';
+import { register } from 'node:module';
+import { cpus } from 'node:os';
+
+register('./source-condition.ts', import.meta.url);
+
+const args = process.argv.slice(2);
+const flag = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
+const quick = args.includes('--quick');
+const only = flag('only')?.split(',');
+const device = flag('device') ?? 'cpu';
+const wanted = (section: string) => !only || only.includes(section);
+
+const { printSections } = await import('./report.js');
+const results: Record<string, unknown> = {
+  machine: {
+    nproc: cpus().length,
+    cpu: cpus()[0]?.model ?? 'unknown',
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    date: new Date().toISOString(),
+  },
+  device,
+  quick,
+};
+
+if (wanted('steps')) {
+  const { benchSchedulerSteps } = await import('./scheduler-step.js');
+  results.steps = benchSchedulerSteps(quick ? 5 : 30);
+  printSections(results, 'steps');
+}
+if (wanted('noise')) {
+  const { benchNoise } = await import('./noise.js');
+  results.noise = benchNoise(quick ? 5 : 30);
+  printSections(results, 'noise');
+}
+if (wanted('float16')) {
+  const { benchFloat16 } = await import('./float16.js');
+  results.float16 = benchFloat16(quick ? 5 : 40);
+  printSections(results, 'float16');
+}
+
+writeFileSync(new URL('./results.json', import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
+console.log('\nWrote bench/results.json');

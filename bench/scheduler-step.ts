@@ -1,0 +1,158 @@
+import { RandomGenerator, type Tensor } from '@denoise/core';
+import type { Scheduler } from '@denoise/schedulers';
+import * as schedulers from '@denoise/schedulers';
+import { countTypedArrayAllocations, retainedMemory } from './allocation.js';
+import { type PairedTiming, pairedTiming } from './stats.js';
+
+/** One scheduler of target 1 and the largest step / baseline ratio it may show. */
+interface SchedulerCase {
+  className: string;
+  /** The brief's bound on step / baseline; `undefined` where the brief sets none (shown for reference). */
+  maxRatio: number | undefined;
+}
+
+const CASES: readonly SchedulerCase[] = [
+  { className: 'DDPMScheduler', maxRatio: 3 },
+  { className: 'DDIMScheduler', maxRatio: 3 },
+  { className: 'EulerDiscreteScheduler', maxRatio: 3 },
+  { className: 'LCMScheduler', maxRatio: 3 },
+  { className: 'EulerAncestralDiscreteScheduler', maxRatio: undefined },
+  { className: 'HeunDiscreteScheduler', maxRatio: undefined },
+  { className: 'LMSDiscreteScheduler', maxRatio: 5 },
+  { className: 'PNDMScheduler', maxRatio: 5 },
+  { className: 'DPMSolverMultistepScheduler', maxRatio: 5 },
+  { className: 'UniPCMultistepScheduler', maxRatio: 5 },
+];
+
+/** Stable Diffusion 1.x's `scheduler_config.json` noise schedule, which every scheduler here accepts. */
+const SD_SCHEDULE = { num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear' };
+const INFERENCE_STEPS = 20;
+const LEAK_CHECK_STEPS = 1000;
+
+/** The target-1 figures of one scheduler at one sample shape. */
+export interface SchedulerStepResult {
+  className: string;
+  dims: readonly number[];
+  timing: PairedTiming;
+  maxRatio: number | undefined;
+  /** Typed-array buffers allocated per step over a whole schedule, and the bytes of the tensors a step returns. */
+  allocatedPerStep: { count: number; bytes: number; returnedBytes: number };
+  /** Heap / ArrayBuffer bytes still held after {@link LEAK_CHECK_STEPS} steps and a full collection. */
+  retained?: { heapBytes: number; arrayBufferBytes: number };
+}
+
+/** The result for a scheduler class that has not landed in `@denoise/schedulers` yet. */
+export interface MissingScheduler {
+  className: string;
+  missing: true;
+}
+
+type SchedulerClass = new (config: Record<string, unknown>) => Scheduler;
+
+/**
+ * Steps a scheduler through its 20-step schedule over and over with fixed inputs (the model output and the noise
+ * are explicit, so no step draws random numbers), restarting the schedule outside the timed region.
+ */
+class Stepper {
+  private index = 0;
+  private readonly options: { noise: Tensor };
+
+  constructor(
+    readonly scheduler: Scheduler,
+    private readonly modelOutput: Tensor,
+    private readonly sample: Tensor,
+    noise: Tensor,
+  ) {
+    this.options = { noise };
+    scheduler.setTimesteps(INFERENCE_STEPS);
+  }
+
+  /** Starts the schedule over. */
+  restart(): void {
+    this.scheduler.setTimesteps(INFERENCE_STEPS);
+    this.index = 0;
+  }
+
+  /** One step; returns its duration in ms (restarting the schedule is not counted) and the output bytes. */
+  step(): { ms: number; returnedBytes: number } {
+    if (this.index === this.scheduler.timesteps.length) this.restart();
+    const t = this.scheduler.timesteps[this.index++];
+    const start = process.hrtime.bigint();
+    const out = this.scheduler.step(this.modelOutput, t, this.sample, this.options);
+    const ms = Number(process.hrtime.bigint() - start) / 1e6;
+    return { ms, returnedBytes: out.prevSample.data.byteLength + (out.predOriginalSample?.data.byteLength ?? 0) };
+  }
+}
+
+/**
+ * The baseline of target 1: one fused pass `out[i] = a·x[i] + b·y[i]` over the sample's length, the least work a
+ * scheduler step can do (every step reads the sample and the model output and writes a sample).
+ */
+function axpbyPass(x: Float32Array, y: Float32Array, out: Float32Array): number {
+  const a = 0.9983;
+  const b = -0.0417;
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < out.length; i++) out[i] = a * x[i] + b * y[i];
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+/**
+ * Target 1: every scheduler's `step` against the axpby baseline on [2,4,64,64] and [2,4,128,128] samples; typed
+ * arrays allocated per step; memory retained over 1,000 steps.
+ *
+ * @param rounds - timed rounds per case (10 calls of each side per round)
+ */
+export function benchSchedulerSteps(rounds: number): (SchedulerStepResult | MissingScheduler)[] {
+  const results: (SchedulerStepResult | MissingScheduler)[] = [];
+  const exports = schedulers as unknown as Record<string, SchedulerClass | undefined>;
+  const generator = new RandomGenerator(0);
+  for (const dims of [
+    [2, 4, 64, 64],
+    [2, 4, 128, 128],
+  ]) {
+    const sample = generator.randn(dims);
+    const modelOutput = generator.randn(dims);
+    const noise = generator.randn(dims);
+    const baselineOut = new Float32Array(sample.size);
+    for (const { className, maxRatio } of CASES) {
+      const SchedulerClass = exports[className];
+      if (!SchedulerClass) {
+        if (dims[2] === 64) results.push({ className, missing: true });
+        continue;
+      }
+      const stepper = new Stepper(new SchedulerClass({ ...SD_SCHEDULE }), modelOutput, sample, noise);
+      const timing = pairedTiming(
+        () => axpbyPass(sample.data, modelOutput.data, baselineOut),
+        () => stepper.step().ms,
+        rounds,
+        10,
+      );
+      // Averaged over one whole schedule (set up outside the window), so state a solver allocates once per
+      // schedule shows up amortised.
+      stepper.restart();
+      const steps = stepper.scheduler.timesteps.length;
+      let returnedBytes = 0;
+      const allocations = countTypedArrayAllocations(() => {
+        for (let i = 0; i < steps; i++) returnedBytes += stepper.step().returnedBytes;
+      });
+      const result: SchedulerStepResult = {
+        className,
+        dims,
+        timing,
+        maxRatio,
+        allocatedPerStep: {
+          count: allocations.count / steps,
+          bytes: allocations.bytes / steps,
+          returnedBytes: returnedBytes / steps,
+        },
+      };
+      if (dims[2] === 64) {
+        result.retained = retainedMemory(() => {
+          for (let i = 0; i < LEAK_CHECK_STEPS; i++) stepper.step();
+        });
+      }
+      results.push(result);
+    }
+  }
+  return results;
+}

@@ -1,0 +1,104 @@
+/**
+ * Repetition and summary helpers. Every figure of the benchmark is a ratio against a baseline timed in the same
+ * process and interleaved with it round by round, so that load from other processes on a shared machine hits
+ * both sides of a ratio alike; the spread of the per-round ratios shows how much it did.
+ */
+
+/** The median and the 10th/90th percentiles of a set of repetitions. */
+export interface Summary {
+  /** The median. */
+  median: number;
+  /** The 10th percentile. */
+  p10: number;
+  /** The 90th percentile. */
+  p90: number;
+  /** The number of repetitions. */
+  n: number;
+}
+
+/**
+ * Summarises repeated measurements (nearest-rank percentiles).
+ *
+ * @param values - one value per repetition
+ */
+export function summarize(values: readonly number[]): Summary {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.round(q * (sorted.length - 1))))];
+  return { median: at(0.5), p10: at(0.1), p90: at(0.9), n: sorted.length };
+}
+
+/** Milliseconds elapsed since `start` (a `process.hrtime.bigint()` reading). */
+export function msSince(start: bigint): number {
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+/**
+ * Times `body` once, in milliseconds.
+ *
+ * @param body - the work to time
+ */
+export function timeMs(body: () => void): number {
+  const start = process.hrtime.bigint();
+  body();
+  return msSince(start);
+}
+
+/** A candidate timed against a baseline, round by round. */
+export interface PairedTiming {
+  /** Milliseconds per call of the baseline. */
+  baselineMs: Summary;
+  /** Milliseconds per call of the candidate. */
+  candidateMs: Summary;
+  /** candidate / baseline, one ratio per round. */
+  ratio: Summary;
+}
+
+/**
+ * Alternates `callsPerRound` baseline calls and `callsPerRound` candidate calls for `rounds` rounds (after one
+ * untimed warm-up round) and returns per-call times and the per-round ratio candidate / baseline.
+ *
+ * @param baseline - one call of the baseline; returns the time it took in ms
+ * @param candidate - one call of the candidate; returns the time it took in ms (so it can exclude set-up work)
+ * @param rounds - the number of timed rounds
+ * @param callsPerRound - calls of each side per round
+ */
+export function pairedTiming(
+  baseline: () => number,
+  candidate: () => number,
+  rounds: number,
+  callsPerRound: number,
+): PairedTiming {
+  const runRound = (call: () => number) => {
+    let total = 0;
+    for (let i = 0; i < callsPerRound; i++) total += call();
+    return total / callsPerRound;
+  };
+  runRound(baseline);
+  runRound(candidate);
+  const base: number[] = [];
+  const cand: number[] = [];
+  const ratio: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const b = runRound(baseline);
+    const c = runRound(candidate);
+    base.push(b);
+    cand.push(c);
+    ratio.push(c / b);
+  }
+  return { baselineMs: summarize(base), candidateMs: summarize(cand), ratio: summarize(ratio) };
+}
+
+/**
+ * Forces a full garbage collection; the benchmark runs with `--expose-gc` (see `npm run bench`).
+ */
+export function collectGarbage(): void {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error('Run the benchmark with node --expose-gc (npm run bench does).');
+  gc();
+  gc();
+}
+
+/** Formats a summary as `median [p10–p90]` with `digits` decimals. */
+export function formatSummary(s: Summary, digits = 2): string {
+  return `${s.median.toFixed(digits)} [${s.p10.toFixed(digits)}–${s.p90.toFixed(digits)}]`;
+}
