@@ -685,6 +685,9 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     const alphaT = alpha[i + 1];
     const sigmaT = sigma[i + 1];
     const h = lambda[i + 1] - lambda[i];
+    // A zero-length step (a schedule whose last σ repeats, e.g. Karras or Lu spacing with final σ_min) is the
+    // identity; the formulas below would divide 0 by 0 (diffusers then returns NaN for orders above 2M midpoint).
+    if (h === 0) return { sample: 1, m0: 0, m1: 0, m2: 0, noise: 0 };
     const expMinusH = Math.exp(-h);
     const expm1H = Math.expm1(h);
     const expm1Minus2H = Math.expm1(-2 * h);

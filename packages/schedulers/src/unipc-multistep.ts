@@ -127,7 +127,9 @@ export const UNIPC_MULTISTEP_CONFIG_SPEC: ConfigSpec<UniPCMultistepSchedulerConf
  * The history of model outputs and the sample before the last prediction live in preallocated buffers reused
  * across steps and reset by `setTimesteps`; a step allocates only the returned tensor.
  *
- * Not supported from diffusers: `solver_p` (another scheduler as predictor), flow-matching sigmas.
+ * Not supported from diffusers: `solver_p` (another scheduler as predictor), flow-matching sigmas. Differences:
+ * `predict_x0: false` with `final_sigmas_type: "zero"` is a config error (diffusers returns NaN at the last step);
+ * a zero-length step (the last σ repeated) is the identity.
  *
  * @example
  * ```ts
@@ -172,7 +174,8 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
   /**
    * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
    * @param options - warning handler
-   * @throws ConfigError for two sigma spacings at once or flow sigmas
+   * @throws ConfigError for two sigma spacings at once, `final_sigmas_type: "zero"` with `predict_x0: false`, or flow
+   *   sigmas
    */
   constructor(config: SchedulerConfigInput<UniPCMultistepSchedulerConfig> = {}, options?: SchedulerOptions) {
     if (config && (config as Record<string, unknown>).use_flow_sigmas === true) {
@@ -183,6 +186,12 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
     if (Number(c.use_karras_sigmas) + Number(c.use_exponential_sigmas) + Number(c.use_beta_sigmas) > 1) {
       throw new ConfigError(
         'Only one of use_karras_sigmas, use_exponential_sigmas and use_beta_sigmas can be true; pick one spacing.',
+      );
+    }
+    if (!c.predict_x0 && c.final_sigmas_type === 'zero') {
+      // The ε̂ update's last step would multiply σ_t = 0 by e^h = ∞ (diffusers returns NaN there).
+      throw new ConfigError(
+        'final_sigmas_type "zero" needs predict_x0: true; with predict_x0 false set final_sigmas_type to "sigma_min".',
       );
     }
     this.solverAlphas = solverAlphasCumprod(this.alphasCumprod, c.rescale_betas_zero_snr);
@@ -428,6 +437,11 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
    */
   private predict(p: number, out: Float32Array): void {
     const s0 = this.stepIndex!;
+    if (this.coefficients.lambda[s0 + 1] === this.coefficients.lambda[s0]) {
+      // A zero-length step (the last σ repeated, as with Karras spacing and final σ_min) is the identity.
+      out.set(this.lastSample);
+      return;
+    }
     const { hPhi1, bh } = this.orderConditions(s0, s0 + 1, p);
     if (p === 2) this.rhos[0] = 0.5;
     else if (p > 2) this.solveOrderConditions(p - 1);
@@ -452,6 +466,7 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
   private correct(slot: number, p: number): void {
     const t = this.stepIndex!;
     const s0 = t - 1;
+    if (this.coefficients.lambda[t] === this.coefficients.lambda[s0]) return; // a zero-length step changes nothing
     const { hPhi1, bh } = this.orderConditions(s0, t, p);
     if (p === 1) this.rhos[0] = 0.5;
     else this.solveOrderConditions(p);

@@ -1,7 +1,17 @@
-import { ConfigError, InvalidArgumentError, RandomGenerator, type Tensor } from '@denoise/core';
+import { ConfigError, InvalidArgumentError, RandomGenerator, Tensor, type TensorLike } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
 import { DPMSolverMultistepScheduler, type DPMSolverMultistepSchedulerConfig } from '../src/dpm-solver-multistep.js';
+import type { PredictionType } from '../src/scheduler.js';
+import { UniPCMultistepScheduler } from '../src/unipc-multistep.js';
 import { absSumMean, dummyModel, dummyNoiseDeter, dummySampleDeter } from './helpers/diffusers-fixtures.js';
+import {
+  exactPrediction,
+  type GaussianMixture,
+  mixtureMoments,
+  seededNormal,
+  TEST_MIXTURE,
+  wasserstein1,
+} from './helpers/mixture.js';
 
 /** `get_scheduler_config` of diffusers' `tests/schedulers/test_scheduler_dpm_multi.py`. */
 function testConfig(overrides: Partial<DPMSolverMultistepSchedulerConfig> = {}) {
@@ -164,3 +174,130 @@ describe('DPMSolverMultistepScheduler: zero terminal SNR', () => {
     expect(sample.data.every(Number.isFinite)).toBe(true);
   });
 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// Exact models (MATH.md §9). The models are evaluated at the noise level the solver steps from,
+// ᾱ = 1/(1 + σ_i²) with σ_i = scheduler.sigmas[i] (with Karras or Lu spacing a UNet would see the rounded
+// timestep instead; here the model is exact for the solver's own σ).
+
+type MultistepScheduler = DPMSolverMultistepScheduler | UniPCMultistepScheduler;
+
+/** erf, Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7). */
+function erf(x: number): number {
+  const t = 1 / (1 + 0.3275911 * Math.abs(x));
+  const poly = ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t;
+  const y = 1 - poly * Math.exp(-x * x);
+  return x >= 0 ? y : -y;
+}
+
+/**
+ * N evenly spread points of the exact noisy marginal at ᾱ (its quantiles at (i + ½)/N): a deterministic start for
+ * the ODE solvers, so the distance to the mixture measures the solver alone, without Monte Carlo error.
+ */
+function marginalQuantiles(mixture: GaussianMixture, n: number, alphaBar: number): Tensor {
+  const cdf = (x: number) =>
+    mixture.weights.reduce((sum, w, k) => {
+      const mean = Math.sqrt(alphaBar) * mixture.means[k][0];
+      const std = Math.sqrt(alphaBar * mixture.stds[k] ** 2 + 1 - alphaBar);
+      return sum + w * 0.5 * (1 + erf((x - mean) / (std * Math.SQRT2)));
+    }, 0);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    let low = -10;
+    let high = 10;
+    for (let it = 0; it < 50; it++) {
+      const mid = 0.5 * (low + high);
+      if (cdf(mid) < (i + 0.5) / n) low = mid;
+      else high = mid;
+    }
+    out[i] = 0.5 * (low + high);
+  }
+  return new Tensor(out, [n, 1]);
+}
+
+/** Runs a whole schedule on the exact mixture denoiser from the marginal's quantiles; returns the samples. */
+function sampleMixture(
+  scheduler: MultistepScheduler,
+  steps: number,
+  predictionType: 'epsilon' | 'sample' | 'v_prediction' = 'epsilon',
+): Tensor {
+  scheduler.setTimesteps(steps);
+  const generator = seededNormal(11);
+  let x = marginalQuantiles(TEST_MIXTURE, 2000, 1 / (1 + scheduler.sigmas[0] ** 2));
+  scheduler.timesteps.forEach((t, i) => {
+    const output = exactPrediction(TEST_MIXTURE, x, 1 / (1 + scheduler.sigmas[i] ** 2), predictionType);
+    x = scheduler.step(output, t, x, { generator }).prevSample;
+  });
+  return x;
+}
+
+describe('multistep solvers on the exact denoiser of a Gaussian mixture', () => {
+  const cases: [string, () => MultistepScheduler, number][] = [
+    ['DPM-Solver++ 2M (diffusers defaults)', () => new DPMSolverMultistepScheduler(), 0.03],
+    ['DPM-Solver++ 3M', () => new DPMSolverMultistepScheduler({ solver_order: 3 }), 0.03],
+    ['DPM-Solver++ 2M Karras', () => new DPMSolverMultistepScheduler({ use_karras_sigmas: true }), 0.005],
+    ['DPM-Solver++ 2M Lu lambdas', () => new DPMSolverMultistepScheduler({ use_lu_lambdas: true }), 0.005],
+    [
+      'DPM-Solver 2 heun (sigma_min)',
+      () =>
+        new DPMSolverMultistepScheduler({
+          algorithm_type: 'dpmsolver',
+          solver_type: 'heun',
+          final_sigmas_type: 'sigma_min',
+        }),
+      0.03,
+    ],
+    ['SDE-DPM-Solver++ 2M', () => new DPMSolverMultistepScheduler({ algorithm_type: 'sde-dpmsolver++' }), 0.03],
+    [
+      'SDE-DPM-Solver++ 2M Karras',
+      () => new DPMSolverMultistepScheduler({ algorithm_type: 'sde-dpmsolver++', use_karras_sigmas: true }),
+      0.01,
+    ],
+    ['UniPC bh2, order 2 (diffusers defaults)', () => new UniPCMultistepScheduler(), 0.03],
+    ['UniPC bh1, order 3', () => new UniPCMultistepScheduler({ solver_type: 'bh1', solver_order: 3 }), 0.03],
+    [
+      'UniPC, noise prediction (sigma_min)',
+      () => new UniPCMultistepScheduler({ predict_x0: false, final_sigmas_type: 'sigma_min' }),
+      0.03,
+    ],
+    ['UniPC Karras', () => new UniPCMultistepScheduler({ use_karras_sigmas: true }), 0.005],
+  ];
+  for (const [name, make, bound] of cases) {
+    it(`${name}: the 1-Wasserstein distance to the mixture shrinks over 10, 20, 50 steps to below ${bound}`, () => {
+      const distances = [10, 20, 50].map((steps) => wasserstein1(TEST_MIXTURE, sampleMixture(make(), steps)));
+      expect(distances[1]).toBeLessThan(distances[0]);
+      expect(distances[2]).toBeLessThan(distances[1]);
+      expect(distances[2]).toBeLessThan(bound);
+      // Ten steps already place every sample in the right region: the distance is a fraction of the spread.
+      expect(distances[0]).toBeLessThan(0.2 * Math.sqrt(mixtureMoments(TEST_MIXTURE).variance));
+    });
+  }
+
+  it('gives the same samples whatever the model predicts (epsilon, sample, v_prediction)', () => {
+    for (const make of [
+      (prediction_type: PredictionType) =>
+        new DPMSolverMultistepScheduler({ prediction_type, use_karras_sigmas: true }),
+      (prediction_type: PredictionType) =>
+        new DPMSolverMultistepScheduler({
+          prediction_type,
+          algorithm_type: 'dpmsolver',
+          final_sigmas_type: 'sigma_min',
+        }),
+      (prediction_type: PredictionType) => new UniPCMultistepScheduler({ prediction_type }),
+      (prediction_type: PredictionType) =>
+        new UniPCMultistepScheduler({ prediction_type, predict_x0: false, final_sigmas_type: 'sigma_min' }),
+    ]) {
+      const reference = sampleMixture(make('epsilon'), 20, 'epsilon');
+      for (const type of ['sample', 'v_prediction'] as const) {
+        const other = sampleMixture(make(type), 20, type);
+        expect(maxAbsDifference(other, reference)).toBeLessThan(2e-4);
+      }
+    }
+  });
+});
+
+function maxAbsDifference(a: TensorLike, b: TensorLike): number {
+  let max = 0;
+  for (let i = 0; i < a.data.length; i++) max = Math.max(max, Math.abs(a.data[i] - b.data[i]));
+  return max;
+}

@@ -111,6 +111,7 @@ describe('UniPCMultistepScheduler: configuration', () => {
   it('rejects bad configs and misuse with DenoiseErrors', () => {
     expect(() => new UniPCMultistepScheduler({ solver_type: 'bh3' as 'bh1' })).toThrow(ConfigError);
     expect(() => new UniPCMultistepScheduler({ disable_corrector: [-1] })).toThrow(ConfigError);
+    expect(() => new UniPCMultistepScheduler({ predict_x0: false })).toThrow(/sigma_min/);
     expect(() => new UniPCMultistepScheduler({ use_karras_sigmas: true, use_exponential_sigmas: true })).toThrow(
       ConfigError,
     );
