@@ -37,7 +37,8 @@ const REPO_ID = /^[\w.-]+\/[\w.-]+$/;
 /**
  * Loads a diffusers-layout ONNX model: a Hub repository (`'org/name'`, through the Hugging Face cache) or a local
  * directory. Only `model_index.json`, the components' configs and tokenizer files and the chosen ONNX variant
- * with its external data are fetched.
+ * with its external data are fetched. As in huggingface_hub, `HF_ENDPOINT`, `HF_TOKEN` and `HF_HUB_OFFLINE=1`
+ * provide defaults for `hubUrl`, `accessToken` and `localFilesOnly`.
  *
  * @param source - a Hub repository id or a directory holding `model_index.json`
  * @example
@@ -48,6 +49,14 @@ const REPO_ID = /^[\w.-]+\/[\w.-]+$/;
  */
 export async function loadRepository(source: string, options: LoadOptions = {}): Promise<ModelRepository> {
   const runtime = { ort, environment: nodeRuntime };
+  // The environment variables huggingface_hub reads, so that one setting serves Python and denoise.
+  const env = process.env;
+  const withEnvironment: LoadOptions = {
+    ...options,
+    hubUrl: options.hubUrl ?? env.HF_ENDPOINT,
+    accessToken: options.accessToken ?? env.HF_TOKEN,
+    localFilesOnly: options.localFilesOnly ?? /^(1|on|yes|true)$/i.test(env.HF_HUB_OFFLINE ?? ''),
+  };
   const local = await stat(source).then(
     (s) => s.isDirectory(),
     () => false,
@@ -60,7 +69,7 @@ export async function loadRepository(source: string, options: LoadOptions = {}):
       { repo: source },
     );
   }
-  return loadFromSnapshot(await openHubCacheSnapshot(source, options), options, runtime);
+  return loadFromSnapshot(await openHubCacheSnapshot(source, withEnvironment), withEnvironment, runtime);
 }
 
 /**

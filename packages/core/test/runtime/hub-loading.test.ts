@@ -171,15 +171,25 @@ describe('caches written by Python', () => {
     expect(Array.from(out_sample.data)).toEqual([unetExpected(2, 1, 0), unetExpected(4, 1, 0)]);
   });
 
-  it('defaults to HF_HUB_CACHE', async () => {
-    const saved = process.env.HF_HUB_CACHE;
-    process.env.HF_HUB_CACHE = cacheDir;
+  it('reads HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE as huggingface_hub does', async () => {
+    const names = ['HF_HUB_CACHE', 'HF_ENDPOINT', 'HF_TOKEN', 'HF_HUB_OFFLINE'] as const;
+    const saved = names.map((n) => process.env[n]);
+    hub.addRepo('org/env-gated', tinyPipelineFiles(), { token: 'hf_env' });
+    Object.assign(process.env, { HF_HUB_CACHE: cacheDir, HF_ENDPOINT: hub.url, HF_TOKEN: 'hf_env' });
     try {
-      await loadRepository(REPO, { hubUrl: hub.url });
-      expect(await readFile(join(cacheDir, 'models--org--tiny-sd', 'refs', 'main'), 'utf8')).toBe(commit);
+      const online = await loadRepository('org/env-gated');
+      const folder = join(cacheDir, 'models--org--env-gated');
+      expect(await readFile(join(folder, 'refs', 'main'), 'utf8')).toBe(online.commit);
+      hub.requests.length = 0;
+      process.env.HF_HUB_OFFLINE = '1';
+      const offline = await loadRepository('org/env-gated');
+      expect(offline.commit).toBe(online.commit);
+      expect(hub.requests).toEqual([]);
     } finally {
-      if (saved === undefined) delete process.env.HF_HUB_CACHE;
-      else process.env.HF_HUB_CACHE = saved;
+      names.forEach((n, i) => {
+        if (saved[i] === undefined) delete process.env[n];
+        else process.env[n] = saved[i];
+      });
     }
   });
 });
