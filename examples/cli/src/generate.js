@@ -13,9 +13,13 @@ import { EMBEDDED_MODEL_DIR } from './embedded-model.js';
  * Runs one generation.
  *
  * @param {import('./flags.js').GenerateFlags} flags
- * @param {{ progress: import('./progress.js').ProgressBar, signal: AbortSignal, stdout: NodeJS.WritableStream }} io
+ * @param {object} io
+ * @param {import('./progress.js').ProgressBar} io.progress - draws the download and denoising bars
+ * @param {AbortSignal} io.signal - Ctrl-C
+ * @param {NodeJS.WritableStream} io.stdout - the summary
+ * @param {NodeJS.WritableStream} io.stderr - warnings
  */
-export async function generate(flags, { progress, signal, stdout }) {
+export async function generate(flags, { progress, signal, stdout, stderr }) {
   const seed = flags.seed ?? Math.floor(Math.random() * 2 ** 32);
   const model = flags.model ?? EMBEDDED_MODEL_DIR;
 
@@ -26,39 +30,43 @@ export async function generate(flags, { progress, signal, stdout }) {
     progressCallback: downloadReporter(progress),
   });
   progress.stop();
-  if (flags.scheduler !== undefined) pipe.scheduler = getScheduler(flags.scheduler, pipe.scheduler.config);
-  const loadSeconds = seconds(loadStart);
+  try {
+    if (flags.scheduler !== undefined) pipe.scheduler = getScheduler(flags.scheduler, pipe.scheduler.config);
+    const loadSeconds = seconds(loadStart);
 
-  const denoiseStart = performance.now();
-  progress.start('denoising', flags.steps);
-  const { images } = await pipe.generate({
-    prompt: flags.prompt,
-    negativePrompt: flags.negativePrompt,
-    numInferenceSteps: flags.steps,
-    guidanceScale: flags.guidance,
-    width: flags.width,
-    height: flags.height,
-    generator: new RandomGenerator(seed),
-    signal,
-    callbackOnStepEnd: ({ step }) => progress.update(step + 1, Math.max(step + 1, flags.steps)),
-  });
-  progress.stop();
-  const denoiseSeconds = seconds(denoiseStart);
+    const denoiseStart = performance.now();
+    progress.start('denoising', flags.steps);
+    const { images } = await pipe.generate({
+      prompt: flags.prompt,
+      negativePrompt: flags.negativePrompt,
+      numInferenceSteps: flags.steps,
+      guidanceScale: flags.guidance,
+      width: flags.width,
+      height: flags.height,
+      generator: new RandomGenerator(seed),
+      signal,
+      callbackOnStepEnd: ({ step }) => progress.update(step + 1, Math.max(step + 1, flags.steps)),
+      onWarning: (message) => stderr.write(`denoise: warning: ${message}\n`),
+    });
+    progress.stop();
+    const denoiseSeconds = seconds(denoiseStart);
 
-  const saveStart = performance.now();
-  const out = resolve(flags.out);
-  await mkdir(dirname(out), { recursive: true });
-  await writeFile(out, await images[0].toPNG());
-  const saveSeconds = seconds(saveStart);
+    const saveStart = performance.now();
+    const out = resolve(flags.out);
+    await mkdir(dirname(out), { recursive: true });
+    await writeFile(out, await images[0].toPNG());
+    const saveSeconds = seconds(saveStart);
 
-  const schedulerName = flags.scheduler ?? pipe.scheduler.constructor.name;
-  stdout.write(
-    `wrote ${flags.out} (${images[0].width}x${images[0].height})\n` +
-      `seed ${seed} | scheduler ${schedulerName} | ${flags.steps} steps | guidance ${flags.guidance}\n` +
-      `load ${loadSeconds.toFixed(2)} s | denoise ${denoiseSeconds.toFixed(2)} s ` +
-      `(${((denoiseSeconds * 1000) / flags.steps).toFixed(1)} ms/step) | encode+write ${saveSeconds.toFixed(2)} s\n`,
-  );
-  await pipe.release?.();
+    const schedulerName = flags.scheduler ?? pipe.scheduler.constructor.name;
+    stdout.write(
+      `wrote ${flags.out} (${images[0].width}x${images[0].height})\n` +
+        `seed ${seed} | scheduler ${schedulerName} | ${flags.steps} steps | guidance ${flags.guidance}\n` +
+        `load ${loadSeconds.toFixed(2)} s | denoise ${denoiseSeconds.toFixed(2)} s ` +
+        `(${((denoiseSeconds * 1000) / flags.steps).toFixed(1)} ms/step) | encode+write ${saveSeconds.toFixed(2)} s\n`,
+    );
+  } finally {
+    await pipe.release();
+  }
 }
 
 /**

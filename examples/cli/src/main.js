@@ -51,7 +51,7 @@ export async function main(argv) {
       progress = await createProgressBar({ stream: stderr });
       // Loaded on demand so that `--help` and bad flags answer at once, without starting ONNX Runtime.
       const { generate } = await import('./generate.js');
-      await generate(flags, { progress, signal: controller.signal, stdout });
+      await generate(flags, { progress, signal: controller.signal, stdout, stderr });
       return 0;
     }
     if (command === 'schedulers') {
