@@ -10,6 +10,7 @@ export * from './denoising-loop.js';
 export * from './guidance/classifier.js';
 export * from './guidance/classifier-free.js';
 export * from './guidance/guidance.js';
+export * from './guidance/onnx-classifier.js';
 export * from './image.js';
 export * from './pipeline.js';
 export * from './stable-diffusion.js';
