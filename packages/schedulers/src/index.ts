@@ -6,6 +6,7 @@
  */
 
 export * from './ddim.js';
+export * from './ddim-inverse.js';
 export * from './ddpm.js';
 export type {
   DPMSolverAlgorithmType,
@@ -17,7 +18,16 @@ export {
   DPM_SOLVER_MULTISTEP_CONFIG_SPEC,
   DPMSolverMultistepScheduler,
 } from './dpm-solver-multistep.js';
+export * from './euler-ancestral-discrete.js';
+export * from './euler-discrete.js';
+export * from './heun-discrete.js';
+export * from './lcm.js';
+export * from './lms-discrete.js';
+export * from './pndm.js';
+export * from './registry.js';
 export * from './schedule.js';
 export * from './scheduler.js';
+export * from './sigma-scheduler.js';
+export * from './sigmas.js';
 export type { UniPCMultistepSchedulerConfig, UniPCSolverType } from './unipc-multistep.js';
 export { UNIPC_MULTISTEP_CONFIG_SPEC, UniPCMultistepScheduler } from './unipc-multistep.js';

@@ -1,0 +1,110 @@
+import { ConfigError } from '@denoise/core';
+import { describe, expect, it } from 'vitest';
+import { DPMSolverMultistepScheduler } from '../src/dpm-solver-multistep.js';
+import { EulerAncestralDiscreteScheduler } from '../src/euler-ancestral-discrete.js';
+import { EulerDiscreteScheduler } from '../src/euler-discrete.js';
+import { LMSDiscreteScheduler } from '../src/lms-discrete.js';
+import { PNDMScheduler } from '../src/pndm.js';
+import {
+  compatibleSchedulers,
+  getScheduler,
+  listSchedulers,
+  SCHEDULER_ALIASES,
+  SCHEDULER_CLASSES,
+  schedulerFromConfig,
+} from '../src/registry.js';
+
+/** Stable Diffusion 1.5's `scheduler/scheduler_config.json`. */
+const SD15_SCHEDULER = {
+  _class_name: 'PNDMScheduler',
+  _diffusers_version: '0.6.0',
+  beta_end: 0.012,
+  beta_schedule: 'scaled_linear',
+  beta_start: 0.00085,
+  num_train_timesteps: 1000,
+  set_alpha_to_one: false,
+  skip_prk_steps: true,
+  steps_offset: 1,
+  trained_betas: null,
+  clip_sample: false,
+};
+
+function collect() {
+  const warnings: string[] = [];
+  return { warnings, onWarning: (m: string) => warnings.push(m) };
+}
+
+describe('scheduler registry', () => {
+  it('builds the class named by _class_name, warning about keys that class does not use', () => {
+    const { warnings, onWarning } = collect();
+    const scheduler = schedulerFromConfig(SD15_SCHEDULER, { onWarning });
+    expect(scheduler).toBeInstanceOf(PNDMScheduler);
+    expect(scheduler.config).toMatchObject({ beta_schedule: 'scaled_linear', skip_prk_steps: true, steps_offset: 1 });
+    expect(warnings).toEqual(['PNDMScheduler ignores the config key "clip_sample", which it does not use.']);
+  });
+
+  it('round-trips every registered class through toJSON', () => {
+    for (const [name, Class] of Object.entries(SCHEDULER_CLASSES)) {
+      const original = new Class({ num_train_timesteps: 500 });
+      const rebuilt = schedulerFromConfig(JSON.parse(JSON.stringify(original)));
+      expect(rebuilt.className).toBe(name);
+      expect(rebuilt.config).toEqual(original.config);
+    }
+  });
+
+  it('swaps between compatible classes with fromConfig, warning once per ignored key', () => {
+    const { warnings, onWarning } = collect();
+    const pndm = schedulerFromConfig(SD15_SCHEDULER, { onWarning });
+    const euler = EulerDiscreteScheduler.fromConfig(pndm.config, { onWarning });
+    EulerDiscreteScheduler.fromConfig(pndm.config, { onWarning });
+    expect(euler.config).toMatchObject({ beta_schedule: 'scaled_linear', beta_start: 0.00085, steps_offset: 1 });
+    expect(warnings.filter((w) => w.startsWith('EulerDiscreteScheduler'))).toEqual([
+      'EulerDiscreteScheduler ignores the config key "skip_prk_steps", which it does not use.',
+      'EulerDiscreteScheduler ignores the config key "set_alpha_to_one", which it does not use.',
+    ]);
+    const back = PNDMScheduler.fromConfig(euler.config, { onWarning });
+    expect(back.config.beta_end).toBe(0.012);
+    expect(compatibleSchedulers('PNDMScheduler')).toEqual(
+      expect.arrayContaining(['EulerDiscreteScheduler', 'DPMSolverMultistepScheduler', 'UniPCMultistepScheduler']),
+    );
+    expect(compatibleSchedulers('PNDMScheduler')).not.toContain('LCMScheduler');
+  });
+
+  it('resolves UI names to a class and overrides on top of the model config', () => {
+    const { onWarning } = collect();
+    const karras = getScheduler('DPM++ 2M Karras', SD15_SCHEDULER, { onWarning });
+    expect(karras).toBeInstanceOf(DPMSolverMultistepScheduler);
+    expect(karras.config).toMatchObject({ use_karras_sigmas: true, algorithm_type: 'dpmsolver++', solver_order: 2 });
+    expect(karras.config).toMatchObject({ beta_schedule: 'scaled_linear', steps_offset: 1 });
+    expect(getScheduler('DPM++ 2M SDE', {}, { onWarning }).config).toMatchObject({ algorithm_type: 'sde-dpmsolver++' });
+    expect(getScheduler('euler a', SD15_SCHEDULER, { onWarning })).toBeInstanceOf(EulerAncestralDiscreteScheduler);
+    const lmsKarras = getScheduler('LMS Karras', SD15_SCHEDULER, { onWarning });
+    expect(lmsKarras).toBeInstanceOf(LMSDiscreteScheduler);
+    expect(lmsKarras.config).toMatchObject({ use_karras_sigmas: true });
+    // "Euler" from a Karras config is plain Euler again.
+    expect(getScheduler('Euler', { use_karras_sigmas: true }, { onWarning }).config).toMatchObject({
+      use_karras_sigmas: false,
+    });
+    expect(getScheduler('EulerDiscreteScheduler', {}, { onWarning })).toBeInstanceOf(EulerDiscreteScheduler);
+    for (const alias of SCHEDULER_ALIASES) {
+      const scheduler = getScheduler(alias.name, SD15_SCHEDULER, { onWarning });
+      expect(scheduler.className).toBe(alias.className);
+      scheduler.setTimesteps(4);
+      expect(scheduler.timesteps.length).toBeGreaterThanOrEqual(4);
+    }
+  });
+
+  it('lists every name and rejects unknown ones with the list', () => {
+    const names = listSchedulers().map((s) => s.name);
+    for (const ui of ['DPM++ 2M', 'DPM++ 2M Karras', 'DPM++ 2M SDE', 'Euler', 'Euler a', 'Heun', 'LMS']) {
+      expect(names).toContain(ui);
+    }
+    for (const ui of ['LMS Karras', 'DDIM', 'PNDM', 'UniPC', 'LCM']) expect(names).toContain(ui);
+    expect(() => getScheduler('DPM++ 3M')).toThrow(ConfigError);
+    expect(() => getScheduler('DPM++ 3M')).toThrow(/Known names: "DPM\+\+ 2M", .*"Euler a"/);
+    expect(() => schedulerFromConfig({ _class_name: 'KDPM2DiscreteScheduler' })).toThrow(
+      /denoise implements: DDPMScheduler/,
+    );
+    expect(() => schedulerFromConfig({ beta_start: 0.1 })).toThrow(/_class_name/);
+  });
+});
