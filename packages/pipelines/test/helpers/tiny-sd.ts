@@ -45,6 +45,8 @@ export interface TinySdVariant {
   timestep?: { type: ElementTypeName; shape: (number | string)[] };
   /** A fixed UNet batch (forces two calls for classifier-free guidance), or free. */
   unetBatch?: number;
+  /** The text-embedding width the UNet declares (default {@link HIDDEN}). */
+  hidden?: number;
   /** The pipeline class in model_index.json. */
   className?: string;
 }
@@ -79,14 +81,14 @@ function textEncoder(variant: TinySdVariant): Uint8Array {
  * ε̂(x, t, c) = 0.5·x + 0.001·t + mean(c) — mean over the sequence and width of the embeddings, one scalar per
  * batch item — so the prediction moves with the prompt.
  */
-function unet(variant: TinySdVariant): Uint8Array {
+export function tinyUnetModel(variant: TinySdVariant = {}): Uint8Array {
   const batch = variant.unetBatch ?? 'batch';
   const timestep = variant.timestep ?? { type: 'int64', shape: [1] };
   return encodeModel({
     inputs: [
       { name: 'sample', type: 'float32', shape: [batch, 4, 'height', 'width'] },
       { name: 'timestep', type: timestep.type, shape: timestep.shape },
-      { name: 'encoder_hidden_states', type: 'float32', shape: [batch, 'sequence', HIDDEN] },
+      { name: 'encoder_hidden_states', type: 'float32', shape: [batch, 'sequence', variant.hidden ?? HIDDEN] },
     ],
     outputs: [{ name: 'out_sample', type: 'float32', shape: [batch, 4, 'height', 'width'] }],
     initializers: [
@@ -170,7 +172,7 @@ export function tinySdFiles(variant: TinySdVariant = {}): Record<string, Uint8Ar
     'tokenizer/merges.txt': tinyMerges,
     'tokenizer/tokenizer_config.json': json({ model_max_length: SEQUENCE, pad_token: '<|endoftext|>' }),
     'text_encoder/model.onnx': textEncoder(variant),
-    'unet/model.onnx': unet(variant),
+    'unet/model.onnx': tinyUnetModel(variant),
     'unet/config.json': json({ sample_size: 4, in_channels: 4 }),
     'vae_decoder/model.onnx': vaeDecoder(),
     'vae_decoder/config.json': json({ block_out_channels: [8, 8], scaling_factor: 0.5 }),
