@@ -301,3 +301,231 @@ function maxAbsDifference(a: TensorLike, b: TensorLike): number {
   for (let i = 0; i < a.data.length; i++) max = Math.max(max, Math.abs(a.data[i] - b.data[i]));
   return max;
 }
+
+describe('multistep solvers on Gaussian data: the probability-flow ODE in closed form', () => {
+  // For x_0 ~ N(μ, s²) the marginal at (α, σ) is N(α·μ, α²s² + σ²), the exact denoiser is linear,
+  // E[x_0 | x] = μ + α·s²/(α²s² + σ²)·(x − α·μ), and the ODE keeps z = (x − α·μ)/√(α²s² + σ²) fixed, so the exact
+  // end point of every trajectory is known. On a grid uniform in λ (Lu spacing, exponential σ) the error of a
+  // global order-k method falls by 2^k when the steps double.
+  const mu = 0.3;
+  const s = 0.5;
+  const start = [-2, -0.5, 0.7, 1.9];
+
+  function endpointError(scheduler: MultistepScheduler, steps: number): number {
+    scheduler.setTimesteps(steps);
+    const vp = (i: number) => {
+      const alpha = 1 / Math.sqrt(1 + scheduler.sigmas[i] ** 2);
+      return { alpha, sigma: scheduler.sigmas[i] * alpha };
+    };
+    const first = vp(0);
+    const z = start.map((x) => (x - first.alpha * mu) / Math.hypot(first.alpha * s, first.sigma));
+    let x: TensorLike = new Tensor(Float32Array.from(start), [start.length, 1]);
+    scheduler.timesteps.forEach((t, i) => {
+      const { alpha, sigma } = vp(i);
+      const eps = x.data.map((xi) => {
+        const x0 = mu + ((alpha * s * s) / (alpha * alpha * s * s + sigma * sigma)) * (xi - alpha * mu);
+        return (xi - alpha * x0) / sigma;
+      });
+      x = scheduler.step(new Tensor(eps, x.dims), t, x).prevSample;
+    });
+    const end = vp(steps);
+    return Math.max(
+      ...z.map((zi, k) => Math.abs(x.data[k] - (end.alpha * mu + Math.hypot(end.alpha * s, end.sigma) * zi))),
+    );
+  }
+
+  /** log2 of the error ratio from 20 to 40 to 80 steps (the observed order), both halvings. */
+  function observedOrders(make: () => MultistepScheduler): number[] {
+    const errors = [20, 40, 80].map((steps) => endpointError(make(), steps));
+    return [Math.log2(errors[0] / errors[1]), Math.log2(errors[1] / errors[2])];
+  }
+
+  const uniformLambda = { final_sigmas_type: 'sigma_min', lower_order_final: false } as const;
+  const cases: [string, () => MultistepScheduler, number][] = [
+    [
+      'DPM-Solver++ 1 (DDIM)',
+      () => new DPMSolverMultistepScheduler({ ...uniformLambda, use_lu_lambdas: true, solver_order: 1 }),
+      1,
+    ],
+    ['DPM-Solver++ 2M', () => new DPMSolverMultistepScheduler({ ...uniformLambda, use_lu_lambdas: true }), 2],
+    [
+      'DPM-Solver++ 2M heun',
+      () => new DPMSolverMultistepScheduler({ ...uniformLambda, use_lu_lambdas: true, solver_type: 'heun' }),
+      2,
+    ],
+    [
+      'DPM-Solver 2 (noise prediction)',
+      () => new DPMSolverMultistepScheduler({ ...uniformLambda, use_lu_lambdas: true, algorithm_type: 'dpmsolver' }),
+      2,
+    ],
+    // UniP-2 plus the corrector UniC-2 has order 3 (UniPC, Theorem 3.3).
+    ['UniPC bh2, order 2', () => new UniPCMultistepScheduler({ ...uniformLambda, use_exponential_sigmas: true }), 3],
+    [
+      'UniPC bh2, order 2, noise prediction',
+      () => new UniPCMultistepScheduler({ ...uniformLambda, use_exponential_sigmas: true, predict_x0: false }),
+      3,
+    ],
+    [
+      'UniPC bh1, order 2',
+      () => new UniPCMultistepScheduler({ ...uniformLambda, use_exponential_sigmas: true, solver_type: 'bh1' }),
+      3,
+    ],
+  ];
+  for (const [name, make, order] of cases) {
+    it(`${name} converges with order ${order}`, () => {
+      for (const observed of observedOrders(make)) expect(Math.abs(observed - order)).toBeLessThan(0.25);
+    });
+  }
+
+  it('third-order solvers beat second-order ones (their first, lower-order steps cap the global order at 2+)', () => {
+    const lu = { ...uniformLambda, use_lu_lambdas: true };
+    const second = endpointError(new DPMSolverMultistepScheduler(lu), 40);
+    const third = endpointError(new DPMSolverMultistepScheduler({ ...lu, solver_order: 3 }), 40);
+    const dpmThird = endpointError(
+      new DPMSolverMultistepScheduler({ ...lu, solver_order: 3, algorithm_type: 'dpmsolver' }),
+      40,
+    );
+    expect(third).toBeLessThan(second / 2);
+    expect(dpmThird).toBeLessThan(second / 2);
+    const exp = { ...uniformLambda, use_exponential_sigmas: true };
+    expect(endpointError(new UniPCMultistepScheduler({ ...exp, solver_order: 3 }), 40)).toBeLessThan(
+      endpointError(new UniPCMultistepScheduler(exp), 40) / 2,
+    );
+  });
+});
+
+describe('SDE-DPM-Solver++ on a point mass: exact in distribution', () => {
+  // For x_0 = c the data prediction is c at every step, so each SDE step maps N(α_s·c, σ_s²) exactly onto
+  // N(α_t·c, σ_t²) (e^{−h} = α_s·σ_t/(α_t·σ_s) makes the mean weights sum to α_t and the variances to σ_t²),
+  // whatever the order: the divided differences of a constant vanish.
+  const c = 0.4;
+  const n = 20000;
+  for (const [order, solverType] of [
+    [1, 'midpoint'],
+    [2, 'midpoint'],
+    [2, 'heun'],
+    [3, 'midpoint'],
+  ] as const) {
+    it(`order ${order} ${solverType}: after 6 of 10 steps the samples are N(α·c, σ²)`, () => {
+      const scheduler = new DPMSolverMultistepScheduler({
+        algorithm_type: 'sde-dpmsolver++',
+        solver_order: order,
+        solver_type: solverType,
+      });
+      scheduler.setTimesteps(10);
+      const generator = new RandomGenerator(order);
+      let x: TensorLike = generator.randn([n, 1]);
+      const vp = (i: number) => ({
+        alpha: 1 / Math.sqrt(1 + scheduler.sigmas[i] ** 2),
+        sigma: scheduler.sigmas[i] / Math.sqrt(1 + scheduler.sigmas[i] ** 2),
+      });
+      const { alpha: a0, sigma: s0 } = vp(0);
+      x = new Tensor(
+        x.data.map((e) => a0 * c + s0 * e),
+        [n, 1],
+      );
+      for (let i = 0; i < 6; i++) {
+        const t = scheduler.timesteps[i];
+        const { alpha, sigma } = vp(i);
+        const eps = new Tensor(
+          x.data.map((xi) => (xi - alpha * c) / sigma),
+          [n, 1],
+        );
+        x = scheduler.step(eps, t, x, { generator }).prevSample;
+      }
+      const { alpha, sigma } = vp(6);
+      let mean = 0;
+      for (const v of x.data) mean += v / n;
+      let variance = 0;
+      for (const v of x.data) variance += (v - mean) ** 2 / (n - 1);
+      expect(Math.abs(mean - alpha * c)).toBeLessThan((4 * sigma) / Math.sqrt(n));
+      expect(Math.abs(variance / (sigma * sigma) - 1)).toBeLessThan(4 * Math.sqrt(2 / n));
+    });
+  }
+
+  it('with final_sigmas_type zero the last step lands exactly on the point', () => {
+    const scheduler = new DPMSolverMultistepScheduler({ algorithm_type: 'sde-dpmsolver++' });
+    scheduler.setTimesteps(5);
+    const generator = new RandomGenerator(5);
+    let x: TensorLike = generator.randn([16, 1]);
+    scheduler.timesteps.forEach((t, i) => {
+      const alpha = 1 / Math.sqrt(1 + scheduler.sigmas[i] ** 2);
+      const sigma = scheduler.sigmas[i] * alpha;
+      x = scheduler.step(
+        new Tensor(
+          x.data.map((xi) => (xi - alpha * c) / sigma),
+          [16, 1],
+        ),
+        t,
+        x,
+        { generator },
+      ).prevSample;
+    });
+    for (const v of x.data) expect(v).toBeCloseTo(c, 5);
+  });
+});
+
+describe('DPMSolverMultistepScheduler: determinism, noise and buffers', () => {
+  it('first-order DPM-Solver and DPM-Solver++ are the same (DDIM) update', () => {
+    const config = testConfig({ solver_order: 1 });
+    const plus = fullLoop(new DPMSolverMultistepScheduler(config));
+    const plain = fullLoop(new DPMSolverMultistepScheduler({ ...config, algorithm_type: 'dpmsolver' }));
+    expect(maxAbsDifference(plus, plain)).toBeLessThan(1e-5);
+  });
+
+  it('SDE steps: a seed reproduces its run, explicit noise equals the generator draws, other seeds differ', () => {
+    const config = testConfig({ algorithm_type: 'sde-dpmsolver++' });
+    const a = fullLoop(new DPMSolverMultistepScheduler(config));
+    const b = fullLoop(new DPMSolverMultistepScheduler(config));
+    expect(maxAbsDifference(a, b)).toBe(0);
+
+    const scheduler = new DPMSolverMultistepScheduler(config);
+    scheduler.setTimesteps(10);
+    const source = new RandomGenerator(0);
+    let sample: Tensor = dummySampleDeter();
+    for (const t of scheduler.timesteps) {
+      const noise = source.randn(sample.dims);
+      sample = scheduler.step(dummyModel(sample, t), t, sample, { noise }).prevSample;
+    }
+    expect(maxAbsDifference(sample, a)).toBe(0);
+
+    const other = new DPMSolverMultistepScheduler(config);
+    other.setTimesteps(10);
+    const generator = new RandomGenerator(1);
+    let x: Tensor = dummySampleDeter();
+    for (const t of other.timesteps) x = other.step(dummyModel(x, t), t, x, { generator }).prevSample;
+    expect(maxAbsDifference(x, a)).toBeGreaterThan(1e-3);
+  });
+
+  it('never modifies its inputs, returns new tensors and resets its history on setTimesteps', () => {
+    const scheduler = new DPMSolverMultistepScheduler(testConfig({ solver_order: 3 }));
+    const first = fullLoop(scheduler);
+    scheduler.setTimesteps(10);
+    const sample = dummySampleDeter();
+    const output = dummyModel(sample, 999);
+    const sampleCopy = Float32Array.from(sample.data);
+    const outputCopy = Float32Array.from(output.data);
+    const { prevSample } = scheduler.step(output, 999, sample);
+    expect(prevSample.data).not.toBe(sample.data);
+    expect(sample.data).toEqual(sampleCopy);
+    expect(output.data).toEqual(outputCopy);
+    expect(maxAbsDifference(fullLoop(scheduler), first)).toBe(0);
+  });
+
+  it('reads only the prediction half of a learned-variance output', () => {
+    const config = testConfig({ variance_type: 'learned_range' });
+    const plain = fullLoop(new DPMSolverMultistepScheduler(testConfig()));
+    const scheduler = new DPMSolverMultistepScheduler(config);
+    scheduler.setTimesteps(10);
+    let sample: Tensor = dummySampleDeter();
+    const [B, C, H, W] = sample.dims;
+    for (const t of scheduler.timesteps) {
+      const prediction = dummyModel(sample, t);
+      const doubled = new Float32Array(2 * prediction.data.length).fill(123);
+      for (let b = 0; b < B; b++)
+        doubled.set(prediction.data.subarray(b * C * H * W, (b + 1) * C * H * W), 2 * b * C * H * W);
+      sample = scheduler.step(new Tensor(doubled, [B, 2 * C, H, W]), t, sample).prevSample;
+    }
+    expect(maxAbsDifference(sample, plain)).toBe(0);
+  });
+});

@@ -1,5 +1,6 @@
-import { ConfigError, InvalidArgumentError, Tensor } from '@denoise/core';
+import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
+import { DPMSolverMultistepScheduler } from '../src/dpm-solver-multistep.js';
 import { UniPCMultistepScheduler, type UniPCMultistepSchedulerConfig } from '../src/unipc-multistep.js';
 import { absSumMean, dummyModel, dummyNoiseDeter, dummySampleDeter } from './helpers/diffusers-fixtures.js';
 
@@ -121,5 +122,73 @@ describe('UniPCMultistepScheduler: configuration', () => {
     scheduler.setTimesteps(1);
     scheduler.step(x, 999, x);
     expect(() => scheduler.step(x, 999, x)).toThrow(/setTimesteps/);
+  });
+});
+
+describe('UniPCMultistepScheduler: predictor, corrector and buffers', () => {
+  const allSteps = Array.from({ length: 10 }, (_, i) => i);
+
+  function maxAbsDifference(a: TensorLike, b: TensorLike): number {
+    let max = 0;
+    for (let i = 0; i < a.data.length; i++) max = Math.max(max, Math.abs(a.data[i] - b.data[i]));
+    return max;
+  }
+
+  it('UniP-2 with B(h) = e^h − 1 and no corrector is DPM-Solver++ 2M (UniPC §3.3)', () => {
+    for (const lower_order_final of [true, false]) {
+      const unip = fullLoop(
+        new UniPCMultistepScheduler(testConfig({ disable_corrector: allSteps, lower_order_final })),
+      );
+      const dpm = new DPMSolverMultistepScheduler({ ...testConfig(), solver_type: 'midpoint', lower_order_final });
+      dpm.setTimesteps(10);
+      let x: Tensor = dummySampleDeter();
+      for (const t of dpm.timesteps) x = dpm.step(dummyModel(x, t), t, x).prevSample;
+      expect(maxAbsDifference(unip, x)).toBeLessThan(1e-5);
+    }
+  });
+
+  it('the corrector changes the result, and disable_corrector switches it off step by step', () => {
+    const withCorrector = fullLoop(new UniPCMultistepScheduler(testConfig()));
+    const without = fullLoop(new UniPCMultistepScheduler(testConfig({ disable_corrector: allSteps })));
+    const firstOff = fullLoop(new UniPCMultistepScheduler(testConfig({ disable_corrector: [0] })));
+    expect(maxAbsDifference(withCorrector, without)).toBeGreaterThan(1e-3);
+    expect(maxAbsDifference(firstOff, withCorrector)).toBeGreaterThan(1e-5);
+    expect(maxAbsDifference(firstOff, without)).toBeGreaterThan(1e-5);
+  });
+
+  it('thresholding bounds x̂_0, so a run ending at sigma 0 returns values in [-1, 1]', () => {
+    const scheduler = new UniPCMultistepScheduler({
+      ...testConfig({ final_sigmas_type: 'zero' }),
+      thresholding: true,
+      dynamic_thresholding_ratio: 0.9,
+    });
+    const start = new Tensor(
+      dummySampleDeter().data.map((v) => 40 * v - 20),
+      [4, 3, 8, 8],
+    );
+    const plain = fullLoop(new UniPCMultistepScheduler(testConfig({ final_sigmas_type: 'zero' })), start);
+    expect(Math.max(...plain.data.map(Math.abs))).toBeGreaterThan(1);
+    const thresholded = fullLoop(scheduler, start);
+    expect(Math.max(...thresholded.data.map(Math.abs))).toBeLessThanOrEqual(1);
+  });
+
+  it('never modifies its inputs and resets its history and corrector state on setTimesteps', () => {
+    const scheduler = new UniPCMultistepScheduler(testConfig({ solver_order: 3 }));
+    const first = fullLoop(scheduler);
+    scheduler.setTimesteps(10);
+    const sample = dummySampleDeter();
+    const output = dummyModel(sample, 999);
+    const sampleCopy = Float32Array.from(sample.data);
+    const outputCopy = Float32Array.from(output.data);
+    const { prevSample } = scheduler.step(output, 999, sample);
+    expect(prevSample.data).not.toBe(sample.data);
+    expect(sample.data).toEqual(sampleCopy);
+    expect(output.data).toEqual(outputCopy);
+    expect(maxAbsDifference(fullLoop(scheduler), first)).toBe(0);
+  });
+
+  it('runs any order (order 4 on 10 steps) with finite results', () => {
+    const sample = fullLoop(new UniPCMultistepScheduler(testConfig({ solver_order: 4 })));
+    expect(sample.data.every(Number.isFinite)).toBe(true);
   });
 });
