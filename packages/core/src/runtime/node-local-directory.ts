@@ -1,5 +1,5 @@
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
-import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { ModelLoadError } from '../errors.js';
 import type { OnnxModelFiles } from './model-files.js';
 import type { ProgressTracker } from './progress.js';
@@ -10,15 +10,23 @@ function isInside(root: string, target: string): boolean {
   return rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
 }
 
-/** Lists every file under `root`, refusing symlinks that lead outside it (a model folder must be self-contained). */
-async function listFiles(root: string, realRoot: string, name: string, prefix = ''): Promise<Map<string, number>> {
+/**
+ * Lists every file under `root`, refusing symlinks that lead outside the allowed folders (a model folder must be
+ * self-contained).
+ */
+async function listFiles(
+  root: string,
+  allowed: readonly string[],
+  name: string,
+  prefix = '',
+): Promise<Map<string, number>> {
   const files = new Map<string, number>();
   for (const entry of await readdir(join(root, prefix), { withFileTypes: true })) {
     const path = prefix ? `${prefix}/${entry.name}` : entry.name;
     const absolute = join(root, path);
     if (entry.isSymbolicLink()) {
       const target = await realpath(absolute).catch(() => undefined);
-      if (!target || !isInside(realRoot, target)) {
+      if (!target || !allowed.some((folder) => isInside(folder, target))) {
         throw new ModelLoadError(
           'INVALID_MODEL',
           `${path} in the model directory ${name} is a symlink that leads outside it (or nowhere). Refusing to ` +
@@ -28,7 +36,7 @@ async function listFiles(root: string, realRoot: string, name: string, prefix = 
       }
     }
     const info = await stat(absolute);
-    if (info.isDirectory()) for (const [p, s] of await listFiles(root, realRoot, name, path)) files.set(p, s);
+    if (info.isDirectory()) for (const [p, s] of await listFiles(root, allowed, name, path)) files.set(p, s);
     else if (info.isFile()) files.set(path, info.size);
   }
   return files;
@@ -74,12 +82,17 @@ class LocalDirectorySnapshot implements Snapshot {
 }
 
 /**
- * Opens a model directory in the diffusers layout on disk.
+ * Opens a model directory in the diffusers layout on disk. Symlinks must stay inside it, except that a snapshot
+ * folder of the Hugging Face cache (`models--org--name/snapshots/<commit>`) may link into its repository's `blobs`.
  *
  * @param directory - the folder that holds `model_index.json`
  */
 export async function openLocalDirectory(directory: string): Promise<Snapshot> {
   const root = resolve(directory);
-  const realRoot = await realpath(root);
-  return new LocalDirectorySnapshot(directory, root, await listFiles(root, realRoot, directory));
+  const allowed = [await realpath(root)];
+  if (basename(dirname(root)) === 'snapshots') {
+    const blobs = await realpath(join(root, '..', '..', 'blobs')).catch(() => undefined);
+    if (blobs) allowed.push(blobs);
+  }
+  return new LocalDirectorySnapshot(directory, root, await listFiles(root, allowed, directory));
 }

@@ -130,6 +130,14 @@ describe('Hugging Face cache layout', () => {
     expect(repo.commit).toBe(commit);
   });
 
+  it('a snapshot folder of the cache loads as a local directory (its links into blobs are allowed)', async () => {
+    const fromHub = await loadRepository(REPO, { hubUrl: hub.url, cacheDir });
+    const snapshotDir = join(repoCacheFolder(cacheDir, REPO), 'snapshots', commit);
+    const local = await loadRepository(snapshotDir);
+    expect(Object.keys(local.components)).toEqual(Object.keys(fromHub.components));
+    expect(local.components.unet.model).toEqual(fromHub.components.unet.model);
+  });
+
   it('localFilesOnly without a cached copy says what to do', async () => {
     const error = await loadError(loadRepository(REPO, { hubUrl: hub.url, cacheDir, localFilesOnly: true }));
     expect(error.code).toBe('MODEL_NOT_FOUND');
