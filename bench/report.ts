@@ -1,5 +1,7 @@
 import type { Float16Result } from './float16.js';
+import type { MemoryResult } from './memory.js';
 import type { NoiseResult } from './noise.js';
+import type { CfgBatchingResult, ColdStartResult, LoopOverheadResult } from './pipeline.js';
 import type { MissingScheduler, SchedulerStepResult } from './scheduler-step.js';
 import { formatSummary } from './stats.js';
 
@@ -73,6 +75,74 @@ function printFloat16(r: Float16Result): void {
   );
 }
 
+function printLoop(loop: LoopOverheadResult, cfg: CfgBatchingResult): void {
+  const percent = (s: LoopOverheadResult['overheadFraction']) =>
+    `${(100 * s.median).toFixed(2)}% [${(100 * s.p10).toFixed(2)}–${(100 * s.p90).toFixed(2)}%]`;
+  table(
+    `Target 4: denoising loop overhead, ${loop.steps} steps, ${loop.unetCallsPerRun} UNet calls per run`,
+    ['UNet ms per call', 'loop ms', '(loop - UNet) / loop', 'verdict'],
+    [
+      [
+        formatSummary(loop.unetCallMs, 1),
+        formatSummary(loop.loopMs, 0),
+        percent(loop.overheadFraction),
+        loop.overheadFraction.median <= 0.02 ? 'PASS (<= 2%)' : 'FAIL (> 2%)',
+      ],
+    ],
+  );
+  table(
+    'Target 5: classifier-free guidance, two batch-1 calls vs one batch-2 call per step (same weights)',
+    ['variant', 'UNet calls per run', 'loop ms', 'ratio vs batched'],
+    [
+      ['batch 2 (free batch axis)', String(cfg.batchedUnetCallsPerRun), formatSummary(cfg.batchedLoopMs, 0), '1'],
+      [
+        '2 x batch 1 (fixed batch)',
+        String(cfg.splitUnetCallsPerRun),
+        formatSummary(cfg.splitLoopMs, 0),
+        formatSummary(cfg.ratio),
+      ],
+    ],
+  );
+}
+
+function printMemory(m: MemoryResult): void {
+  const mib = (x: number) => `${x.toFixed(1)} MiB`;
+  const row = (name: string, r: MemoryResult['beforeLoad']) => [name, mib(r.rss), mib(r.heapUsed), mib(r.external)];
+  table(
+    `Target 6: memory, embedded model, ${m.warmupGenerations} warm-up + ${m.generations} generations (after full GC)`,
+    ['when', 'RSS', 'heap used', 'external'],
+    [
+      row('before load', m.beforeLoad),
+      row('after load + warm-up', m.afterWarmup),
+      row(`after ${m.generations} generations`, m.afterGenerations),
+      row('after release()', m.afterRelease),
+    ],
+  );
+  const growth = Math.max(m.rssGrowth, m.heapGrowth);
+  console.log(
+    `growth over ${m.generations} generations: RSS ${mib(m.rssGrowth)}, heap ${mib(m.heapGrowth)} -> ` +
+      `${growth < 5 ? 'PASS (< 5 MiB)' : 'FAIL (>= 5 MiB)'}; release() gave back ${mib(m.rssReturnedByRelease)} ` +
+      `of the ${mib(m.rssAddedByLoad)} RSS that load + warm-up added`,
+  );
+}
+
+function printColdStart(results: ColdStartResult[]): void {
+  const share = (part: ColdStartResult['loadMs'], r: ColdStartResult) =>
+    `${part.median.toFixed(0)} ms (${((100 * part.median) / r.totalMs.median).toFixed(0)}%)`;
+  table(
+    'Target 7: cold start, fromPretrained (local dir, warm file cache) to the first image, 20 steps; medians',
+    ['model', 'load', 'text encoding', 'denoising', 'decoding', 'total'],
+    results.map((r) => [
+      r.model,
+      share(r.loadMs, r),
+      share(r.textEncodingMs, r),
+      share(r.denoisingMs, r),
+      share(r.decodingMs, r),
+      formatSummary(r.totalMs, 0),
+    ]),
+  );
+}
+
 /**
  * Prints the table of one section of the results.
  *
@@ -83,4 +153,7 @@ export function printSections(results: Record<string, unknown>, section: string)
   if (section === 'steps') printSteps(results.steps as (SchedulerStepResult | MissingScheduler)[]);
   if (section === 'noise') printNoise(results.noise as NoiseResult);
   if (section === 'float16') printFloat16(results.float16 as Float16Result);
+  if (section === 'loop') printLoop(results.loop as LoopOverheadResult, results.cfg as CfgBatchingResult);
+  if (section === 'memory') printMemory(results.memory as MemoryResult);
+  if (section === 'cold') printColdStart(results.coldStart as ColdStartResult[]);
 }

@@ -9,6 +9,7 @@
 import { writeFileSync } from 'node:fs';
 import { register } from 'node:module';
 import { cpus } from 'node:os';
+import type { Device } from '@denoise/core/runtime';
 
 register('./source-condition.ts', import.meta.url);
 
@@ -16,7 +17,7 @@ const args = process.argv.slice(2);
 const flag = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
 const quick = args.includes('--quick');
 const only = flag('only')?.split(',');
-const device = flag('device') ?? 'cpu';
+const device = (flag('device') ?? 'cpu') as Device;
 const wanted = (section: string) => !only || only.includes(section);
 
 const { printSections } = await import('./report.js');
@@ -46,6 +47,23 @@ if (wanted('float16')) {
   const { benchFloat16 } = await import('./float16.js');
   results.float16 = benchFloat16(quick ? 5 : 40);
   printSections(results, 'float16');
+}
+if (wanted('loop')) {
+  const { benchLoop, HEAVY_UNET } = await import('./pipeline.js');
+  const { loop, cfg } = await benchLoop(quick ? 2 : 8, device);
+  results.loop = { ...loop, unet: HEAVY_UNET };
+  results.cfg = cfg;
+  printSections(results, 'loop');
+}
+if (wanted('memory')) {
+  const { benchMemory } = await import('./memory.js');
+  results.memory = await benchMemory(quick ? 10 : 100, device);
+  printSections(results, 'memory');
+}
+if (wanted('cold')) {
+  const { benchColdStart } = await import('./pipeline.js');
+  results.coldStart = await benchColdStart(quick ? 2 : 5, device);
+  printSections(results, 'cold');
 }
 
 writeFileSync(new URL('./results.json', import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
