@@ -2,6 +2,7 @@ import { ConfigError, InvalidArgumentError, RandomGenerator, Tensor, type Tensor
 import { describe, expect, it } from 'vitest';
 import { EulerDiscreteScheduler, type EulerDiscreteSchedulerConfig } from '../src/euler-discrete.js';
 import type { SchedulerConfigInput } from '../src/scheduler.js';
+import { mixtureDistance, TABLE_STEPS } from './accuracy-table.js';
 import { absSumMean, dummyModel, dummyNoiseDeter, dummySampleDeter } from './helpers/diffusers-fixtures.js';
 
 /** diffusers' `EulerDiscreteSchedulerTest.get_scheduler_config`. */
@@ -196,5 +197,18 @@ describe('EulerDiscreteScheduler', () => {
     for (const t of s.timesteps) s.step(x, t, x);
     expect(() => s.step(x, s.timesteps[1], x)).toThrow(/already taken every step/);
     expect(() => new EulerDiscreteScheduler().step(x, 999, x)).toThrow(/setTimesteps/);
+  });
+  it('Euler: on the exact denoiser of a Gaussian mixture the distance shrinks over 10, 20, 50 steps to < 0.03', () => {
+    const [d10, d20, d50] = TABLE_STEPS.map((steps) => mixtureDistance('Euler', steps));
+    expect(d20).toBeLessThan(d10);
+    expect(d50).toBeLessThan(d20);
+    expect(d50).toBeLessThan(0.03);
+  });
+
+  it('Euler, Karras sigmas: on the exact denoiser of a Gaussian mixture the distance shrinks over 10, 20, 50 steps to < 0.025', () => {
+    const [d10, d20, d50] = TABLE_STEPS.map((steps) => mixtureDistance('Euler, Karras sigmas', steps));
+    expect(d20).toBeLessThan(d10);
+    expect(d50).toBeLessThan(d20);
+    expect(d50).toBeLessThan(0.025);
   });
 });

@@ -1,6 +1,7 @@
 import { InvalidArgumentError, RandomGenerator, type TensorLike } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
 import { LCMScheduler } from '../src/lcm.js';
+import { mixtureDistance, TABLE_STEPS } from './accuracy-table.js';
 import { absSumMean, dummyModel, dummySampleDeter } from './helpers/diffusers-fixtures.js';
 
 /** diffusers' `LCMSchedulerTest.get_scheduler_config`. */
@@ -66,5 +67,11 @@ describe('LCMScheduler', () => {
     const { cSkip, cOut } = s.boundaryScalings(999);
     expect(cSkip).toBeCloseTo(0.25 / (9990 ** 2 + 0.25), 15);
     expect(cOut).toBeCloseTo(1, 6);
+  });
+  it('LCM (exact model, not distilled): on the exact denoiser of a Gaussian mixture the distance shrinks over 10, 20, 50 steps to < 0.08', () => {
+    const [d10, d20, d50] = TABLE_STEPS.map((steps) => mixtureDistance('LCM (exact model, not distilled)', steps));
+    expect(d20).toBeLessThan(d10);
+    expect(d50).toBeLessThan(d20);
+    expect(d50).toBeLessThan(0.08);
   });
 });

@@ -2,6 +2,7 @@ import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
 import { LMSDiscreteScheduler, type LMSDiscreteSchedulerConfig } from '../src/lms-discrete.js';
 import type { SchedulerConfigInput } from '../src/scheduler.js';
+import { mixtureDistance, TABLE_STEPS } from './accuracy-table.js';
 import { absSumMean, dummyModel, dummyNoiseDeter, dummySampleDeter } from './helpers/diffusers-fixtures.js';
 
 /** diffusers' `LMSDiscreteSchedulerTest.get_scheduler_config`. */
@@ -83,5 +84,18 @@ describe('LMSDiscreteScheduler', () => {
     expect(() => s.step(dummySampleDeter(), s.timesteps[0], dummySampleDeter(), { order: 5 })).toThrow(
       InvalidArgumentError,
     );
+  });
+  it('LMS: on the exact denoiser of a Gaussian mixture the distance shrinks over 10, 20, 50 steps to < 0.025', () => {
+    const [d10, d20, d50] = TABLE_STEPS.map((steps) => mixtureDistance('LMS', steps));
+    expect(d20).toBeLessThan(d10);
+    expect(d50).toBeLessThan(d20);
+    expect(d50).toBeLessThan(0.025);
+  });
+
+  it('LMS Karras: on the exact denoiser of a Gaussian mixture the distance shrinks over 10, 20, 50 steps to < 0.025', () => {
+    const [d10, d20, d50] = TABLE_STEPS.map((steps) => mixtureDistance('LMS Karras', steps));
+    expect(d20).toBeLessThan(d10);
+    expect(d50).toBeLessThan(d20);
+    expect(d50).toBeLessThan(0.025);
   });
 });

@@ -2,6 +2,7 @@ import { InvalidArgumentError, type TensorLike } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
 import { PNDMScheduler, type PNDMSchedulerConfig } from '../src/pndm.js';
 import type { SchedulerConfigInput } from '../src/scheduler.js';
+import { mixtureDistance, TABLE_STEPS } from './accuracy-table.js';
 import { absSumMean, dummyModel, dummySampleDeter } from './helpers/diffusers-fixtures.js';
 
 /** diffusers' `PNDMSchedulerTest.get_scheduler_config`. */
@@ -77,5 +78,18 @@ describe('PNDMScheduler', () => {
     const x = dummySampleDeter();
     expect(() => s.stepPlms(x, 1, x)).toThrow(InvalidArgumentError);
     expect(() => s.step(x, 1, x)).toThrow(/setTimesteps/);
+  });
+  it('PNDM (PRK + PLMS): on the exact denoiser of a Gaussian mixture the distance shrinks over 10, 20, 50 steps to < 0.03', () => {
+    const [d10, d20, d50] = TABLE_STEPS.map((steps) => mixtureDistance('PNDM (PRK + PLMS)', steps));
+    expect(d20).toBeLessThan(d10);
+    expect(d50).toBeLessThan(d20);
+    expect(d50).toBeLessThan(0.03);
+  });
+
+  it('PNDM, skip_prk_steps: on the exact denoiser of a Gaussian mixture the distance shrinks over 10, 20, 50 steps to < 0.03', () => {
+    const [d10, d20, d50] = TABLE_STEPS.map((steps) => mixtureDistance('PNDM, skip_prk_steps', steps));
+    expect(d20).toBeLessThan(d10);
+    expect(d50).toBeLessThan(d20);
+    expect(d50).toBeLessThan(0.03);
   });
 });
