@@ -12,7 +12,7 @@ import {
   type PerComponent,
   type ProgressCallback,
 } from '@denoise/core/runtime';
-import { DDIMScheduler, DDPMScheduler, type NoiseGenerator, type Scheduler } from '@denoise/schedulers';
+import { type NoiseGenerator, type Scheduler, schedulerFromConfig } from '@denoise/schedulers';
 import type { GeneratedImage } from './image.js';
 
 /** Options of `fromPretrained`. */
@@ -48,18 +48,6 @@ export const IMG2IMG_CLASS_NAMES: readonly string[] = [
 
 /** Unconditional pixel-space pipeline class names. */
 export const DDPM_CLASS_NAMES: readonly string[] = ['DDPMPipeline', 'DDIMPipeline'];
-
-/**
- * Builds the scheduler a `scheduler_config.json` names.
- *
- * @param config - the parsed config, with `_class_name`
- */
-export function schedulerFromJson(config: Record<string, unknown>): Scheduler {
-  const className = config._class_name;
-  if (className === 'DDIMScheduler') return DDIMScheduler.fromConfig(config);
-  if (className === 'DDPMScheduler') return DDPMScheduler.fromConfig(config);
-  throw new ConfigError(`Unknown scheduler class ${JSON.stringify(className)} in scheduler_config.json.`);
-}
 
 /**
  * A fresh scheduler with the same class and config as `scheduler`, so that concurrent generations never share
@@ -168,8 +156,10 @@ export abstract class DiffusionPipeline {
   /** Frees the pipeline's ONNX sessions. */
   abstract release(): Promise<void>;
 
-  /** Reads the scheduler of a repository from `scheduler/scheduler_config.json`. */
+  /** Reads the scheduler of a repository from `scheduler/scheduler_config.json`, through the scheduler registry. */
   protected static async loadScheduler(repository: ModelRepository): Promise<Scheduler> {
-    return schedulerFromJson((await repository.readJson('scheduler/scheduler_config.json')) as Record<string, unknown>);
+    return schedulerFromConfig(
+      (await repository.readJson('scheduler/scheduler_config.json')) as Record<string, unknown>,
+    );
   }
 }

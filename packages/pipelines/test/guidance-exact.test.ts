@@ -5,7 +5,12 @@
 import { fileURLToPath } from 'node:url';
 import { RandomGenerator, type Tensor } from '@denoise/core';
 import { openSession } from '@denoise/core/runtime';
-import { DDPMScheduler, DPMSolverMultistepScheduler, type Scheduler } from '@denoise/schedulers';
+import {
+  DDPMScheduler,
+  DPMSolverMultistepScheduler,
+  EulerDiscreteScheduler,
+  type Scheduler,
+} from '@denoise/schedulers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { latentLength, scaledLatents, worldPoints } from '../../../tools/reference-world/world.js';
 import {
@@ -101,7 +106,7 @@ describe('guidance on the exact reference-world models', () => {
     expect(maxDiff).toBeLessThan(1e-3);
   });
 
-  it("works in the 'mean' form with DDPM and with the σ-based DPM-Solver++ (ᾱ from the step's σ)", async () => {
+  it("works in the 'mean' form with DDPM and in the σ-based schedulers DPM-Solver++ and Euler (ᾱ from the step's σ)", async () => {
     const ddim = pipe.scheduler;
     const classifierOnly = {
       prompt: '',
@@ -114,6 +119,11 @@ describe('guidance on the exact reference-world models', () => {
     const dpm = DPMSolverMultistepScheduler.fromConfig(ddim.config);
     expect(dpm.classifierGuidance).toBe('epsilon');
     expect(await hits(classifierOnly, dpm)).toBe(SEEDS.length);
+    // Euler with linspace spacing steps through fractional timesteps; ᾱ comes from each step's σ.
+    const euler = EulerDiscreteScheduler.fromConfig({ ...ddim.config, timestep_spacing: 'linspace' });
+    euler.setTimesteps(20);
+    expect(euler.timesteps.some((t) => !Number.isInteger(t))).toBe(true);
+    expect(await hits(classifierOnly, euler)).toBe(SEEDS.length);
     expect(await hits({ prompt: '', guidanceScale: 1, numInferenceSteps: 50 }, ddpm)).toBeLessThanOrEqual(2);
     pipe.scheduler = ddim;
   });

@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import { AbortError, RandomGenerator, Tensor } from '@denoise/core';
 import { loadRepository } from '@denoise/core/runtime';
-import { DDIMScheduler } from '@denoise/schedulers';
+import { DDIMScheduler, EulerAncestralDiscreteScheduler, PNDMScheduler } from '@denoise/schedulers';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import {
   DiffusionPipeline,
@@ -191,12 +191,18 @@ describe('StableDiffusionPipeline on a tiny generated repository', () => {
     expect([...a.images[0].data]).toEqual([...b.images[0].data]);
   });
 
-  it('swapping the scheduler changes the sampler', async () => {
+  it('swapping the scheduler (Euler a, PNDM) changes the sampler and stays seeded', async () => {
     const pipe = await load();
     const ddim = await pipe.generate({ ...base, generator: new RandomGenerator(2) });
-    pipe.scheduler = DDIMScheduler.fromConfig({ ...pipe.scheduler.config, timestep_spacing: 'trailing' });
-    const trailing = await pipe.generate({ ...base, generator: new RandomGenerator(2) });
-    expect([...trailing.images[0].data]).not.toEqual([...ddim.images[0].data]);
+    expect(pipe.scheduler).toBeInstanceOf(DDIMScheduler);
+    pipe.scheduler = EulerAncestralDiscreteScheduler.fromConfig(pipe.scheduler.config);
+    const ancestral = await pipe.generate({ ...base, generator: new RandomGenerator(2) });
+    const again = await pipe.generate({ ...base, generator: new RandomGenerator(2) });
+    expect([...ancestral.images[0].data]).not.toEqual([...ddim.images[0].data]);
+    expect([...again.images[0].data]).toEqual([...ancestral.images[0].data]);
+    pipe.scheduler = PNDMScheduler.fromConfig(pipe.scheduler.config);
+    const pndm = await pipe.generate({ ...base, generator: new RandomGenerator(2) });
+    expect(pndm.images).toHaveLength(1);
   });
 
   it('checks sizes, counts and prompts with clear errors', async () => {

@@ -27,7 +27,7 @@ beforeAll(() => {
     'model_index.json',
     json({
       _class_name: 'OnnxStableDiffusionPipeline',
-      scheduler: ['diffusers', 'DDIMScheduler'],
+      scheduler: ['diffusers', 'PNDMScheduler'],
       text_encoder: ['diffusers', 'OnnxRuntimeModel'],
       tokenizer: ['transformers', 'CLIPTokenizer'],
       unet: ['diffusers', 'OnnxRuntimeModel'],
@@ -40,14 +40,14 @@ beforeAll(() => {
   put(
     'scheduler/scheduler_config.json',
     json({
-      _class_name: 'DDIMScheduler',
+      _class_name: 'PNDMScheduler',
       beta_start: 0.00085,
       beta_end: 0.012,
       beta_schedule: 'scaled_linear',
       num_train_timesteps: 1000,
       set_alpha_to_one: false,
+      skip_prk_steps: true,
       steps_offset: 1,
-      clip_sample: false,
     }),
   );
   for (const name of ['text_encoder', 'vae_decoder', 'vae_encoder']) {
@@ -68,6 +68,7 @@ describe('Stable Diffusion on tiny-random-sd', () => {
   it('generates 128×128 images from 64×64 latents with the fixture text encoder (int32 ids) and VAE', async () => {
     const pipe = (await DiffusionPipeline.fromPretrained(dir, { device: 'cpu' })) as StableDiffusionPipeline;
     expect(pipe.vae.scaleFactor).toBe(2);
+    expect(pipe.scheduler.className).toBe('PNDMScheduler');
     expect(pipe.tokenizer.modelMaxLength).toBe(77);
     expect([pipe.tokenizer.bosTokenId, pipe.tokenizer.eosTokenId]).toEqual([0, 1]);
     const options = { prompt: 'a photo of a cat', numInferenceSteps: 3, guidanceScale: 7.5 };
