@@ -93,12 +93,13 @@ export async function downloadTo(sink: ByteSink, request: DownloadRequest): Prom
     if (request.signal?.aborted) throw aborted();
     throw failure(request, cause instanceof Error ? cause.message : String(cause), cause);
   }
-  if (!response.ok || !response.body) throw httpError(request, response.status);
+  if (!response.ok) throw httpError(request, response.status);
 
-  const reader = response.body.getReader();
   let loaded = 0;
+  const reader = response.body?.getReader();
   try {
-    for (;;) {
+    // A body-less answer is an empty file; the size check below decides whether that is right.
+    while (reader) {
       const { done, value } = await readWithTimeout(reader, request);
       if (done) break;
       loaded += value.byteLength;
@@ -107,7 +108,7 @@ export async function downloadTo(sink: ByteSink, request: DownloadRequest): Prom
       request.onBytes(value.byteLength, loaded);
     }
   } catch (cause) {
-    await reader.cancel().catch(() => undefined);
+    await reader?.cancel().catch(() => undefined);
     if (request.signal?.aborted) throw aborted();
     if (cause instanceof ModelLoadError) throw cause;
     throw failure(request, `the connection broke after ${loaded} of ${request.size} bytes`, cause);

@@ -91,7 +91,12 @@ export class ModelSession {
     const raw = await this.#runRaw(feeds);
     const out: Record<string, Tensor> = {};
     for (const [name, value] of Object.entries(raw)) {
-      out[name] = value instanceof DeviceTensor ? await value.toTensor() : value;
+      if (value instanceof DeviceTensor) {
+        out[name] = await value.toTensor();
+        value.dispose();
+      } else {
+        out[name] = value;
+      }
     }
     return out;
   }
@@ -160,7 +165,11 @@ export async function createSession(
     session = await ort.InferenceSession.create(source.model, sessionOptions);
   } catch (cause) {
     const reason = cause instanceof Error ? cause.message : String(cause);
-    if (device !== 'auto' && device !== 'cpu' && /provider|EP|cuda|dml|coreml|webgpu|library/i.test(reason)) {
+    if (
+      device !== 'auto' &&
+      device !== 'cpu' &&
+      /provider|cuda|dml|directml|coreml|webgpu|shared library/i.test(reason)
+    ) {
       throw new DeviceUnavailableError(
         `Could not start ${options.file} of ${options.repo} on device "${device}": ${reason}. ${deviceInstallHint(device, runtime.name)}`,
         { cause },

@@ -138,6 +138,16 @@ describe('Hugging Face cache layout', () => {
     expect(local.components.unet.model).toEqual(fromHub.components.unet.model);
   });
 
+  it('downloads an empty file (git blob id of zero bytes)', async () => {
+    hub.addRepo('org/empty-file', { ...tinyPipelineFiles(), 'unet/empty.txt': '' });
+    const repo = await loadRepository('org/empty-file', { hubUrl: hub.url, cacheDir });
+    expect(repo.components.unet.files).toContain('unet/empty.txt');
+    expect(await readlink(repo.localPath('unet/empty.txt')!)).toBe(
+      '../../../blobs/e69de29bb2d1d6434b8b29ae775ad8c2e48c5391',
+    );
+    expect(await readFile(repo.localPath('unet/empty.txt')!, 'utf8')).toBe('');
+  });
+
   it('localFilesOnly without a cached copy says what to do', async () => {
     const error = await loadError(loadRepository(REPO, { hubUrl: hub.url, cacheDir, localFilesOnly: true }));
     expect(error.code).toBe('MODEL_NOT_FOUND');
