@@ -1,6 +1,8 @@
 import { RandomGenerator } from '@denoise/core';
 import type { Device } from '@denoise/core/runtime';
 import { DiffusionPipeline, type StableDiffusionPipeline } from '@denoise/pipelines';
+import { writeHeavyModel } from './heavy-unet.js';
+import { HEAVY_UNET } from './pipeline.js';
 import { collectGarbage } from './stats.js';
 
 /** One reading of process memory after a full collection, MiB. */
@@ -24,6 +26,12 @@ export interface MemoryResult {
   /** How much of the RSS the loaded pipeline added that `release()` gave back, MiB. */
   rssReturnedByRelease: number;
   rssAddedByLoad: number;
+  /**
+   * The heavy-UNet model loaded, used once and released `releaseCycles.length` times: RSS after each cycle's
+   * load + generation and after its release, MiB. Flat readings after release mean the sessions' memory is
+   * given back (or reused by the next load) rather than accumulating.
+   */
+  releaseCycles: { loaded: number; released: number }[];
 }
 
 const MiB = 1024 * 1024;
@@ -34,21 +42,40 @@ function reading(): MemoryReading {
   return { rss: m.rss / MiB, heapUsed: m.heapUsed / MiB, external: m.external / MiB };
 }
 
+async function loadReleaseCycles(cycles: number, device: Device): Promise<MemoryResult['releaseCycles']> {
+  const dir = writeHeavyModel(HEAVY_UNET);
+  const readings: MemoryResult['releaseCycles'] = [];
+  for (let i = 0; i < cycles; i++) {
+    const pipe = (await DiffusionPipeline.fromPretrained(dir, { device })) as StableDiffusionPipeline;
+    await pipe.generate({ prompt: 'a red circle', numInferenceSteps: 2, generator: new RandomGenerator(i) });
+    const loaded = reading().rss;
+    await pipe.release();
+    readings.push({ loaded, released: reading().rss });
+  }
+  return readings;
+}
+
 /**
- * Target 6: load the embedded reference-world model, warm up, then run `generations` consecutive text-to-image
+ * Target 6: after one untimed load/use/release (ONNX Runtime's process start-up), load the embedded
+ * reference-world model, warm up, then run `generations` consecutive text-to-image
  * generations (20 steps, classifier-free guidance, a new seed each) and read RSS and heap after full collections;
- * then release the pipeline and read again.
+ * then release the pipeline and read again. Then load, use and release the heavy-UNet model five times, since
+ * the embedded model's sessions are too small to show in RSS.
  *
  * @param generations - generations after warm-up
  * @param device - the execution provider
  */
 export async function benchMemory(generations: number, device: Device): Promise<MemoryResult> {
   const warmupGenerations = 10;
+  const dir = new URL('../models/reference-world/', import.meta.url).pathname;
+  const load = async () => (await DiffusionPipeline.fromPretrained(dir, { device })) as StableDiffusionPipeline;
+  // ONNX Runtime's one-time process initialisation (native library, thread pools) is not the pipeline's: one
+  // load, generation and release before the first reading keep it out of the figures.
+  const first = await load();
+  await first.generate({ prompt: 'a red circle', numInferenceSteps: 2, generator: new RandomGenerator(0) });
+  await first.release();
   const beforeLoad = reading();
-  let pipe: StableDiffusionPipeline | undefined = (await DiffusionPipeline.fromPretrained(
-    new URL('../models/reference-world/', import.meta.url).pathname,
-    { device },
-  )) as StableDiffusionPipeline;
+  let pipe: StableDiffusionPipeline | undefined = await load();
   const generate = (seed: number) =>
     pipe!.generate({ prompt: 'a red circle', numInferenceSteps: 20, generator: new RandomGenerator(seed) });
   for (let i = 0; i < warmupGenerations; i++) await generate(i);
@@ -58,7 +85,9 @@ export async function benchMemory(generations: number, device: Device): Promise<
   await pipe.release();
   pipe = undefined;
   const afterRelease = reading();
+  const releaseCycles = await loadReleaseCycles(5, device);
   return {
+    releaseCycles,
     generations,
     warmupGenerations,
     beforeLoad,

@@ -124,6 +124,11 @@ function printMemory(m: MemoryResult): void {
       `${growth < 5 ? 'PASS (< 5 MiB)' : 'FAIL (>= 5 MiB)'}; release() gave back ${mib(m.rssReturnedByRelease)} ` +
       `of the ${mib(m.rssAddedByLoad)} RSS that load + warm-up added`,
   );
+  console.log(
+    `heavy-UNet load/generate/release cycles, RSS loaded -> released: ${m.releaseCycles
+      .map((c) => `${c.loaded.toFixed(1)} -> ${c.released.toFixed(1)}`)
+      .join(', ')} MiB`,
+  );
 }
 
 function printColdStart(results: ColdStartResult[]): void {

@@ -48,17 +48,17 @@ if (wanted('float16')) {
   results.float16 = benchFloat16(quick ? 5 : 40);
   printSections(results, 'float16');
 }
+if (wanted('memory')) {
+  const { benchMemory } = await import('./memory.js');
+  results.memory = await benchMemory(quick ? 10 : 100, device);
+  printSections(results, 'memory');
+}
 if (wanted('loop')) {
   const { benchLoop, HEAVY_UNET } = await import('./pipeline.js');
   const { loop, cfg } = await benchLoop(quick ? 2 : 8, device);
   results.loop = { ...loop, unet: HEAVY_UNET };
   results.cfg = cfg;
   printSections(results, 'loop');
-}
-if (wanted('memory')) {
-  const { benchMemory } = await import('./memory.js');
-  results.memory = await benchMemory(quick ? 10 : 100, device);
-  printSections(results, 'memory');
 }
 if (wanted('cold')) {
   const { benchColdStart } = await import('./pipeline.js');
