@@ -22,6 +22,8 @@ import { EMBEDDED_MODEL_DIR } from './embedded-model.js';
 export async function generate(flags, { progress, signal, stdout, stderr }) {
   const seed = flags.seed ?? Math.floor(Math.random() * 2 ** 32);
   const model = flags.model ?? EMBEDDED_MODEL_DIR;
+  // An unknown --scheduler fails here, before the model loads; the real one is built from the model's config below.
+  if (flags.scheduler !== undefined) getScheduler(flags.scheduler);
 
   const loadStart = performance.now();
   const pipe = await DiffusionPipeline.fromPretrained(model, {
@@ -31,7 +33,10 @@ export async function generate(flags, { progress, signal, stdout, stderr }) {
   });
   progress.stop();
   try {
-    if (flags.scheduler !== undefined) pipe.scheduler = getScheduler(flags.scheduler, pipe.scheduler.config);
+    if (flags.scheduler !== undefined) {
+      // Keys of the model's scheduler that the new class does not use are dropped on purpose: that is the swap.
+      pipe.scheduler = getScheduler(flags.scheduler, pipe.scheduler.config, { onWarning: () => {} });
+    }
     const loadSeconds = seconds(loadStart);
 
     const denoiseStart = performance.now();
@@ -57,7 +62,8 @@ export async function generate(flags, { progress, signal, stdout, stderr }) {
     await writeFile(out, await images[0].toPNG());
     const saveSeconds = seconds(saveStart);
 
-    const schedulerName = flags.scheduler ?? pipe.scheduler.constructor.name;
+    const className = pipe.scheduler.constructor.name;
+    const schedulerName = flags.scheduler === undefined ? className : `${flags.scheduler} (${className})`;
     stdout.write(
       `wrote ${flags.out} (${images[0].width}x${images[0].height})\n` +
         `seed ${seed} | scheduler ${schedulerName} | ${flags.steps} steps | guidance ${flags.guidance}\n` +

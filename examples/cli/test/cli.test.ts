@@ -4,8 +4,12 @@
  * bin runs on the built packages.
  */
 import { execFile } from 'node:child_process';
-import { resolve } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { decode } from 'fast-png';
+import { afterAll, describe, expect, it } from 'vitest';
+import { paintLatent, worldPoints } from '../../../tools/reference-world/world.js';
 import { createProgressBar } from '../src/progress.js';
 
 const bin = resolve(import.meta.dirname, '..', 'bin', 'denoise.js');
@@ -26,6 +30,98 @@ function denoise(...args: string[]): Promise<Run> {
     );
   });
 }
+
+/** A label's data picture as RGBA bytes, converted from [-1, 1] as the pipelines do. */
+function labelPicture(label: string): Uint8ClampedArray {
+  const point = worldPoints.find((p) => p.label === label)!;
+  const pixels = paintLatent(point.latent);
+  const plane = pixels.length / 3;
+  const rgba = new Uint8ClampedArray(plane * 4);
+  for (let p = 0; p < plane; p++) {
+    for (let c = 0; c < 3; c++) rgba[p * 4 + c] = Math.min(Math.max(pixels[c * plane + p] / 2 + 0.5, 0), 1) * 255;
+    rgba[p * 4 + 3] = 255;
+  }
+  return rgba;
+}
+
+/** Mean |difference| of the RGB bytes of two RGBA pictures. */
+function meanAbsError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) if (i % 4 !== 3) sum += Math.abs(a[i] - b[i]);
+  return sum / ((a.length / 4) * 3);
+}
+
+/** The smallest mean |difference| between the pictures of two labels (a circle and a square of one color). */
+function closestLabelsDistance(): number {
+  const pictures = worldPoints.map(({ label }) => labelPicture(label));
+  let closest = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < pictures.length; i++) {
+    for (let j = i + 1; j < pictures.length; j++) closest = Math.min(closest, meanAbsError(pictures[i], pictures[j]));
+  }
+  return closest;
+}
+
+/** Every label with the mean |error| of `rgba` to its picture, nearest first. */
+function nearestLabels(rgba: ArrayLike<number>): { label: string; error: number }[] {
+  return worldPoints
+    .map(({ label }) => ({ label, error: meanAbsError(rgba, labelPicture(label)) }))
+    .sort((x, y) => x.error - y.error);
+}
+
+describe('denoise generate on the embedded model', () => {
+  const outDir = mkdtempSync(join(tmpdir(), 'denoise-cli-'));
+  afterAll(() => rmSync(outDir, { recursive: true, force: true }));
+
+  it.each([
+    ['a red circle on a white background', [], 3],
+    ['a yellow cross on a gray background', ['--scheduler', 'DPM++ 2M Karras'], 11],
+  ])('"%s" %j writes a PNG of that picture, then prints the seed and timings', async (prompt, extra, seed) => {
+    const out = join(outDir, `${seed}.png`);
+    const run = await denoise(
+      'generate',
+      '--prompt',
+      prompt,
+      '--steps',
+      '12',
+      '--seed',
+      String(seed),
+      '--out',
+      out,
+      ...extra,
+    );
+    expect(run.stderr).not.toMatch(/error|at .*\.js:\d+/i);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain(`wrote ${out} (128x128)`);
+    expect(run.stdout).toMatch(new RegExp(`^seed ${seed} \\| scheduler .+ \\| 12 steps \\| guidance 7\\.5$`, 'm'));
+    expect(run.stdout).toMatch(/^load \d+\.\d\d s \| denoise \d+\.\d\d s \(\d+\.\d ms\/step\) \| encode\+write/m);
+    const png = decode(readFileSync(out));
+    expect([png.width, png.height, png.channels, png.depth]).toEqual([128, 128, 4, 8]);
+    const [nearest] = nearestLabels(png.data);
+    expect(nearest.label).toBe(prompt);
+    // Closer than half the smallest distance between two labels' pictures: no other label could be this near.
+    expect(nearest.error).toBeLessThan(closestLabelsDistance() / 2);
+  });
+
+  it('names the known schedulers when --scheduler is unknown', async () => {
+    const run = await denoise('generate', '--prompt', 'a red circle', '--scheduler', 'DPM++ 9M', '--steps', '2');
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/^denoise: .*DPM\+\+ 9M.*DPM\+\+ 2M Karras.*\n$/s);
+    expect(run.stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe('denoise schedulers', () => {
+  it('lists every alias with its diffusers class', async () => {
+    const run = await denoise('schedulers');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(
+      /^DPM\+\+ 2M Karras +DPMSolverMultistepScheduler +algorithm_type=dpmsolver\+\+ solver_order=2 use_karras_sigmas=true$/m,
+    );
+    expect(run.stdout).toMatch(/^Euler a +EulerAncestralDiscreteScheduler$/m);
+    expect(run.stdout).toMatch(/^DDIM +DDIMScheduler$/m);
+    expect(run.stdout).toMatch(/^UniPCMultistepScheduler +UniPCMultistepScheduler$/m);
+  });
+});
 
 describe('denoise flags', () => {
   it.each([
