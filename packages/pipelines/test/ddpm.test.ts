@@ -1,0 +1,182 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RandomGenerator, type Tensor } from '@denoise/core';
+import { DDIMScheduler } from '@denoise/schedulers';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { encodeModel, node, type ValueSpec } from '../../../tools/onnx-graph.js';
+import { ClassifierGuidance, DDPMPipeline, DiffusionPipeline } from '../src/index.js';
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/**
+ * A pixel-space UNet on 3×8×8 images: ε̂ = 0.5·x + 0.1·label (per item), and with `learned` a second half of
+ * variance channels v = 0 (the midpoint of IDDPM's learned range).
+ */
+function unet(classConditional: boolean, learned: boolean): Uint8Array {
+  const inputs: ValueSpec[] = [
+    { name: 'sample', type: 'float32', shape: ['batch', 3, 8, 8] },
+    { name: 'timestep', type: 'int64', shape: [1] },
+  ];
+  const nodes = [node('Mul', ['sample', 'half'], ['scaled'])];
+  if (classConditional) {
+    inputs.push({ name: 'class_labels', type: 'int64', shape: ['batch'] });
+    nodes.push(
+      node('Cast', ['class_labels'], ['labels_f'], { to: 1 }),
+      node('Reshape', ['labels_f', 'item_shape'], ['labels4']),
+      node('Mul', ['labels4', 'tenth'], ['label_term']),
+      node('Add', ['scaled', 'label_term'], ['eps']),
+    );
+  } else {
+    nodes.push(node('Identity', ['scaled'], ['eps']));
+  }
+  if (learned) {
+    nodes.push(
+      node('Mul', ['sample', 'zero'], ['variance']),
+      node('Concat', ['eps', 'variance'], ['out_sample'], { axis: 1 }),
+    );
+  } else {
+    nodes.push(node('Identity', ['eps'], ['out_sample']));
+  }
+  return encodeModel({
+    inputs,
+    outputs: [{ name: 'out_sample', type: 'float32', shape: ['batch', learned ? 6 : 3, 8, 8] }],
+    initializers: [
+      { name: 'half', type: 'float32', dims: [], values: [0.5] },
+      { name: 'tenth', type: 'float32', dims: [], values: [0.1] },
+      { name: 'zero', type: 'float32', dims: [], values: [0] },
+      { name: 'item_shape', type: 'int64', dims: [4], values: [-1, 1, 1, 1] },
+    ],
+    nodes,
+  });
+}
+
+function writeRepo(classConditional: boolean, learned: boolean): string {
+  const dir = mkdtempSync(join(tmpdir(), 'denoise-ddpm-'));
+  dirs.push(dir);
+  const files: Record<string, string | Uint8Array> = {
+    'model_index.json': JSON.stringify({
+      _class_name: 'DDPMPipeline',
+      scheduler: ['diffusers', 'DDPMScheduler'],
+      unet: ['diffusers', 'OnnxRuntimeModel'],
+    }),
+    'scheduler/scheduler_config.json': JSON.stringify({
+      _class_name: 'DDPMScheduler',
+      beta_schedule: 'squaredcos_cap_v2',
+      num_train_timesteps: 1000,
+      variance_type: learned ? 'learned_range' : 'fixed_small',
+      clip_sample: true,
+    }),
+    'unet/model.onnx': unet(classConditional, learned),
+    'unet/config.json': JSON.stringify({ sample_size: 8, in_channels: 3 }),
+  };
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(join(dir, path, '..'), { recursive: true });
+    writeFileSync(join(dir, path), content);
+  }
+  return dir;
+}
+
+async function load(classConditional: boolean, learned: boolean): Promise<DDPMPipeline> {
+  const pipe = await DiffusionPipeline.fromPretrained(writeRepo(classConditional, learned), { device: 'cpu' });
+  expect(pipe).toBeInstanceOf(DDPMPipeline);
+  return pipe as DDPMPipeline;
+}
+
+function spyOnUnet(pipe: DDPMPipeline): Record<string, unknown>[] {
+  const feeds: Record<string, unknown>[] = [];
+  const run = pipe.unet.run.bind(pipe.unet);
+  vi.spyOn(pipe.unet, 'run').mockImplementation((input) => {
+    feeds.push({ ...input });
+    return run(input);
+  });
+  return feeds;
+}
+
+describe('DDPMPipeline', () => {
+  it('generates unconditional 8×8 images, deterministic under a seed, with a learned IDDPM variance', async () => {
+    const pipe = await load(false, true);
+    const a = await pipe.generate({ batchSize: 2, numInferenceSteps: 10, generator: new RandomGenerator(0) });
+    const b = await pipe.generate({ batchSize: 2, numInferenceSteps: 10, generator: new RandomGenerator(0) });
+    expect(a.images.map((i) => [i.width, i.height])).toEqual([
+      [8, 8],
+      [8, 8],
+    ]);
+    expect(a.images.map((i) => [...i.data])).toEqual(b.images.map((i) => [...i.data]));
+    expect([...a.images[0].data]).not.toEqual([...a.images[1].data]);
+  });
+
+  it('runs with any scheduler, e.g. DDIM from the same config', async () => {
+    const pipe = await load(false, false);
+    pipe.scheduler = DDIMScheduler.fromConfig(pipe.scheduler.config);
+    const feeds = spyOnUnet(pipe);
+    await pipe.generate({ numInferenceSteps: 5, generator: new RandomGenerator(1) });
+    // DDIM's leading spacing without steps_offset: (arange(5) · 200)[::-1].
+    expect(feeds.map((f) => f.timestep)).toEqual([800, 600, 400, 200, 0]);
+  });
+
+  it('CFG on class labels: one call per step on [null labels; labels]; scale 1 feeds the labels alone', async () => {
+    const pipe = await load(true, false);
+    const feeds = spyOnUnet(pipe);
+    await pipe.generate({
+      classLabels: [2, 5],
+      unconditionalClassLabel: 9,
+      guidanceScale: 3,
+      numInferenceSteps: 3,
+      generator: new RandomGenerator(0),
+    });
+    expect(feeds).toHaveLength(3);
+    expect([...(feeds[0].class_labels as Tensor<'int32'>).data]).toEqual([9, 9, 2, 5]);
+    expect((feeds[0].sample as Tensor).dims).toEqual([4, 3, 8, 8]);
+    feeds.length = 0;
+    await pipe.generate({ classLabels: 4, batchSize: 2, numInferenceSteps: 2, generator: new RandomGenerator(0) });
+    expect(feeds.map((f) => [...(f.class_labels as Tensor<'int32'>).data])).toEqual([
+      [4, 4],
+      [4, 4],
+    ]);
+  });
+
+  it("CFG on labels equals u + w(c − u) of the model's two predictions", async () => {
+    // With ε̂ = 0.5x + 0.1y, guidance at w gives 0.5x + 0.1(u + w(y − u)): the same as label u + w(y − u) unguided.
+    const pipe = await load(true, false);
+    pipe.scheduler = DDIMScheduler.fromConfig(pipe.scheduler.config);
+    const guided = await pipe.generate({
+      classLabels: 3,
+      unconditionalClassLabel: 1,
+      guidanceScale: 2,
+      numInferenceSteps: 4,
+      generator: new RandomGenerator(6),
+    });
+    const plain = await pipe.generate({ classLabels: 5, numInferenceSteps: 4, generator: new RandomGenerator(6) });
+    expect([...guided.images[0].data]).toEqual([...plain.images[0].data]);
+  });
+
+  it("classifier guidance in the 'mean' form uses the learned per-element variance", async () => {
+    const pipe = await load(false, true);
+    const shifted = await pipe.generate({
+      numInferenceSteps: 5,
+      generator: new RandomGenerator(2),
+      guidances: [
+        new ClassifierGuidance({
+          gradient: ({ sample }) => ({ data: new Float32Array(sample.data.length).fill(1), dims: sample.dims }),
+          classLabels: 0,
+          classifierScale: 0.5,
+        }),
+      ],
+    });
+    const plain = await pipe.generate({ numInferenceSteps: 5, generator: new RandomGenerator(2) });
+    const mean = (data: Uint8ClampedArray) => data.reduce((s, v) => s + v, 0) / data.length;
+    expect(mean(shifted.images[0].data)).toBeGreaterThan(mean(plain.images[0].data));
+  });
+
+  it('rejects labels for an unconditional UNet and guidance without a null label', async () => {
+    const unconditional = await load(false, false);
+    await expect(unconditional.generate({ classLabels: 1 })).rejects.toThrow(/takes no class labels/);
+    const conditional = await load(true, false);
+    await expect(conditional.generate({ numInferenceSteps: 2 })).rejects.toThrow(/pass classLabels/);
+    await expect(conditional.generate({ classLabels: 1, guidanceScale: 3 })).rejects.toThrow(/unconditionalClassLabel/);
+  });
+});
