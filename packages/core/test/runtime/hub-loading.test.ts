@@ -274,6 +274,15 @@ describe('progress', () => {
     }
     expect(events.at(-1)).toEqual({ status: 'ready', name: REPO, model: REPO });
   });
+
+  it('a load from the cache sends no download events and counts cached bytes in the total', async () => {
+    await loadRepository(REPO, { hubUrl: hub.url, cacheDir });
+    const events: ProgressInfo[] = [];
+    await loadRepository(REPO, { hubUrl: hub.url, cacheDir, progressCallback: (e) => events.push(e) });
+    expect(events.filter((e) => e.status === 'download' || e.status === 'progress')).toEqual([]);
+    expect(events.filter((e) => e.status === 'done')).toHaveLength(7);
+    expect(events.filter((e) => e.status === 'progress_total').at(-1)).toMatchObject({ progress: 100 });
+  });
 });
 
 /** Blob files in the cache; `.incomplete` temporaries included, to prove none is left. */

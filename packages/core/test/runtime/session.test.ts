@@ -102,6 +102,15 @@ describe('mismatches', () => {
     );
   });
 
+  it('runOnDevice returns CPU outputs as float32 tensors when nothing is kept on a GPU', async () => {
+    const session = await openSession(vaeDecoderGraph(), { device: 'cpu', preferredOutputLocation: 'cpu' });
+    const { sample: image } = await session.runOnDevice({
+      latent_sample: new Tensor(Float32Array.from([5, 6]), [1, 2, 1, 1]),
+    });
+    expect(image).toBeInstanceOf(Tensor);
+    expect(Array.from((image as Tensor).data)).toEqual([10, 10, 10, 10, 12, 12, 12, 12]);
+  });
+
   it('fails on use after release', async () => {
     const session = await openSession(vaeDecoderGraph(), { device: 'cpu' });
     await session.release();
