@@ -467,6 +467,7 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
   private newest = 0;
   private noiseBuffer = new Float32Array(0);
   private thresholdScratch = new Float32Array(0);
+  private readonly weights = new Float64Array(5);
 
   /**
    * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
@@ -592,16 +593,21 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     else if (solverOrder === 2 || this.lowerOrderNums < 2 || secondOrderAtEnd) order = 2;
 
     const weights = this.updateWeights(order);
+    const sampleWeight = weights[0];
+    const w0 = weights[1];
+    const w1 = weights[2];
+    const w2 = weights[3];
+    const noiseWeight = weights[4];
     const m0 = this.history[this.newest];
     const m1 = this.history[(this.newest + solverOrder - 1) % solverOrder];
     const m2 = this.history[(this.newest + solverOrder - 2) % solverOrder];
     const x = sample.data;
     const prev = new Float32Array(x.length);
     for (let k = 0; k < prev.length; k++) {
-      let value = weights.sample * x[k] + weights.m0 * m0[k];
-      if (order >= 2) value += weights.m1 * m1[k];
-      if (order === 3) value += weights.m2 * m2[k];
-      if (noise) value += weights.noise * noise[k];
+      let value = sampleWeight * x[k] + w0 * m0[k];
+      if (order >= 2) value += w1 * m1[k];
+      if (order === 3) value += w2 * m2[k];
+      if (noise) value += noiseWeight * noise[k];
       prev[k] = value;
     }
 
@@ -674,11 +680,12 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
   }
 
   /**
-   * The weights of x_s0, m0, m1, m2 and the noise in x_t for a step of the given order. Each update is written
-   * as in the papers, in terms of D0 = m0 and the divided differences D1, D2 of the history; the weights of
-   * m0…m2 follow by expanding those differences.
+   * The weights of x_s0, m0, m1, m2 and the noise in x_t for a step of the given order, in a reused array. Each
+   * update is written as in the papers, in terms of D0 = m0 and the divided differences D1, D2 of the history;
+   * the weights of m0…m2 follow by expanding those differences.
    */
-  private updateWeights(order: number): { sample: number; m0: number; m1: number; m2: number; noise: number } {
+  private updateWeights(order: number): Float64Array {
+    const weights = this.weights;
     const { alpha, sigma, lambda } = this.coefficients;
     const i = this.stepIndex!;
     const { algorithm_type: algorithm, solver_type: solverType } = this.config;
@@ -687,7 +694,7 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     const h = lambda[i + 1] - lambda[i];
     // A zero-length step (a schedule whose last σ repeats, e.g. Karras or Lu spacing with final σ_min) is the
     // identity; the formulas below would divide 0 by 0 (diffusers then returns NaN for orders above 2M midpoint).
-    if (h === 0) return { sample: 1, m0: 0, m1: 0, m2: 0, noise: 0 };
+    if (h === 0) return setWeights(weights, 1, 0, 0, 0, 0);
     const expMinusH = Math.exp(-h);
     const expm1H = Math.expm1(h);
     const expm1Minus2H = Math.expm1(-2 * h);
@@ -701,21 +708,23 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     const midpoint = order === 2 && solverType === 'midpoint';
     switch (algorithm) {
       case 'dpmsolver++':
-        // DPM-Solver++ (Lu et al. 2022b), eq. 8 (first order = DDIM), Alg. 2 (2M) and the third-order multistep.
+        // DPM-Solver++ (Lu et al. 2022b): the first-order step (DDIM), the multistep 2M of Algorithm 2 and the
+        // third-order multistep of the authors' implementation.
         sampleWeight = sigmaT / sigma[i];
         d0 = -alphaT * Math.expm1(-h);
         d1 = midpoint ? 0.5 * d0 : alphaT * (Math.expm1(-h) / h + 1);
         d2 = -alphaT * ((Math.expm1(-h) + h) / (h * h) - 0.5);
         break;
       case 'dpmsolver':
-        // DPM-Solver (Lu et al. 2022a), eq. 3.7 (first order) and the multistep forms of its Appendix.
+        // DPM-Solver (Lu et al. 2022a): DPM-Solver-1 (again DDIM) and its multistep forms, in ε̂.
         sampleWeight = alphaT / alpha[i];
         d0 = -sigmaT * expm1H;
         d1 = midpoint ? 0.5 * d0 : -sigmaT * (expm1H / h - 1);
         d2 = -sigmaT * ((expm1H - h) / (h * h) - 0.5);
         break;
       case 'sde-dpmsolver++':
-        // SDE-DPM-Solver++ (Lu et al. 2022b, Appendix; Gonzalez et al. 2023), noise σ_t·√(1 − e^{−2h}).
+        // SDE-DPM-Solver++ (as k-diffusion's dpmpp_2m_sde): the data-prediction solver of the reverse SDE, which
+        // decays the sample by e^{−h} more and injects noise σ_t·√(1 − e^{−2h}).
         sampleWeight = (sigmaT / sigma[i]) * expMinusH;
         d0 = -alphaT * expm1Minus2H;
         d1 = midpoint ? 0.5 * d0 : alphaT * (expm1Minus2H / (2 * h) + 1);
@@ -731,18 +740,28 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
         break;
     }
 
-    if (order === 1) return { sample: sampleWeight, m0: d0, m1: 0, m2: 0, noise: noiseWeight };
+    if (order === 1) return setWeights(weights, sampleWeight, d0, 0, 0, noiseWeight);
     const h0 = lambda[i] - lambda[i - 1];
     const r0 = h0 / h;
     if (order === 2) {
       // D1 = (m0 − m1)/r0
-      return { sample: sampleWeight, m0: d0 + d1 / r0, m1: -d1 / r0, m2: 0, noise: noiseWeight };
+      return setWeights(weights, sampleWeight, d0 + d1 / r0, -d1 / r0, 0, noiseWeight);
     }
     // Third order: D1_0 = (m0 − m1)/r0, D1_1 = (m1 − m2)/r1, D1 = D1_0 + r0/(r0 + r1)·(D1_0 − D1_1),
     // D2 = (D1_0 − D1_1)/(r0 + r1); so d1·D1 + d2·D2 = u·D1_0 + v·D1_1.
     const r1 = (lambda[i - 1] - lambda[i - 2]) / h;
     const u = d1 * (1 + r0 / (r0 + r1)) + d2 / (r0 + r1);
     const v = -d1 * (r0 / (r0 + r1)) - d2 / (r0 + r1);
-    return { sample: sampleWeight, m0: d0 + u / r0, m1: -u / r0 + v / r1, m2: -v / r1, noise: noiseWeight };
+    return setWeights(weights, sampleWeight, d0 + u / r0, -u / r0 + v / r1, -v / r1, noiseWeight);
   }
+}
+
+/** Fills the reused weight array [x_s0, m0, m1, m2, noise]. */
+function setWeights(weights: Float64Array, x: number, m0: number, m1: number, m2: number, noise: number): Float64Array {
+  weights[0] = x;
+  weights[1] = m0;
+  weights[2] = m1;
+  weights[3] = m2;
+  weights[4] = noise;
+  return weights;
 }

@@ -33,7 +33,7 @@ import {
  * With `predict_x0` the solver integrates the data prediction x̂_0 (in `hh = −h`), otherwise ε̂ (in `hh = h`).
  */
 
-/** diffusers' `solver_type` for UniPC: the choice of B(h) in the order conditions (UniPC §3.2). */
+/** diffusers' `solver_type` for UniPC: the choice of B(h) in the order conditions. */
 export type UniPCSolverType = 'bh1' | 'bh2';
 
 /** The config of {@link UniPCMultistepScheduler}: diffusers' `UniPCMultistepScheduler` keys and defaults. */
@@ -50,7 +50,10 @@ export interface UniPCMultistepSchedulerConfig extends NoiseScheduleConfig {
   sample_max_value: number;
   /** Integrate the data prediction x̂_0 (UniPC's default) rather than ε̂. */
   predict_x0: boolean;
-  /** B(h) = h (`bh1`, for unconditional sampling with few steps) or e^h − 1 (`bh2`); other schedulers' types load as `bh2`. */
+  /**
+   * B(h) = h (`bh1`, for unconditional sampling with few steps) or e^h − 1 (`bh2`); the solver types of other
+   * schedulers load as `bh2`.
+   */
   solver_type: UniPCSolverType;
   /** Lower the order of the final steps when there are fewer than 15 steps. */
   lower_order_final: boolean;
@@ -170,6 +173,9 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
   private readonly matrix: Float64Array;
   private readonly rhos: Float64Array;
   private readonly weights: Float64Array;
+  /** h·φ_1 = e^{hh} − 1 and B(h) of the step {@link UniPCMultistepScheduler.orderConditions} last set up. */
+  private hPhi1 = 0;
+  private bh = 0;
 
   /**
    * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
@@ -367,16 +373,18 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
   }
 
   /**
-   * The shared terms of UniP and UniC for a step from schedule index `s0` to `t` of order `p` (UniPC, Alg. 1–2 and
-   * eq. 9): `hh` = ∓h, h·φ_1 = e^{hh} − 1, B(h), the ratios r_k = (λ_{s_k} − λ_{s0})/h of the earlier outputs
+   * Sets up the shared terms of UniP and UniC for a step from schedule index `s0` to `t` of order `p`:
+   * `hh` = ∓h, h·φ_1 = e^{hh} − 1, B(h), the ratios r_k = (λ_{s_k} − λ_{s0})/h of the earlier outputs
    * (r_p = 1) and the right-hand sides b_j = h·φ_{j+1}(hh)·j!/B(h) of the order conditions Σ_k a_k r_k^{j−1} = b_j.
    */
-  private orderConditions(s0: number, t: number, p: number): { hPhi1: number; bh: number } {
+  private orderConditions(s0: number, t: number, p: number): void {
     const { lambda } = this.coefficients;
     const h = lambda[t] - lambda[s0];
     const hh = this.config.predict_x0 ? -h : h;
     const hPhi1 = Math.expm1(hh);
     const bh = this.config.solver_type === 'bh1' ? hh : hPhi1;
+    this.hPhi1 = hPhi1;
+    this.bh = bh;
     for (let k = 1; k < p; k++) this.rks[k - 1] = (lambda[s0 - k] - lambda[s0]) / h;
     this.rks[p - 1] = 1;
     let hPhiK = hPhi1 / hh - 1;
@@ -386,7 +394,6 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
       factorial *= j + 1;
       hPhiK = hPhiK / hh - 1 / factorial;
     }
-    return { hPhi1, bh };
   }
 
   /** Solves Σ_k r_k^j · ρ_k = b_j (j, k < size) into `rhos` (Gaussian elimination with partial pivoting). */
@@ -423,17 +430,21 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
     }
   }
 
-  /** (α_t/α_s0 or σ_t/σ_s0, α_t or σ_t): the sample weight and the scale of the model-output terms. */
-  private scales(s0: number, t: number): { sampleWeight: number; outputScale: number } {
+  /** A = σ_t/σ_s0 (x̂_0 form) or α_t/α_s0 (ε̂ form): the weight of the sample in an update. */
+  private sampleWeight(s0: number, t: number): number {
     const { alpha, sigma } = this.coefficients;
-    return this.config.predict_x0
-      ? { sampleWeight: sigma[t] / sigma[s0], outputScale: alpha[t] }
-      : { sampleWeight: alpha[t] / alpha[s0], outputScale: sigma[t] };
+    return this.config.predict_x0 ? sigma[t] / sigma[s0] : alpha[t] / alpha[s0];
+  }
+
+  /** C = α_t (x̂_0 form) or σ_t (ε̂ form): the scale of the model-output terms in an update. */
+  private outputScale(t: number): number {
+    return this.config.predict_x0 ? this.coefficients.alpha[t] : this.coefficients.sigma[t];
   }
 
   /**
-   * UniP-p (UniPC eq. 9, B(h) variant): x_t = A·x − C·h·φ_1·m0 − C·B(h)·Σ_k ρ_k·D_k with D_k = (m_k − m0)/r_k and
-   * (A, C) from {@link UniPCMultistepScheduler.scales}; ρ solves the first p − 1 order conditions (ρ = ½ for p = 2).
+   * UniP-p, the B(h) predictor of Zhao et al. (2023): x_t = A·x − C·h·φ_1·m0 − C·B(h)·Σ_k ρ_k·D_k, with
+   * D_k = (m_k − m0)/r_k, A and C from {@link UniPCMultistepScheduler.sampleWeight} and
+   * {@link UniPCMultistepScheduler.outputScale}, and ρ solving the first p − 1 order conditions (ρ = ½ for p = 2).
    */
   private predict(p: number, out: Float32Array): void {
     const s0 = this.stepIndex!;
@@ -442,10 +453,12 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
       out.set(this.lastSample);
       return;
     }
-    const { hPhi1, bh } = this.orderConditions(s0, s0 + 1, p);
+    this.orderConditions(s0, s0 + 1, p);
+    const { hPhi1, bh } = this;
     if (p === 2) this.rhos[0] = 0.5;
     else if (p > 2) this.solveOrderConditions(p - 1);
-    const { sampleWeight, outputScale } = this.scales(s0, s0 + 1);
+    const sampleWeight = this.sampleWeight(s0, s0 + 1);
+    const outputScale = this.outputScale(s0 + 1);
     // Weights of m0 … m_{p−1}: expand the divided differences D_k.
     const w = this.weights;
     w[0] = -outputScale * hPhi1;
@@ -459,18 +472,20 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
   }
 
   /**
-   * UniC-p (UniPC eq. 8, B(h) variant), in place on the last sample: x_t^c = A·x − C·h·φ_1·m0 − C·B(h)·(Σ_k ρ_k·D_k +
-   * ρ_p·(m_t − m0)), where m0 is the previous output, m_t the new one (in `slot`) and ρ solves all p order
-   * conditions (ρ = ½ for p = 1).
+   * UniC-p, the B(h) corrector of Zhao et al. (2023), in place on the last sample:
+   * x_t^c = A·x − C·h·φ_1·m0 − C·B(h)·(Σ_k ρ_k·D_k + ρ_p·(m_t − m0)), where m0 is the previous output, m_t the new
+   * one (in `slot`) and ρ solves all p order conditions (ρ = ½ for p = 1).
    */
   private correct(slot: number, p: number): void {
     const t = this.stepIndex!;
     const s0 = t - 1;
     if (this.coefficients.lambda[t] === this.coefficients.lambda[s0]) return; // a zero-length step changes nothing
-    const { hPhi1, bh } = this.orderConditions(s0, t, p);
+    this.orderConditions(s0, t, p);
+    const { hPhi1, bh } = this;
     if (p === 1) this.rhos[0] = 0.5;
     else this.solveOrderConditions(p);
-    const { sampleWeight, outputScale } = this.scales(s0, t);
+    const sampleWeight = this.sampleWeight(s0, t);
+    const outputScale = this.outputScale(t);
     // Weights of m0 … m_{p−1} (previous outputs, newest first) and of the new output m_t.
     const w = this.weights;
     const newWeight = -outputScale * bh * this.rhos[p - 1];

@@ -1,7 +1,7 @@
 import { ConfigError, InvalidArgumentError, RandomGenerator, Tensor, type TensorLike } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
 import { DPMSolverMultistepScheduler, type DPMSolverMultistepSchedulerConfig } from '../src/dpm-solver-multistep.js';
-import type { PredictionType } from '../src/scheduler.js';
+import type { PredictionType, SetTimestepsOptions } from '../src/scheduler.js';
 import { UniPCMultistepScheduler } from '../src/unipc-multistep.js';
 import { absSumMean, dummyModel, dummyNoiseDeter, dummySampleDeter } from './helpers/diffusers-fixtures.js';
 import {
@@ -36,8 +36,8 @@ function testConfig(overrides: Partial<DPMSolverMultistepSchedulerConfig> = {}) 
 }
 
 /** diffusers' `full_loop`: 10 steps of the dummy model from `dummy_sample_deter`, generator `manual_seed(0)`. */
-function fullLoop(scheduler: DPMSolverMultistepScheduler): Tensor {
-  scheduler.setTimesteps(10);
+function fullLoop(scheduler: DPMSolverMultistepScheduler, steps: number | SetTimestepsOptions = 10): Tensor {
+  scheduler.setTimesteps(steps);
   const generator = new RandomGenerator(0);
   let sample: Tensor = dummySampleDeter();
   for (const t of scheduler.timesteps)
@@ -95,6 +95,27 @@ describe('DPMSolverMultistepScheduler: schedule and configuration', () => {
     const zero = new DPMSolverMultistepScheduler(testConfig({ final_sigmas_type: 'zero' }));
     zero.setTimesteps(10);
     expect(zero.sigmas[10]).toBe(0);
+  });
+
+  it('runs the same with the spaced timesteps passed as custom timesteps (test_custom_timesteps)', () => {
+    for (const algorithm_type of ['dpmsolver++', 'sde-dpmsolver++'] as const) {
+      for (const prediction_type of ['epsilon', 'sample', 'v_prediction'] as const) {
+        for (const final_sigmas_type of ['sigma_min', 'zero'] as const) {
+          const config = testConfig({ algorithm_type, prediction_type, final_sigmas_type });
+          const spaced = new DPMSolverMultistepScheduler(config);
+          const reference = fullLoop(spaced);
+          const custom = fullLoop(new DPMSolverMultistepScheduler(config), { timesteps: spaced.timesteps });
+          expect(maxAbsDifference(custom, reference)).toBe(0);
+        }
+      }
+    }
+  });
+
+  it('keeps one timestep per inference step when rounding repeats timesteps (test_duplicated_timesteps)', () => {
+    const scheduler = new DPMSolverMultistepScheduler(testConfig());
+    scheduler.setTimesteps(1000);
+    expect(scheduler.timesteps.length).toBe(scheduler.numInferenceSteps);
+    expect(new Set(scheduler.timesteps).size).toBeLessThan(1000);
   });
 
   it('drops timesteps below lambda_min_clipped (cosine schedule)', () => {
@@ -358,7 +379,7 @@ describe('multistep solvers on Gaussian data: the probability-flow ODE in closed
       () => new DPMSolverMultistepScheduler({ ...uniformLambda, use_lu_lambdas: true, algorithm_type: 'dpmsolver' }),
       2,
     ],
-    // UniP-2 plus the corrector UniC-2 has order 3 (UniPC, Theorem 3.3).
+    // UniP-2 plus the corrector UniC-2 has order 3: the corrector raises the order by one (Zhao et al. 2023).
     ['UniPC bh2, order 2', () => new UniPCMultistepScheduler({ ...uniformLambda, use_exponential_sigmas: true }), 3],
     [
       'UniPC bh2, order 2, noise prediction',

@@ -134,7 +134,7 @@ describe('UniPCMultistepScheduler: predictor, corrector and buffers', () => {
     return max;
   }
 
-  it('UniP-2 with B(h) = e^h − 1 and no corrector is DPM-Solver++ 2M (UniPC §3.3)', () => {
+  it('UniP-2 with B(h) = e^h − 1 and no corrector is DPM-Solver++ 2M (the updates coincide term by term)', () => {
     for (const lower_order_final of [true, false]) {
       const unip = fullLoop(
         new UniPCMultistepScheduler(testConfig({ disable_corrector: allSteps, lower_order_final })),
