@@ -19,8 +19,6 @@ const HUB_URL = new URL('/hub', location.href).href;
 
 // onnxruntime-web fetches its WASM binaries from this origin, never from a CDN.
 ort.env.wasm.wasmPaths = new URL('/ort/', location.href).href;
-// Its warnings (which nodes WebGPU leaves to the CPU) go to the console as errors; keep the console for real ones.
-ort.env.logLevel = 'error';
 
 const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>(selector)!;
 const form = $<HTMLFormElement>('#controls');
@@ -113,7 +111,7 @@ async function generate(): Promise<void> {
   }
 }
 
-for (const { alias } of listSchedulers()) schedulerPicker.add(new Option(alias, alias));
+for (const { name } of listSchedulers()) schedulerPicker.add(new Option(name, name));
 schedulerPicker.add(new Option("the model's own", ''), 0);
 schedulerPicker.value = '';
 form.addEventListener('submit', (event) => {

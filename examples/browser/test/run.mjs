@@ -60,7 +60,9 @@ async function openPage(browser, url) {
   const foreignRequests = [];
   page.on('pageerror', (error) => errors.push(error.message));
   page.on('console', (message) => {
-    if (message.type() === 'error') errors.push(message.text());
+    // ONNX Runtime's native log writes its warnings ("[W:onnxruntime:...]", e.g. which nodes WebGPU leaves to the
+    // CPU) through console.error; they are not errors.
+    if (message.type() === 'error' && !message.text().includes('[W:onnxruntime:')) errors.push(message.text());
   });
   page.on('request', (request) => {
     if (!request.url().startsWith(new URL(url).origin) && !request.url().startsWith('data:')) {
