@@ -550,3 +550,47 @@ describe('DPMSolverMultistepScheduler: determinism, noise and buffers', () => {
     expect(maxAbsDifference(sample, plain)).toBe(0);
   });
 });
+
+describe('DPMSolverMultistepScheduler: final steps, spacings, interchange', () => {
+  it('euler_at_final makes the last step first order, as lower_order_final does for a 2M run under 15 steps', () => {
+    const base = testConfig({ lower_order_final: false });
+    const euler = fullLoop(new DPMSolverMultistepScheduler({ ...base, euler_at_final: true }));
+    const lower = fullLoop(new DPMSolverMultistepScheduler({ ...base, lower_order_final: true }));
+    const plain = fullLoop(new DPMSolverMultistepScheduler(base));
+    expect(maxAbsDifference(euler, lower)).toBe(0);
+    expect(maxAbsDifference(euler, plain)).toBeGreaterThan(1e-4);
+  });
+
+  it('exponential sigmas are geometric from sigma_max to sigma_min; beta sigmas span the same range', () => {
+    const exponential = new DPMSolverMultistepScheduler(testConfig({ use_exponential_sigmas: true }));
+    exponential.setTimesteps(8);
+    const ratio = exponential.sigmas[1] / exponential.sigmas[0];
+    for (let i = 1; i < 8; i++) expect(exponential.sigmas[i] / exponential.sigmas[i - 1]).toBeCloseTo(ratio, 5);
+    const beta = new DPMSolverMultistepScheduler(testConfig({ use_beta_sigmas: true }));
+    beta.setTimesteps(8);
+    expect(beta.sigmas[0]).toBeCloseTo(exponential.sigmas[0], 3);
+    expect(beta.sigmas[7]).toBeCloseTo(exponential.sigmas[7], 6);
+    expect(beta.timesteps[0]).toBe(999);
+    expect(fullLoop(beta).data.every(Number.isFinite)).toBe(true);
+  });
+
+  it('adds noise at the begin index when a pipeline sets one (img2img)', () => {
+    const scheduler = new DPMSolverMultistepScheduler(testConfig());
+    scheduler.setTimesteps(10);
+    const byTimestep = scheduler.addNoise(dummySampleDeter(), dummyNoiseDeter(), scheduler.timesteps[5]);
+    scheduler.setBeginIndex(5);
+    const byIndex = scheduler.addNoise(dummySampleDeter(), dummyNoiseDeter(), 0);
+    expect(maxAbsDifference(byIndex, byTimestep)).toBe(0);
+    expect(() => scheduler.setBeginIndex(10)).toThrow(InvalidArgumentError);
+  });
+
+  it('is an epsilon-type scheduler for classifier guidance and survives a round trip through UniPC (test_switch)', () => {
+    const dpm = new DPMSolverMultistepScheduler(testConfig());
+    expect(dpm.classifierGuidance).toBe('epsilon');
+    expect(DPMSolverMultistepScheduler.compatibles).toContain('UniPCMultistepScheduler');
+    const quiet = { onWarning: () => {} };
+    const unipc = UniPCMultistepScheduler.fromConfig(dpm.config, quiet);
+    const back = DPMSolverMultistepScheduler.fromConfig(unipc.config, quiet);
+    expect(Math.abs(absSumMean(fullLoop(back)).mean - 0.3301)).toBeLessThan(1e-3);
+  });
+});
