@@ -28,9 +28,20 @@ export type FeedValue = number | TensorLike | Tensor<DataType> | DeviceTensor;
 /** The constructor of runtime tensors of the `ort` module in use. */
 export type OrtTensorConstructor = typeof import('onnxruntime-common').Tensor;
 
-type NumericArray = Float32Array | Uint16Array | Int32Array | BigInt64Array | Uint8Array;
-type Target = 'float32' | 'float16' | 'int32' | 'int64';
-const TARGETS: readonly string[] = ['float32', 'float16', 'int32', 'int64'];
+type NumericArray = Float64Array | Float32Array | Uint16Array | Int32Array | BigInt64Array | Uint8Array;
+
+/** The element types a graph input may declare, and the typed array that holds each. */
+const TARGET_ARRAYS = {
+  float32: Float32Array,
+  float16: Uint16Array,
+  int32: Int32Array,
+  int64: BigInt64Array,
+} as const;
+type Target = keyof typeof TARGET_ARRAYS;
+
+function isTarget(type: string): type is Target {
+  return type in TARGET_ARRAYS;
+}
 
 function describe(spec: TensorSpec): string {
   return `${spec.name}: ${spec.type}[${spec.shape.join(', ')}]`;
@@ -48,6 +59,12 @@ export function toFloat32(type: string, data: OrtTensor['data'], dims: readonly 
   throw new InvalidArgumentError(`Cannot convert a model output of type ${type} to float32.`);
 }
 
+/** A number or one-element tensor fed to a rank-0 or rank-1 input (a timestep): broadcast, not reshaped. */
+function isBroadcastScalar(value: FeedValue, spec: TensorSpec): value is number | TensorLike | Tensor<DataType> {
+  if (spec.shape.length > 1) return false;
+  return typeof value === 'number' || (!isDeviceTensor(value) && value.dims.length <= 1 && sizeOf(value.dims) === 1);
+}
+
 function isDeviceTensor(value: FeedValue): value is DeviceTensor {
   return typeof value === 'object' && 'value' in value && 'toTensor' in value;
 }
@@ -58,7 +75,7 @@ function sourceType(value: TensorLike | Tensor<DataType>): DataType {
 }
 
 /** Writes `source` (of type `from`) into `out` (of type `to`), repeating it to fill `out`; integers truncate. */
-function convert(source: NumericArray, from: DataType, out: NumericArray, to: Target): void {
+function convert(source: NumericArray, from: DataType | 'float64', out: NumericArray, to: Target): void {
   const values = from === 'float16' ? float16ToFloat32(source as Uint16Array) : source;
   const n = values.length;
   if (to === 'float16') {
@@ -74,19 +91,6 @@ function convert(source: NumericArray, from: DataType, out: NumericArray, to: Ta
     if (to === 'int64') (out as BigInt64Array)[k] = BigInt(Math.trunc(v));
     else if (to === 'int32') (out as Int32Array)[k] = Math.trunc(v);
     else (out as Float32Array)[k] = v;
-  }
-}
-
-function allocate(type: Target, length: number): NumericArray {
-  switch (type) {
-    case 'float32':
-      return new Float32Array(length);
-    case 'float16':
-      return new Uint16Array(length);
-    case 'int32':
-      return new Int32Array(length);
-    case 'int64':
-      return new BigInt64Array(length);
   }
 }
 
@@ -148,7 +152,7 @@ export class InputAdapter {
     const sizes = new Map<string, number>();
     for (const spec of this.#specs) {
       const value = feeds[spec.name];
-      if (typeof value === 'number' || value.dims.length !== spec.shape.length) continue;
+      if (isBroadcastScalar(value, spec) || value.dims.length !== spec.shape.length) continue;
       spec.shape.forEach((d, i) => {
         if (typeof d === 'string' && !sizes.has(d)) sizes.set(d, value.dims[i]);
       });
@@ -158,30 +162,23 @@ export class InputAdapter {
 
   #buffer(name: string, type: Target, length: number): NumericArray {
     const kept = this.#scratch.get(name);
-    if (
-      kept &&
-      kept.length === length &&
-      (kept as { constructor: unknown }).constructor === allocate(type, 0).constructor
-    ) {
-      return kept;
-    }
-    const fresh = allocate(type, length);
+    if (kept instanceof TARGET_ARRAYS[type] && kept.length === length) return kept;
+    const fresh = new TARGET_ARRAYS[type](length);
     this.#scratch.set(name, fresh);
     return fresh;
   }
 
   #adaptOne(spec: TensorSpec, value: FeedValue, sizes: ReadonlyMap<string, number>): OrtTensor {
     const feeds = { [spec.name]: value };
-    if (!TARGETS.includes(spec.type)) {
-      throw this.#mismatch(`input ${spec.name} has type ${spec.type}, which denoise cannot feed`, feeds);
+    const target = spec.type;
+    if (!isTarget(target)) {
+      throw this.#mismatch(`input ${spec.name} has type ${target}, which denoise cannot feed`, feeds);
     }
-    const target = spec.type as Target;
     if (typeof value !== 'number' && isDeviceTensor(value)) {
       if (value.value.type !== target) throw this.#mismatch(`device tensor ${spec.name} is ${value.value.type}`, feeds);
       return value.value;
     }
-    const scalar = typeof value === 'number' || (value.dims.length <= 1 && sizeOf(value.dims) === 1);
-    if (scalar && spec.shape.length <= 1) return this.#broadcastScalar(spec, target, value, sizes);
+    if (isBroadcastScalar(value, spec)) return this.#broadcastScalar(spec, target, value, sizes);
 
     const tensor = value as TensorLike | Tensor<DataType>;
     const from = sourceType(tensor);
@@ -197,12 +194,14 @@ export class InputAdapter {
   }
 
   /** A number (or one-element tensor) fed to a rank-0 or rank-1 input: rank 0, `[1]`, or repeated to `[batch]`. */
-  #broadcastScalar(spec: TensorSpec, target: Target, value: FeedValue, sizes: ReadonlyMap<string, number>): OrtTensor {
-    const single =
-      typeof value === 'number'
-        ? Float32Array.of(value)
-        : ((value as TensorLike | Tensor<DataType>).data as NumericArray);
-    const from: DataType = typeof value === 'number' ? 'float32' : sourceType(value as Tensor<DataType>);
+  #broadcastScalar(
+    spec: TensorSpec,
+    target: Target,
+    value: number | TensorLike | Tensor<DataType>,
+    sizes: ReadonlyMap<string, number>,
+  ): OrtTensor {
+    const single = typeof value === 'number' ? Float64Array.of(value) : (value.data as NumericArray);
+    const from = typeof value === 'number' ? 'float64' : sourceType(value);
     const d = spec.shape[0];
     const dims = spec.shape.length === 0 ? [] : [typeof d === 'number' ? d : (sizes.get(d) ?? 1)];
     const out = this.#buffer(spec.name, target, sizeOf(dims));

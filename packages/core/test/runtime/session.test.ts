@@ -34,6 +34,13 @@ describe('timestep adaptation', () => {
     expect(Array.from(out_sample.data)).toEqual(expectedFor([980, 980]));
   });
 
+  it('repeats a one-element timestep tensor to [batch]', async () => {
+    const session = await openSession(unetGraph({ type: 'int64', shape: ['batch'] }), { device: 'cpu' });
+    const timestep = new Tensor<'int64'>(BigInt64Array.of(999n), [1]);
+    const { out_sample } = await session.run({ sample, timestep, encoder_hidden_states: hidden });
+    expect(Array.from(out_sample.data)).toEqual(expectedFor([999, 999]));
+  });
+
   it('passes a per-item [batch] timestep tensor through', async () => {
     const session = await openSession(unetGraph({ type: 'float32', shape: ['batch'] }), { device: 'cpu' });
     const timestep = new Tensor(Float32Array.from([10.5, 20.25]), [2]);
