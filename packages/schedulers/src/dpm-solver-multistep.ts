@@ -244,25 +244,26 @@ export function multistepSchedule(timesteps: readonly number[], options: Multist
   const sigmaMin = options.sigmaMin ?? table[0];
   const sigmaMax = options.sigmaMax ?? table[table.length - 1];
   const n = timesteps.length;
-  let levels: Float64Array;
-  let steps: number[];
-  const use = (sigmas: Float64Array, round: boolean) => {
-    levels = sigmas;
-    steps = [...sigmasToTimesteps(sigmas, logTable)].map(round ? roundHalfEven : Math.trunc);
-  };
-  if (options.karras) use(karrasSigmas(sigmaMin, sigmaMax, n), options.roundTimesteps);
-  else if (options.luLambdas) use(exponentialSigmas(sigmaMin, sigmaMax, n), options.roundTimesteps);
-  else if (options.exponential) use(exponentialSigmas(sigmaMin, sigmaMax, n), false);
-  else if (options.beta) use(betaSigmas(sigmaMin, sigmaMax, n), false);
-  else {
-    levels = Float64Array.from(timesteps, (t) => table[t]);
-    steps = [...timesteps];
-  }
+  const spaced = options.karras
+    ? karrasSigmas(sigmaMin, sigmaMax, n)
+    : options.luLambdas
+      ? exponentialSigmas(sigmaMin, sigmaMax, n)
+      : options.exponential
+        ? exponentialSigmas(sigmaMin, sigmaMax, n)
+        : options.beta
+          ? betaSigmas(sigmaMin, sigmaMax, n)
+          : null;
+  const round = (options.karras || options.luLambdas) && options.roundTimesteps;
+  const levels = spaced ?? Float64Array.from(timesteps, (t) => table[t]);
   const sigmas = new Float64Array(n + 1);
-  for (let i = 0; i < n; i++) sigmas[i] = Math.fround(levels![i]);
-  const spaced = options.karras || options.luLambdas || options.exponential || options.beta;
+  for (let i = 0; i < n; i++) sigmas[i] = Math.fround(levels[i]);
   sigmas[n] = options.finalSigmasType === 'zero' ? 0 : Math.fround(spaced ? sigmaMin : table[0]);
-  return { timesteps: steps!, sigmas };
+  return {
+    timesteps: spaced
+      ? Array.from(sigmasToTimesteps(spaced, logTable), round ? roundHalfEven : Math.trunc)
+      : [...timesteps],
+    sigmas,
+  };
 }
 
 /**
@@ -435,8 +436,10 @@ export function convertPrediction(
  *
  * Differences from diffusers: with `variance_type` set, the prediction is the first half of the output's channels
  * (diffusers takes the first 3 channels whatever the sample has); `sde-dpmsolver` with `solver_order: 3` is a
- * config error (diffusers has no third-order SDE step for it and fails at the first third-order step);
- * `use_flow_sigmas` is not supported.
+ * config error (diffusers has no third-order SDE step for it and fails at the first third-order step); a
+ * zero-length step (the last σ repeated, as with Karras or Lu spacing and `final_sigmas_type: "sigma_min"`) is the
+ * identity (diffusers divides 0 by 0 there for heun and third-order steps); `lambda_min_clipped` is `null` rather
+ * than `-inf` when unset, so the config stays JSON; `use_flow_sigmas` is not supported.
  *
  * @example
  * ```ts
