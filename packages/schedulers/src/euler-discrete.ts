@@ -129,6 +129,7 @@ export class EulerDiscreteScheduler extends SigmaScheduler<EulerDiscreteSchedule
 
   private readonly sigmaKind: SigmaScheduleKind;
   private noiseBuffer = new Float32Array(0);
+  private churnBuffer = new Float32Array(0);
 
   /**
    * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
@@ -239,7 +240,8 @@ export class EulerDiscreteScheduler extends SigmaScheduler<EulerDiscreteSchedule
       if (this.noiseBuffer.length !== n) this.noiseBuffer = new Float32Array(n);
       const noise = this.varianceNoise(options, sample, this.noiseBuffer);
       const extra = sNoise * Math.sqrt(sigmaHat * sigmaHat - sigma * sigma);
-      churned = new Float32Array(n);
+      if (this.churnBuffer.length !== n) this.churnBuffer = new Float32Array(n);
+      churned = this.churnBuffer;
       for (let i = 0; i < n; i++) churned[i] = x[i] + noise[i] * extra;
     }
     const current = churned ?? x;

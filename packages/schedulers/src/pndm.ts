@@ -68,6 +68,8 @@ export class PNDMScheduler extends Scheduler<PNDMSchedulerConfig> {
   /** The sample the current PRK step (or the first PLMS step) started from. */
   private startSample: Float32Array | null = null;
   private startSampleBuffer = new Float32Array(0);
+  /** Scratch for the combined estimate of a step (never returned). */
+  private estimateBuffer = new Float32Array(0);
   private counter = 0;
 
   /**
@@ -170,7 +172,7 @@ export class PNDMScheduler extends Scheduler<PNDMSchedulerConfig> {
     } else if (stage === 1 || stage === 2) {
       for (let i = 0; i < n; i++) acc[i] += m[i] / 3;
     } else {
-      estimate = new Float32Array(n);
+      estimate = this.estimateScratch(n);
       for (let i = 0; i < n; i++) estimate[i] = acc[i] + m[i] / 6;
       acc.fill(0);
     }
@@ -210,7 +212,7 @@ export class PNDMScheduler extends Scheduler<PNDMSchedulerConfig> {
     const e = this.ets;
     const k = e.length;
     let x = sample.data;
-    const estimate = new Float32Array(n);
+    const estimate = this.estimateScratch(n);
     if (k === 1 && this.counter === 0) {
       estimate.set(m);
       this.startSample = this.copySample(x);
@@ -246,6 +248,11 @@ export class PNDMScheduler extends Scheduler<PNDMSchedulerConfig> {
       prev[i] = sampleCoefficient * x[i] - estimateCoefficient * eps;
     }
     return prev;
+  }
+
+  private estimateScratch(size: number): Float32Array {
+    if (this.estimateBuffer.length !== size) this.estimateBuffer = new Float32Array(size);
+    return this.estimateBuffer;
   }
 
   private copyToBuffer(values: Float32Array): Float32Array {

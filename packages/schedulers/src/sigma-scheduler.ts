@@ -118,7 +118,9 @@ export abstract class SigmaScheduler<C extends SigmaSchedulerConfig> extends Sch
     const out = new Float32Array(originalSamples.data.length);
     for (let b = 0; b < batch; b++) {
       const t = list[list.length === 1 ? 0 : b];
-      const index = this.beginIndex ?? this.stepIndex ?? this.indexForTimestep(t);
+      // As diffusers: look the timestep up unless a pipeline fixed the begin index (img2img), then use the
+      // current step.
+      const index = this.beginIndex === undefined ? this.indexForTimestep(t) : (this.stepIndex ?? this.beginIndex);
       const sigma = this.sigmas[index];
       for (let i = b * itemSize; i < (b + 1) * itemSize; i++) out[i] = originalSamples.data[i] + sigma * noise.data[i];
     }

@@ -71,6 +71,23 @@ describe('EulerDiscreteScheduler', () => {
     expect(Math.abs(mean - 74.3007)).toBeLessThan(1e-3);
   });
 
+  it('starts mid-schedule from setBeginIndex as from the timestep lookup (img2img)', () => {
+    const run = (useBeginIndex: boolean) => {
+      const scheduler = new EulerDiscreteScheduler(BASE);
+      scheduler.setTimesteps(10);
+      if (useBeginIndex) scheduler.setBeginIndex(8);
+      const timesteps = scheduler.timesteps.slice(8);
+      let sample: TensorLike = scheduler.addNoise(dummySampleDeter(), dummyNoiseDeter(), timesteps[0]);
+      for (const t of timesteps) {
+        const input = scheduler.scaleModelInput(sample, t);
+        sample = scheduler.step(dummyModel(input, t), t, sample).prevSample;
+      }
+      return sample.data;
+    };
+    expect(run(true)).toEqual(run(false));
+    expect(() => new EulerDiscreteScheduler(BASE).setBeginIndex(-1)).toThrow(InvalidArgumentError);
+  });
+
   it('gives the same loop from its own timesteps or sigmas passed back in (diffusers test_custom_timesteps/sigmas)', () => {
     for (const prediction_type of ['epsilon', 'sample', 'v_prediction'] as const) {
       for (const final_sigmas_type of ['sigma_min', 'zero'] as const) {
