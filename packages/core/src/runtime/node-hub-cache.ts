@@ -112,17 +112,11 @@ class HubCacheSnapshot implements Snapshot {
         );
       }
       const pointer = this.localPath(path);
-      if ((await stat(pointer).catch(() => undefined))?.size !== size) {
-        const remote = this.#remote?.get(path);
-        if (!remote)
-          throw new ModelLoadError('FILE_NOT_FOUND', `${path} of ${this.name} is not cached.`, {
-            repo: this.name,
-            file: path,
-          });
-        await this.#fetchBlob(remote, pointer, progress);
-      } else {
-        progress.cached(size);
-      }
+      const remote = this.#remote?.get(path);
+      // Offline, `files` lists only what the snapshot holds, so every listed file is present.
+      const present = (await stat(pointer).catch(() => undefined))?.size === size;
+      if (remote && !present) await this.#fetchBlob(remote, pointer, progress);
+      else progress.cached(size);
       progress.status('done', path);
     }
   }
