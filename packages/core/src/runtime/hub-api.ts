@@ -42,7 +42,7 @@ const DEFAULT_HUB_URL = 'https://huggingface.co';
 /** The `resolve` address of a file at a commit. */
 export function resolveUrl(repo: string, commit: string, path: string, hubUrl = DEFAULT_HUB_URL): string {
   const encodedPath = path.split('/').map(encodeURIComponent).join('/');
-  return `${hubUrl}/${repo}/resolve/${commit}/${encodedPath}`;
+  return `${hubUrl.replace(/\/+$/, '')}/${repo}/resolve/${commit}/${encodedPath}`;
 }
 
 /** The caller's `fetch` with the caller's `signal` added to every request. */
@@ -120,7 +120,8 @@ export function toLoadError(error: unknown, repo: string, revision: string, file
  */
 export async function fetchRemoteSnapshot(repo: string, options: HubOptions): Promise<RemoteSnapshot> {
   const revision = options.revision ?? 'main';
-  const hub = { hubUrl: options.hubUrl, accessToken: options.accessToken, fetch: fetchWithSignal(options) };
+  const hubUrl = options.hubUrl?.replace(/\/+$/, '');
+  const hub = { hubUrl, accessToken: options.accessToken, fetch: fetchWithSignal(options) };
   try {
     const info = await modelInfo({ ...hub, name: repo, revision, additionalFields: ['sha'] });
     const commit = info.sha;

@@ -148,6 +148,21 @@ describe('Hugging Face cache layout', () => {
     expect(await readFile(repo.localPath('unet/empty.txt')!, 'utf8')).toBe('');
   });
 
+  it('sends every request through a custom fetch, and accepts a hubUrl with a trailing slash', async () => {
+    const seen: string[] = [];
+    const proxy: typeof fetch = (input, init) => {
+      seen.push(String(input).slice(hub.url.length));
+      return fetch(input, init);
+    };
+    await loadRepository(REPO, { hubUrl: `${hub.url}/`, cacheDir, fetch: proxy, components: ['scheduler'] });
+    expect(seen.map((u) => u.split('?')[0])).toEqual([
+      `/api/models/${REPO}/revision/main`,
+      `/api/models/${REPO}/tree/${commit}`,
+      `/${REPO}/resolve/${commit}/model_index.json`,
+      `/${REPO}/resolve/${commit}/scheduler/scheduler_config.json`,
+    ]);
+  });
+
   it('localFilesOnly without a cached copy says what to do', async () => {
     const error = await loadError(loadRepository(REPO, { hubUrl: hub.url, cacheDir, localFilesOnly: true }));
     expect(error.code).toBe('MODEL_NOT_FOUND');
