@@ -4,11 +4,12 @@
  * bin runs on the built packages.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { decode } from 'fast-png';
 import { afterAll, describe, expect, it } from 'vitest';
+import { HubServer } from '../../../packages/core/test/helpers/hub-server.js';
 import { paintLatent, worldPoints } from '../../../tools/reference-world/world.js';
 import { createProgressBar } from '../src/progress.js';
 
@@ -20,12 +21,18 @@ interface Run {
   stderr: string;
 }
 
+const repoRoot = resolve(import.meta.dirname, '..', '..', '..');
+
 function denoise(...args: string[]): Promise<Run> {
+  return denoiseWithEnv({}, ...args);
+}
+
+function denoiseWithEnv(env: Record<string, string>, ...args: string[]): Promise<Run> {
   return new Promise((done) => {
     execFile(
       process.execPath,
       ['--conditions=source', '--import', 'tsx', bin, ...args],
-      { cwd: resolve(import.meta.dirname, '..', '..', '..'), timeout: 60_000 },
+      { cwd: repoRoot, timeout: 60_000, env: { ...process.env, ...env } },
       (error, stdout, stderr) => done({ code: error ? Number(error.code) : 0, stdout, stderr }),
     );
   });
@@ -100,6 +107,61 @@ describe('denoise generate on the embedded model', () => {
     expect(nearest.label).toBe(prompt);
     // Closer than half the smallest distance between two labels' pictures: no other label could be this near.
     expect(nearest.error).toBeLessThan(closestLabelsDistance() / 2);
+  });
+
+  it('downloads a Hub model (--model org/name) into the Hugging Face cache, then runs offline from it', async () => {
+    const hub = await HubServer.start();
+    const cache = join(outDir, 'hf-cache');
+    try {
+      const modelDir = join(repoRoot, 'models', 'reference-world');
+      const files = Object.fromEntries(
+        readdirSync(modelDir, { recursive: true, withFileTypes: true })
+          .filter((entry) => entry.isFile())
+          .map((entry) => {
+            const path = join(entry.parentPath, entry.name);
+            return [path.slice(modelDir.length + 1), new Uint8Array(readFileSync(path))];
+          }),
+      );
+      hub.addRepo('someone/reference-world', files);
+      const args = [
+        'generate',
+        '--model',
+        'someone/reference-world',
+        '--prompt',
+        'a green square on a white background',
+      ];
+      const online = await denoiseWithEnv(
+        { HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache },
+        ...args,
+        '--steps',
+        '8',
+        '--seed',
+        '1',
+        '--out',
+        join(outDir, 'hub.png'),
+      );
+      expect(online.stderr).toBe('');
+      expect(online.code).toBe(0);
+      expect(existsSync(join(cache, 'models--someone--reference-world', 'refs', 'main'))).toBe(true);
+      expect(nearestLabels(decode(readFileSync(join(outDir, 'hub.png'))).data)[0].label).toBe(args.at(-1));
+
+      const requestsBefore = hub.requests.length;
+      const offline = await denoiseWithEnv(
+        { HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '1' },
+        ...args,
+        '--steps',
+        '8',
+        '--seed',
+        '1',
+        '--out',
+        join(outDir, 'offline.png'),
+      );
+      expect(offline.code).toBe(0);
+      expect(hub.requests.length).toBe(requestsBefore);
+      expect(readFileSync(join(outDir, 'offline.png'))).toEqual(readFileSync(join(outDir, 'hub.png')));
+    } finally {
+      await hub.close();
+    }
   });
 
   it('names the known schedulers when --scheduler is unknown', async () => {
