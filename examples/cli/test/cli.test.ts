@@ -185,7 +185,7 @@ describe('denoise schedulers', () => {
   });
 });
 
-describe('denoise flags', () => {
+describe.concurrent('denoise flags', () => {
   it.each([
     [
       ['generate', '--prompt', 'a red circle', '--steps', '0'],
