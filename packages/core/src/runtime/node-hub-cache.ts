@@ -131,9 +131,12 @@ class HubCacheSnapshot implements Snapshot {
       await this.#download(file, blob, progress);
     }
     await mkdir(dirname(pointer), { recursive: true });
-    await rm(pointer, { force: true });
-    // A relative link keeps the cache valid when it is moved, as huggingface_hub does; copy where links are refused.
-    await symlink(relative(dirname(pointer), blob), pointer).catch(() => copyFile(blob, pointer));
+    // A relative link keeps the cache valid when it is moved, as huggingface_hub does; copy where links are refused
+    // (Windows without developer mode). Made under a private name and renamed, so that a concurrent load never
+    // sees the pointer missing or half-written.
+    const temporary = `${pointer}.${randomBytes(6).toString('hex')}.incomplete`;
+    await symlink(relative(dirname(pointer), blob), temporary).catch(() => copyFile(blob, temporary));
+    await rename(temporary, pointer);
   }
 
   /** Downloads into a private temporary file and renames it to the blob only once size and hash match. */

@@ -163,6 +163,19 @@ describe('Hugging Face cache layout', () => {
     ]);
   });
 
+  it('two concurrent loads of one repository into one cache both succeed', async () => {
+    const [a, b] = await Promise.all([
+      loadRepository(REPO, { hubUrl: hub.url, cacheDir }),
+      loadRepository(REPO, { hubUrl: hub.url, cacheDir }),
+    ]);
+    for (const repo of [a, b]) {
+      expect(new Uint8Array(await readFile(repo.localPath('unet/model.onnx')!))).toEqual(
+        hub.file(REPO, 'unet/model.onnx'),
+      );
+    }
+    expect((await blobs()).filter((name) => name.endsWith('.incomplete'))).toEqual([]);
+  });
+
   it('localFilesOnly without a cached copy says what to do', async () => {
     const error = await loadError(loadRepository(REPO, { hubUrl: hub.url, cacheDir, localFilesOnly: true }));
     expect(error.code).toBe('MODEL_NOT_FOUND');
