@@ -205,6 +205,22 @@ describe('StableDiffusionPipeline on a tiny generated repository', () => {
     expect(pndm.images).toHaveLength(1);
   });
 
+  it('LCM-style UNets get the guidance-scale embedding as timestep_cond and no unconditional pass', async () => {
+    const pipe = await load({ className: 'LatentConsistencyModelPipeline', timestepCond: 8 });
+    const feeds: Record<string, unknown>[] = [];
+    const run = pipe.unet.run.bind(pipe.unet);
+    vi.spyOn(pipe.unet, 'run').mockImplementation((input) => {
+      feeds.push(input);
+      return run(input);
+    });
+    await pipe.generate({ ...base, guidanceScale: 8, numInferenceSteps: 2, generator: new RandomGenerator(0) });
+    expect(feeds.map((f) => (f.sample as Tensor).dims[0])).toEqual([1, 1]);
+    // diffusers' get_guidance_scale_embedding(w − 1 = 7, 8): sin then cos of 7000·10000^(−k/3), k = 0…3.
+    const expected = [0.506885, -0.970471, 0.586654, 0.644218, 0.862013, -0.241219, -0.809838, 0.764842];
+    const embedding = [...(feeds[0].timestep_cond as Tensor).data];
+    for (const [i, v] of embedding.entries()) expect(v).toBeCloseTo(expected[i], 4);
+  });
+
   it('checks sizes, counts and prompts with clear errors', async () => {
     const pipe = await load();
     await expect(pipe.generate({ ...base, height: 9 })).rejects.toThrow(/height must be a positive multiple of 2/);

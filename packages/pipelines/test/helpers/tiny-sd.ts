@@ -45,6 +45,8 @@ export interface TinySdVariant {
   timestep?: { type: ElementTypeName; shape: (number | string)[] };
   /** A fixed UNet batch (forces two calls for classifier-free guidance), or free. */
   unetBatch?: number;
+  /** An LCM-style `timestep_cond` input of this width (the guidance-scale embedding), added to ε̂ through its mean. */
+  timestepCond?: number;
   /** The text-embedding width the UNet declares (default {@link HIDDEN}). */
   hidden?: number;
   /** The pipeline class in model_index.json. */
@@ -89,12 +91,16 @@ export function tinyUnetModel(variant: TinySdVariant = {}): Uint8Array {
       { name: 'sample', type: 'float32', shape: [batch, 4, 'height', 'width'] },
       { name: 'timestep', type: timestep.type, shape: timestep.shape },
       { name: 'encoder_hidden_states', type: 'float32', shape: [batch, 'sequence', variant.hidden ?? HIDDEN] },
+      ...(variant.timestepCond
+        ? [{ name: 'timestep_cond', type: 'float32' as const, shape: [batch, variant.timestepCond] }]
+        : []),
     ],
     outputs: [{ name: 'out_sample', type: 'float32', shape: [batch, 4, 'height', 'width'] }],
     initializers: [
       { name: 'half', type: 'float32', dims: [], values: [0.5] },
       { name: 'milli', type: 'float32', dims: [], values: [0.001] },
       { name: 'axis3', type: 'int64', dims: [1], values: [3] },
+      { name: 'axes23', type: 'int64', dims: [2], values: [2, 3] },
     ],
     nodes: [
       node('Mul', ['sample', 'half'], ['scaled']),
@@ -103,7 +109,14 @@ export function tinyUnetModel(variant: TinySdVariant = {}): Uint8Array {
       node('ReduceMean', ['encoder_hidden_states'], ['context'], { axes: [1, 2], keepdims: 1 }),
       node('Unsqueeze', ['context', 'axis3'], ['context4']),
       node('Add', ['scaled', 't_term'], ['with_t']),
-      node('Add', ['with_t', 'context4'], ['out_sample']),
+      ...(variant.timestepCond
+        ? [
+            node('Add', ['with_t', 'context4'], ['with_context']),
+            node('ReduceMean', ['timestep_cond'], ['cond_mean'], { axes: [1], keepdims: 1 }),
+            node('Unsqueeze', ['cond_mean', 'axes23'], ['cond4']),
+            node('Add', ['with_context', 'cond4'], ['out_sample']),
+          ]
+        : [node('Add', ['with_t', 'context4'], ['out_sample'])]),
     ],
     opset: 17,
   });
