@@ -176,7 +176,9 @@ export async function runDenoisingLoop(options: DenoisingLoopOptions): Promise<T
   let stepInputBuffer: Float32Array | undefined;
   let learnedVariance: Float32Array | undefined;
 
-  let latents: Tensor = Tensor.from(options.latents);
+  // The caller's latents are only read (each scheduler step returns a new tensor), so they are not copied.
+  let latents: Tensor =
+    options.latents instanceof Tensor ? options.latents : new Tensor(options.latents.data, options.latents.dims);
   for (let stepIndex = 0; stepIndex < timesteps.length; stepIndex++) {
     const timestep = timesteps[stepIndex];
     throwIfAborted(signal, `denoising step ${stepIndex}`);

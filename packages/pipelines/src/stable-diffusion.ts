@@ -2,7 +2,7 @@
  * Text-to-image latent diffusion (Rombach et al. 2022) over diffusers-layout ONNX exports: CLIP tokenizer, text
  * encoder, UNet and VAE decoder, with composable guidance.
  */
-import { InvalidArgumentError, type TensorLike } from '@denoise/core';
+import { InvalidArgumentError, type TensorLike, throwIfAborted } from '@denoise/core';
 import type { ModelRepository, ModelSession } from '@denoise/core/runtime';
 import type { NoiseGenerator, Scheduler } from '@denoise/schedulers';
 import type { ClipTokenizer } from './clip-tokenizer.js';
@@ -253,6 +253,7 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
       ),
     );
 
+    throwIfAborted(options.signal, 'encoding the prompts');
     const promptEmbeds = await encodePrompts(this.tokenizer, this.textEncoder, prompts, perPrompt, onWarning);
     const conditional: Record<string, TensorLike> = { encoder_hidden_states: promptEmbeds };
     let unconditional: Record<string, TensorLike> | undefined;
@@ -306,6 +307,7 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
       callbackOnStepEnd: options.callbackOnStepEnd,
       signal: options.signal,
     });
+    throwIfAborted(options.signal, 'decoding the latents');
     const pixels = await decodeLatents(this.vaeDecoder, final, this.vae.scalingFactor);
     return { images: imagesFromTensor(pixels) };
   }

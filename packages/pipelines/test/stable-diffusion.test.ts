@@ -191,6 +191,17 @@ describe('StableDiffusionPipeline on a tiny generated repository', () => {
     expect([...a.images[0].data]).toEqual([...b.images[0].data]);
   });
 
+  it('runs a UNet with float16 inputs and output, close to the float32 one', async () => {
+    const half = await load({ fp16: true, timestep: { type: 'float16', shape: [1] } });
+    const full = await load();
+    const a = await half.generate({ ...base, generator: new RandomGenerator(9) });
+    const b = await full.generate({ ...base, generator: new RandomGenerator(9) });
+    let maxDiff = 0;
+    for (let i = 0; i < a.images[0].data.length; i++)
+      maxDiff = Math.max(maxDiff, Math.abs(a.images[0].data[i] - b.images[0].data[i]));
+    expect(maxDiff).toBeLessThanOrEqual(2);
+  });
+
   it('swapping the scheduler (Euler a, PNDM) changes the sampler and stays seeded', async () => {
     const pipe = await load();
     const ddim = await pipe.generate({ ...base, generator: new RandomGenerator(2) });

@@ -45,6 +45,8 @@ export interface TinySdVariant {
   timestep?: { type: ElementTypeName; shape: (number | string)[] };
   /** A fixed UNet batch (forces two calls for classifier-free guidance), or free. */
   unetBatch?: number;
+  /** A UNet with float16 sample, embeddings and output (timestep per {@link timestep}). */
+  fp16?: boolean;
   /** An LCM-style `timestep_cond` input of this width (the guidance-scale embedding), added to ε̂ through its mean. */
   timestepCond?: number;
   /** The text-embedding width the UNet declares (default {@link HIDDEN}). */
@@ -86,16 +88,20 @@ function textEncoder(variant: TinySdVariant): Uint8Array {
 export function tinyUnetModel(variant: TinySdVariant = {}): Uint8Array {
   const batch = variant.unetBatch ?? 'batch';
   const timestep = variant.timestep ?? { type: 'int64', shape: [1] };
+  const io = variant.fp16 ? 'float16' : 'float32';
+  // An fp16 export computes in float32 between a Cast on each float input and one on the output.
+  const f32 = (name: string) => (variant.fp16 ? `${name}_f32` : name);
+  const result = variant.fp16 ? 'out_f32' : 'out_sample';
   return encodeModel({
     inputs: [
-      { name: 'sample', type: 'float32', shape: [batch, 4, 'height', 'width'] },
+      { name: 'sample', type: io, shape: [batch, 4, 'height', 'width'] },
       { name: 'timestep', type: timestep.type, shape: timestep.shape },
-      { name: 'encoder_hidden_states', type: 'float32', shape: [batch, 'sequence', variant.hidden ?? HIDDEN] },
+      { name: 'encoder_hidden_states', type: io, shape: [batch, 'sequence', variant.hidden ?? HIDDEN] },
       ...(variant.timestepCond
         ? [{ name: 'timestep_cond', type: 'float32' as const, shape: [batch, variant.timestepCond] }]
         : []),
     ],
-    outputs: [{ name: 'out_sample', type: 'float32', shape: [batch, 4, 'height', 'width'] }],
+    outputs: [{ name: 'out_sample', type: io, shape: [batch, 4, 'height', 'width'] }],
     initializers: [
       { name: 'half', type: 'float32', dims: [], values: [0.5] },
       { name: 'milli', type: 'float32', dims: [], values: [0.001] },
@@ -103,10 +109,16 @@ export function tinyUnetModel(variant: TinySdVariant = {}): Uint8Array {
       { name: 'axes23', type: 'int64', dims: [2], values: [2, 3] },
     ],
     nodes: [
-      node('Mul', ['sample', 'half'], ['scaled']),
+      ...(variant.fp16
+        ? [
+            node('Cast', ['sample'], [f32('sample')], { to: 1 }),
+            node('Cast', ['encoder_hidden_states'], [f32('encoder_hidden_states')], { to: 1 }),
+          ]
+        : []),
+      node('Mul', [f32('sample'), 'half'], ['scaled']),
       node('Cast', ['timestep'], ['t'], { to: 1 }),
       node('Mul', ['t', 'milli'], ['t_term']),
-      node('ReduceMean', ['encoder_hidden_states'], ['context'], { axes: [1, 2], keepdims: 1 }),
+      node('ReduceMean', [f32('encoder_hidden_states')], ['context'], { axes: [1, 2], keepdims: 1 }),
       node('Unsqueeze', ['context', 'axis3'], ['context4']),
       node('Add', ['scaled', 't_term'], ['with_t']),
       ...(variant.timestepCond
@@ -114,9 +126,10 @@ export function tinyUnetModel(variant: TinySdVariant = {}): Uint8Array {
             node('Add', ['with_t', 'context4'], ['with_context']),
             node('ReduceMean', ['timestep_cond'], ['cond_mean'], { axes: [1], keepdims: 1 }),
             node('Unsqueeze', ['cond_mean', 'axes23'], ['cond4']),
-            node('Add', ['with_context', 'cond4'], ['out_sample']),
+            node('Add', ['with_context', 'cond4'], [result]),
           ]
-        : [node('Add', ['with_t', 'context4'], ['out_sample'])]),
+        : [node('Add', ['with_t', 'context4'], [result])]),
+      ...(variant.fp16 ? [node('Cast', [result], ['out_sample'], { to: 10 })] : []),
     ],
     opset: 17,
   });
