@@ -211,6 +211,12 @@ try {
         await demo.page.waitForSelector('#status[data-state="cancelled"]', { timeout: 30_000 });
         const stoppedAt = await demo.page.evaluate(() => document.querySelector('#status').textContent);
         assert(stoppedAt === 'Cancelled.', `status after cancel: ${stoppedAt}`);
+        // The canvas keeps the last step's live preview: the latents' colour channels, one pixel per latent pixel.
+        const preview = await demo.page.evaluate(() => [
+          document.querySelector('#preview').width,
+          document.querySelector('#preview').height,
+        ]);
+        assert(preview.join() === '16,16', `the canvas is ${preview.join('x')}, not a 16x16 latent preview`);
         assert(await demo.page.isEnabled('#generate'), 'Generate stays disabled after cancelling');
         assert(await demo.page.isDisabled('#cancel'), 'Cancel stays enabled after cancelling');
       });
