@@ -135,14 +135,15 @@ async function generateInDemo(page, { prompt, scheduler = '', steps, guidance = 
   });
 }
 
-console.log('building examples/browser');
-await build({ configFile, logLevel: 'warn' });
-const server = await preview({ configFile, logLevel: 'warn', preview: { port: 0, strictPort: false } });
-const origin = server.resolvedUrls.local[0].replace(/\/$/, '');
-console.log(`serving on ${origin}`);
-
+let server;
 let browser;
 try {
+  console.log('building examples/browser');
+  await build({ configFile, logLevel: 'warn' });
+  server = await preview({ configFile, logLevel: 'warn', preview: { port: 0, strictPort: false } });
+  const origin = server.resolvedUrls.local[0].replace(/\/$/, '');
+  console.log(`serving on ${origin}`);
+
   const launched = await launchWithWebGPU(origin);
   browser = launched.browser;
   console.log(`chromium ${browser.version()} ${launched.args.join(' ')}`);
@@ -228,9 +229,13 @@ try {
     assert(demo.errors.length === 0, demo.errors.join('\n'));
     assert(demo.foreignRequests.length === 0, `requests left the origin: ${demo.foreignRequests.join(', ')}`);
   });
+} catch (error) {
+  // The harness itself broke (build, server, browser launch): report it as a failure, never as silence.
+  results.failed++;
+  console.log(`  FAIL the harness: ${String(error?.stack ?? error).replaceAll('\n', '\n       ')}`);
 } finally {
   await browser?.close();
-  await server.close();
+  await server?.close();
 }
 
 console.log(`${results.passed} passed, ${results.failed} failed`);
