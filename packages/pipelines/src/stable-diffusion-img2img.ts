@@ -71,7 +71,7 @@ export class StableDiffusionImg2ImgPipeline extends StableDiffusionPipeline {
       );
     }
     (scheduler as Partial<BeginIndexScheduler>).setBeginIndex?.(startIndex);
-    const prepared = await this.prepare(options, scheduler, { height, width });
+    const prepared = await this.prepare(options, scheduler, startIndex, { height, width });
     throwIfAborted(options.signal, 'encoding the image');
 
     const encoded = await encodeImages(encoder, pixels, this.vae.scalingFactor);

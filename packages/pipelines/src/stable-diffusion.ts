@@ -205,15 +205,23 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
   async generate(options: StableDiffusionOptions): Promise<PipelineOutput> {
     const scheduler = cloneScheduler(this.scheduler);
     scheduler.setTimesteps(options.numInferenceSteps ?? 50);
-    const prepared = await this.prepare(options, scheduler);
+    const prepared = await this.prepare(options, scheduler, 0);
     const latents = initialLatents(prepared.latentDims, scheduler, prepared.generator, options.latents);
     return this.denoiseAndDecode(options, scheduler, prepared, latents, 0);
   }
 
-  /** Checks the options, encodes the prompts and builds the guidances: the part shared with image-to-image. */
+  /**
+   * Checks the options, encodes the prompts and builds the guidances: the part shared with image-to-image.
+   *
+   * @param options - the call options
+   * @param scheduler - the run's scheduler, on which `setTimesteps` was called
+   * @param startIndex - where in `scheduler.timesteps` the run starts
+   * @param size - the image size, when an input image fixes it
+   */
   protected async prepare(
     options: StableDiffusionOptions,
     scheduler: Scheduler,
+    startIndex: number,
     size?: { height: number; width: number },
   ): Promise<{
     conditioning: UnetConditioning;
@@ -246,11 +254,10 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
           }),
         ];
     guidances.push(...(options.guidances ?? []));
-    const n = scheduler.timesteps.length;
-    const needsUnconditional = Array.from({ length: n }, (_, stepIndex) => stepIndex).some((stepIndex) =>
-      guidances.some((g) =>
-        g.requiresUnconditional({ stepIndex, numInferenceSteps: n, timestep: scheduler.timesteps[stepIndex] }),
-      ),
+    // Positions as the loop will see them: relative to the part of the schedule that runs.
+    const timesteps = scheduler.timesteps.slice(startIndex);
+    const needsUnconditional = timesteps.some((timestep, stepIndex) =>
+      guidances.some((g) => g.requiresUnconditional({ stepIndex, numInferenceSteps: timesteps.length, timestep })),
     );
 
     throwIfAborted(options.signal, 'encoding the prompts');

@@ -297,6 +297,17 @@ describe('StableDiffusionImg2ImgPipeline', () => {
     await expect(pipe.generate({ prompt: 'a cat', image, strength: 0, numInferenceSteps: 10 })).rejects.toThrow(
       /leaves no step to run/,
     );
+    // A guidance interval counts the steps that run: 9 of 10 here, so step 5 (5/9 ≈ 0.556) is inside.
+    const batches = countUnetCalls(pipe);
+    await pipe.generate({
+      prompt: 'a cat',
+      image,
+      strength: 0.9,
+      numInferenceSteps: 10,
+      guidanceInterval: { start: 0.55, end: 0.6 },
+      generator: new RandomGenerator(0),
+    });
+    expect(batches).toEqual([1, 1, 1, 1, 1, 2, 1, 1, 1]);
   });
 });
 
