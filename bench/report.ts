@@ -25,13 +25,14 @@ const perSecond = (values: number) => `${(values / 1e6).toFixed(1)} M/s`;
 
 function printSteps(results: (SchedulerStepResult | MissingScheduler)[]): void {
   const rows = results.map((r) => {
-    if ('missing' in r) return [r.className, '-', 'not in @denoise/schedulers yet', '', '', '', '', ''];
+    if ('missing' in r) return [r.className, '-', 'not in @denoise/schedulers yet', '', '', '', '', '', ''];
     return [
       r.className,
       r.dims.join('x'),
       formatSummary(r.timing.ratio),
       `${r.timing.candidateMs.median.toFixed(3)} / ${r.timing.baselineMs.median.toFixed(3)}`,
       verdict(r.timing.ratio.median, r.maxRatio),
+      formatSummary(r.allocatingBaseline.ratio),
       `${r.allocatedPerStep.count.toFixed(2)} bufs, ${kib(r.allocatedPerStep.bytes)}`,
       kib(r.allocatedPerStep.returnedBytes),
       r.retained ? `${kib(r.retained.heapBytes)} heap, ${kib(r.retained.arrayBufferBytes)} buffers` : '',
@@ -39,7 +40,17 @@ function printSteps(results: (SchedulerStepResult | MissingScheduler)[]): void {
   });
   table(
     'Target 1: scheduler step / axpby baseline (median [p10-p90] of per-round ratios)',
-    ['scheduler', 'dims', 'ratio', 'ms step / base', 'verdict', 'allocated per step', 'returned', 'retained /1000'],
+    [
+      'scheduler',
+      'dims',
+      'ratio',
+      'ms step / base',
+      'verdict',
+      'alloc+axpby / base',
+      'allocated per step',
+      'returned',
+      'retained /1000',
+    ],
     rows,
   );
 }

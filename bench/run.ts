@@ -35,7 +35,7 @@ const results: Record<string, unknown> = {
 
 if (wanted('steps')) {
   const { benchSchedulerSteps } = await import('./scheduler-step.js');
-  results.steps = benchSchedulerSteps(quick ? 5 : 30);
+  results.steps = benchSchedulerSteps(quick ? 3 : 15);
   printSections(results, 'steps');
 }
 if (wanted('noise')) {

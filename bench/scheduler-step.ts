@@ -2,7 +2,7 @@ import { RandomGenerator, type Tensor } from '@denoise/core';
 import type { Scheduler } from '@denoise/schedulers';
 import * as schedulers from '@denoise/schedulers';
 import { countTypedArrayAllocations, retainedMemory } from './allocation.js';
-import { type PairedTiming, pairedTiming } from './stats.js';
+import { type PairedTiming, pairedTimings } from './stats.js';
 
 /** One scheduler of target 1 and the largest step / baseline ratio it may show. */
 interface SchedulerCase {
@@ -24,8 +24,20 @@ const CASES: readonly SchedulerCase[] = [
   { className: 'UniPCMultistepScheduler', maxRatio: 5 },
 ];
 
-/** Stable Diffusion 1.x's `scheduler_config.json` noise schedule, which every scheduler here accepts. */
-const SD_SCHEDULE = { num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear' };
+/**
+ * Stable Diffusion 1.5's `scheduler/scheduler_config.json` (a PNDM config), which every scheduler loads with its
+ * own defaults for the other keys (keys a scheduler does not use are ignored, their warnings silenced here).
+ */
+const SD_SCHEDULER_CONFIG = {
+  num_train_timesteps: 1000,
+  beta_start: 0.00085,
+  beta_end: 0.012,
+  beta_schedule: 'scaled_linear',
+  clip_sample: false,
+  set_alpha_to_one: false,
+  skip_prk_steps: true,
+  steps_offset: 1,
+};
 const INFERENCE_STEPS = 20;
 const LEAK_CHECK_STEPS = 1000;
 
@@ -34,6 +46,11 @@ export interface SchedulerStepResult {
   className: string;
   dims: readonly number[];
   timing: PairedTiming;
+  /**
+   * The baseline pass writing into a newly allocated output, as a step must (it returns new tensors), against the
+   * same baseline: the share of the step's cost that allocating its result accounts for.
+   */
+  allocatingBaseline: PairedTiming;
   maxRatio: number | undefined;
   /** Typed-array buffers allocated per step over a whole schedule, and the bytes of the tensors a step returns. */
   allocatedPerStep: { count: number; bytes: number; returnedBytes: number };
@@ -47,7 +64,7 @@ export interface MissingScheduler {
   missing: true;
 }
 
-type SchedulerClass = new (config: Record<string, unknown>) => Scheduler;
+type SchedulerClass = new (config: Record<string, unknown>, options: { onWarning: () => void }) => Scheduler;
 
 /**
  * Steps a scheduler through its 20-step schedule over and over with fixed inputs (the model output and the noise
@@ -88,24 +105,30 @@ class Stepper {
  * The baseline of target 1: one fused pass `out[i] = a·x[i] + b·y[i]` over the sample's length, the least work a
  * scheduler step can do (every step reads the sample and the model output and writes a sample).
  */
-function axpbyPass(x: Float32Array, y: Float32Array, out: Float32Array): number {
+function axpbyPass(x: Float32Array, y: Float32Array, out: Float32Array | undefined): number {
   const a = 0.9983;
   const b = -0.0417;
   const start = process.hrtime.bigint();
-  for (let i = 0; i < out.length; i++) out[i] = a * x[i] + b * y[i];
+  const target = out ?? new Float32Array(x.length);
+  for (let i = 0; i < target.length; i++) target[i] = a * x[i] + b * y[i];
   return Number(process.hrtime.bigint() - start) / 1e6;
 }
 
 /**
- * Target 1: every scheduler's `step` against the axpby baseline on [2,4,64,64] and [2,4,128,128] samples; typed
- * arrays allocated per step; memory retained over 1,000 steps.
+ * Target 1: every scheduler's `step` against the axpby baseline on [2,4,64,64] and [2,4,128,128] samples. All
+ * timings come first; then memory retained over 1,000 steps ([2,4,64,64]); then the typed-array allocations per
+ * step, last, because counting them swaps the global typed-array constructors.
  *
  * @param rounds - timed rounds per case (10 calls of each side per round)
  */
 export function benchSchedulerSteps(rounds: number): (SchedulerStepResult | MissingScheduler)[] {
-  const results: (SchedulerStepResult | MissingScheduler)[] = [];
   const exports = schedulers as unknown as Record<string, SchedulerClass | undefined>;
   const generator = new RandomGenerator(0);
+  const missing: MissingScheduler[] = CASES.filter((c) => !exports[c.className]).map((c) => ({
+    className: c.className,
+    missing: true,
+  }));
+  const measured: { result: SchedulerStepResult; stepper: Stepper }[] = [];
   for (const dims of [
     [2, 4, 64, 64],
     [2, 4, 128, 128],
@@ -116,43 +139,47 @@ export function benchSchedulerSteps(rounds: number): (SchedulerStepResult | Miss
     const baselineOut = new Float32Array(sample.size);
     for (const { className, maxRatio } of CASES) {
       const SchedulerClass = exports[className];
-      if (!SchedulerClass) {
-        if (dims[2] === 64) results.push({ className, missing: true });
-        continue;
-      }
-      const stepper = new Stepper(new SchedulerClass({ ...SD_SCHEDULE }), modelOutput, sample, noise);
-      const timing = pairedTiming(
+      if (!SchedulerClass) continue;
+      process.stderr.write(`  steps: ${className} ${dims.join('x')}\n`);
+      const scheduler = new SchedulerClass({ ...SD_SCHEDULER_CONFIG }, { onWarning: () => {} });
+      const stepper = new Stepper(scheduler, modelOutput, sample, noise);
+      const [timing, allocatingBaseline] = pairedTimings(
         () => axpbyPass(sample.data, modelOutput.data, baselineOut),
-        () => stepper.step().ms,
+        [() => stepper.step().ms, () => axpbyPass(sample.data, modelOutput.data, undefined)],
         rounds,
         10,
       );
-      // Averaged over one whole schedule (set up outside the window), so state a solver allocates once per
-      // schedule shows up amortised.
-      stepper.restart();
-      const steps = stepper.scheduler.timesteps.length;
-      let returnedBytes = 0;
-      const allocations = countTypedArrayAllocations(() => {
-        for (let i = 0; i < steps; i++) returnedBytes += stepper.step().returnedBytes;
-      });
       const result: SchedulerStepResult = {
         className,
         dims,
         timing,
+        allocatingBaseline,
         maxRatio,
-        allocatedPerStep: {
-          count: allocations.count / steps,
-          bytes: allocations.bytes / steps,
-          returnedBytes: returnedBytes / steps,
-        },
+        allocatedPerStep: { count: 0, bytes: 0, returnedBytes: 0 },
       };
-      if (dims[2] === 64) {
-        result.retained = retainedMemory(() => {
-          for (let i = 0; i < LEAK_CHECK_STEPS; i++) stepper.step();
-        });
-      }
-      results.push(result);
+      measured.push({ result, stepper });
     }
   }
-  return results;
+  for (const { result, stepper } of measured) {
+    if (result.dims[2] !== 64) continue;
+    result.retained = retainedMemory(() => {
+      for (let i = 0; i < LEAK_CHECK_STEPS; i++) stepper.step();
+    });
+  }
+  for (const { result, stepper } of measured) {
+    // Averaged over one whole schedule (set up outside the window), so state a solver allocates once per
+    // schedule shows up amortised.
+    stepper.restart();
+    const steps = stepper.scheduler.timesteps.length;
+    let returnedBytes = 0;
+    const allocations = countTypedArrayAllocations(() => {
+      for (let i = 0; i < steps; i++) returnedBytes += stepper.step().returnedBytes;
+    });
+    result.allocatedPerStep = {
+      count: allocations.count / steps,
+      bytes: allocations.bytes / steps,
+      returnedBytes: returnedBytes / steps,
+    };
+  }
+  return [...measured.map((m) => m.result), ...missing];
 }

@@ -54,11 +54,49 @@ export interface PairedTiming {
 }
 
 /**
- * Alternates `callsPerRound` baseline calls and `callsPerRound` candidate calls for `rounds` rounds (after one
- * untimed warm-up round) and returns per-call times and the per-round ratio candidate / baseline.
+ * Alternates `callsPerRound` baseline calls and `callsPerRound` calls of each candidate for `rounds` rounds (after
+ * one untimed warm-up round) and returns, per candidate, per-call times and the per-round ratio candidate /
+ * baseline.
  *
  * @param baseline - one call of the baseline; returns the time it took in ms
- * @param candidate - one call of the candidate; returns the time it took in ms (so it can exclude set-up work)
+ * @param candidates - one call of each candidate; each returns the time it took in ms (so it can exclude set-up)
+ * @param rounds - the number of timed rounds
+ * @param callsPerRound - calls of each side per round
+ */
+export function pairedTimings(
+  baseline: () => number,
+  candidates: readonly (() => number)[],
+  rounds: number,
+  callsPerRound: number,
+): PairedTiming[] {
+  const runRound = (call: () => number) => {
+    let total = 0;
+    for (let i = 0; i < callsPerRound; i++) total += call();
+    return total / callsPerRound;
+  };
+  runRound(baseline);
+  for (const candidate of candidates) runRound(candidate);
+  const base: number[] = [];
+  const times = candidates.map(() => [] as number[]);
+  const ratios = candidates.map(() => [] as number[]);
+  for (let r = 0; r < rounds; r++) {
+    const b = runRound(baseline);
+    base.push(b);
+    candidates.forEach((candidate, c) => {
+      const t = runRound(candidate);
+      times[c].push(t);
+      ratios[c].push(t / b);
+    });
+  }
+  const baselineMs = summarize(base);
+  return candidates.map((_, c) => ({ baselineMs, candidateMs: summarize(times[c]), ratio: summarize(ratios[c]) }));
+}
+
+/**
+ * {@link pairedTimings} for a single candidate.
+ *
+ * @param baseline - one call of the baseline; returns the time it took in ms
+ * @param candidate - one call of the candidate; returns the time it took in ms
  * @param rounds - the number of timed rounds
  * @param callsPerRound - calls of each side per round
  */
@@ -68,24 +106,7 @@ export function pairedTiming(
   rounds: number,
   callsPerRound: number,
 ): PairedTiming {
-  const runRound = (call: () => number) => {
-    let total = 0;
-    for (let i = 0; i < callsPerRound; i++) total += call();
-    return total / callsPerRound;
-  };
-  runRound(baseline);
-  runRound(candidate);
-  const base: number[] = [];
-  const cand: number[] = [];
-  const ratio: number[] = [];
-  for (let r = 0; r < rounds; r++) {
-    const b = runRound(baseline);
-    const c = runRound(candidate);
-    base.push(b);
-    cand.push(c);
-    ratio.push(c / b);
-  }
-  return { baselineMs: summarize(base), candidateMs: summarize(cand), ratio: summarize(ratio) };
+  return pairedTimings(baseline, [candidate], rounds, callsPerRound)[0];
 }
 
 /**
