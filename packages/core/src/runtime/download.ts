@@ -88,7 +88,9 @@ export async function downloadTo(sink: ByteSink, request: DownloadRequest): Prom
     const headers: Record<string, string> = request.accessToken
       ? { Authorization: `Bearer ${request.accessToken}` }
       : {};
-    response = await request.fetch(request.url, { headers, signal: request.signal });
+    // Called as a plain function: browsers reject `fetch` invoked as a method of any object but `window`.
+    const fetchFile = request.fetch;
+    response = await fetchFile(request.url, { headers, signal: request.signal });
   } catch (cause) {
     if (request.signal?.aborted) throw aborted();
     throw failure(request, cause instanceof Error ? cause.message : String(cause), cause);
