@@ -26,6 +26,8 @@ export interface MemoryResult {
   /** How much of the RSS the loaded pipeline added that `release()` gave back, MiB. */
   rssReturnedByRelease: number;
   rssAddedByLoad: number;
+  /** RSS after every 10th generation (after a full collection), MiB: whether growth levels off. */
+  rssEvery10: number[];
   /**
    * The heavy-UNet model loaded, used once and released `releaseCycles.length` times: RSS after each cycle's
    * load + generation and after its release, MiB. Flat readings after release mean the sessions' memory is
@@ -80,7 +82,11 @@ export async function benchMemory(generations: number, device: Device): Promise<
     pipe!.generate({ prompt: 'a red circle', numInferenceSteps: 20, generator: new RandomGenerator(seed) });
   for (let i = 0; i < warmupGenerations; i++) await generate(i);
   const afterLoadAndWarmup = reading();
-  for (let i = 0; i < generations; i++) await generate(warmupGenerations + i);
+  const rssEvery10: number[] = [];
+  for (let i = 0; i < generations; i++) {
+    await generate(warmupGenerations + i);
+    if ((i + 1) % 10 === 0) rssEvery10.push(reading().rss);
+  }
   const afterGenerations = reading();
   await pipe.release();
   pipe = undefined;
@@ -88,6 +94,7 @@ export async function benchMemory(generations: number, device: Device): Promise<
   const releaseCycles = await loadReleaseCycles(5, device);
   return {
     releaseCycles,
+    rssEvery10,
     generations,
     warmupGenerations,
     beforeLoad,

@@ -135,6 +135,7 @@ function printMemory(m: MemoryResult): void {
       `${growth < 5 ? 'PASS (< 5 MiB)' : 'FAIL (>= 5 MiB)'}; release() gave back ${mib(m.rssReturnedByRelease)} ` +
       `of the ${mib(m.rssAddedByLoad)} RSS that load + warm-up added`,
   );
+  console.log(`RSS after every 10th generation: ${m.rssEvery10.map((x) => x.toFixed(1)).join(', ')} MiB`);
   console.log(
     `heavy-UNet load/generate/release cycles, RSS loaded -> released: ${m.releaseCycles
       .map((c) => `${c.loaded.toFixed(1)} -> ${c.released.toFixed(1)}`)
