@@ -2,7 +2,7 @@
  * `npm run bench`: measures the SDK's own cost next to a baseline timed in the same process, prints one table per
  * target and writes everything to bench/results.json. Flags:
  *   --only=steps,noise,float16,loop,memory,cold   run only these sections (default: all)
- *   --device=cpu|cuda|dml|coreml|webgpu           execution provider for the model sections (default: cpu)
+ *   --device=cpu|cuda|dml|coreml                   execution provider for the model sections (default: cpu)
  *   --quick                                        fewer repetitions (a smoke run, not for figures)
  * See docs/performance.md.
  */
@@ -13,11 +13,27 @@ import type { Device } from '@denoise/core/runtime';
 
 register('./source-condition.ts', import.meta.url);
 
+const SECTIONS = ['steps', 'noise', 'float16', 'memory', 'loop', 'cold'];
+const DEVICES = ['cpu', 'cuda', 'dml', 'coreml', 'auto'];
+
+function usageError(message: string): never {
+  console.error(`bench: ${message}\nUsage: npm run bench -- [--only=${SECTIONS.join(',')}] [--device=cpu] [--quick]`);
+  process.exit(1);
+}
+
 const args = process.argv.slice(2);
+for (const arg of args) {
+  if (arg !== '--quick' && !arg.startsWith('--only=') && !arg.startsWith('--device=')) {
+    usageError(`unknown argument "${arg}".`);
+  }
+}
 const flag = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
 const quick = args.includes('--quick');
 const only = flag('only')?.split(',');
+const unknownSection = only?.find((section) => !SECTIONS.includes(section));
+if (unknownSection !== undefined) usageError(`unknown section "${unknownSection}"; sections: ${SECTIONS.join(', ')}.`);
 const device = (flag('device') ?? 'cpu') as Device;
+if (!DEVICES.includes(device)) usageError(`unknown device "${device}"; devices: ${DEVICES.join(', ')}.`);
 const wanted = (section: string) => !only || only.includes(section);
 
 const { printSections } = await import('./report.js');
