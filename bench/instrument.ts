@@ -1,4 +1,5 @@
 import type { ModelSession } from '@denoise/core/runtime';
+import type { Scheduler } from '@denoise/schedulers';
 
 /** Where the time of one generation went, from timestamps taken around the pipeline's model calls. */
 export interface GenerationTimeline {
@@ -14,6 +15,8 @@ export interface GenerationTimeline {
   unetMs: number;
   /** UNet calls made. */
   unetCalls: number;
+  /** Milliseconds spent inside the scheduler's `step`. */
+  schedulerMs: number;
 }
 
 /**
@@ -33,14 +36,37 @@ export function observeRuns(session: ModelSession, onCall: (start: number, ms: n
   };
 }
 
-/** What a pipeline must expose for {@link timeGeneration}. */
+/** What a pipeline must expose for {@link timelineRecorder}. */
 export interface ObservablePipeline {
   unet: ModelSession;
+  scheduler: Scheduler;
+}
+
+/**
+ * Wraps `step` on the prototype of `scheduler`'s class, since each `generate` steps its own copy of the
+ * pipeline's scheduler. Returns the function that puts the original back.
+ *
+ * @param scheduler - an instance of the class to observe
+ * @param onStep - receives each step's duration
+ */
+function observeSteps(scheduler: Scheduler, onStep: (ms: number) => void): () => void {
+  const prototype = Object.getPrototypeOf(scheduler) as Scheduler;
+  const step = prototype.step;
+  prototype.step = function (this: Scheduler, ...args: Parameters<Scheduler['step']>) {
+    const start = performance.now();
+    const out = step.apply(this, args);
+    onStep(performance.now() - start);
+    return out;
+  };
+  return () => {
+    prototype.step = step;
+  };
 }
 
 /**
  * Instruments `pipeline.unet` once and returns a function that times one `generate` call into a
- * {@link GenerationTimeline}. The step callback it passes is the only change to the call.
+ * {@link GenerationTimeline} (the scheduler class's `step` is observed only while that call runs). The step
+ * callback it passes is the only change to the call.
  *
  * @param pipeline - a loaded Stable Diffusion pipeline
  * @param generate - calls `pipeline.generate` with the given step callback
@@ -61,9 +87,24 @@ export function timelineRecorder(
     return undefined;
   };
   return async () => {
-    const timeline = { start: performance.now(), firstUnetStart: 0, lastStepEnd: 0, end: 0, unetMs: 0, unetCalls: 0 };
+    const timeline: GenerationTimeline = {
+      start: performance.now(),
+      firstUnetStart: 0,
+      lastStepEnd: 0,
+      end: 0,
+      unetMs: 0,
+      unetCalls: 0,
+      schedulerMs: 0,
+    };
     current = timeline;
-    await generate(onStepEnd);
+    const restore = observeSteps(pipeline.scheduler, (ms) => {
+      timeline.schedulerMs += ms;
+    });
+    try {
+      await generate(onStepEnd);
+    } finally {
+      restore();
+    }
     timeline.end = performance.now();
     current = undefined;
     return timeline;

@@ -36,6 +36,8 @@ export interface LoopOverheadResult {
   loopMs: Summary;
   /** (loop wall − time inside UNet runs) / loop wall, per run. */
   overheadFraction: Summary;
+  /** Of that, the share of the loop wall spent in the scheduler's `step`, per run. */
+  schedulerFraction: Summary;
 }
 
 /** Target 5: two batch-1 UNet calls per step against one batch-2 call, same weights, alternating runs. */
@@ -67,6 +69,7 @@ export async function benchLoop(
   await runBatched();
   await runSplit();
   const overhead: number[] = [];
+  const schedulerShare: number[] = [];
   const callMs: number[] = [];
   const batchedLoop: number[] = [];
   const splitLoop: number[] = [];
@@ -79,6 +82,7 @@ export async function benchLoop(
     const loopA = a.lastStepEnd - a.firstUnetStart;
     const loopB = b.lastStepEnd - b.firstUnetStart;
     overhead.push((loopA - a.unetMs) / loopA);
+    schedulerShare.push(a.schedulerMs / loopA);
     callMs.push(a.unetMs / a.unetCalls);
     batchedLoop.push(loopA);
     splitLoop.push(loopB);
@@ -95,6 +99,7 @@ export async function benchLoop(
       unetCallMs: summarize(callMs),
       loopMs: summarize(batchedLoop),
       overheadFraction: summarize(overhead),
+      schedulerFraction: summarize(schedulerShare),
     },
     cfg: {
       batchedLoopMs: summarize(batchedLoop),
