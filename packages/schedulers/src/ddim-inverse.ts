@@ -1,6 +1,7 @@
-import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { type NoiseScheduleConfig, roundHalfEven } from './schedule.js';
 import {
+  assertFiniteStepInputs,
   assertSameDims,
   assertTensorLike,
   type ConfigSpec,
@@ -64,6 +65,13 @@ export class DDIMInverseScheduler extends Scheduler<DDIMInverseSchedulerConfig> 
   constructor(config: SchedulerConfigInput<DDIMInverseSchedulerConfig> = {}, options?: SchedulerOptions) {
     super('DDIMInverseScheduler', DDIM_INVERSE_CONFIG_SPEC, migrateDeprecatedKeys(config, options), options);
     this.timesteps = [...this.timesteps].reverse();
+    if (this.config.set_alpha_to_one && this.config.prediction_type === 'sample') {
+      // The first step starts from ᾱ = 1, a clean sample, where ε = (x − x̂_0)/√(1 − ᾱ) is 0/0 (NaN in diffusers).
+      throw new ConfigError(
+        'DDIMInverseScheduler with set_alpha_to_one starts from a clean sample, where an x̂_0 prediction cannot ' +
+          'give ε; use prediction_type "epsilon" or "v_prediction", or set_alpha_to_one: false.',
+      );
+    }
   }
 
   /** `'DDIMInverseScheduler'`. */
@@ -110,6 +118,7 @@ export class DDIMInverseScheduler extends Scheduler<DDIMInverseSchedulerConfig> 
     assertTensorLike(sample, 'sample');
     assertTensorLike(modelOutput, 'modelOutput');
     assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     const T = this.config.num_train_timesteps;
     const from = Math.min(timestep - Math.floor(T / this.numInferenceSteps), T - 1);
     const alphaBar = from >= 0 ? this.alphaCumprodAt(from) : this.initialAlphaCumprod;

@@ -2,6 +2,8 @@ import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { type NoiseScheduleConfig, spacedTimesteps, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
 import {
   applyDynamicThresholding,
+  assertFiniteStepInputs,
+  assertPredictionDefinedAtZeroSnr,
   assertSameDims,
   assertTensorLike,
   type ConfigSpec,
@@ -96,6 +98,7 @@ export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
    */
   constructor(config: SchedulerConfigInput<DDIMSchedulerConfig> = {}, options?: SchedulerOptions) {
     super('DDIMScheduler', DDIM_CONFIG_SPEC, config, options);
+    assertPredictionDefinedAtZeroSnr('DDIMScheduler', this.config);
   }
 
   /** `'DDIMScheduler'`. */
@@ -174,6 +177,7 @@ export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
     assertTensorLike(sample, 'sample');
     assertTensorLike(modelOutput, 'modelOutput');
     assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     const eta = options.eta ?? 0;
     if (!(Number.isFinite(eta) && eta >= 0)) {
       throw new InvalidArgumentError(`eta must be a finite number >= 0 (0: DDIM, 1: DDPM variance), got ${eta}.`);

@@ -2,6 +2,8 @@ import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { type NoiseScheduleConfig, spacedTimesteps, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
 import {
   applyDynamicThresholding,
+  assertFiniteStepInputs,
+  assertPredictionDefinedAtZeroSnr,
   assertSameDims,
   assertTensorLike,
   type ConfigSpec,
@@ -129,6 +131,7 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
    */
   constructor(config: SchedulerConfigInput<DDPMSchedulerConfig> = {}, options?: SchedulerOptions) {
     super('DDPMScheduler', DDPM_CONFIG_SPEC, config, options);
+    assertPredictionDefinedAtZeroSnr('DDPMScheduler', this.config);
     this.precomputeCoefficients();
   }
 
@@ -193,6 +196,7 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
     assertTensorLike(modelOutput, 'modelOutput');
     const learned = this.config.variance_type === 'learned' || this.config.variance_type === 'learned_range';
     this.checkModelOutputDims(modelOutput, sample, learned);
+    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     const c = this.coefficientsAt(timestep);
     const { prediction_type, thresholding, clip_sample, clip_sample_range } = this.config;
 

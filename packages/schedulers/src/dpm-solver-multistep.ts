@@ -2,6 +2,7 @@ import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@den
 import { type NoiseScheduleConfig, roundHalfEven, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
 import {
   applyDynamicThresholding,
+  assertFiniteStepInputs,
   assertSameDims,
   assertTensorLike,
   type ConfigField,
@@ -221,6 +222,13 @@ export function multistepTimesteps(
     for (let i = n; i > 0; i--) timesteps.push(i === n ? lastTimestep - 1 : roundHalfEven(i * step));
   } else if (spacing === 'leading') {
     const ratio = Math.floor(lastTimestep / (n + 1));
+    if (ratio === 0) {
+      // diffusers would repeat one timestep n times.
+      throw new InvalidArgumentError(
+        `timestep_spacing "leading" has no room for ${n} steps below timestep ${lastTimestep}; use at most ` +
+          `${lastTimestep - 1} steps, or "trailing" or "linspace" spacing.`,
+      );
+    }
     for (let i = n; i > 0; i--) timesteps.push(i * ratio + stepsOffset);
   } else {
     const ratio = numTrainTimesteps / n;
@@ -254,7 +262,8 @@ export function multistepSchedule(timesteps: readonly number[], options: Multist
           ? betaSigmas(sigmaMin, sigmaMax, n)
           : null;
   const round = (options.karras || options.luLambdas) && options.roundTimesteps;
-  const levels = spaced ?? Float64Array.from(timesteps, (t) => table[t]);
+  // As np.interp, a timestep past the table (`leading` spacing plus `steps_offset`) reads its last entry.
+  const levels = spaced ?? Float64Array.from(timesteps, (t) => table[Math.min(t, table.length - 1)]);
   const sigmas = new Float64Array(n + 1);
   for (let i = 0; i < n; i++) sigmas[i] = Math.fround(levels[i]);
   sigmas[n] = options.finalSigmasType === 'zero' ? 0 : Math.fround(spaced ? sigmaMin : table[0]);
@@ -340,7 +349,11 @@ export function addNoiseAtSigmas(
   const itemSize = out.length / batch;
   for (let b = 0; b < batch; b++) {
     const t = perItem[perItem.length === 1 ? 0 : b];
-    const { alphaT, sigmaT } = sigmaToAlphaSigma(schedule.sigmas[index ?? scheduleIndexOf(schedule.timesteps, t)]);
+    const at = index ?? scheduleIndexOf(schedule.timesteps, t);
+    if (index === undefined && schedule.timesteps[at] !== t) {
+      throw new InvalidArgumentError(`Timestep ${t} is not in the current schedule; pass one of scheduler.timesteps.`);
+    }
+    const { alphaT, sigmaT } = sigmaToAlphaSigma(schedule.sigmas[at]);
     for (let i = b * itemSize, end = i + itemSize; i < end; i++) {
       out[i] = alphaT * original.data[i] + sigmaT * noise.data[i];
     }
@@ -571,10 +584,16 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
       throw new InvalidArgumentError('Call setTimesteps before step: DPMSolverMultistepScheduler has no schedule yet.');
     }
     const stride = predictionStride(modelOutput, sample, this.config.variance_type !== null);
+    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     if (this.stepIndex === undefined) this.stepIndex = this.beginIndex ?? scheduleIndexOf(this.timesteps, timestep);
     const i = this.stepIndex;
     if (i >= n) {
       throw new InvalidArgumentError(`All ${n} steps of this schedule are done; call setTimesteps to start a new run.`);
+    }
+    if (this.timesteps[i] !== timestep) {
+      throw new InvalidArgumentError(
+        `Timestep ${timestep} is not step ${i} of the current schedule of DPMSolverMultistepScheduler (${this.timesteps[i]}); pass scheduler.timesteps in order.`,
+      );
     }
     const { solver_order: solverOrder, lower_order_final, euler_at_final, final_sigmas_type } = this.config;
     this.prepareBuffers(sample.data.length);
@@ -614,7 +633,11 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
       prev[k] = value;
     }
 
-    if (this.lowerOrderNums < solverOrder) this.lowerOrderNums++;
+    // After a zero-length step (a timestep repeated by rounding) the next divided difference would be 0/0: restart
+    // the multistep warm-up from order 1 (diffusers returns NaN there).
+    const { lambda } = this.coefficients;
+    if (lambda[i + 1] === lambda[i]) this.lowerOrderNums = 0;
+    else if (this.lowerOrderNums < solverOrder) this.lowerOrderNums++;
     this.stepIndex = i + 1;
     return { prevSample: new Tensor(prev, sample.dims) };
   }
@@ -641,6 +664,12 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
       let clipped = 0;
       for (const a of this.solverAlphas) if (0.5 * Math.log(a / (1 - a)) < lambda_min_clipped) clipped++;
       last = T - clipped;
+      if (last < 1) {
+        throw new ConfigError(
+          `lambda_min_clipped (${lambda_min_clipped}) is above λ of every training timestep, so no step is left; ` +
+            'lower it (diffusers uses -5.1 for the cosine schedule) or set it to null.',
+        );
+      }
     }
     return multistepTimesteps(timestep_spacing, n, T, last, steps_offset);
   }

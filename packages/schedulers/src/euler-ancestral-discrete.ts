@@ -1,6 +1,7 @@
 import { Tensor, type TensorLike } from '@denoise/core';
 import { TIMESTEP_SPACINGS } from './schedule.js';
 import {
+  assertFiniteStepInputs,
   assertSameDims,
   assertTensorLike,
   type ConfigSpec,
@@ -95,11 +96,14 @@ export class EulerAncestralDiscreteScheduler extends SigmaScheduler<EulerAncestr
     assertTensorLike(sample, 'sample');
     assertTensorLike(modelOutput, 'modelOutput');
     assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     const index = this.currentStepIndex(timestep);
     this.assertStepInRange(index);
     const sigma = this.sigmas[index];
     const sigmaNext = this.sigmas[index + 1];
-    const sigmaUp = Math.sqrt((sigmaNext ** 2 * (sigma ** 2 - sigmaNext ** 2)) / sigma ** 2);
+    // A step to a larger σ (zero terminal SNR's 2^-24 can sit below its neighbour's ᾱ) adds no noise instead of
+    // taking the root of a negative number (NaN in diffusers).
+    const sigmaUp = Math.sqrt(Math.max(0, (sigmaNext ** 2 * (sigma ** 2 - sigmaNext ** 2)) / sigma ** 2));
     const sigmaDown = Math.sqrt(sigmaNext ** 2 - sigmaUp ** 2);
     const dt = sigmaDown - sigma;
     const n = sample.data.length;

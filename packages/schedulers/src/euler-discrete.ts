@@ -1,6 +1,7 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { TIMESTEP_SPACINGS } from './schedule.js';
 import {
+  assertFiniteStepInputs,
   assertSameDims,
   assertTensorLike,
   type ConfigSpec,
@@ -226,6 +227,7 @@ export class EulerDiscreteScheduler extends SigmaScheduler<EulerDiscreteSchedule
     assertTensorLike(sample, 'sample');
     assertTensorLike(modelOutput, 'modelOutput');
     assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     const index = this.currentStepIndex(timestep);
     this.assertStepInRange(index);
     const { sChurn = 0, sTmin = 0, sTmax = Number.POSITIVE_INFINITY, sNoise = 1 } = options;

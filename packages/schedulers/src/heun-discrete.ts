@@ -2,6 +2,7 @@ import { Tensor, type TensorLike } from '@denoise/core';
 import { sigmaScheduleKind } from './euler-discrete.js';
 import { TIMESTEP_SPACINGS } from './schedule.js';
 import {
+  assertFiniteStepInputs,
   assertSameDims,
   assertTensorLike,
   type ConfigSpec,
@@ -142,6 +143,7 @@ export class HeunDiscreteScheduler extends SigmaScheduler<HeunDiscreteSchedulerC
     assertTensorLike(sample, 'sample');
     assertTensorLike(modelOutput, 'modelOutput');
     assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     const index = this.currentStepIndex(timestep);
     this.assertStepInRange(index);
     const predictor = this.stateInFirstOrder;

@@ -2,6 +2,8 @@ import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import type { NoiseScheduleConfig } from './schedule.js';
 import {
   applyDynamicThresholding,
+  assertFiniteStepInputs,
+  assertPredictionDefinedAtZeroSnr,
   assertSameDims,
   assertTensorLike,
   type ConfigSpec,
@@ -99,6 +101,7 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
    */
   constructor(config: SchedulerConfigInput<LCMSchedulerConfig> = {}, options?: SchedulerOptions) {
     super('LCMScheduler', LCM_CONFIG_SPEC, config, options);
+    assertPredictionDefinedAtZeroSnr('LCMScheduler', this.config);
   }
 
   /** `'LCMScheduler'`. */
@@ -213,6 +216,7 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
     assertTensorLike(sample, 'sample');
     assertTensorLike(modelOutput, 'modelOutput');
     assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     if (this.stepIndex === undefined) this.stepIndex = this.beginIndex ?? this.indexForTimestep(timestep);
     const index = this.stepIndex;
     const prevTimestep = index + 1 < this.timesteps.length ? this.timesteps[index + 1] : timestep;

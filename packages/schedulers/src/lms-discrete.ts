@@ -2,6 +2,7 @@ import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { sigmaScheduleKind } from './euler-discrete.js';
 import { TIMESTEP_SPACINGS } from './schedule.js';
 import {
+  assertFiniteStepInputs,
   assertSameDims,
   assertTensorLike,
   type ConfigSpec,
@@ -158,6 +159,7 @@ export class LMSDiscreteScheduler extends SigmaScheduler<LMSDiscreteSchedulerCon
     assertTensorLike(sample, 'sample');
     assertTensorLike(modelOutput, 'modelOutput');
     assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     const maxOrder = options.order ?? MAX_ORDER;
     if (!Number.isInteger(maxOrder) || maxOrder < 1 || maxOrder > MAX_ORDER) {
       throw new InvalidArgumentError(`LMS order must be an integer from 1 to ${MAX_ORDER}, got ${options.order}.`);
@@ -179,7 +181,12 @@ export class LMSDiscreteScheduler extends SigmaScheduler<LMSDiscreteSchedulerCon
 
     // As diffusers: the polynomial's order follows the step index; a run that starts mid-schedule has fewer
     // stored slopes than that and uses only the coefficients it has slopes for.
-    const order = Math.min(index + 1, maxOrder);
+    let order = Math.min(index + 1, maxOrder);
+    // A repeated σ (a timestep repeated by rounding or steps_offset) makes the Lagrange basis 0/0 (NaN in diffusers):
+    // the polynomial then uses only the slopes taken since it.
+    for (let k = 1; k < order; k++) {
+      if (this.sigmas[index - k] === this.sigmas[index - k + 1]) order = k;
+    }
     const terms = Math.min(order, this.derivatives.length);
     const coefficients = Array.from({ length: terms }, (_, k) => this.lmsCoefficient(order, index, k));
     const newest = this.derivatives.length - 1;

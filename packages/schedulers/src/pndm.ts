@@ -1,7 +1,8 @@
-import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import type { NoiseScheduleConfig } from './schedule.js';
 import { spacedTimesteps, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
 import {
+  assertFiniteStepInputs,
   assertSameDims,
   assertTensorLike,
   type ConfigSpec,
@@ -78,6 +79,13 @@ export class PNDMScheduler extends Scheduler<PNDMSchedulerConfig> {
    */
   constructor(config: SchedulerConfigInput<PNDMSchedulerConfig> = {}, options?: SchedulerOptions) {
     super('PNDMScheduler', PNDM_CONFIG_SPEC, config, options);
+    if (this.config.rescale_betas_zero_snr) {
+      // Both PNDM updates scale by √(ᾱ_prev/ᾱ_t), infinite at ᾱ = 0 whatever the model predicts.
+      throw new ConfigError(
+        'PNDMScheduler cannot step from the ᾱ = 0 of rescale_betas_zero_snr (its update divides by √ᾱ); set it to ' +
+          'false, or use DDIMScheduler or EulerDiscreteScheduler with prediction_type "v_prediction".',
+      );
+    }
   }
 
   /** `'PNDMScheduler'`. */
@@ -138,9 +146,15 @@ export class PNDMScheduler extends Scheduler<PNDMSchedulerConfig> {
         'PNDMScheduler.step needs a schedule: call setTimesteps(numInferenceSteps) first.',
       );
     }
+    if (!this.timesteps.includes(timestep)) {
+      throw new InvalidArgumentError(
+        `Timestep ${timestep} is not in the current schedule of PNDMScheduler; pass one of scheduler.timesteps.`,
+      );
+    }
     assertTensorLike(sample, 'sample');
     assertTensorLike(modelOutput, 'modelOutput');
     assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     if (this.counter < this.prkTimesteps.length && !this.config.skip_prk_steps) {
       return this.stepPrk(modelOutput, timestep, sample);
     }

@@ -1,4 +1,11 @@
-import { ConfigError, InvalidArgumentError, RandomGenerator, Tensor, type TensorLike } from '@denoise/core';
+import {
+  ConfigError,
+  InvalidArgumentError,
+  NumericError,
+  RandomGenerator,
+  Tensor,
+  type TensorLike,
+} from '@denoise/core';
 import { alphasCumprodFromBetas, betasFromConfig, type NoiseScheduleConfig } from './schedule.js';
 
 /** The kinds of network output a scheduler can interpret (diffusers' `prediction_type`, MATH.md §2). */
@@ -238,13 +245,33 @@ export function resolveConfig<C extends object>(
 
 /** The config spec entries of {@link NoiseScheduleConfig}, with diffusers' defaults, for schedulers to spread. */
 export const NOISE_SCHEDULE_SPEC: ConfigSpec<NoiseScheduleConfig> = {
-  num_train_timesteps: configField.number(1000, { integer: true, min: 1 }),
+  num_train_timesteps: configField.number(1000, { integer: true, min: 1, max: 1_000_000 }),
   beta_start: configField.number(0.0001, { min: 0, max: 1 }),
   beta_end: configField.number(0.02, { min: 0, max: 1 }),
   beta_schedule: configField.oneOf(['linear', 'scaled_linear', 'squaredcos_cap_v2', 'sigmoid'], 'linear'),
   trained_betas: configField.numberListOrNull(),
   rescale_betas_zero_snr: configField.boolean(false),
 };
+
+/**
+ * Throws a `ConfigError` for zero terminal SNR with ε-prediction in a scheduler that steps from ᾱ itself (DDPM,
+ * DDIM, PNDM, LCM): at ᾱ_{T−1} = 0, x̂_0 = (x_t − √(1 − ᾱ)·ε̂)/√ᾱ divides by zero (diffusers returns Infinity or
+ * NaN there). Zero-SNR models predict v (Lin et al. 2023, §3.2), for which the step is finite.
+ *
+ * @param className - the scheduler's class name, for the message
+ * @param config - the resolved config
+ */
+export function assertPredictionDefinedAtZeroSnr(
+  className: string,
+  config: { readonly rescale_betas_zero_snr: boolean; readonly prediction_type: PredictionType },
+): void {
+  if (config.rescale_betas_zero_snr && config.prediction_type === 'epsilon') {
+    throw new ConfigError(
+      `${className}: rescale_betas_zero_snr makes ᾱ = 0 at the first step, where an ε-prediction cannot give x̂_0; ` +
+        'zero-SNR models use prediction_type "v_prediction" (or "sample"). Set that, or rescale_betas_zero_snr: false.',
+    );
+  }
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Tensor checks
@@ -284,6 +311,39 @@ export function assertSameDims(a: TensorLike, b: TensorLike, nameA: string, name
     throw new InvalidArgumentError(
       `${nameA} has dims [${a.dims.join(', ')}] but ${nameB} has dims [${b.dims.join(', ')}]; they must match.`,
     );
+  }
+}
+
+/**
+ * Throws a `NumericError` naming the step when the model output or the sample of a step holds NaN or ±Infinity,
+ * so that a diverged model (e.g. a float16 overflow) stops at the step where it happened instead of decoding noise.
+ *
+ * @param modelOutput - the network output of the step
+ * @param sample - the sample x_t of the step
+ * @param timestep - the step's timestep, for the message
+ * @param className - the scheduler's class name, for the message
+ */
+export function assertFiniteStepInputs(
+  modelOutput: TensorLike,
+  sample: TensorLike,
+  timestep: number,
+  className: string,
+): void {
+  for (const [name, tensor] of [
+    ['sample', sample],
+    ['modelOutput', modelOutput],
+  ] as const) {
+    const values = tensor.data;
+    for (let i = 0; i < values.length; i++) {
+      if (Number.isFinite(values[i])) continue;
+      const cause =
+        name === 'modelOutput'
+          ? 'the model diverged; with a float16 model, try the fp32 variant or a smaller guidance scale'
+          : 'the latents were already non-finite; check initial latents and values returned by callbacks';
+      throw new NumericError(
+        `${className}.step at timestep ${timestep}: ${name} holds ${values[i]} at index ${i} (${cause}).`,
+      );
+    }
   }
 }
 
@@ -431,6 +491,21 @@ export abstract class Scheduler<C extends NoiseScheduleConfig = NoiseScheduleCon
     this.betas = betasFromConfig(this.config);
     this.alphas = this.betas.map((b) => Math.fround(1 - b));
     this.alphasCumprod = alphasCumprodFromBetas(this.betas);
+    // ᾱ must fall strictly from below 1: a β of 0 (or below float32 resolution) repeats a noise level, where
+    // posteriors and multistep differences are 0/0. ᾱ = 0 means pure noise (σ = ∞, x̂_0 undefined); only zero
+    // terminal SNR puts it there on purpose, at T − 1.
+    const alphaBars = this.alphasCumprod;
+    const lastPositive = this.config.rescale_betas_zero_snr ? alphaBars.length - 1 : alphaBars.length;
+    const degenerate = alphaBars.findIndex(
+      (a, t) => !(a < (t === 0 ? 1 : alphaBars[t - 1]) && (a > 0 || t >= lastPositive)),
+    );
+    if (degenerate >= 0) {
+      throw new ConfigError(
+        `${className}: the noise schedule gives ᾱ = ${alphaBars[degenerate]} at timestep ${degenerate}; ᾱ must ` +
+          'fall strictly from below 1 and stay above 0 (every β in (0, 1), with no product underflowing float32). ' +
+          'Use 0 < beta_start <= beta_end < 1 or fix trained_betas (zero terminal SNR is rescale_betas_zero_snr: true).',
+      );
+    }
     const T = this.config.num_train_timesteps;
     this.timesteps = Array.from({ length: T }, (_, i) => T - 1 - i);
   }
@@ -530,6 +605,11 @@ export abstract class Scheduler<C extends NoiseScheduleConfig = NoiseScheduleCon
       assertTensorLike(options.noise, 'noise');
       assertSameDims(options.noise, sample, 'noise', 'sample');
       return options.noise.data;
+    }
+    if (options.generator !== undefined && typeof options.generator?.randnInto !== 'function') {
+      throw new InvalidArgumentError(
+        `generator must be a NoiseGenerator with randnInto(out), such as new RandomGenerator(seed) from @denoise/core; got ${typeof options.generator}.`,
+      );
     }
     this.unseededGenerator ??= new RandomGenerator(Math.floor(Math.random() * 2 ** 32));
     return (options.generator ?? this.unseededGenerator).randnInto(buffer);

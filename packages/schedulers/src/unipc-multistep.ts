@@ -13,6 +13,7 @@ import {
 import { type NoiseScheduleConfig, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
 import {
   applyDynamicThresholding,
+  assertFiniteStepInputs,
   type ConfigField,
   type ConfigSpec,
   configField,
@@ -281,12 +282,18 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
       throw new InvalidArgumentError('Call setTimesteps before step: UniPCMultistepScheduler has no schedule yet.');
     }
     const stride = predictionStride(modelOutput, sample, false);
+    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     if (this.stepIndex === undefined) this.stepIndex = this.beginIndex ?? scheduleIndexOf(this.timesteps, timestep);
     const i = this.stepIndex;
     if (i >= n) {
       throw new InvalidArgumentError(`All ${n} steps of this schedule are done; call setTimesteps to start a new run.`);
     }
-    const { solver_order: solverOrder, lower_order_final, disable_corrector } = this.config;
+    if (this.timesteps[i] !== timestep) {
+      throw new InvalidArgumentError(
+        `Timestep ${timestep} is not step ${i} of the current schedule of UniPCMultistepScheduler (${this.timesteps[i]}); pass scheduler.timesteps in order.`,
+      );
+    }
+    const { solver_order: solverOrder, lower_order_final, disable_corrector, final_sigmas_type } = this.config;
     this.prepareBuffers(sample.data.length);
     const ring = solverOrder + 1;
     const slot = (this.newest + 1) % ring;
@@ -301,14 +308,20 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
     }
     this.newest = slot;
 
-    // UniP from the (corrected) sample; warm up from order 1 and lower the order near the end of short runs.
-    const wanted = lower_order_final ? Math.min(solverOrder, n - i) : solverOrder;
+    // UniP from the (corrected) sample; warm up from order 1 and lower the order near the end of short runs. A last
+    // step to σ = 0 (λ = ∞) is finite only at order 1, as DPM-Solver's; diffusers' UniPC returns NaN there.
+    const toZero = i === n - 1 && final_sigmas_type === 'zero';
+    const wanted = lower_order_final || toZero ? Math.min(solverOrder, n - i) : solverOrder;
     const order = Math.min(wanted, this.lowerOrderNums + 1);
     const prev = new Float32Array(sample.data.length);
     this.predict(order, prev);
     this.lastOrder = order;
 
-    if (this.lowerOrderNums < solverOrder) this.lowerOrderNums++;
+    // After a zero-length step (a timestep repeated by rounding) the next divided difference would be 0/0: restart
+    // the multistep warm-up from order 1 (diffusers returns NaN there).
+    const { lambda } = this.coefficients;
+    if (lambda[i + 1] === lambda[i]) this.lowerOrderNums = 0;
+    else if (this.lowerOrderNums < solverOrder) this.lowerOrderNums++;
     this.stepIndex = i + 1;
     return { prevSample: new Tensor(prev, sample.dims) };
   }
