@@ -64,9 +64,10 @@ function observeSteps(scheduler: Scheduler, onStep: (ms: number) => void): () =>
 }
 
 /**
- * Instruments `pipeline.unet` once and returns a function that times one `generate` call into a
- * {@link GenerationTimeline} (the scheduler class's `step` is observed only while that call runs). The step
- * callback it passes is the only change to the call.
+ * Instruments `pipeline.unet` and the scheduler class's `step` once (swapping a prototype method between runs
+ * would make V8 drop optimised code on every run) and returns a function that times one `generate` call into a
+ * {@link GenerationTimeline}, and one that removes the scheduler instrumentation. The step callback it passes is
+ * the only change to the call.
  *
  * @param pipeline - a loaded Stable Diffusion pipeline
  * @param generate - calls `pipeline.generate` with the given step callback
@@ -74,8 +75,11 @@ function observeSteps(scheduler: Scheduler, onStep: (ms: number) => void): () =>
 export function timelineRecorder(
   pipeline: ObservablePipeline,
   generate: (callbackOnStepEnd: () => undefined) => Promise<unknown>,
-): () => Promise<GenerationTimeline> {
+): { record: () => Promise<GenerationTimeline>; dispose: () => void } {
   let current: GenerationTimeline | undefined;
+  const dispose = observeSteps(pipeline.scheduler, (ms) => {
+    if (current) current.schedulerMs += ms;
+  });
   observeRuns(pipeline.unet, (start, ms) => {
     if (!current) return;
     if (current.unetCalls === 0) current.firstUnetStart = start;
@@ -86,7 +90,7 @@ export function timelineRecorder(
     if (current) current.lastStepEnd = performance.now();
     return undefined;
   };
-  return async () => {
+  const record = async () => {
     const timeline: GenerationTimeline = {
       start: performance.now(),
       firstUnetStart: 0,
@@ -97,16 +101,10 @@ export function timelineRecorder(
       schedulerMs: 0,
     };
     current = timeline;
-    const restore = observeSteps(pipeline.scheduler, (ms) => {
-      timeline.schedulerMs += ms;
-    });
-    try {
-      await generate(onStepEnd);
-    } finally {
-      restore();
-    }
+    await generate(onStepEnd);
     timeline.end = performance.now();
     current = undefined;
     return timeline;
   };
+  return { record, dispose };
 }

@@ -64,8 +64,10 @@ export async function benchLoop(
 ): Promise<{ loop: LoopOverheadResult; cfg: CfgBatchingResult }> {
   const batched = await loadPipeline(writeHeavyModel(HEAVY_UNET), device);
   const split = await loadPipeline(writeHeavyModel({ ...HEAVY_UNET, fixedBatch: 1 }), device);
-  const runBatched = recorder(batched, 0);
-  const runSplit = recorder(split, 0);
+  const batchedRecorder = recorder(batched, 0);
+  const splitRecorder = recorder(split, 0);
+  const runBatched = batchedRecorder.record;
+  const runSplit = splitRecorder.record;
   await runBatched();
   await runSplit();
   const overhead: number[] = [];
@@ -90,6 +92,8 @@ export async function benchLoop(
     batchedCalls = a.unetCalls;
     splitCalls = b.unetCalls;
   }
+  splitRecorder.dispose();
+  batchedRecorder.dispose();
   await batched.release();
   await split.release();
   return {
@@ -144,7 +148,9 @@ export async function benchColdStart(runs: number, device: Device): Promise<Cold
       const loadStart = process.hrtime.bigint();
       const pipe = await loadPipeline(dir, device);
       const loadMs = msSince(loadStart);
-      const t = await recorder(pipe, r)();
+      const { record, dispose } = recorder(pipe, r);
+      const t = await record();
+      dispose();
       await pipe.release();
       phases.load.push(loadMs);
       phases.text.push(t.firstUnetStart - t.start);
