@@ -6,6 +6,6 @@
  * @packageDocumentation
  */
 export * from './errors.js';
-export * from './tensor.js';
-export * from './random.js';
 export * from './float16.js';
+export * from './random.js';
+export * from './tensor.js';
