@@ -3,6 +3,7 @@ import { type NoiseScheduleConfig, spacedTimesteps, TIMESTEP_SPACINGS, type Time
 import {
   applyDynamicThresholding,
   assertFiniteStepInputs,
+  assertFiniteStepResult,
   assertPredictionDefinedAtZeroSnr,
   assertSameDims,
   assertTensorLike,
@@ -10,6 +11,7 @@ import {
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
   NOISE_SCHEDULE_SPEC,
+  originalSampleWeights,
   PREDICTION_TYPES,
   type PredictionType,
   Scheduler,
@@ -194,12 +196,67 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: StepOptions = {}): SchedulerOutput {
     assertTensorLike(sample, 'sample');
     assertTensorLike(modelOutput, 'modelOutput');
-    const learned = this.config.variance_type === 'learned' || this.config.variance_type === 'learned_range';
+    const { variance_type, prediction_type, thresholding, clip_sample } = this.config;
+    const learned = variance_type === 'learned' || variance_type === 'learned_range';
     this.checkModelOutputDims(modelOutput, sample, learned);
+    const c = this.coefficientsAt(timestep);
+    // x̂_0 = a·x_t + b·m (MATH.md §2).
+    const [a, b] = originalSampleWeights(prediction_type, c.sqrtAlphaBar, c.sqrtOneMinusAlphaBar);
+    const n = sample.data.length;
+    const x0 = new Float32Array(n);
+    const prev = new Float32Array(n);
+    // diffusers draws noise whenever t > 0.
+    const noise = timestep > 0 ? this.drawNoise(options, sample) : null;
+    if (learned || thresholding || clip_sample) {
+      this.clampedOrLearnedStep(modelOutput, timestep, sample, noise, a, b, x0, prev);
+    } else {
+      // The common case in one pass: x̂_0, then μ̃ = x0Weight·x̂_0 + sampleWeight·x_t, plus σ·z.
+      const x = sample.data;
+      const m = modelOutput.data;
+      const { x0Weight, sampleWeight } = c;
+      let nonFinite = 0;
+      if (noise === null) {
+        for (let i = 0; i < n; i++) {
+          const predicted = a * x[i] + b * m[i];
+          x0[i] = predicted;
+          const value = x0Weight * predicted + sampleWeight * x[i];
+          prev[i] = value;
+          nonFinite += value * 0;
+        }
+      } else {
+        const sigma = this.stdDev(c, 0);
+        for (let i = 0; i < n; i++) {
+          const predicted = a * x[i] + b * m[i];
+          x0[i] = predicted;
+          const value = x0Weight * predicted + sampleWeight * x[i] + sigma * noise[i];
+          prev[i] = value;
+          nonFinite += value * 0;
+        }
+      }
+      assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
+    }
+    return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
+  }
+
+  /**
+   * The step of the configs that clamp x̂_0 (clipping, thresholding) or read σ from the model's variance channels:
+   * x̂_0 in its own pass (thresholding needs all of an item's x̂_0), then μ̃ + σ·z. Clamping can make an Infinity
+   * finite, so these check their inputs up front.
+   */
+  private clampedOrLearnedStep(
+    modelOutput: TensorLike,
+    timestep: number,
+    sample: TensorLike,
+    noise: Float32Array | null,
+    a: number,
+    b: number,
+    x0: Float32Array,
+    prev: Float32Array,
+  ): void {
     assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     const c = this.coefficientsAt(timestep);
-    const { prediction_type, thresholding, clip_sample, clip_sample_range } = this.config;
-
+    const { thresholding, clip_sample, clip_sample_range } = this.config;
+    const learned = this.config.variance_type === 'learned' || this.config.variance_type === 'learned_range';
     const n = sample.data.length;
     const batch = sample.dims[0];
     const itemSize = n / batch;
@@ -208,21 +265,10 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
     // With learned variance, item b's prediction starts at b·2·itemSize and its variance values follow it.
     const outputStride = learned ? 2 * itemSize : itemSize;
 
-    // x̂_0 from the model output (MATH.md §2).
-    const x0 = new Float32Array(n);
-    for (let b = 0; b < batch; b++) {
-      const base = b * itemSize;
-      const outBase = b * outputStride;
-      for (let i = 0; i < itemSize; i++) {
-        const xt = x[base + i];
-        const m = out[outBase + i];
-        x0[base + i] =
-          prediction_type === 'epsilon'
-            ? (xt - c.sqrtOneMinusAlphaBar * m) / c.sqrtAlphaBar
-            : prediction_type === 'sample'
-              ? m
-              : c.sqrtAlphaBar * xt - c.sqrtOneMinusAlphaBar * m;
-      }
+    for (let item = 0; item < batch; item++) {
+      const base = item * itemSize;
+      const outBase = item * outputStride;
+      for (let i = 0; i < itemSize; i++) x0[base + i] = a * x[base + i] + b * out[outBase + i];
     }
     if (thresholding) {
       if (this.thresholdScratch.length < itemSize) this.thresholdScratch = new Float32Array(itemSize);
@@ -232,20 +278,17 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
       for (let i = 0; i < n; i++) x0[i] = Math.min(Math.max(x0[i], -clip_sample_range), clip_sample_range);
     }
 
-    // μ̃ = x0Weight·x̂_0 + sampleWeight·x_t, plus σ·z except at t = 0 (diffusers draws noise whenever t > 0).
-    const prev = new Float32Array(n);
-    const noise = timestep > 0 ? this.drawNoise(options, sample) : null;
-    for (let b = 0; b < batch; b++) {
-      const base = b * itemSize;
-      const varianceBase = b * outputStride + itemSize;
+    const sigma = noise && !learned ? this.stdDev(c, 0) : 0;
+    for (let item = 0; item < batch; item++) {
+      const base = item * itemSize;
+      const varianceBase = item * outputStride + itemSize;
       for (let i = 0; i < itemSize; i++) {
         const k = base + i;
         let value = c.x0Weight * x0[k] + c.sampleWeight * x[k];
-        if (noise) value += this.stdDev(c, learned ? out[varianceBase + i] : 0) * noise[k];
+        if (noise) value += (learned ? this.stdDev(c, out[varianceBase + i]) : sigma) * noise[k];
         prev[k] = value;
       }
     }
-    return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }
 
   /** σ of a step for this config's variance type; `v` is the model's variance output (learned types only). */

@@ -347,6 +347,54 @@ export function assertFiniteStepInputs(
   }
 }
 
+/**
+ * The finiteness check of a step, made on its result so that it costs no extra pass over the inputs: a NaN or
+ * ±Infinity in the model output or the sample propagates to the step's output, so the step's own output loop
+ * accumulates `nonFinite += value * 0` (0 for a finite value, NaN otherwise) and passes the sum here. Only when it
+ * is not 0 are the inputs scanned, to throw {@link assertFiniteStepInputs}'s `NumericError` naming the culprit; a
+ * non-finite result of finite inputs is left to the next step, as before. Steps that clamp x̂_0 (`clip_sample`,
+ * thresholding) can turn an Infinity finite, so they check their inputs with {@link assertFiniteStepInputs} instead.
+ *
+ * @param nonFinite - Σ 0·value over the step's output
+ * @param modelOutput - the network output of the step
+ * @param sample - the sample x_t of the step
+ * @param timestep - the step's timestep, for the message
+ * @param className - the scheduler's class name, for the message
+ */
+export function assertFiniteStepResult(
+  nonFinite: number,
+  modelOutput: TensorLike,
+  sample: TensorLike,
+  timestep: number,
+  className: string,
+): void {
+  if (nonFinite !== 0) assertFiniteStepInputs(modelOutput, sample, timestep, className);
+}
+
+/**
+ * The weights (a, b) of x̂_0 = a·x_t + b·m for a model output m at a noise level with √ᾱ = `alpha` and
+ * √(1 − ᾱ) = `sigma` (MATH.md §2): ε: x̂_0 = (x_t − σ·ε̂)/α; sample: x̂_0 = m; v: x̂_0 = α·x_t − σ·v̂. Computed once
+ * per step, so the element loop is one multiply-add whatever the prediction type.
+ *
+ * @param predictionType - what the network predicts
+ * @param alpha - √ᾱ of the step
+ * @param sigma - √(1 − ᾱ) of the step
+ */
+export function originalSampleWeights(
+  predictionType: PredictionType,
+  alpha: number,
+  sigma: number,
+): [sampleWeight: number, outputWeight: number] {
+  switch (predictionType) {
+    case 'epsilon':
+      return [1 / alpha, -sigma / alpha];
+    case 'sample':
+      return [0, 1];
+    case 'v_prediction':
+      return [alpha, -sigma];
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Dynamic thresholding
 
