@@ -2,7 +2,7 @@ import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { sigmaScheduleKind } from './euler-discrete.js';
 import { TIMESTEP_SPACINGS } from './schedule.js';
 import {
-  assertFiniteStepInputs,
+  assertFiniteStepResult,
   assertSameDims,
   assertTensorLike,
   type ConfigSpec,
@@ -17,7 +17,7 @@ import {
   type StepOptions,
 } from './scheduler.js';
 import {
-  denoisedFromModelOutput,
+  denoisedWeights,
   type SigmaScheduleKind,
   SigmaScheduler,
   type SigmaSchedulerConfig,
@@ -159,25 +159,13 @@ export class LMSDiscreteScheduler extends SigmaScheduler<LMSDiscreteSchedulerCon
     assertTensorLike(sample, 'sample');
     assertTensorLike(modelOutput, 'modelOutput');
     assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
-    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     const maxOrder = options.order ?? MAX_ORDER;
     if (!Number.isInteger(maxOrder) || maxOrder < 1 || maxOrder > MAX_ORDER) {
       throw new InvalidArgumentError(`LMS order must be an integer from 1 to ${MAX_ORDER}, got ${options.order}.`);
     }
     const index = this.currentStepIndex(timestep);
     this.assertStepInRange(index);
-    const n = sample.data.length;
-    const x = sample.data;
-    const m = modelOutput.data;
     const sigma = this.sigmas[index];
-    const x0 = new Float32Array(n);
-    const derivative = this.takeBuffer(n);
-    for (let i = 0; i < n; i++) {
-      x0[i] = denoisedFromModelOutput(this.config.prediction_type, m[i], x[i], sigma);
-      derivative[i] = (x[i] - x0[i]) / sigma;
-    }
-    this.derivatives.push(derivative);
-    if (this.derivatives.length > maxOrder) this.spareBuffers.push(this.derivatives.shift() as Float32Array);
 
     // As diffusers: the polynomial's order follows the step index; a run that starts mid-schedule has fewer
     // stored slopes than that and uses only the coefficients it has slopes for.
@@ -187,15 +175,36 @@ export class LMSDiscreteScheduler extends SigmaScheduler<LMSDiscreteSchedulerCon
     for (let k = 1; k < order; k++) {
       if (this.sigmas[index - k] === this.sigmas[index - k + 1]) order = k;
     }
-    const terms = Math.min(order, this.derivatives.length);
-    const coefficients = Array.from({ length: terms }, (_, k) => this.lmsCoefficient(order, index, k));
-    const newest = this.derivatives.length - 1;
+    const terms = Math.min(order, this.derivatives.length + 1);
+    // c_k weighs the slope d_{i−k}; the slopes beyond `terms` get weight 0 (and stand in as the current slope).
+    const coefficient = (k: number) => (k < terms ? this.lmsCoefficient(order, index, k) : 0);
+    const [c0, c1, c2, c3] = [coefficient(0), coefficient(1), coefficient(2), coefficient(3)];
+    const n = sample.data.length;
+    const derivative = this.takeBuffer(n);
+    const previousSlope = (k: number) => (k < terms ? this.derivatives[this.derivatives.length - k] : derivative);
+    const [d1, d2, d3] = [previousSlope(1), previousSlope(2), previousSlope(3)];
+
+    const x = sample.data;
+    const m = modelOutput.data;
+    const [a, b] = denoisedWeights(this.config.prediction_type, sigma);
+    const x0 = new Float32Array(n);
     const prev = new Float32Array(n);
+    let nonFinite = 0;
     for (let i = 0; i < n; i++) {
-      let value = x[i];
-      for (let k = 0; k < terms; k++) value += coefficients[k] * this.derivatives[newest - k][i];
+      // x̂_0 and the slope d_i = (x − x̂_0)/σ_i, rounded to float32 as they are stored.
+      const xi = x[i];
+      const denoised = Math.fround(a * xi + b * m[i]);
+      const slope = Math.fround((xi - denoised) / sigma);
+      x0[i] = denoised;
+      derivative[i] = slope;
+      // x_{i+1} = x + Σ_k c_k·d_{i−k} (Adams–Bashforth).
+      const value = xi + c0 * slope + c1 * d1[i] + c2 * d2[i] + c3 * d3[i];
       prev[i] = value;
+      nonFinite += value * 0;
     }
+    assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
+    this.derivatives.push(derivative);
+    if (this.derivatives.length > maxOrder) this.spareBuffers.push(this.derivatives.shift() as Float32Array);
     this.stepIndex = index + 1;
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }

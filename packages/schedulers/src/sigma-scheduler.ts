@@ -253,3 +253,25 @@ export function denoisedFromModelOutput(
   }
   return modelOutput;
 }
+
+/**
+ * The weights (a, b) of x̂_0 = a·x + b·m of {@link denoisedFromModelOutput} at noise level σ, computed once per
+ * step so that the element loop is one multiply-add whatever the prediction type: ε: (1, −σ); sample: (0, 1);
+ * v: (c_skip, c_out) = (1/(σ²+1), −σ/√(σ²+1)).
+ *
+ * @param predictionType - what the model predicts
+ * @param sigma - the noise level the model saw
+ */
+export function denoisedWeights(
+  predictionType: PredictionType,
+  sigma: number,
+): [sampleWeight: number, outputWeight: number] {
+  switch (predictionType) {
+    case 'epsilon':
+      return [1, -sigma];
+    case 'sample':
+      return [0, 1];
+    case 'v_prediction':
+      return [1 / (sigma * sigma + 1), -sigma / Math.sqrt(sigma * sigma + 1)];
+  }
+}
