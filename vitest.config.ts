@@ -14,8 +14,8 @@ export default defineConfig({
         ssr,
         test: {
           name: 'unit',
-          include: ['packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts'],
-          exclude: ['**/node_modules/**', 'packages/*/test/compat/**'],
+          include: ['packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts', 'test/docs/**/*.test.ts'],
+          exclude: ['**/node_modules/**', 'packages/*/test/compat/**', 'test/docs/compat/**'],
           testTimeout: 120_000,
           hookTimeout: 120_000,
         },
@@ -25,7 +25,7 @@ export default defineConfig({
         ssr,
         test: {
           name: 'compat',
-          include: ['packages/*/test/compat/**/*.test.ts'],
+          include: ['packages/*/test/compat/**/*.test.ts', 'test/docs/compat/**/*.test.ts'],
           globalSetup: ['test/compat-setup.ts'],
           testTimeout: 300_000,
           hookTimeout: 300_000,
