@@ -21,6 +21,7 @@
  * - A program runs with `node --import tsx --conditions source` (so `@denoise/*` resolve to the TypeScript
  *   sources) in a scratch working directory inside the repository, where `models/` links to the repository's
  *   `models/`; it must exit with code 0, and every `.save('file.png')` it makes must have written that file.
+ * - Every program also passes `tsc` with the repository's strict tsconfig, so a reader can paste it as is.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -192,6 +193,51 @@ export async function makeWorkdir(scratch: string, doc: string): Promise<string>
 }
 
 const TSX = import.meta.resolve('tsx');
+const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+
+/** Runs a command to its end and collects what it printed. */
+function collect(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv, timeoutMs: number) {
+  const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk;
+  });
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((done, fail) => {
+    child.on('error', fail);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      done({ code, stdout, stderr });
+    });
+  });
+}
+
+/**
+ * Type-checks programs with the repository's tsconfig (each file a module of its own).
+ *
+ * @returns tsc's exit code and its diagnostics
+ */
+export async function typecheckPrograms(
+  programs: readonly SampleProgram[],
+  scratch: string,
+): Promise<{ code: number | null; output: string }> {
+  const folder = join(scratch, 'typecheck');
+  await mkdir(folder, { recursive: true });
+  const files = programs.map((program) => `${program.name.replace(/[/:.]/g, '_')}.ts`);
+  await Promise.all(programs.map((program, i) => writeFile(join(folder, files[i]), program.code)));
+  const tsconfig = {
+    extends: relative(folder, join(ROOT, 'tsconfig.json')),
+    compilerOptions: { moduleDetection: 'force', noEmit: true, declaration: false, sourceMap: false },
+    files,
+  };
+  await writeFile(join(folder, 'tsconfig.json'), JSON.stringify(tsconfig));
+  const { code, stdout, stderr } = await collect(process.execPath, [TSC, '-p', folder], folder, process.env, 120_000);
+  return { code, output: stdout + stderr };
+}
 
 /** Runs one program in `cwd`, killing it after `timeoutMs`. */
 export async function runProgram(
@@ -204,26 +250,8 @@ export async function runProgram(
   // NODE_OPTIONS would carry vitest's own loader flags into the program.
   const env: Record<string, string | undefined> = { ...process.env, ...options.env, NODE_OPTIONS: undefined };
   for (const key of Object.keys(env)) if (env[key] === undefined) delete env[key];
-  const child = spawn(process.execPath, ['--import', TSX, '--conditions', 'source', file], {
-    cwd,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk;
-  });
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-  });
-  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
-  const code = await new Promise<number | null>((done, fail) => {
-    child.on('error', fail);
-    child.on('close', (exitCode) => done(exitCode));
-  });
-  clearTimeout(timer);
-  return { code, stdout, stderr, cwd };
+  const args = ['--import', TSX, '--conditions', 'source', file];
+  return { ...(await collect(process.execPath, args, cwd, env, options.timeoutMs ?? 60_000)), cwd };
 }
 
 /**
