@@ -10,6 +10,7 @@ import {
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
   NOISE_SCHEDULE_SPEC,
+  originalSampleWeights,
   PREDICTION_TYPES,
   type PredictionType,
   Scheduler,
@@ -388,7 +389,10 @@ export function predictionStride(modelOutput: TensorLike, sample: TensorLike, le
 
 /**
  * Converts a model output to the quantity a solver integrates (MATH.md §2 with `x_t = α·x_0 + σ·ε`): the data
- * prediction x̂_0 (`target: 'data'`) or the noise prediction ε̂ (`'noise'`), written into `out`.
+ * prediction x̂_0 (`target: 'data'`) or the noise prediction ε̂ (`'noise'`), written into `out`. Both are
+ * a·x_t + b·m with per-step weights; every element of both inputs is multiplied (a weight of 0 included), so a NaN
+ * or ±Infinity in either reaches the result, and the returned Σ 0·value is not 0 exactly then (see
+ * `assertFiniteStepResult`).
  *
  * @param output - the model output values
  * @param stride - the distance between batch items in `output` (twice the item size with variance channels)
@@ -399,6 +403,7 @@ export function predictionStride(modelOutput: TensorLike, sample: TensorLike, le
  * @param predictionType - what the model predicts
  * @param target - what to produce
  * @param out - the destination, the sample's size
+ * @returns Σ 0·value over the result: 0, or NaN when a value is not finite
  */
 export function convertPrediction(
   output: Float32Array,
@@ -410,29 +415,38 @@ export function convertPrediction(
   predictionType: PredictionType,
   target: 'data' | 'noise',
   out: Float32Array,
-): void {
+): number {
+  const [a, b] =
+    target === 'data'
+      ? originalSampleWeights(predictionType, alpha, sigma)
+      : noisePredictionWeights(predictionType, alpha, sigma);
   const itemSize = x.length / batch;
-  for (let b = 0; b < batch; b++) {
+  let nonFinite = 0;
+  for (let item = 0; item < batch; item++) {
+    const base = item * itemSize;
+    const outputBase = item * stride;
     for (let j = 0; j < itemSize; j++) {
-      const k = b * itemSize + j;
-      const m = output[b * stride + j];
-      const xt = x[k];
-      if (target === 'data') {
-        out[k] =
-          predictionType === 'epsilon'
-            ? (xt - sigma * m) / alpha
-            : predictionType === 'sample'
-              ? m
-              : alpha * xt - sigma * m;
-      } else {
-        out[k] =
-          predictionType === 'epsilon'
-            ? m
-            : predictionType === 'sample'
-              ? (xt - alpha * m) / sigma
-              : alpha * m + sigma * xt;
-      }
+      const value = a * x[base + j] + b * output[outputBase + j];
+      out[base + j] = value;
+      nonFinite += value * 0;
     }
+  }
+  return nonFinite;
+}
+
+/** The weights (a, b) of ε̂ = a·x_t + b·m: ε: (0, 1); sample: ε̂ = (x_t − α·x̂_0)/σ; v: ε̂ = α·v̂ + σ·x_t. */
+function noisePredictionWeights(
+  predictionType: PredictionType,
+  alpha: number,
+  sigma: number,
+): [sampleWeight: number, outputWeight: number] {
+  switch (predictionType) {
+    case 'epsilon':
+      return [0, 1];
+    case 'sample':
+      return [1 / sigma, -alpha / sigma];
+    case 'v_prediction':
+      return [sigma, alpha];
   }
 }
 

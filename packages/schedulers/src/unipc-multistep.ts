@@ -10,10 +10,12 @@ import {
   scheduleIndexOf,
   solverAlphasCumprod,
 } from './dpm-solver-multistep.js';
+import { linearCombination } from './linear-combination.js';
 import { type NoiseScheduleConfig, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
 import {
   applyDynamicThresholding,
   assertFiniteStepInputs,
+  assertFiniteStepResult,
   type ConfigField,
   type ConfigSpec,
   configField,
@@ -174,6 +176,8 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
   private readonly matrix: Float64Array;
   private readonly rhos: Float64Array;
   private readonly weights: Float64Array;
+  // The buffers an update combines (the sample, then model outputs), reused across steps.
+  private readonly terms: Float32Array[];
   /** h·φ_1 = e^{hh} − 1 and B(h) of the step {@link UniPCMultistepScheduler.orderConditions} last set up. */
   private hPhi1 = 0;
   private bh = 0;
@@ -207,7 +211,8 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
     this.rhs = new Float64Array(p);
     this.matrix = new Float64Array(p * p);
     this.rhos = new Float64Array(p);
-    this.weights = new Float64Array(p + 1);
+    this.weights = new Float64Array(p + 2);
+    this.terms = new Array<Float32Array>(p + 2);
   }
 
   /** `'UniPCMultistepScheduler'`. */
@@ -282,7 +287,6 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
       throw new InvalidArgumentError('Call setTimesteps before step: UniPCMultistepScheduler has no schedule yet.');
     }
     const stride = predictionStride(modelOutput, sample, false);
-    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     if (this.stepIndex === undefined) this.stepIndex = this.beginIndex ?? scheduleIndexOf(this.timesteps, timestep);
     const i = this.stepIndex;
     if (i >= n) {
@@ -297,7 +301,9 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
     this.prepareBuffers(sample.data.length);
     const ring = solverOrder + 1;
     const slot = (this.newest + 1) % ring;
-    this.convertModelOutput(modelOutput.data, stride, sample, this.history[slot]);
+    // The new output goes to the ring's oldest slot, which no update reads any more, so a NaN stops the step
+    // before any state that matters has changed.
+    this.convertModelOutput(modelOutput, stride, sample, timestep, this.history[slot]);
 
     // UniC: the sample this output was computed at is re-derived from the previous sample (in place).
     if (i > 0 && this.hasLastSample && !disable_corrector.includes(i - 1)) {
@@ -353,25 +359,39 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
     this.lastSample = new Float32Array(size);
   }
 
-  /** x̂_0 (with thresholding when enabled) for `predict_x0`, else ε̂, written into `out`. */
-  private convertModelOutput(output: Float32Array, stride: number, sample: TensorLike, out: Float32Array): void {
+  /**
+   * x̂_0 (with thresholding when enabled) for `predict_x0`, else ε̂, written into `out`. Throws a `NumericError`
+   * when the model output or the sample is not finite: checked on the converted values, which every input element
+   * reaches, or on the inputs themselves before thresholding (which clamps an Infinity).
+   */
+  private convertModelOutput(
+    modelOutput: TensorLike,
+    stride: number,
+    sample: TensorLike,
+    timestep: number,
+    out: Float32Array,
+  ): void {
     const { prediction_type, predict_x0, thresholding } = this.config;
+    const threshold = predict_x0 && thresholding;
+    if (threshold) assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     const index = this.stepIndex!;
     const batch = sample.dims[0];
     const alpha = this.coefficients.alpha[index];
     const sigma = this.coefficients.sigma[index];
-    convertPrediction(
-      output,
+    const target = predict_x0 ? 'data' : 'noise';
+    const nonFinite = convertPrediction(
+      modelOutput.data,
       stride,
       sample.data,
       batch,
       alpha,
       sigma,
       prediction_type,
-      predict_x0 ? 'data' : 'noise',
+      target,
       out,
     );
-    if (predict_x0 && thresholding) {
+    if (!threshold) assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
+    if (threshold) {
       const itemSize = out.length / batch;
       if (this.thresholdScratch.length < itemSize) this.thresholdScratch = new Float32Array(itemSize);
       const { dynamic_thresholding_ratio, sample_max_value } = this.config;
@@ -473,15 +493,19 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
     const sampleWeight = this.sampleWeight(s0, s0 + 1);
     const outputScale = this.outputScale(s0 + 1);
     // Weights of m0 … m_{p−1}: expand the divided differences D_k.
+    // out = A·x + Σ_k w_k·m_k: the sample, then m0 … m_{p−1} with the divided differences D_k expanded.
     const w = this.weights;
-    w[0] = -outputScale * hPhi1;
+    const terms = this.terms;
+    w[0] = sampleWeight;
+    terms[0] = this.lastSample;
+    w[1] = -outputScale * hPhi1;
+    terms[1] = this.previous(0);
     for (let k = 1; k < p; k++) {
-      w[k] = (-outputScale * bh * this.rhos[k - 1]) / this.rks[k - 1];
-      w[0] -= w[k];
+      w[k + 1] = (-outputScale * bh * this.rhos[k - 1]) / this.rks[k - 1];
+      w[1] -= w[k + 1];
+      terms[k + 1] = this.previous(k);
     }
-    const x = this.lastSample;
-    for (let e = 0; e < out.length; e++) out[e] = sampleWeight * x[e];
-    for (let k = 0; k < p; k++) accumulate(out, w[k], this.previous(k));
+    linearCombination(out, w, terms, p + 1);
   }
 
   /**
@@ -500,21 +524,21 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
     const sampleWeight = this.sampleWeight(s0, t);
     const outputScale = this.outputScale(t);
     // Weights of m0 … m_{p−1} (previous outputs, newest first) and of the new output m_t.
+    // x^c = A·x + Σ_k w_k·m_k + w_new·m_t, in place on the last sample.
     const w = this.weights;
+    const terms = this.terms;
     const newWeight = -outputScale * bh * this.rhos[p - 1];
-    w[0] = -outputScale * hPhi1 - newWeight;
+    w[0] = sampleWeight;
+    terms[0] = this.lastSample;
+    w[1] = -outputScale * hPhi1 - newWeight;
+    terms[1] = this.previous(0);
     for (let k = 1; k < p; k++) {
-      w[k] = (-outputScale * bh * this.rhos[k - 1]) / this.rks[k - 1];
-      w[0] -= w[k];
+      w[k + 1] = (-outputScale * bh * this.rhos[k - 1]) / this.rks[k - 1];
+      w[1] -= w[k + 1];
+      terms[k + 1] = this.previous(k);
     }
-    const x = this.lastSample;
-    for (let e = 0; e < x.length; e++) x[e] *= sampleWeight;
-    for (let k = 0; k < p; k++) accumulate(x, w[k], this.previous(k));
-    accumulate(x, newWeight, this.history[slot]);
+    w[p + 1] = newWeight;
+    terms[p + 1] = this.history[slot];
+    linearCombination(this.lastSample, w, terms, p + 2);
   }
-}
-
-/** out += weight · values. */
-function accumulate(out: Float32Array, weight: number, values: Float32Array): void {
-  for (let e = 0; e < out.length; e++) out[e] += weight * values[e];
 }
