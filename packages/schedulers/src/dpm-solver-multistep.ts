@@ -1,8 +1,10 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { linearCombination } from './linear-combination.js';
 import { type NoiseScheduleConfig, roundHalfEven, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
 import {
   applyDynamicThresholding,
   assertFiniteStepInputs,
+  assertFiniteStepResult,
   assertSameDims,
   assertTensorLike,
   type ConfigField,
@@ -498,6 +500,9 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
   private noiseBuffer = new Float32Array(0);
   private thresholdScratch = new Float32Array(0);
   private readonly weights = new Float64Array(5);
+  // The buffers of an update (sample, history, noise) and their weights, reused across steps.
+  private readonly terms = new Array<Float32Array>(5);
+  private readonly termWeights = new Float64Array(5);
 
   /**
    * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
@@ -598,7 +603,6 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
       throw new InvalidArgumentError('Call setTimesteps before step: DPMSolverMultistepScheduler has no schedule yet.');
     }
     const stride = predictionStride(modelOutput, sample, this.config.variance_type !== null);
-    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     if (this.stepIndex === undefined) this.stepIndex = this.beginIndex ?? scheduleIndexOf(this.timesteps, timestep);
     const i = this.stepIndex;
     if (i >= n) {
@@ -618,8 +622,11 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     const firstOrderAtEnd = isLast && (euler_at_final || shortRun || final_sigmas_type === 'zero');
     const secondOrderAtEnd = i === n - 2 && shortRun;
 
-    this.newest = (this.newest + 1) % solverOrder;
-    this.convertModelOutput(modelOutput.data, stride, sample, this.history[this.newest]);
+    // The new output replaces the oldest one, which this step no longer reads; `newest` moves only once it is
+    // known to be finite, so a NumericError leaves the history as it was.
+    const slot = (this.newest + 1) % solverOrder;
+    this.convertModelOutput(modelOutput, stride, sample, timestep, this.history[slot]);
+    this.newest = slot;
 
     const stochastic = this.config.algorithm_type.startsWith('sde-');
     const noise = stochastic ? this.varianceNoise(options, sample, this.noiseBuffer) : null;
@@ -628,24 +635,23 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     if (solverOrder === 1 || this.lowerOrderNums < 1 || firstOrderAtEnd) order = 1;
     else if (solverOrder === 2 || this.lowerOrderNums < 2 || secondOrderAtEnd) order = 2;
 
+    // x_t = A·x_s0 + w0·m0 [+ w1·m1] [+ w2·m2] [+ w_z·z], in one pass.
     const weights = this.updateWeights(order);
-    const sampleWeight = weights[0];
-    const w0 = weights[1];
-    const w1 = weights[2];
-    const w2 = weights[3];
-    const noiseWeight = weights[4];
-    const m0 = this.history[this.newest];
-    const m1 = this.history[(this.newest + solverOrder - 1) % solverOrder];
-    const m2 = this.history[(this.newest + solverOrder - 2) % solverOrder];
-    const x = sample.data;
-    const prev = new Float32Array(x.length);
-    for (let k = 0; k < prev.length; k++) {
-      let value = sampleWeight * x[k] + w0 * m0[k];
-      if (order >= 2) value += w1 * m1[k];
-      if (order === 3) value += w2 * m2[k];
-      if (noise) value += noiseWeight * noise[k];
-      prev[k] = value;
+    const terms = this.terms;
+    const termWeights = this.termWeights;
+    termWeights[0] = weights[0];
+    terms[0] = sample.data;
+    for (let k = 0; k < order; k++) {
+      termWeights[k + 1] = weights[k + 1];
+      terms[k + 1] = this.history[(this.newest + solverOrder - k) % solverOrder];
     }
+    let count = order + 1;
+    if (noise) {
+      termWeights[count] = weights[4];
+      terms[count++] = noise;
+    }
+    const prev = new Float32Array(sample.data.length);
+    linearCombination(prev, termWeights, terms, count);
 
     // After a zero-length step (a timestep repeated by rounding) the next divided difference would be 0/0: restart
     // the multistep warm-up from order 1 (diffusers returns NaN there).
@@ -705,8 +711,16 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
    * The quantity the solver integrates, written into `out`: x̂_0 for the `++` algorithms, ε̂ otherwise (MATH.md
    * §2 with α = α_s0, σ = σ_s0), with dynamic thresholding applied to x̂_0 when enabled.
    */
-  private convertModelOutput(output: Float32Array, stride: number, sample: TensorLike, out: Float32Array): void {
+  private convertModelOutput(
+    modelOutput: TensorLike,
+    stride: number,
+    sample: TensorLike,
+    timestep: number,
+    out: Float32Array,
+  ): void {
     const { prediction_type, algorithm_type, thresholding } = this.config;
+    // Every input element reaches the converted values, unless thresholding clamps an Infinity: then check the inputs.
+    if (thresholding) assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     const index = this.stepIndex!;
     const alpha = this.coefficients.alpha[index];
     const sigma = this.coefficients.sigma[index];
@@ -716,7 +730,8 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     const dataPrediction = algorithm_type === 'dpmsolver++' || algorithm_type === 'sde-dpmsolver++';
     // Thresholding acts on x̂_0, so the ε̂ algorithms form x̂_0 first when it is on.
     const target = dataPrediction || thresholding ? 'data' : 'noise';
-    convertPrediction(output, stride, x, batch, alpha, sigma, prediction_type, target, out);
+    const nonFinite = convertPrediction(modelOutput.data, stride, x, batch, alpha, sigma, prediction_type, target, out);
+    if (!thresholding) assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     if (thresholding) {
       if (this.thresholdScratch.length < itemSize) this.thresholdScratch = new Float32Array(itemSize);
       const { dynamic_thresholding_ratio, sample_max_value } = this.config;
