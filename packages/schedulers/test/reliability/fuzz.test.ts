@@ -4,7 +4,7 @@
  * The properties: construction and `setTimesteps` either succeed or throw a documented `DenoiseError`; a full
  * sampling run from finite inputs never throws anything else and never produces NaN or Infinity.
  *
- * Bounded in count (`FUZZ_RUNS`, default 300) and time (`interruptAfterTimeLimit`); the seed is fixed so the suite
+ * Bounded in count (`FUZZ_RUNS`, default 1000) and time (`interruptAfterTimeLimit`); the seed is fixed so the suite
  * is reproducible, and `FUZZ_SEED` explores others.
  */
 import { DenoiseError, NumericError, RandomGenerator, Tensor } from '@denoise/core';
@@ -12,7 +12,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SCHEDULER_CLASSES } from '../../src/registry.js';
 
-const RUNS = Number(process.env.FUZZ_RUNS ?? 300);
+const RUNS = Number(process.env.FUZZ_RUNS ?? 1000);
 const SEED = Number(process.env.FUZZ_SEED ?? 20261122);
 const TIME_LIMIT_MS = 30_000;
 /** Stands for `num_train_timesteps + 1` steps. */
