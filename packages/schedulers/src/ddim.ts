@@ -3,6 +3,7 @@ import { type NoiseScheduleConfig, spacedTimesteps, TIMESTEP_SPACINGS, type Time
 import {
   applyDynamicThresholding,
   assertFiniteStepInputs,
+  assertFiniteStepResult,
   assertPredictionDefinedAtZeroSnr,
   assertSameDims,
   assertTensorLike,
@@ -10,6 +11,8 @@ import {
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
   NOISE_SCHEDULE_SPEC,
+  noisePredictionWeights,
+  originalSampleWeights,
   PREDICTION_TYPES,
   type PredictionType,
   Scheduler,
@@ -177,7 +180,6 @@ export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
     assertTensorLike(sample, 'sample');
     assertTensorLike(modelOutput, 'modelOutput');
     assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
-    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     const eta = options.eta ?? 0;
     if (!(Number.isFinite(eta) && eta >= 0)) {
       throw new InvalidArgumentError(`eta must be a finite number >= 0 (0: DDIM, 1: DDPM variance), got ${eta}.`);
@@ -186,21 +188,79 @@ export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
       throw new InvalidArgumentError('Pass either generator or noise to DDIMScheduler.step, not both.');
     }
     const c = this.coefficientsAt(timestep);
+    const std = eta * Math.sqrt(c.variance);
+    const directionSquared = 1 - c.alphaBarPrev - std * std;
+    if (directionSquared < -1e-12) {
+      throw new InvalidArgumentError(
+        `eta = ${eta} makes the DDIM noise variance exceed 1 − ᾱ_prev at timestep ${timestep}; use eta <= 1.`,
+      );
+    }
+    // x_{t'} = √ᾱ_{t'}·x̂_0 + √(1 − ᾱ_{t'} − σ²)·ε̂ + σ·z (DDIM eq. 12).
+    const update = {
+      sampleWeight: Math.sqrt(c.alphaBarPrev),
+      directionWeight: Math.sqrt(Math.max(directionSquared, 0)),
+      noiseWeight: std,
+    };
+    const noise = eta > 0 ? this.drawNoise(options, sample) : null;
+    const n = sample.data.length;
+    const x0 = new Float32Array(n);
+    const prev = new Float32Array(n);
+    const { thresholding, clip_sample } = this.config;
+    if (thresholding || clip_sample || options.useClippedModelOutput) {
+      this.clampedStep(modelOutput, timestep, sample, options, c, update, noise, x0, prev);
+      return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
+    }
+
+    // The common case in one pass: x̂_0 = a·x_t + b·m and ε̂ = a'·x_t + b'·m (MATH.md §2), then the update.
+    const x = sample.data;
+    const m = modelOutput.data;
+    const { prediction_type } = this.config;
+    const [a, b] = originalSampleWeights(prediction_type, c.sqrtAlphaBar, c.sqrtOneMinusAlphaBar);
+    const [aEps, bEps] = noisePredictionWeights(prediction_type, c.sqrtAlphaBar, c.sqrtOneMinusAlphaBar);
+    const { sampleWeight, directionWeight, noiseWeight } = update;
+    let nonFinite = 0;
+    if (noise === null) {
+      for (let i = 0; i < n; i++) {
+        x0[i] = a * x[i] + b * m[i];
+        const value = sampleWeight * x0[i] + directionWeight * (aEps * x[i] + bEps * m[i]);
+        prev[i] = value;
+        nonFinite += value * 0;
+      }
+    } else {
+      for (let i = 0; i < n; i++) {
+        x0[i] = a * x[i] + b * m[i];
+        const value = sampleWeight * x0[i] + directionWeight * (aEps * x[i] + bEps * m[i]) + noiseWeight * noise[i];
+        prev[i] = value;
+        nonFinite += value * 0;
+      }
+    }
+    assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
+    return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
+  }
+
+  /**
+   * The step of the configs that clamp x̂_0 (clipping, thresholding) or recompute ε̂ from it: x̂_0 in its own
+   * pass (thresholding needs all of an item's x̂_0), then the update. Clamping can make an Infinity finite, so
+   * these check their inputs up front.
+   */
+  private clampedStep(
+    modelOutput: TensorLike,
+    timestep: number,
+    sample: TensorLike,
+    options: StepOptions,
+    c: DDIMStepCoefficients,
+    update: { sampleWeight: number; directionWeight: number; noiseWeight: number },
+    noise: Float32Array | null,
+    x0: Float32Array,
+    prev: Float32Array,
+  ): void {
+    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     const { prediction_type, thresholding, clip_sample, clip_sample_range } = this.config;
     const n = sample.data.length;
     const x = sample.data;
     const m = modelOutput.data;
-
-    // x̂_0 and ε̂ from the model output (DDIM eq. 12; MATH.md §2).
-    const x0 = new Float32Array(n);
-    for (let i = 0; i < n; i++) {
-      x0[i] =
-        prediction_type === 'epsilon'
-          ? (x[i] - c.sqrtOneMinusAlphaBar * m[i]) / c.sqrtAlphaBar
-          : prediction_type === 'sample'
-            ? m[i]
-            : c.sqrtAlphaBar * x[i] - c.sqrtOneMinusAlphaBar * m[i];
-    }
+    const [a, b] = originalSampleWeights(prediction_type, c.sqrtAlphaBar, c.sqrtOneMinusAlphaBar);
+    for (let i = 0; i < n; i++) x0[i] = a * x[i] + b * m[i];
     if (thresholding) {
       const itemSize = n / sample.dims[0];
       if (this.thresholdScratch.length < itemSize) this.thresholdScratch = new Float32Array(itemSize);
@@ -209,32 +269,17 @@ export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
     } else if (clip_sample) {
       for (let i = 0; i < n; i++) x0[i] = Math.min(Math.max(x0[i], -clip_sample_range), clip_sample_range);
     }
-
-    const std = eta * Math.sqrt(c.variance);
-    const directionSquared = 1 - c.alphaBarPrev - std * std;
-    if (directionSquared < -1e-12) {
-      throw new InvalidArgumentError(
-        `eta = ${eta} makes the DDIM noise variance exceed 1 − ᾱ_prev at timestep ${timestep}; use eta <= 1.`,
-      );
-    }
-    const direction = Math.sqrt(Math.max(directionSquared, 0));
-    const sqrtAlphaBarPrev = Math.sqrt(c.alphaBarPrev);
-    const noise = eta > 0 ? this.drawNoise(options, sample) : null;
-
-    const prev = new Float32Array(n);
+    // ε̂ from the model output, or (use_clipped_model_output) from x̂_0 after clamping.
+    const [aEps, bEps] = options.useClippedModelOutput
+      ? [1 / c.sqrtOneMinusAlphaBar, -c.sqrtAlphaBar / c.sqrtOneMinusAlphaBar]
+      : noisePredictionWeights(prediction_type, c.sqrtAlphaBar, c.sqrtOneMinusAlphaBar);
+    const epsilonFrom = options.useClippedModelOutput ? x0 : m;
+    const { sampleWeight, directionWeight, noiseWeight } = update;
     for (let i = 0; i < n; i++) {
-      const eps = options.useClippedModelOutput
-        ? (x[i] - c.sqrtAlphaBar * x0[i]) / c.sqrtOneMinusAlphaBar
-        : prediction_type === 'epsilon'
-          ? m[i]
-          : prediction_type === 'sample'
-            ? (x[i] - c.sqrtAlphaBar * m[i]) / c.sqrtOneMinusAlphaBar
-            : c.sqrtAlphaBar * m[i] + c.sqrtOneMinusAlphaBar * x[i];
-      let value = sqrtAlphaBarPrev * x0[i] + direction * eps;
-      if (noise) value += std * noise[i];
+      let value = sampleWeight * x0[i] + directionWeight * (aEps * x[i] + bEps * epsilonFrom[i]);
+      if (noise) value += noiseWeight * noise[i];
       prev[i] = value;
     }
-    return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }
 
   private alphaBarBefore(prevTimestep: number): number {

@@ -12,6 +12,7 @@ import {
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
   NOISE_SCHEDULE_SPEC,
+  noisePredictionWeights,
   originalSampleWeights,
   PREDICTION_TYPES,
   type PredictionType,
@@ -434,22 +435,6 @@ export function convertPrediction(
     }
   }
   return nonFinite;
-}
-
-/** The weights (a, b) of ε̂ = a·x_t + b·m: ε: (0, 1); sample: ε̂ = (x_t − α·x̂_0)/σ; v: ε̂ = α·v̂ + σ·x_t. */
-function noisePredictionWeights(
-  predictionType: PredictionType,
-  alpha: number,
-  sigma: number,
-): [sampleWeight: number, outputWeight: number] {
-  switch (predictionType) {
-    case 'epsilon':
-      return [0, 1];
-    case 'sample':
-      return [1 / sigma, -alpha / sigma];
-    case 'v_prediction':
-      return [sigma, alpha];
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

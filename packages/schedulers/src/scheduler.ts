@@ -395,6 +395,29 @@ export function originalSampleWeights(
   }
 }
 
+/**
+ * The weights (a, b) of ε̂ = a·x_t + b·m for a model output m at a noise level with √ᾱ = `alpha` and
+ * √(1 − ᾱ) = `sigma` (MATH.md §2): ε: ε̂ = m; sample: ε̂ = (x_t − α·x̂_0)/σ; v: ε̂ = α·v̂ + σ·x_t.
+ *
+ * @param predictionType - what the network predicts
+ * @param alpha - √ᾱ of the step
+ * @param sigma - √(1 − ᾱ) of the step
+ */
+export function noisePredictionWeights(
+  predictionType: PredictionType,
+  alpha: number,
+  sigma: number,
+): [sampleWeight: number, outputWeight: number] {
+  switch (predictionType) {
+    case 'epsilon':
+      return [0, 1];
+    case 'sample':
+      return [1 / sigma, -alpha / sigma];
+    case 'v_prediction':
+      return [sigma, alpha];
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Dynamic thresholding
 
