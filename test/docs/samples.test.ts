@@ -21,7 +21,11 @@ const PICTURES: Record<string, Record<string, { label: string; maxRms: number }>
     'circle.png': { label: 'a red circle on a white background', maxRms: Number.POSITIVE_INFINITY },
   },
   'docs/image-to-image.md': { 'circle-black.png': { label: 'a red circle on a black background', maxRms: 4 } },
-  'docs/guidance.md': { 'green-square.png': { label: 'a green square on a gray background', maxRms: 4 } },
+  'docs/guidance.md': {
+    'green-square.png': { label: 'a green square on a gray background', maxRms: 4 },
+    'composed.png': { label: 'a green square on a gray background', maxRms: 4 },
+    'yellow-cross.png': { label: 'a yellow cross on a black background', maxRms: 4 },
+  },
 };
 
 const docs = listDocs().map(parseDoc);
