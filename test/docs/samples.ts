@@ -15,9 +15,9 @@
  *   `console.log(x); // text` (a comment ending a line that holds `console.log(`), or a comment line of its
  *   own `// → text`, which may go on over the comment lines right after it that start with `//   ` (three
  *   spaces, so the text lines up under the arrow's; joined with one space). The expected lines must appear in
- *   stdout in that order, each as a whole line (other lines
- *   may come between them); `...` in an expectation matches any run of characters, for outputs that vary
- *   (commits, cache paths, timings). Any other comment is prose.
+ *   stdout in that order, each as a whole line (other lines may come between them); `...` in an expectation
+ *   matches any run of characters, for outputs that vary (commits, cache paths, timings). Any other comment is
+ *   prose.
  * - A program runs with `node --import tsx --conditions source` (so `@denoise/*` resolve to the TypeScript
  *   sources) in a scratch working directory inside the repository, where `models/` links to the repository's
  *   `models/`; it must exit with code 0, and every `.save('file.png')` it makes must have written that file.
@@ -64,7 +64,9 @@ export type SampleEnv = Record<string, string | undefined>;
 export interface SampleRun {
   /** The exit code (`null` when it was killed). */
   code: number | null;
+  /** Everything it printed on stdout. */
   stdout: string;
+  /** Everything it printed on stderr (warnings, progress bars, the error that stopped it). */
   stderr: string;
   /** The working directory it ran in. */
   cwd: string;
