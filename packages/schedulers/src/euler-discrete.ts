@@ -1,7 +1,7 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { TIMESTEP_SPACINGS } from './schedule.js';
 import {
-  assertFiniteStepInputs,
+  assertFiniteStepResult,
   assertSameDims,
   assertTensorLike,
   type ConfigSpec,
@@ -16,7 +16,7 @@ import {
   type StepOptions,
 } from './scheduler.js';
 import {
-  denoisedFromModelOutput,
+  denoisedWeights,
   type SigmaScheduleKind,
   SigmaScheduler,
   type SigmaSchedulerConfig,
@@ -227,7 +227,6 @@ export class EulerDiscreteScheduler extends SigmaScheduler<EulerDiscreteSchedule
     assertTensorLike(sample, 'sample');
     assertTensorLike(modelOutput, 'modelOutput');
     assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
-    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     const index = this.currentStepIndex(timestep);
     this.assertStepInRange(index);
     const { sChurn = 0, sTmin = 0, sTmax = Number.POSITIVE_INFINITY, sNoise = 1 } = options;
@@ -250,13 +249,19 @@ export class EulerDiscreteScheduler extends SigmaScheduler<EulerDiscreteSchedule
     // diffusers scales ε̂ by σ̂ but v̂ by σ (the level the model saw).
     const sigmaForPrediction = this.config.prediction_type === 'epsilon' ? sigmaHat : sigma;
     const dt = this.sigmas[index + 1] - sigmaHat;
+    const [a, b] = denoisedWeights(this.config.prediction_type, sigmaForPrediction);
     const x0 = new Float32Array(n);
     const prev = new Float32Array(n);
+    let nonFinite = 0;
     for (let i = 0; i < n; i++) {
-      x0[i] = denoisedFromModelOutput(this.config.prediction_type, m[i], current[i], sigmaForPrediction);
+      // x̂_0 = a·x + b·m, d = (x − x̂_0)/σ̂, x_{i+1} = x + d·(σ_{i+1} − σ̂) (Karras et al. 2022, Alg. 2).
+      x0[i] = a * current[i] + b * m[i];
       const derivative = (current[i] - x0[i]) / sigmaHat;
-      prev[i] = current[i] + derivative * dt;
+      const value = current[i] + derivative * dt;
+      prev[i] = value;
+      nonFinite += value * 0;
     }
+    assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     this.stepIndex = index + 1;
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }
