@@ -3,12 +3,14 @@ import type { NoiseScheduleConfig } from './schedule.js';
 import {
   applyDynamicThresholding,
   assertFiniteStepInputs,
+  assertFiniteStepResult,
   assertPredictionDefinedAtZeroSnr,
   assertSameDims,
   assertTensorLike,
   type ConfigSpec,
   configField,
   NOISE_SCHEDULE_SPEC,
+  originalSampleWeights,
   PREDICTION_TYPES,
   type PredictionType,
   Scheduler,
@@ -94,6 +96,8 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
   private beginIndex: number | undefined = undefined;
   private noiseBuffer = new Float32Array(0);
   private thresholdScratch = new Float32Array(0);
+  /** x̂_0 of the configs that clamp it, reused across steps (the step returns f(x_t, t), not x̂_0). */
+  private x0Scratch = new Float32Array(0);
 
   /**
    * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
@@ -216,7 +220,6 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
     assertTensorLike(sample, 'sample');
     assertTensorLike(modelOutput, 'modelOutput');
     assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
-    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     if (this.stepIndex === undefined) this.stepIndex = this.beginIndex ?? this.indexForTimestep(timestep);
     const index = this.stepIndex;
     const prevTimestep = index + 1 < this.timesteps.length ? this.timesteps[index + 1] : timestep;
@@ -229,36 +232,57 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
     const n = sample.data.length;
     const x = sample.data;
     const m = modelOutput.data;
-    const x0 = new Float32Array(n);
-    for (let i = 0; i < n; i++) {
-      x0[i] =
-        prediction_type === 'epsilon'
-          ? (x[i] - sqrtB * m[i]) / sqrtA
-          : prediction_type === 'sample'
-            ? m[i]
-            : sqrtA * x[i] - sqrtB * m[i];
-    }
-    if (thresholding) {
-      const itemSize = n / sample.dims[0];
-      if (this.thresholdScratch.length < itemSize) this.thresholdScratch = new Float32Array(itemSize);
-      const { dynamic_thresholding_ratio, sample_max_value } = this.config;
-      applyDynamicThresholding(x0, sample.dims[0], dynamic_thresholding_ratio, sample_max_value, this.thresholdScratch);
-    } else if (clip_sample) {
-      for (let i = 0; i < n; i++) x0[i] = Math.min(Math.max(x0[i], -range), range);
-    }
+    // x̂_0 = a·x_t + b·m (MATH.md §2); f(x_t, t) = c_skip·x_t + c_out·x̂_0; then, except at the last step,
+    // x_{t'} = √ᾱ_{t'}·f + √(1 − ᾱ_{t'})·z.
+    const [a, b] = originalSampleWeights(prediction_type, sqrtA, sqrtB);
+    const renoise = index !== this.numInferenceSteps - 1;
+    const noise = renoise ? this.drawNoise(options, sample) : null;
     const denoised = new Float32Array(n);
-    for (let i = 0; i < n; i++) denoised[i] = cOut * x0[i] + cSkip * x[i];
-    let prev = denoised;
-    if (index !== this.numInferenceSteps - 1) {
-      if (this.noiseBuffer.length !== n) this.noiseBuffer = new Float32Array(n);
-      const noise = this.varianceNoise(options, sample, this.noiseBuffer);
-      const a = Math.sqrt(alphaBarPrev);
-      const b = Math.sqrt(1 - alphaBarPrev);
-      prev = new Float32Array(n);
-      for (let i = 0; i < n; i++) prev[i] = a * denoised[i] + b * noise[i];
+    const prev = renoise ? new Float32Array(n) : denoised;
+    const signalWeight = Math.sqrt(alphaBarPrev);
+    const noiseWeight = Math.sqrt(1 - alphaBarPrev);
+
+    if (thresholding || clip_sample) {
+      // Clamping can make an Infinity finite: check the inputs. Thresholding needs all of an item's x̂_0 first.
+      assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
+      if (this.x0Scratch.length !== n) this.x0Scratch = new Float32Array(n);
+      const x0 = this.x0Scratch;
+      for (let i = 0; i < n; i++) x0[i] = a * x[i] + b * m[i];
+      if (thresholding) {
+        const itemSize = n / sample.dims[0];
+        if (this.thresholdScratch.length < itemSize) this.thresholdScratch = new Float32Array(itemSize);
+        const { dynamic_thresholding_ratio, sample_max_value } = this.config;
+        applyDynamicThresholding(
+          x0,
+          sample.dims[0],
+          dynamic_thresholding_ratio,
+          sample_max_value,
+          this.thresholdScratch,
+        );
+      } else {
+        for (let i = 0; i < n; i++) x0[i] = Math.min(Math.max(x0[i], -range), range);
+      }
+      for (let i = 0; i < n; i++) denoised[i] = cOut * x0[i] + cSkip * x[i];
+      if (noise) for (let i = 0; i < n; i++) prev[i] = signalWeight * denoised[i] + noiseWeight * noise[i];
+    } else {
+      let nonFinite = 0;
+      for (let i = 0; i < n; i++) {
+        // x̂_0 rounded to float32 like the clamped path's buffer.
+        const x0 = Math.fround(a * x[i] + b * m[i]);
+        const value = cOut * x0 + cSkip * x[i];
+        denoised[i] = value;
+        nonFinite += value * 0;
+        if (noise) prev[i] = signalWeight * denoised[i] + noiseWeight * noise[i];
+      }
+      assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     }
     this.stepIndex = index + 1;
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(denoised, sample.dims) };
+  }
+
+  private drawNoise(options: StepOptions, sample: TensorLike): Float32Array {
+    if (this.noiseBuffer.length !== sample.data.length) this.noiseBuffer = new Float32Array(sample.data.length);
+    return this.varianceNoise(options, sample, this.noiseBuffer);
   }
 
   private indexForTimestep(timestep: number): number {
