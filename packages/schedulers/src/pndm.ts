@@ -3,6 +3,7 @@ import type { NoiseScheduleConfig } from './schedule.js';
 import { spacedTimesteps, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
 import {
   assertFiniteStepInputs,
+  assertFiniteStepResult,
   assertSameDims,
   assertTensorLike,
   type ConfigSpec,
@@ -16,6 +17,14 @@ import {
   type SetTimestepsOptions,
   type StepOptions,
 } from './scheduler.js';
+
+/** The linear multistep weights of PNDM eq. (12) for 1–4 estimates, newest first (Adams–Bashforth). */
+const PLMS_WEIGHTS: readonly (readonly number[])[] = [
+  [1],
+  [3 / 2, -1 / 2],
+  [23 / 12, -16 / 12, 5 / 12],
+  [55 / 24, -59 / 24, 37 / 24, -9 / 24],
+];
 
 /** The config of {@link PNDMScheduler}: diffusers' `PNDMScheduler` keys and defaults. */
 export interface PNDMSchedulerConfig extends NoiseScheduleConfig {
@@ -154,8 +163,8 @@ export class PNDMScheduler extends Scheduler<PNDMSchedulerConfig> {
     assertTensorLike(sample, 'sample');
     assertTensorLike(modelOutput, 'modelOutput');
     assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
-    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     if (this.counter < this.prkTimesteps.length && !this.config.skip_prk_steps) {
+      assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
       return this.stepPrk(modelOutput, timestep, sample);
     }
     return this.stepPlms(modelOutput, timestep, sample);
@@ -226,39 +235,67 @@ export class PNDMScheduler extends Scheduler<PNDMSchedulerConfig> {
     const e = this.ets;
     const k = e.length;
     let x = sample.data;
-    const estimate = this.estimateScratch(n);
-    if (k === 1 && this.counter === 0) {
-      estimate.set(m);
-      this.startSample = this.copySample(x);
-    } else if (k === 1 && this.counter === 1) {
-      for (let i = 0; i < n; i++) estimate[i] = (m[i] + e[0][i]) / 2;
+    if (k === 1 && this.counter === 0) this.startSample = this.copySample(x);
+    const heunStart = k === 1 && this.counter === 1;
+    if (heunStart) {
+      // This step restarts from the first step's sample, so `sample` does not reach the result: check the inputs.
+      assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
       x = this.startSample ?? x;
       this.startSample = null;
-    } else if (k === 2) {
-      for (let i = 0; i < n; i++) estimate[i] = (3 * e[1][i] - e[0][i]) / 2;
-    } else if (k === 3) {
-      for (let i = 0; i < n; i++) estimate[i] = (23 * e[2][i] - 16 * e[1][i] + 5 * e[0][i]) / 12;
-    } else {
-      for (let i = 0; i < n; i++) estimate[i] = (55 * e[3][i] - 59 * e[2][i] + 37 * e[1][i] - 9 * e[0][i]) / 24;
     }
-    const prev = this.transfer(x, from, to, estimate);
+    // The combined estimate ε' = Σ_j w_j·e_j over the estimates, newest first (PNDM eq. 12; the Heun-like start
+    // averages the two estimates of its first step); missing terms get weight 0 and stand in as the newest.
+    const [w0, w1 = 0, w2 = 0, w3 = 0] = heunStart ? [1 / 2, 1 / 2] : PLMS_WEIGHTS[k - 1];
+    const [e0, e1 = e0, e2 = e0, e3 = e0] = heunStart ? [m, e[0]] : [...e].reverse();
+    const { sampleCoefficient, estimateCoefficient, epsilonFromEstimate, epsilonFromSample } =
+      this.transferCoefficients(from, to);
+    const prev = new Float32Array(n);
+    let nonFinite = 0;
+    for (let i = 0; i < n; i++) {
+      // ε' is stored as float32 in diffusers; then x_{t'} = A·x − B·ε (eq. 9, ε from v̂ when predicting v).
+      const estimate = Math.fround(w0 * e0[i] + w1 * e1[i] + w2 * e2[i] + w3 * e3[i]);
+      const value =
+        sampleCoefficient * x[i] - estimateCoefficient * (epsilonFromEstimate * estimate + epsilonFromSample * x[i]);
+      prev[i] = value;
+      nonFinite += value * 0;
+    }
+    if (!heunStart) assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     this.counter++;
     return { prevSample: new Tensor(prev, sample.dims) };
   }
 
-  /** PNDM eq. (9): x_t → x_{t'} given the combined estimate (converted from v to ε when needed). */
-  private transfer(x: Float32Array, timestep: number, prevTimestep: number, estimate: Float32Array): Float32Array {
+  /**
+   * The coefficients of PNDM eq. (9) from `timestep` to `prevTimestep`: x_{t'} = A·x − B·ε, with ε = a·e + b·x
+   * from the estimate e (ε itself, or v̂ converted: ε = √ᾱ·v̂ + √(1 − ᾱ)·x).
+   */
+  private transferCoefficients(
+    timestep: number,
+    prevTimestep: number,
+  ): {
+    sampleCoefficient: number;
+    estimateCoefficient: number;
+    epsilonFromEstimate: number;
+    epsilonFromSample: number;
+  } {
     const alphaBar = this.alphaCumprodAt(timestep);
     const alphaBarPrev = prevTimestep >= 0 ? this.alphaCumprodAt(prevTimestep) : this.finalAlphaCumprod;
-    const sqrtA = Math.sqrt(alphaBar);
-    const sqrtB = Math.sqrt(1 - alphaBar);
-    const sampleCoefficient = Math.sqrt(alphaBarPrev / alphaBar);
     const denominator = alphaBar * Math.sqrt(1 - alphaBarPrev) + Math.sqrt(alphaBar * (1 - alphaBar) * alphaBarPrev);
-    const estimateCoefficient = (alphaBarPrev - alphaBar) / denominator;
     const v = this.config.prediction_type === 'v_prediction';
+    return {
+      sampleCoefficient: Math.sqrt(alphaBarPrev / alphaBar),
+      estimateCoefficient: (alphaBarPrev - alphaBar) / denominator,
+      epsilonFromEstimate: v ? Math.sqrt(alphaBar) : 1,
+      epsilonFromSample: v ? Math.sqrt(1 - alphaBar) : 0,
+    };
+  }
+
+  /** PNDM eq. (9): x_t → x_{t'} given the combined estimate (converted from v to ε when needed). */
+  private transfer(x: Float32Array, timestep: number, prevTimestep: number, estimate: Float32Array): Float32Array {
+    const { sampleCoefficient, estimateCoefficient, epsilonFromEstimate, epsilonFromSample } =
+      this.transferCoefficients(timestep, prevTimestep);
     const prev = new Float32Array(x.length);
     for (let i = 0; i < x.length; i++) {
-      const eps = v ? sqrtA * estimate[i] + sqrtB * x[i] : estimate[i];
+      const eps = epsilonFromEstimate * estimate[i] + epsilonFromSample * x[i];
       prev[i] = sampleCoefficient * x[i] - estimateCoefficient * eps;
     }
     return prev;
