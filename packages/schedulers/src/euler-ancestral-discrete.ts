@@ -1,7 +1,7 @@
 import { Tensor, type TensorLike } from '@denoise/core';
 import { TIMESTEP_SPACINGS } from './schedule.js';
 import {
-  assertFiniteStepInputs,
+  assertFiniteStepResult,
   assertSameDims,
   assertTensorLike,
   type ConfigSpec,
@@ -15,7 +15,7 @@ import {
   type SetTimestepsOptions,
   type StepOptions,
 } from './scheduler.js';
-import { denoisedFromModelOutput, SigmaScheduler, type SigmaSchedulerConfig } from './sigma-scheduler.js';
+import { denoisedWeights, SigmaScheduler, type SigmaSchedulerConfig } from './sigma-scheduler.js';
 import { interpolateAt } from './sigmas.js';
 
 /** The config of {@link EulerAncestralDiscreteScheduler}: diffusers' keys and defaults. */
@@ -96,7 +96,6 @@ export class EulerAncestralDiscreteScheduler extends SigmaScheduler<EulerAncestr
     assertTensorLike(sample, 'sample');
     assertTensorLike(modelOutput, 'modelOutput');
     assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
-    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     const index = this.currentStepIndex(timestep);
     this.assertStepInRange(index);
     const sigma = this.sigmas[index];
@@ -111,13 +110,19 @@ export class EulerAncestralDiscreteScheduler extends SigmaScheduler<EulerAncestr
     const noise = this.varianceNoise(options, sample, this.noiseBuffer);
     const x = sample.data;
     const m = modelOutput.data;
+    const [a, b] = denoisedWeights(this.config.prediction_type, sigma);
     const x0 = new Float32Array(n);
     const prev = new Float32Array(n);
+    let nonFinite = 0;
     for (let i = 0; i < n; i++) {
-      x0[i] = denoisedFromModelOutput(this.config.prediction_type, m[i], x[i], sigma);
+      // x̂_0 = a·x + b·m, d = (x − x̂_0)/σ, then an Euler step to σ_down plus fresh noise of σ_up.
+      x0[i] = a * x[i] + b * m[i];
       const derivative = (x[i] - x0[i]) / sigma;
-      prev[i] = x[i] + derivative * dt + noise[i] * sigmaUp;
+      const value = x[i] + derivative * dt + noise[i] * sigmaUp;
+      prev[i] = value;
+      nonFinite += value * 0;
     }
+    assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     this.stepIndex = index + 1;
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }

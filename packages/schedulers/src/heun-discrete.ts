@@ -3,6 +3,7 @@ import { sigmaScheduleKind } from './euler-discrete.js';
 import { TIMESTEP_SPACINGS } from './schedule.js';
 import {
   assertFiniteStepInputs,
+  assertFiniteStepResult,
   assertSameDims,
   assertTensorLike,
   type ConfigSpec,
@@ -17,7 +18,7 @@ import {
   type StepOptions,
 } from './scheduler.js';
 import {
-  denoisedFromModelOutput,
+  denoisedWeights,
   type SigmaScheduleKind,
   SigmaScheduler,
   type SigmaSchedulerConfig,
@@ -143,7 +144,6 @@ export class HeunDiscreteScheduler extends SigmaScheduler<HeunDiscreteSchedulerC
     assertTensorLike(sample, 'sample');
     assertTensorLike(modelOutput, 'modelOutput');
     assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
-    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     const index = this.currentStepIndex(timestep);
     this.assertStepInRange(index);
     const predictor = this.stateInFirstOrder;
@@ -162,20 +162,36 @@ export class HeunDiscreteScheduler extends SigmaScheduler<HeunDiscreteSchedulerC
       this.predictorDerivative = new Float32Array(n);
     }
     const dt = predictor ? sigmaNext - sigma : (this.predictorDt as number);
-    for (let i = 0; i < n; i++) {
-      let denoised = denoisedFromModelOutput(this.config.prediction_type, m[i], x[i], sigmaModel);
-      if (clip_sample) denoised = Math.min(Math.max(denoised, -range), range);
-      x0[i] = denoised;
-      if (predictor) {
+    // Clipping x̂_0 can make an Infinity finite: then check the inputs; otherwise the result (below).
+    if (clip_sample) assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
+    const bound = clip_sample ? range : Number.POSITIVE_INFINITY;
+    // x̂_0 = a·x + b·m at the σ the model saw.
+    const [a, b] = denoisedWeights(this.config.prediction_type, sigmaModel);
+    const predictorSample = this.predictorSample;
+    const predictorDerivative = this.predictorDerivative;
+    let nonFinite = 0;
+    if (predictor) {
+      // An Euler step x + d·dt with d = (x − x̂_0)/σ_i, remembering x and d for the corrector.
+      for (let i = 0; i < n; i++) {
+        x0[i] = Math.min(Math.max(a * x[i] + b * m[i], -bound), bound);
         const derivative = Math.fround((x[i] - x0[i]) / sigma);
-        this.predictorDerivative[i] = derivative;
-        this.predictorSample[i] = x[i];
-        prev[i] = x[i] + derivative * dt;
-      } else {
+        predictorDerivative[i] = derivative;
+        predictorSample[i] = x[i];
+        const value = x[i] + derivative * dt;
+        prev[i] = value;
+        nonFinite += value * 0;
+      }
+    } else {
+      // From the remembered sample with the average of the two slopes (Karras et al. 2022, Alg. 1).
+      for (let i = 0; i < n; i++) {
+        x0[i] = Math.min(Math.max(a * x[i] + b * m[i], -bound), bound);
         const derivative = (x[i] - x0[i]) / sigmaNext;
-        prev[i] = this.predictorSample[i] + ((this.predictorDerivative[i] + derivative) / 2) * dt;
+        const value = predictorSample[i] + ((predictorDerivative[i] + derivative) / 2) * dt;
+        prev[i] = value;
+        nonFinite += value * 0;
       }
     }
+    if (!clip_sample) assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     this.predictorDt = predictor ? dt : undefined;
     this.stepIndex = index + 1;
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
