@@ -265,14 +265,21 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
       for (let i = 0; i < n; i++) denoised[i] = cOut * x0[i] + cSkip * x[i];
       if (noise) for (let i = 0; i < n; i++) prev[i] = signalWeight * denoised[i] + noiseWeight * noise[i];
     } else {
+      // x̂_0 and f(x_t, t) are rounded to float32 as the clamped path's buffers round them.
       let nonFinite = 0;
-      for (let i = 0; i < n; i++) {
-        // x̂_0 rounded to float32 like the clamped path's buffer.
-        const x0 = Math.fround(a * x[i] + b * m[i]);
-        const value = cOut * x0 + cSkip * x[i];
-        denoised[i] = value;
-        nonFinite += value * 0;
-        if (noise) prev[i] = signalWeight * denoised[i] + noiseWeight * noise[i];
+      if (noise === null) {
+        for (let i = 0; i < n; i++) {
+          const value = cOut * Math.fround(a * x[i] + b * m[i]) + cSkip * x[i];
+          denoised[i] = value;
+          nonFinite += value * 0;
+        }
+      } else {
+        for (let i = 0; i < n; i++) {
+          const value = cOut * Math.fround(a * x[i] + b * m[i]) + cSkip * x[i];
+          denoised[i] = value;
+          nonFinite += value * 0;
+          prev[i] = signalWeight * Math.fround(value) + noiseWeight * noise[i];
+        }
       }
       assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     }
