@@ -97,6 +97,12 @@ export class DDIMInverseScheduler extends Scheduler<DDIMInverseSchedulerConfig> 
     if (this.config.timestep_spacing === 'leading') {
       const stride = Math.floor(T / n);
       this.timesteps = Array.from({ length: n }, (_, i) => i * stride + this.config.steps_offset);
+      if (this.timesteps[n - 1] >= T) {
+        throw new InvalidArgumentError(
+          `${n} steps with steps_offset ${this.config.steps_offset} reach timestep ${this.timesteps[n - 1]}, past the ` +
+            `last training timestep ${T - 1}; use fewer steps or "trailing" spacing.`,
+        );
+      }
     } else {
       this.timesteps = Array.from({ length: n }, (_, i) => roundHalfEven(T - (n - 1 - i) * (T / n)) - 1);
     }

@@ -588,7 +588,10 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
       throw new InvalidArgumentError('Call setTimesteps before step: DPMSolverMultistepScheduler has no schedule yet.');
     }
     const stride = predictionStride(modelOutput, sample, this.config.variance_type !== null);
-    if (this.stepIndex === undefined) this.stepIndex = this.beginIndex ?? scheduleIndexOf(this.timesteps, timestep);
+    // A run that starts at the first timestep starts at index 0, even when rounding repeated that timestep (the
+    // second-occurrence rule would skip a step and run past the end, as in diffusers).
+    const start = timestep === this.timesteps[0] ? 0 : undefined;
+    this.stepIndex ??= this.beginIndex ?? start ?? scheduleIndexOf(this.timesteps, timestep);
     const i = this.stepIndex;
     if (i >= n) {
       throw new InvalidArgumentError(`All ${n} steps of this schedule are done; call setTimesteps to start a new run.`);

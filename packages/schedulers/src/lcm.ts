@@ -220,7 +220,9 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
     assertTensorLike(sample, 'sample');
     assertTensorLike(modelOutput, 'modelOutput');
     assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
-    if (this.stepIndex === undefined) this.stepIndex = this.beginIndex ?? this.indexForTimestep(timestep);
+    // A run that starts at the first timestep starts at index 0, even when a timestep is repeated.
+    const start = timestep === this.timesteps[0] ? 0 : undefined;
+    this.stepIndex ??= this.beginIndex ?? start ?? this.indexForTimestep(timestep);
     const index = this.stepIndex;
     const prevTimestep = index + 1 < this.timesteps.length ? this.timesteps[index + 1] : timestep;
     const alphaBar = this.alphaCumprodAt(timestep);

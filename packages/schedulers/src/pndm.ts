@@ -118,6 +118,12 @@ export class PNDMScheduler extends Scheduler<PNDMSchedulerConfig> {
     if (custom) throw new InvalidArgumentError('PNDMScheduler does not take custom timesteps; pass a step count.');
     const T = this.config.num_train_timesteps;
     const base = spacedTimesteps(this.config.timestep_spacing, n, T, this.config.steps_offset).reverse(); // ascending
+    if (base[n - 1] >= T) {
+      throw new InvalidArgumentError(
+        `${n} steps with timestep_spacing "${this.config.timestep_spacing}" and steps_offset ${this.config.steps_offset} ` +
+          `reach timestep ${base[n - 1]}, past the last training timestep ${T - 1}; use fewer steps or "trailing" spacing.`,
+      );
+    }
     if (this.config.skip_prk_steps) {
       // The second-to-last base timestep is visited twice: PLMS's first step is corrected by a second call.
       this.prkTimesteps = [];
@@ -130,6 +136,12 @@ export class PNDMScheduler extends Scheduler<PNDMSchedulerConfig> {
       const doubled = withMidpoints.slice(0, -1).flatMap((t) => [t, t]);
       this.prkTimesteps = doubled.slice(1, -1).reverse();
       this.plmsTimesteps = base.slice(0, -3).reverse();
+    }
+    if (this.prkTimesteps.length + this.plmsTimesteps.length === 0) {
+      // One step has no room for the Runge–Kutta warm-up, which would leave an empty schedule (no step at all).
+      throw new InvalidArgumentError(
+        'PNDMScheduler with skip_prk_steps: false needs at least 2 inference steps; use more, or skip_prk_steps: true.',
+      );
     }
     this.numInferenceSteps = n;
     this.timesteps = [...this.prkTimesteps, ...this.plmsTimesteps];

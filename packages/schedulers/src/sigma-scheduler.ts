@@ -205,7 +205,10 @@ export abstract class SigmaScheduler<C extends SigmaSchedulerConfig> extends Sch
    * @param timestep - the current timestep
    */
   protected currentStepIndex(timestep: number): number {
-    if (this.stepIndex === undefined) this.stepIndex = this.beginIndex ?? this.indexForTimestep(timestep);
+    // A run that starts at the first timestep starts at index 0, even when rounding repeated that timestep (the
+    // second-occurrence rule of `indexForTimestep` would skip a step and run past the end, as in diffusers).
+    const start = timestep === this.timesteps[0] ? 0 : undefined;
+    if (this.stepIndex === undefined) this.stepIndex = this.beginIndex ?? start ?? this.indexForTimestep(timestep);
     return this.stepIndex;
   }
 

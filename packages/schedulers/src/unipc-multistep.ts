@@ -105,7 +105,7 @@ const stepIndexListField: ConfigField<number[]> = {
 /** The keys, defaults and checks of {@link UniPCMultistepSchedulerConfig}. */
 export const UNIPC_MULTISTEP_CONFIG_SPEC: ConfigSpec<UniPCMultistepSchedulerConfig> = {
   ...NOISE_SCHEDULE_SPEC,
-  solver_order: configField.number(2, { integer: true, min: 1 }),
+  solver_order: configField.number(2, { integer: true, min: 1, max: 10 }),
   prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),
   thresholding: configField.boolean(false),
   dynamic_thresholding_ratio: configField.number(0.995, { min: 0, max: 1 }),
@@ -287,7 +287,10 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
       throw new InvalidArgumentError('Call setTimesteps before step: UniPCMultistepScheduler has no schedule yet.');
     }
     const stride = predictionStride(modelOutput, sample, false);
-    if (this.stepIndex === undefined) this.stepIndex = this.beginIndex ?? scheduleIndexOf(this.timesteps, timestep);
+    // A run that starts at the first timestep starts at index 0, even when rounding repeated that timestep (the
+    // second-occurrence rule would skip a step and run past the end, as in diffusers).
+    const start = timestep === this.timesteps[0] ? 0 : undefined;
+    this.stepIndex ??= this.beginIndex ?? start ?? scheduleIndexOf(this.timesteps, timestep);
     const i = this.stepIndex;
     if (i >= n) {
       throw new InvalidArgumentError(`All ${n} steps of this schedule are done; call setTimesteps to start a new run.`);

@@ -276,4 +276,33 @@ describe('degenerate schedules found by the fuzz: each now samples finite values
     const clipped = new SCHEDULER_CLASSES.DPMSolverMultistepScheduler({ lambda_min_clipped: 30 });
     expectError(() => clipped.setTimesteps(10), ConfigError, /lambda_min_clipped \(30\)/, /null/);
   });
+
+  it('a first timestep repeated by rounding: the run starts at index 0 and takes every step (Karras, exponential)', () => {
+    const cases: [string, Record<string, unknown>][] = [
+      ['UniPCMultistepScheduler', { num_train_timesteps: 3, use_karras_sigmas: true, sigma_max: 80 }],
+      ['EulerDiscreteScheduler', { num_train_timesteps: 3, use_exponential_sigmas: true, sigma_max: 14.6 }],
+    ];
+    for (const [className, config] of cases) {
+      const scheduler = new SCHEDULER_CLASSES[className](config, { onWarning: () => {} });
+      scheduler.setTimesteps(3);
+      expect(scheduler.timesteps[0], className).toBe(scheduler.timesteps[1]);
+      expect(sample(scheduler).every(Number.isFinite), className).toBe(true);
+    }
+  });
+
+  it('schedules that would be empty or reach past the last training timestep are refused at setTimesteps', () => {
+    expectError(() => new SCHEDULER_CLASSES.PNDMScheduler({}).setTimesteps(1), InvalidArgumentError, /at least 2/);
+    for (const className of ['PNDMScheduler', 'DDIMInverseScheduler']) {
+      const scheduler = new SCHEDULER_CLASSES[className]({ num_train_timesteps: 2, steps_offset: 1 });
+      expectError(() => scheduler.setTimesteps(2), InvalidArgumentError, /reach timestep 2, past the last training/);
+    }
+  });
+
+  it('an absurd solver order is a config error, not an allocation failure', () => {
+    expectError(
+      () => new SCHEDULER_CLASSES.UniPCMultistepScheduler({ solver_order: 1e30 }),
+      ConfigError,
+      /"solver_order" must be an integer >= 1 <= 10/,
+    );
+  });
 });

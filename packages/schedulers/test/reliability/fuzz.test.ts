@@ -2,7 +2,8 @@
  * Property-based fuzz of scheduler configs and step inputs (issue #9). Configs mix valid values of every key the
  * schedulers know with values of the wrong type or out of range; a run then samples with finite model outputs.
  * The properties: construction and `setTimesteps` either succeed or throw a documented `DenoiseError`; a full
- * sampling run from finite inputs never throws anything else and never produces NaN or Infinity.
+ * sampling run over `scheduler.timesteps` from finite inputs then never throws and never produces NaN or Infinity;
+ * a NaN or an Infinity put into one input of one step is a `NumericError` naming that step.
  *
  * Bounded in count (`FUZZ_RUNS`, default 1000) and time (`interruptAfterTimeLimit`); the seed is fixed so the suite
  * is reproducible, and `FUZZ_SEED` explores others.
@@ -111,8 +112,24 @@ const fuzzCase: fc.Arbitrary<FuzzCase> = fc.record({
   scale: fc.constantFrom(0.01, 1, 10, 1000),
 });
 
-/** Runs one case; returns the error a documented path threw, or the final sample. */
-function run(c: FuzzCase): { error?: unknown; final?: Float32Array; stage: string } {
+/** A non-finite value put into one input of one step. */
+interface Poison {
+  /** Which step, as a fraction of the schedule. */
+  at: number;
+  target: 'modelOutput' | 'sample';
+  index: number;
+  value: number;
+}
+
+/**
+ * Runs one case; returns the error a documented path threw, or the final sample. With `poison`, one input of one
+ * step gets a NaN or an Infinity, and `poisonedTimestep` says which step that was.
+ */
+function run(
+  c: FuzzCase,
+  poison?: Poison,
+): { error?: unknown; final?: Float32Array; stage: string; steps?: number; poisonedTimestep?: number } {
+  let poisonedTimestep: number | undefined;
   const Class = SCHEDULER_CLASSES[c.className];
   let stage = 'construct';
   try {
@@ -127,18 +144,23 @@ function run(c: FuzzCase): { error?: unknown; final?: Float32Array; stage: strin
     let sample = new Tensor(random.randnInto(new Float32Array(18)), dims);
     for (let i = 0; i < sample.data.length; i++) sample.data[i] *= scheduler.initNoiseSigma;
     const output = new Tensor(new Float32Array(18), dims);
-    for (const t of scheduler.timesteps) {
+    const poisonStep = poison ? Math.floor(poison.at * scheduler.timesteps.length) : -1;
+    for (const [k, t] of scheduler.timesteps.entries()) {
       const input = scheduler.scaleModelInput(sample, t);
       random.randnInto(output.data);
       // A finite stand-in for a network: noise plus a bounded multiple of its input.
       for (let i = 0; i < output.data.length; i++) {
         output.data[i] = c.scale * output.data[i] + Math.tanh(input.data[i]);
       }
+      if (poison && k === poisonStep) {
+        poisonedTimestep = t;
+        (poison.target === 'sample' ? sample : output).data[poison.index] = poison.value;
+      }
       sample = scheduler.step(output, t, sample, { generator, eta: c.eta }).prevSample;
     }
-    return { final: sample.data, stage };
+    return { final: sample.data, stage, steps: scheduler.timesteps.length, poisonedTimestep };
   } catch (error) {
-    return { error, stage };
+    return { error, stage, poisonedTimestep };
   }
 }
 
@@ -147,18 +169,20 @@ describe('scheduler fuzz (fast-check)', () => {
     const counts = { constructed: 0, sampled: 0, configErrors: 0, argumentErrors: 0 };
     fc.assert(
       fc.property(fuzzCase, (c) => {
-        const { error, final, stage } = run(c);
+        const { error, final, stage, steps } = run(c);
         if (stage !== 'construct') counts.constructed++;
         if (error !== undefined) {
-          // Finite inputs must never end in a NumericError: that would be a NaN the scheduler made itself.
           expect(error, `${stage}: ${String(error)}`).toBeInstanceOf(DenoiseError);
-          expect(error).not.toBeInstanceOf(NumericError);
+          // Once config and step count are accepted, a loop over scheduler.timesteps with finite inputs must run
+          // to the end: any error there (a NumericError above all) is the scheduler's own fault.
+          expect(stage, String(error)).not.toBe('sampling');
           expect((error as Error).message.length).toBeGreaterThan(20);
           if ((error as DenoiseError).code === 'INVALID_CONFIG') counts.configErrors++;
           else counts.argumentErrors++;
           return;
         }
         counts.sampled++;
+        expect(steps, 'an accepted step count gave an empty schedule').toBeGreaterThan(0);
         const bad = (final as Float32Array).findIndex((v) => !Number.isFinite(v));
         expect(bad, `non-finite value at ${bad}`).toBe(-1);
       }),
@@ -168,5 +192,28 @@ describe('scheduler fuzz (fast-check)', () => {
     expect(counts.sampled).toBeGreaterThan(RUNS / 5);
     expect(counts.configErrors).toBeGreaterThan(RUNS / 20);
     console.info(`scheduler fuzz: ${JSON.stringify(counts)}`);
+  });
+
+  it('detects a NaN or an Infinity put into the model output or the sample of any step, naming that step', () => {
+    const poison: fc.Arbitrary<Poison> = fc.record({
+      at: fc.integer({ min: 0, max: 99 }).map((percent) => percent / 100),
+      target: fc.constantFrom<Poison['target']>('modelOutput', 'sample'),
+      index: fc.integer({ min: 0, max: 17 }),
+      value: fc.constantFrom(Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY),
+    });
+    let detected = 0;
+    fc.assert(
+      fc.property(fuzzCase, poison, (c, p) => {
+        const { error, stage, poisonedTimestep } = run(c, p);
+        if (stage !== 'sampling') return; // the config or the step count was rejected before any step
+        expect(error, `a ${p.value} in ${p.target} went through`).toBeInstanceOf(DenoiseError);
+        if (poisonedTimestep === undefined) return; // a documented error before the poisoned step
+        expect(error).toBeInstanceOf(NumericError);
+        expect((error as Error).message).toContain(`at timestep ${poisonedTimestep}: ${p.target} holds ${p.value}`);
+        detected++;
+      }),
+      { numRuns: RUNS, seed: SEED + 1, interruptAfterTimeLimit: TIME_LIMIT_MS },
+    );
+    expect(detected).toBeGreaterThan(RUNS / 5);
   });
 });
