@@ -113,11 +113,13 @@ export class EulerAncestralDiscreteScheduler extends SigmaScheduler<EulerAncestr
     const [a, b] = denoisedWeights(this.config.prediction_type, sigma);
     const x0 = new Float32Array(n);
     const prev = new Float32Array(n);
+    // Multiplying by 1/σ instead of dividing: a division per element costs about as much as the rest of the loop.
+    const inverseSigma = 1 / sigma;
     let nonFinite = 0;
     for (let i = 0; i < n; i++) {
       // x̂_0 = a·x + b·m, d = (x − x̂_0)/σ, then an Euler step to σ_down plus fresh noise of σ_up.
       x0[i] = a * x[i] + b * m[i];
-      const derivative = (x[i] - x0[i]) / sigma;
+      const derivative = (x[i] - x0[i]) * inverseSigma;
       const value = x[i] + derivative * dt + noise[i] * sigmaUp;
       prev[i] = value;
       nonFinite += value * 0;

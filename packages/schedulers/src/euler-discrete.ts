@@ -252,11 +252,13 @@ export class EulerDiscreteScheduler extends SigmaScheduler<EulerDiscreteSchedule
     const [a, b] = denoisedWeights(this.config.prediction_type, sigmaForPrediction);
     const x0 = new Float32Array(n);
     const prev = new Float32Array(n);
+    // Multiplying by 1/σ̂ instead of dividing: a division per element costs about as much as the rest of the loop.
+    const inverseSigmaHat = 1 / sigmaHat;
     let nonFinite = 0;
     for (let i = 0; i < n; i++) {
       // x̂_0 = a·x + b·m, d = (x − x̂_0)/σ̂, x_{i+1} = x + d·(σ_{i+1} − σ̂) (Karras et al. 2022, Alg. 2).
       x0[i] = a * current[i] + b * m[i];
-      const derivative = (current[i] - x0[i]) / sigmaHat;
+      const derivative = (current[i] - x0[i]) * inverseSigmaHat;
       const value = current[i] + derivative * dt;
       prev[i] = value;
       nonFinite += value * 0;

@@ -169,12 +169,14 @@ export class HeunDiscreteScheduler extends SigmaScheduler<HeunDiscreteSchedulerC
     const [a, b] = denoisedWeights(this.config.prediction_type, sigmaModel);
     const predictorSample = this.predictorSample;
     const predictorDerivative = this.predictorDerivative;
+    // Multiplying by 1/σ instead of dividing: a division per element costs about as much as the rest of the loop.
+    const inverseSigma = 1 / (predictor ? sigma : sigmaNext);
     let nonFinite = 0;
     if (predictor) {
       // An Euler step x + d·dt with d = (x − x̂_0)/σ_i, remembering x and d for the corrector.
       for (let i = 0; i < n; i++) {
         x0[i] = Math.min(Math.max(a * x[i] + b * m[i], -bound), bound);
-        const derivative = Math.fround((x[i] - x0[i]) / sigma);
+        const derivative = Math.fround((x[i] - x0[i]) * inverseSigma);
         predictorDerivative[i] = derivative;
         predictorSample[i] = x[i];
         const value = x[i] + derivative * dt;
@@ -185,7 +187,7 @@ export class HeunDiscreteScheduler extends SigmaScheduler<HeunDiscreteSchedulerC
       // From the remembered sample with the average of the two slopes (Karras et al. 2022, Alg. 1).
       for (let i = 0; i < n; i++) {
         x0[i] = Math.min(Math.max(a * x[i] + b * m[i], -bound), bound);
-        const derivative = (x[i] - x0[i]) / sigmaNext;
+        const derivative = (x[i] - x0[i]) * inverseSigma;
         const value = predictorSample[i] + ((predictorDerivative[i] + derivative) / 2) * dt;
         prev[i] = value;
         nonFinite += value * 0;

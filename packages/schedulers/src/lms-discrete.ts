@@ -189,12 +189,14 @@ export class LMSDiscreteScheduler extends SigmaScheduler<LMSDiscreteSchedulerCon
     const [a, b] = denoisedWeights(this.config.prediction_type, sigma);
     const x0 = new Float32Array(n);
     const prev = new Float32Array(n);
+    // Multiplying by 1/σ_i instead of dividing: a division per element costs about as much as the rest of the loop.
+    const inverseSigma = 1 / sigma;
     let nonFinite = 0;
     for (let i = 0; i < n; i++) {
       // x̂_0 and the slope d_i = (x − x̂_0)/σ_i, rounded to float32 as they are stored.
       const xi = x[i];
       const denoised = Math.fround(a * xi + b * m[i]);
-      const slope = Math.fround((xi - denoised) / sigma);
+      const slope = Math.fround((xi - denoised) * inverseSigma);
       x0[i] = denoised;
       derivative[i] = slope;
       // x_{i+1} = x + Σ_k c_k·d_{i−k} (Adams–Bashforth).
