@@ -42,7 +42,12 @@ function instrument(abortAt?: { session: SessionKey; n: number; controller: Abor
       return run(feeds);
     });
   });
-  return { runs, restore: () => spies.forEach((s) => s.mockRestore()) };
+  return {
+    runs,
+    restore: () => {
+      for (const spy of spies) spy.mockRestore();
+    },
+  };
 }
 
 async function expectUsableAfter() {

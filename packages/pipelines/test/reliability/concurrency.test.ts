@@ -50,7 +50,7 @@ describe.each(['DDIM', 'DPM++ 2M', 'UniPC', 'DPM++ 2M SDE', 'Euler a', 'PNDM'])(
       expect(new Set(alone.map((d) => d.join(','))).size).toBe(requests.length);
 
       const together = await Promise.all(requests.map((request) => pipe.generate(fresh(request))));
-      together.forEach(({ images }, i) => expect(images[0].data, `request ${i}`).toEqual(alone[i]));
+      for (const [i, { images }] of together.entries()) expect(images[0].data, `request ${i}`).toEqual(alone[i]);
     });
   },
 );

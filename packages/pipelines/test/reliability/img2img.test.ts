@@ -96,6 +96,6 @@ describe('image-to-image: cancellation and overlapping calls', () => {
     const alone: Uint8ClampedArray[] = [];
     for (const r of requests) alone.push((await pipe.generate(fresh(r))).images[0].data);
     const together = await Promise.all(requests.map((r) => pipe.generate(fresh(r))));
-    together.forEach(({ images }, i) => expect(images[0].data, `request ${i}`).toEqual(alone[i]));
+    for (const [i, { images }] of together.entries()) expect(images[0].data, `request ${i}`).toEqual(alone[i]);
   });
 });
