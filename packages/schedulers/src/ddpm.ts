@@ -217,18 +217,16 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
       let nonFinite = 0;
       if (noise === null) {
         for (let i = 0; i < n; i++) {
-          const predicted = a * x[i] + b * m[i];
-          x0[i] = predicted;
-          const value = x0Weight * predicted + sampleWeight * x[i];
+          x0[i] = a * x[i] + b * m[i];
+          const value = x0Weight * x0[i] + sampleWeight * x[i];
           prev[i] = value;
           nonFinite += value * 0;
         }
       } else {
         const sigma = this.stdDev(c, 0);
         for (let i = 0; i < n; i++) {
-          const predicted = a * x[i] + b * m[i];
-          x0[i] = predicted;
-          const value = x0Weight * predicted + sampleWeight * x[i] + sigma * noise[i];
+          x0[i] = a * x[i] + b * m[i];
+          const value = x0Weight * x0[i] + sampleWeight * x[i] + sigma * noise[i];
           prev[i] = value;
           nonFinite += value * 0;
         }
