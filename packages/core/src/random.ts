@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from './errors.js';
-import { sizeOf, Tensor } from './tensor.js';
+import { allocateFloat32, sizeOf, Tensor } from './tensor.js';
 
 // PyTorch's CPU generator, reproduced bit for bit: the MT19937 engine of `ATen/core/MT19937RNGEngine.h`, the
 // uniform transforms of `ATen/core/TransformationHelper.h` and the normal kernels of
@@ -221,6 +221,13 @@ function checkDims(dims: readonly number[]): void {
   }
 }
 
+function checkBuffer(out: unknown, method: string): void {
+  if (!(out instanceof Float32Array)) {
+    const got = typeof out === 'object' && out !== null ? out.constructor.name : String(out);
+    throw new InvalidArgumentError(`${method} fills a Float32Array; got ${got}.`);
+  }
+}
+
 /**
  * A seeded random number generator that reproduces PyTorch's **CPU** generator exactly: `new
  * RandomGenerator(seed)` followed by the same sequence of {@link RandomGenerator.randn} and
@@ -279,7 +286,10 @@ export class RandomGenerator {
    */
   randn(dims: readonly number[]): Tensor {
     checkDims(dims);
-    return new Tensor(this.randnInto(new Float32Array(sizeOf(dims))), dims);
+    return new Tensor(
+      this.randnInto(allocateFloat32(sizeOf(dims), `A random tensor of dims [${dims.join(', ')}]`)),
+      dims,
+    );
   }
 
   /**
@@ -290,6 +300,7 @@ export class RandomGenerator {
    * @returns `out`
    */
   randnInto(out: Float32Array): Float32Array {
+    checkBuffer(out, 'randnInto');
     const size = out.length;
     if (size < VECTOR_THRESHOLD) {
       for (let i = 0; i < size; i++) out[i] = this.nextDoubleNormal();
@@ -315,7 +326,10 @@ export class RandomGenerator {
    */
   rand(dims: readonly number[]): Tensor {
     checkDims(dims);
-    return new Tensor(this.randInto(new Float32Array(sizeOf(dims))), dims);
+    return new Tensor(
+      this.randInto(allocateFloat32(sizeOf(dims), `A random tensor of dims [${dims.join(', ')}]`)),
+      dims,
+    );
   }
 
   /**
@@ -326,6 +340,7 @@ export class RandomGenerator {
    * @returns `out`
    */
   randInto(out: Float32Array): Float32Array {
+    checkBuffer(out, 'randInto');
     for (let i = 0; i < out.length; i++) out[i] = this.nextFloatUniform();
     return out;
   }

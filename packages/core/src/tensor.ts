@@ -35,6 +35,30 @@ export function sizeOf(dims: readonly number[]): number {
   return size;
 }
 
+/**
+ * A zero-filled `Float32Array` of `size` elements. A size the runtime cannot allocate is an
+ * `InvalidArgumentError` naming `what`, instead of the engine's `RangeError`.
+ *
+ * @param size - the element count
+ * @param what - what the buffer is for, for the message (e.g. `'the latents [1000000000, 4, 64, 64]'`)
+ */
+export function allocateFloat32(size: number, what: string): Float32Array {
+  try {
+    return new Float32Array(size);
+  } catch (cause) {
+    throw new InvalidArgumentError(`${what} would need ${size} float32 values, more than this runtime can allocate.`, {
+      cause,
+    });
+  }
+}
+
+function checkDims(dims: readonly number[]): void {
+  if (!Array.isArray(dims) || dims.some((d) => !Number.isInteger(d) || d < 0)) {
+    const shown = Array.isArray(dims) ? `[${dims.join(', ')}]` : String(JSON.stringify(dims));
+    throw new InvalidArgumentError(`Tensor dims must be an array of non-negative integers, got ${shown}.`);
+  }
+}
+
 function inferType(data: DataTypeStorage[DataType]): DataType {
   if (data instanceof Float32Array) return 'float32';
   if (data instanceof BigInt64Array) return 'int64';
@@ -69,11 +93,7 @@ export class Tensor<T extends DataType = 'float32'> {
    * @param type - the element type, needed only to tell `float16` bits from other 16-bit data
    */
   constructor(data: DataTypeStorage[T], dims: readonly number[], type?: T) {
-    for (const d of dims) {
-      if (!Number.isInteger(d) || d < 0) {
-        throw new InvalidArgumentError(`Tensor dims must be non-negative integers, got [${dims.join(', ')}].`);
-      }
-    }
+    checkDims(dims);
     if (sizeOf(dims) !== data.length) {
       throw new InvalidArgumentError(
         `Tensor dims [${dims.join(', ')}] describe ${sizeOf(dims)} elements but the data holds ${data.length}.`,
@@ -91,7 +111,8 @@ export class Tensor<T extends DataType = 'float32'> {
 
   /** A float32 tensor of zeros. */
   static zeros(dims: readonly number[]): Tensor<'float32'> {
-    return new Tensor(new Float32Array(sizeOf(dims)), dims);
+    checkDims(dims);
+    return new Tensor(allocateFloat32(sizeOf(dims), `A tensor of dims [${dims.join(', ')}]`), dims);
   }
 
   /** A float32 tensor whose data is a copy of `like.data`. */
