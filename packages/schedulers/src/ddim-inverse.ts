@@ -2,11 +2,14 @@ import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@den
 import { type NoiseScheduleConfig, roundHalfEven } from './schedule.js';
 import {
   assertFiniteStepInputs,
+  assertFiniteStepResult,
   assertSameDims,
   assertTensorLike,
   type ConfigSpec,
   configField,
   NOISE_SCHEDULE_SPEC,
+  noisePredictionWeights,
+  originalSampleWeights,
   PREDICTION_TYPES,
   type PredictionType,
   Scheduler,
@@ -124,7 +127,6 @@ export class DDIMInverseScheduler extends Scheduler<DDIMInverseSchedulerConfig> 
     assertTensorLike(sample, 'sample');
     assertTensorLike(modelOutput, 'modelOutput');
     assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
-    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     const T = this.config.num_train_timesteps;
     const from = Math.min(timestep - Math.floor(T / this.numInferenceSteps), T - 1);
     const alphaBar = from >= 0 ? this.alphaCumprodAt(from) : this.initialAlphaCumprod;
@@ -134,28 +136,26 @@ export class DDIMInverseScheduler extends Scheduler<DDIMInverseSchedulerConfig> 
     const sqrtANext = Math.sqrt(alphaBarNext);
     const sqrtBNext = Math.sqrt(1 - alphaBarNext);
     const { prediction_type, clip_sample, clip_sample_range: range } = this.config;
+    // Clipping x̂_0 can make an Infinity finite: then check the inputs; otherwise the result (below).
+    if (clip_sample) assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
+    const bound = clip_sample ? range : Number.POSITIVE_INFINITY;
+    // x̂_0 = a·x + b·m and ε̂ = a'·x + b'·m (MATH.md §2), then x_next = √ᾱ_next·x̂_0 + √(1 − ᾱ_next)·ε̂.
+    const [a, b] = originalSampleWeights(prediction_type, sqrtA, sqrtB);
+    const [aEps, bEps] = noisePredictionWeights(prediction_type, sqrtA, sqrtB);
     const n = sample.data.length;
     const x = sample.data;
     const m = modelOutput.data;
     const x0 = new Float32Array(n);
     const next = new Float32Array(n);
+    let nonFinite = 0;
     for (let i = 0; i < n; i++) {
-      let original: number;
-      let eps: number;
-      if (prediction_type === 'epsilon') {
-        original = (x[i] - sqrtB * m[i]) / sqrtA;
-        eps = m[i];
-      } else if (prediction_type === 'sample') {
-        original = m[i];
-        eps = (x[i] - sqrtA * original) / sqrtB;
-      } else {
-        original = sqrtA * x[i] - sqrtB * m[i];
-        eps = sqrtA * m[i] + sqrtB * x[i];
-      }
-      if (clip_sample) original = Math.min(Math.max(original, -range), range);
+      const original = Math.min(Math.max(a * x[i] + b * m[i], -bound), bound);
       x0[i] = original;
-      next[i] = sqrtANext * original + sqrtBNext * eps;
+      const value = sqrtANext * original + sqrtBNext * (aEps * x[i] + bEps * m[i]);
+      next[i] = value;
+      nonFinite += value * 0;
     }
+    if (!clip_sample) assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     return { prevSample: new Tensor(next, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }
 }
