@@ -3,6 +3,9 @@
  * `AbortError` promptly (the phase in flight is the last one that runs) and the pipeline stays usable: the next
  * call with the same seed gives the same image as a call that was never interrupted.
  */
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
 import { AbortError, RandomGenerator } from '@denoise/core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DiffusionPipeline, type StableDiffusionOptions, type StableDiffusionPipeline } from '../../src/index.js';
@@ -120,5 +123,57 @@ describe('aborting a load', () => {
       DiffusionPipeline.fromPretrained(REFERENCE_WORLD, { device: 'cpu', signal: AbortSignal.abort() }),
     );
     expect(error).toBeInstanceOf(AbortError);
+  });
+});
+
+describe('aborting a download through fromPretrained', () => {
+  /** Every file of a directory, path → bytes, for the local Hub. */
+  async function filesOf(root: string, dir = root): Promise<Record<string, Uint8Array>> {
+    const out: Record<string, Uint8Array> = {};
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) Object.assign(out, await filesOf(root, path));
+      else out[relative(root, path)] = new Uint8Array(await readFile(path));
+    }
+    return out;
+  }
+
+  it('in the middle of the UNet download: AbortError; the next load generates the same image as the local copy', async () => {
+    const { HubServer } = await import('../../../core/test/helpers/hub-server.js');
+    const hub = await HubServer.start();
+    const cacheDir = await mkdtemp(join(tmpdir(), 'denoise-abort-hub-'));
+    try {
+      hub.addRepo('org/reference-world', await filesOf(REFERENCE_WORLD));
+      // The server sends half of the UNet and then nothing: only the abort can end that request.
+      hub.fault = (r) =>
+        r.kind === 'resolve' && r.path === 'unet/model.onnx' ? { stallAfterBytes: 100_000 } : undefined;
+      const controller = new AbortController();
+      const error = await rejection(
+        DiffusionPipeline.fromPretrained('org/reference-world', {
+          hubUrl: hub.url,
+          cacheDir,
+          device: 'cpu',
+          signal: controller.signal,
+          progressCallback: (event) => {
+            if (event.status === 'progress' && event.file === 'unet/model.onnx' && event.loaded >= 100_000) {
+              controller.abort();
+            }
+          },
+        }),
+      );
+      expect(error).toBeInstanceOf(AbortError);
+
+      hub.fault = undefined;
+      const downloaded = (await DiffusionPipeline.fromPretrained('org/reference-world', {
+        hubUrl: hub.url,
+        cacheDir,
+        device: 'cpu',
+      })) as StableDiffusionPipeline;
+      expect((await downloaded.generate(options())).images[0].data).toEqual(reference);
+      await downloaded.release();
+    } finally {
+      await hub.close();
+      await rm(cacheDir, { recursive: true, force: true });
+    }
   });
 });
