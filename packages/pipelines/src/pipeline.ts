@@ -2,7 +2,7 @@
  * The base of every pipeline and `DiffusionPipeline.fromPretrained`, which reads a repository's
  * `model_index.json` and returns the pipeline class it names.
  */
-import { ConfigError, RandomGenerator, type TensorLike } from '@denoise/core';
+import { AbortError, ConfigError, InvalidArgumentError, RandomGenerator, type TensorLike } from '@denoise/core';
 import {
   type Device,
   type LoadOptions,
@@ -62,7 +62,15 @@ export function cloneScheduler(scheduler: Scheduler): Scheduler {
 
 /** The caller's generator, or one seeded at random. */
 export function generatorOrRandom(generator: NoiseGenerator | undefined): NoiseGenerator {
-  return generator ?? new RandomGenerator(Math.floor(Math.random() * 2 ** 32));
+  if (generator === undefined) return new RandomGenerator(Math.floor(Math.random() * 2 ** 32));
+  if (typeof (generator as Partial<NoiseGenerator> | null)?.randnInto !== 'function') {
+    throw new InvalidArgumentError(
+      `generator must be a RandomGenerator from @denoise/core (or an object with randnInto(out)), got ${
+        generator === null ? 'null' : typeof generator
+      }. Use generator: new RandomGenerator(seed).`,
+    );
+  }
+  return generator;
 }
 
 /**
@@ -82,7 +90,7 @@ export function initialLatents(
 ): TensorLike {
   if (latents !== undefined) {
     if (latents.dims.length !== dims.length || latents.dims.some((d, i) => d !== dims[i])) {
-      throw new ConfigError(`latents must have dims [${dims.join(', ')}], got [${latents.dims.join(', ')}].`);
+      throw new InvalidArgumentError(`latents must have dims [${dims.join(', ')}], got [${latents.dims.join(', ')}].`);
     }
     return latents;
   }
@@ -131,6 +139,18 @@ export abstract class DiffusionPipeline {
    */
   static async fromPretrained(source: string, options: FromPretrainedOptions = {}): Promise<DiffusionPipeline> {
     const repository = await loadRepository(source, options);
+    const pipeline = await DiffusionPipeline.fromRepositoryOfItsClass(repository);
+    // Creating ONNX sessions cannot be interrupted; an abort that arrived meanwhile still wins.
+    if (options.signal?.aborted) {
+      await pipeline.release();
+      throw new AbortError(`Aborted while creating the ONNX sessions of ${repository.name}.`, {
+        cause: options.signal.reason,
+      });
+    }
+    return pipeline;
+  }
+
+  private static async fromRepositoryOfItsClass(repository: ModelRepository): Promise<DiffusionPipeline> {
     const className = repository.modelIndex.className;
     if (IMG2IMG_CLASS_NAMES.includes(className)) {
       const { StableDiffusionImg2ImgPipeline } = await import('./stable-diffusion-img2img.js');

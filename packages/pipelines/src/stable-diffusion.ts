@@ -107,6 +107,9 @@ function guidanceScaleEmbedding(w: number, dim: number, batch: number): TensorLi
   return { data, dims: [batch, dim] };
 }
 
+/** The most latent values one `generate` call may ask for (2³⁰, a 4 GiB float32 buffer). */
+const MAX_LATENT_VALUES = 2 ** 30;
+
 /**
  * Stable Diffusion text-to-image. Load it with `DiffusionPipeline.fromPretrained` or
  * {@link StableDiffusionPipeline.fromRepository}.
@@ -239,6 +242,13 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
     const width = size?.width ?? options.width ?? defaultSize;
     const latent = latentSize(height, width, this.vae.scaleFactor);
     const batch = prompts.length * perPrompt;
+    const latentValues = batch * this.latentChannels * latent.height * latent.width;
+    if (latentValues > MAX_LATENT_VALUES) {
+      throw new InvalidArgumentError(
+        `${batch} images of ${width}×${height} need ${latentValues} latent values, more than the ${MAX_LATENT_VALUES} ` +
+          'one run can hold. Generate fewer or smaller images per call.',
+      );
+    }
     const onWarning = options.onWarning ?? ((message: string) => console.warn(`[denoise] ${message}`));
 
     const timestepCond = this.unet.inputs.find((i) => i.name === 'timestep_cond');
@@ -316,6 +326,8 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
     });
     throwIfAborted(options.signal, 'decoding the latents');
     const pixels = await decodeLatents(this.vaeDecoder, final, this.vae.scalingFactor);
+    // The decoder run cannot be interrupted; an abort that arrived meanwhile still wins.
+    throwIfAborted(options.signal, 'decoding the latents');
     return { images: imagesFromTensor(pixels) };
   }
 

@@ -63,9 +63,11 @@ export function latentSize(height: number, width: number, scaleFactor: number): 
     ['width', width],
   ] as const) {
     if (!Number.isInteger(value) || value <= 0 || value % scaleFactor !== 0) {
+      const nearest = Number.isFinite(value)
+        ? ` Try ${Math.max(scaleFactor, Math.round(value / scaleFactor) * scaleFactor)}.`
+        : ` Pass a number such as ${64 * scaleFactor}.`;
       throw new InvalidArgumentError(
-        `${name} must be a positive multiple of ${scaleFactor} (this VAE's factor), got ${value}. ` +
-          `Try ${Math.max(scaleFactor, Math.round(value / scaleFactor) * scaleFactor)}.`,
+        `${name} must be a positive multiple of ${scaleFactor} (this VAE's factor), got ${value}.${nearest}`,
       );
     }
   }

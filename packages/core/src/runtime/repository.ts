@@ -80,6 +80,14 @@ export class ModelRepository {
 
   #component(name: string): ComponentInfo {
     const component = this.components[name];
+    if (!component && !this.modelIndex.components.some((c) => c.name === name)) {
+      throw new ModelLoadError(
+        'INVALID_MODEL',
+        `model_index.json of ${this.name} declares no component "${name}" as ["library", "ClassName"]; it lists: ` +
+          `${this.modelIndex.components.map((c) => c.name).join(', ') || 'none'}. Add the component to the repository.`,
+        { repo: this.name, file: 'model_index.json' },
+      );
+    }
     if (!component) {
       throw new InvalidArgumentError(
         `${this.name} has no loaded component "${name}"; it has: ${Object.keys(this.components).join(', ')}.`,
@@ -130,6 +138,15 @@ export class ModelRepository {
   async createSession(component: string, options: SessionOptions = {}): Promise<ModelSession> {
     const info = this.#component(component);
     if (!info.model) {
+      // An ONNX export declares its graphs as OnnxRuntimeModel: a missing file is a broken repository, not a misuse.
+      if (info.className === 'OnnxRuntimeModel') {
+        throw new ModelLoadError(
+          'FILE_NOT_FOUND',
+          `${this.name} declares "${component}" as an ONNX model, but ${component}/ holds no .onnx graph ` +
+            `(files: ${info.files.join(', ') || 'none'}). Re-export or re-upload ${component}/model.onnx.`,
+          { repo: this.name, file: `${component}/model.onnx` },
+        );
+      }
       throw new InvalidArgumentError(
         `Component "${component}" of ${this.name} has no ONNX graph (it is a ${info.className}).`,
       );
