@@ -50,6 +50,24 @@ describe('model_index.json', () => {
   });
 });
 
+describe('components', () => {
+  it('a model_index.json entry that is not a ["library", "ClassName"] pair: INVALID_MODEL naming model_index.json', async () => {
+    const error = await loadError(write('model_index.json', modelIndex.replace(/"unet": \[[^\]]*\]/, '"unet": 5')));
+    expect(error).toBeInstanceOf(ModelLoadError);
+    expect(error.code).toBe('INVALID_MODEL');
+    expect(error.file).toBe('model_index.json');
+    expect(error.message).toMatch(/no component "unet"/);
+  });
+
+  it('a missing unet/model.onnx: FILE_NOT_FOUND naming the file', async () => {
+    const error = await loadError((dir) => rmSync(join(dir, 'unet/model.onnx')));
+    expect(error).toBeInstanceOf(ModelLoadError);
+    expect(error.code).toBe('FILE_NOT_FOUND');
+    expect(error.file).toBe('unet/model.onnx');
+    expect(error.message).toMatch(/Re-export or re-upload unet\/model\.onnx/);
+  });
+});
+
 describe('scheduler/scheduler_config.json', () => {
   const config = (extra: Record<string, unknown>) =>
     write('scheduler/scheduler_config.json', JSON.stringify({ ...schedulerConfig, ...extra }));

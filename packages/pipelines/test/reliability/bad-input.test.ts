@@ -68,6 +68,14 @@ describe('generate: bad arguments', () => {
     await expectRejection({ latents: short }, 'INVALID_ARGUMENT', /describe 1024 elements but the data holds 10/);
   });
 
+  it('a generator that is not a NoiseGenerator, and caller latents of the wrong dims', async () => {
+    for (const generator of [42, {}, Math.random, null]) {
+      await expectRejection({ generator: generator as unknown as RandomGenerator }, 'INVALID_ARGUMENT', /generator/);
+    }
+    const small = new Tensor(new Float32Array(4 * 8 * 8), [1, 4, 8, 8]);
+    await expectRejection({ latents: small }, 'INVALID_ARGUMENT', /latents must have dims \[1, 4, 16, 16\]/);
+  });
+
   it('a prompt longer than the tokenizer maximum is truncated with one warning and still generates', async () => {
     const warnings: string[] = [];
     const long = `a red circle ${'on a white background '.repeat(20)}`;

@@ -115,12 +115,38 @@ describe('aborting a generation', () => {
     }
     await expectUsableAfter();
   });
+
+  it('during decoding: rejects instead of returning the images', async () => {
+    const controller = new AbortController();
+    const { restore } = instrument({ session: 'vaeDecoder', n: 1, controller });
+    try {
+      const error = await rejection(pipe.generate(options(controller.signal)));
+      expect(error).toBeInstanceOf(AbortError);
+    } finally {
+      restore();
+    }
+    await expectUsableAfter();
+  });
 });
 
 describe('aborting a load', () => {
   it('before the files are read: rejects with AbortError', async () => {
     const error = await rejection(
       DiffusionPipeline.fromPretrained(REFERENCE_WORLD, { device: 'cpu', signal: AbortSignal.abort() }),
+    );
+    expect(error).toBeInstanceOf(AbortError);
+  });
+
+  it('during session creation (after the files are ready): rejects with AbortError', async () => {
+    const controller = new AbortController();
+    const error = await rejection(
+      DiffusionPipeline.fromPretrained(REFERENCE_WORLD, {
+        device: 'cpu',
+        signal: controller.signal,
+        progressCallback: (event) => {
+          if (event.status === 'ready') controller.abort();
+        },
+      }),
     );
     expect(error).toBeInstanceOf(AbortError);
   });
