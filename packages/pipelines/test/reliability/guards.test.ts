@@ -1,15 +1,13 @@
 /**
- * The guards added for the gaps the reliability suite first found (docs/reliability.md): a wrong generator, an
- * abort while the VAE decodes or while sessions are created, requests too large to allocate, a NaN size, latents
- * of the wrong shape, and repositories whose model_index.json or graph files do not hold what the pipeline needs.
+ * Details of the guards added for gaps the reliability suite found (docs/reliability.md) that its broader tests do
+ * not pin down: the exact advice for oversized and NaN sizes, and that an abort during session creation frees every
+ * session already created.
  */
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { AbortError, InvalidArgumentError, ModelLoadError, RandomGenerator, Tensor } from '@denoise/core';
+import { AbortError, InvalidArgumentError } from '@denoise/core';
 import { ModelRepository, ModelSession } from '@denoise/core/runtime';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DiffusionPipeline, type StableDiffusionPipeline } from '../../src/index.js';
-import { REFERENCE_WORLD, referenceWorldCopy, rejection } from './helpers.js';
+import { REFERENCE_WORLD, rejection } from './helpers.js';
 
 let pipe: StableDiffusionPipeline;
 
@@ -21,12 +19,6 @@ afterAll(() => pipe.release());
 const base = { prompt: 'a red circle', numInferenceSteps: 2 };
 
 describe('generate refuses what it cannot use', () => {
-  it.each([42, {}, Math.random, null])('a generator that is not a RandomGenerator (%s)', async (generator) => {
-    const error = await rejection(pipe.generate({ ...base, generator: generator as unknown as RandomGenerator }));
-    expect(error).toBeInstanceOf(InvalidArgumentError);
-    expect(error.message).toMatch(/generator must be a RandomGenerator .*new RandomGenerator\(seed\)/);
-  });
-
   it('more images than one run can hold, before allocating anything', async () => {
     for (const options of [{ numImagesPerPrompt: 1e9 }, { width: 1e9 }]) {
       const error = await rejection(pipe.generate({ ...base, ...options }));
@@ -42,32 +34,9 @@ describe('generate refuses what it cannot use', () => {
       "width must be a positive multiple of 8 (this VAE's factor), got NaN. Pass a number such as 512.",
     );
   });
-
-  it('caller latents of the wrong dims', async () => {
-    const error = await rejection(pipe.generate({ ...base, latents: Tensor.zeros([1, 4, 8, 8]) }));
-    expect(error).toBeInstanceOf(InvalidArgumentError);
-    expect(error.message).toBe('latents must have dims [1, 4, 16, 16], got [1, 4, 8, 8].');
-  });
 });
 
-describe('aborts that arrive while an ONNX run or session creation is in flight', () => {
-  it('an abort during the VAE decoder run rejects, and the next call works', async () => {
-    const controller = new AbortController();
-    const decode = pipe.vaeDecoder.run.bind(pipe.vaeDecoder);
-    const spy = vi.spyOn(pipe.vaeDecoder, 'run').mockImplementation((feeds) => {
-      controller.abort();
-      return decode(feeds);
-    });
-    const error = await rejection(
-      pipe.generate({ ...base, generator: new RandomGenerator(3), signal: controller.signal }),
-    );
-    spy.mockRestore();
-    expect(error).toBeInstanceOf(AbortError);
-    expect(error.message).toBe('Aborted during decoding the latents.');
-    const { images } = await pipe.generate({ ...base, generator: new RandomGenerator(3) });
-    expect(images).toHaveLength(1);
-  });
-
+describe('an abort that arrives while the sessions are created', () => {
   it('an abort while the sessions are created rejects and frees what was created', async () => {
     const controller = new AbortController();
     const create = ModelRepository.prototype.createSession;
@@ -89,30 +58,5 @@ describe('aborts that arrive while an ONNX run or session creation is in flight'
     expect(error.message).toMatch(/^Aborted while creating the ONNX sessions of /);
     expect(created).toBe(4);
     expect(released).toBe(created);
-  });
-});
-
-describe('repositories that lack what the pipeline needs', () => {
-  it('a model_index.json whose unet is not a ["library", "ClassName"] pair', async () => {
-    const copy = referenceWorldCopy((dir) => {
-      const indexPath = join(dir, 'model_index.json');
-      writeFileSync(indexPath, JSON.stringify({ ...JSON.parse(readFileSync(indexPath, 'utf8')), unet: 5 }));
-    });
-    const error = await rejection(DiffusionPipeline.fromPretrained(copy.dir));
-    copy.remove();
-    expect(error).toBeInstanceOf(ModelLoadError);
-    expect(error.code).toBe('INVALID_MODEL');
-    expect(error.file).toBe('model_index.json');
-    expect(error.message).toMatch(/declares no component "unet"/);
-  });
-
-  it('a unet folder without its ONNX graph', async () => {
-    const copy = referenceWorldCopy((dir) => rmSync(join(dir, 'unet', 'model.onnx')));
-    const error = await rejection(DiffusionPipeline.fromPretrained(copy.dir));
-    copy.remove();
-    expect(error).toBeInstanceOf(ModelLoadError);
-    expect(error.code).toBe('FILE_NOT_FOUND');
-    expect(error.file).toBe('unet/model.onnx');
-    expect(error.message).toMatch(/declares "unet" as an ONNX model, but unet\/ holds no \.onnx graph/);
   });
 });
