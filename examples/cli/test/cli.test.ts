@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { decode } from 'fast-png';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HubServer } from '../../../packages/core/test/helpers/hub-server.js';
-import { paintLatent, worldPoints } from '../../../tools/reference-world/world.js';
+import { closestLabelsDistance, nearestLabels } from '../../../tools/reference-world/pictures.js';
 import { createProgressBar } from '../src/progress.js';
 
 const bin = resolve(import.meta.dirname, '..', 'bin', 'denoise.js');
@@ -36,43 +36,6 @@ function denoiseWithEnv(env: Record<string, string>, ...args: string[]): Promise
       (error, stdout, stderr) => done({ code: error ? Number(error.code) : 0, stdout, stderr }),
     );
   });
-}
-
-/** A label's data picture as RGBA bytes, converted from [-1, 1] as the pipelines do. */
-function labelPicture(label: string): Uint8ClampedArray {
-  const point = worldPoints.find((p) => p.label === label)!;
-  const pixels = paintLatent(point.latent);
-  const plane = pixels.length / 3;
-  const rgba = new Uint8ClampedArray(plane * 4);
-  for (let p = 0; p < plane; p++) {
-    for (let c = 0; c < 3; c++) rgba[p * 4 + c] = Math.min(Math.max(pixels[c * plane + p] / 2 + 0.5, 0), 1) * 255;
-    rgba[p * 4 + 3] = 255;
-  }
-  return rgba;
-}
-
-/** Mean |difference| of the RGB bytes of two RGBA pictures. */
-function meanAbsError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) if (i % 4 !== 3) sum += Math.abs(a[i] - b[i]);
-  return sum / ((a.length / 4) * 3);
-}
-
-/** The smallest mean |difference| between the pictures of two labels (a circle and a square of one color). */
-function closestLabelsDistance(): number {
-  const pictures = worldPoints.map(({ label }) => labelPicture(label));
-  let closest = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < pictures.length; i++) {
-    for (let j = i + 1; j < pictures.length; j++) closest = Math.min(closest, meanAbsError(pictures[i], pictures[j]));
-  }
-  return closest;
-}
-
-/** Every label with the mean |error| of `rgba` to its picture, nearest first. */
-function nearestLabels(rgba: ArrayLike<number>): { label: string; error: number }[] {
-  return worldPoints
-    .map(({ label }) => ({ label, error: meanAbsError(rgba, labelPicture(label)) }))
-    .sort((x, y) => x.error - y.error);
 }
 
 describe('denoise generate on the embedded model', () => {
