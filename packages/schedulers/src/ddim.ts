@@ -21,10 +21,12 @@ import {
   type SchedulerOutput,
   type SetTimestepsOptions,
   type StepOptions,
+  THRESHOLDING_SPEC,
+  type ThresholdingConfig,
 } from './scheduler.js';
 
 /** The config of {@link DDIMScheduler}: diffusers' `DDIMScheduler` keys and defaults. */
-export interface DDIMSchedulerConfig extends NoiseScheduleConfig {
+export interface DDIMSchedulerConfig extends NoiseScheduleConfig, ThresholdingConfig {
   /** Clamp x̂_0 to `[−clip_sample_range, clip_sample_range]` (ignored when `thresholding` is on). */
   clip_sample: boolean;
   /** At the last step use ᾱ_prev = 1 (a fully denoised target); otherwise ᾱ_0. */
@@ -33,14 +35,8 @@ export interface DDIMSchedulerConfig extends NoiseScheduleConfig {
   steps_offset: number;
   /** What the model predicts. */
   prediction_type: PredictionType;
-  /** Imagen dynamic thresholding of x̂_0 (pixel-space models only). */
-  thresholding: boolean;
-  /** The quantile of |x̂_0| used as the threshold. */
-  dynamic_thresholding_ratio: number;
   /** The clamp bound of `clip_sample`. */
   clip_sample_range: number;
-  /** The largest threshold dynamic thresholding may use. */
-  sample_max_value: number;
   /** How `setTimesteps(n)` places its timesteps. */
   timestep_spacing: TimestepSpacing;
 }
@@ -48,14 +44,12 @@ export interface DDIMSchedulerConfig extends NoiseScheduleConfig {
 /** The keys, defaults and checks of {@link DDIMSchedulerConfig}. */
 export const DDIM_CONFIG_SPEC: ConfigSpec<DDIMSchedulerConfig> = {
   ...NOISE_SCHEDULE_SPEC,
+  ...THRESHOLDING_SPEC,
   clip_sample: configField.boolean(true),
   set_alpha_to_one: configField.boolean(true),
   steps_offset: configField.number(0, { integer: true, min: 0 }),
   prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),
-  thresholding: configField.boolean(false),
-  dynamic_thresholding_ratio: configField.number(0.995, { above: 0, max: 1 }),
   clip_sample_range: configField.number(1, { above: 0 }),
-  sample_max_value: configField.number(1, { min: 1 }),
   timestep_spacing: configField.oneOf(TIMESTEP_SPACINGS, 'leading'),
 };
 

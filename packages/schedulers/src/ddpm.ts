@@ -20,6 +20,8 @@ import {
   type SchedulerOutput,
   type SetTimestepsOptions,
   type StepOptions,
+  THRESHOLDING_SPEC,
+  type ThresholdingConfig,
 } from './scheduler.js';
 
 /**
@@ -48,21 +50,15 @@ export const VARIANCE_TYPES: readonly VarianceType[] = [
 ];
 
 /** The config of {@link DDPMScheduler}: diffusers' `DDPMScheduler` keys and defaults. */
-export interface DDPMSchedulerConfig extends NoiseScheduleConfig {
+export interface DDPMSchedulerConfig extends NoiseScheduleConfig, ThresholdingConfig {
   /** The variance of each ancestral step. */
   variance_type: VarianceType;
   /** Clamp x̂_0 to `[−clip_sample_range, clip_sample_range]` (ignored when `thresholding` is on). */
   clip_sample: boolean;
   /** What the model predicts. */
   prediction_type: PredictionType;
-  /** Imagen dynamic thresholding of x̂_0 (pixel-space models only). */
-  thresholding: boolean;
-  /** The quantile of |x̂_0| used as the threshold. */
-  dynamic_thresholding_ratio: number;
   /** The clamp bound of `clip_sample`. */
   clip_sample_range: number;
-  /** The largest threshold dynamic thresholding may use. */
-  sample_max_value: number;
   /** How `setTimesteps(n)` places its timesteps. */
   timestep_spacing: TimestepSpacing;
   /** Added to every `leading` timestep (Stable Diffusion uses 1). */
@@ -72,13 +68,11 @@ export interface DDPMSchedulerConfig extends NoiseScheduleConfig {
 /** The keys, defaults and checks of {@link DDPMSchedulerConfig}. */
 export const DDPM_CONFIG_SPEC: ConfigSpec<DDPMSchedulerConfig> = {
   ...NOISE_SCHEDULE_SPEC,
+  ...THRESHOLDING_SPEC,
   variance_type: configField.oneOf(VARIANCE_TYPES, 'fixed_small'),
   clip_sample: configField.boolean(true),
   prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),
-  thresholding: configField.boolean(false),
-  dynamic_thresholding_ratio: configField.number(0.995, { above: 0, max: 1 }),
   clip_sample_range: configField.number(1, { above: 0 }),
-  sample_max_value: configField.number(1, { min: 1 }),
   timestep_spacing: configField.oneOf(TIMESTEP_SPACINGS, 'leading'),
   steps_offset: configField.number(0, { integer: true, min: 0 }),
 };

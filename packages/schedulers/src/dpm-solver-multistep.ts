@@ -22,6 +22,8 @@ import {
   type SchedulerOutput,
   type SetTimestepsOptions,
   type StepOptions,
+  THRESHOLDING_SPEC,
+  type ThresholdingConfig,
 } from './scheduler.js';
 import {
   betaSigmas,
@@ -59,17 +61,11 @@ export const DPM_SOLVER_ALGORITHM_TYPES: readonly DPMSolverAlgorithmType[] = [
 export type DPMSolverType = 'midpoint' | 'heun';
 
 /** The config of {@link DPMSolverMultistepScheduler}: diffusers' `DPMSolverMultistepScheduler` keys and defaults. */
-export interface DPMSolverMultistepSchedulerConfig extends NoiseScheduleConfig {
+export interface DPMSolverMultistepSchedulerConfig extends NoiseScheduleConfig, ThresholdingConfig {
   /** The order of the multistep solver: 1, 2 or 3 (2 is recommended for guided sampling). */
   solver_order: number;
   /** What the model predicts. */
   prediction_type: PredictionType;
-  /** Imagen dynamic thresholding of x̂_0 (pixel-space models only). */
-  thresholding: boolean;
-  /** The quantile of |x̂_0| used as the threshold. */
-  dynamic_thresholding_ratio: number;
-  /** The largest threshold dynamic thresholding may use. */
-  sample_max_value: number;
   /** The solver family; `dpmsolver` and `sde-dpmsolver` are deprecated in diffusers. */
   algorithm_type: DPMSolverAlgorithmType;
   /** The second-order variant; diffusers' `logrho`, `bh1` and `bh2` (other schedulers' types) load as `midpoint`. */
@@ -131,11 +127,9 @@ const lambdaMinClippedField: ConfigField<number | null> = {
 /** The keys, defaults and checks of {@link DPMSolverMultistepSchedulerConfig}. */
 export const DPM_SOLVER_MULTISTEP_CONFIG_SPEC: ConfigSpec<DPMSolverMultistepSchedulerConfig> = {
   ...NOISE_SCHEDULE_SPEC,
+  ...THRESHOLDING_SPEC,
   solver_order: configField.number(2, { integer: true, min: 1, max: 3 }),
   prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),
-  thresholding: configField.boolean(false),
-  dynamic_thresholding_ratio: configField.number(0.995, { min: 0, max: 1 }),
-  sample_max_value: configField.number(1, { above: 0 }),
   algorithm_type: algorithmTypeField,
   solver_type: solverTypeField,
   lower_order_final: configField.boolean(true),

@@ -19,11 +19,13 @@ import {
   type SchedulerOutput,
   type SetTimestepsOptions,
   type StepOptions,
+  THRESHOLDING_SPEC,
+  type ThresholdingConfig,
   warnOnce,
 } from './scheduler.js';
 
 /** The config of {@link LCMScheduler}: diffusers' `LCMScheduler` keys and defaults. */
-export interface LCMSchedulerConfig extends NoiseScheduleConfig {
+export interface LCMSchedulerConfig extends NoiseScheduleConfig, ThresholdingConfig {
   /** The length of the distillation schedule the timesteps are picked from (LCM's "skipping-step" grid). */
   original_inference_steps: number;
   /** Clamp x̂_0 to `[−clip_sample_range, clip_sample_range]` (ignored when `thresholding` is on). */
@@ -36,12 +38,6 @@ export interface LCMSchedulerConfig extends NoiseScheduleConfig {
   steps_offset: number;
   /** What the model predicts. */
   prediction_type: PredictionType;
-  /** Imagen dynamic thresholding of x̂_0. */
-  thresholding: boolean;
-  /** The quantile of |x̂_0| used as the threshold. */
-  dynamic_thresholding_ratio: number;
-  /** The largest threshold dynamic thresholding may use. */
-  sample_max_value: number;
   /** Kept for config compatibility; LCM's grid does not use it. */
   timestep_spacing: 'leading' | 'linspace' | 'trailing';
   /** Multiplies t in the boundary-condition scalings c_skip, c_out. */
@@ -51,6 +47,7 @@ export interface LCMSchedulerConfig extends NoiseScheduleConfig {
 /** The keys, defaults and checks of {@link LCMSchedulerConfig}. */
 export const LCM_CONFIG_SPEC: ConfigSpec<LCMSchedulerConfig> = {
   ...NOISE_SCHEDULE_SPEC,
+  ...THRESHOLDING_SPEC,
   beta_start: configField.number(0.00085, { min: 0, max: 1 }),
   beta_end: configField.number(0.012, { min: 0, max: 1 }),
   beta_schedule: configField.oneOf(['linear', 'scaled_linear', 'squaredcos_cap_v2', 'sigmoid'], 'scaled_linear'),
@@ -60,9 +57,6 @@ export const LCM_CONFIG_SPEC: ConfigSpec<LCMSchedulerConfig> = {
   set_alpha_to_one: configField.boolean(true),
   steps_offset: configField.number(0, { integer: true, min: 0 }),
   prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),
-  thresholding: configField.boolean(false),
-  dynamic_thresholding_ratio: configField.number(0.995, { above: 0, max: 1 }),
-  sample_max_value: configField.number(1, { min: 1 }),
   timestep_spacing: configField.oneOf(['leading', 'linspace', 'trailing'] as const, 'leading'),
   timestep_scaling: configField.number(10, { min: 0 }),
 };

@@ -421,6 +421,29 @@ export function noisePredictionWeights(
 // ---------------------------------------------------------------------------------------------------------------
 // Dynamic thresholding
 
+/** The config keys of Imagen's dynamic thresholding, shared by every scheduler that offers it. */
+export interface ThresholdingConfig {
+  /** Imagen dynamic thresholding of x̂_0 (pixel-space models only). */
+  thresholding: boolean;
+  /** The quantile of |x̂_0| used as the threshold. */
+  dynamic_thresholding_ratio: number;
+  /**
+   * The largest threshold dynamic thresholding may use: the threshold is clamped to `[1, sample_max_value]`, and a
+   * value below 1 (diffusers' own DPM-Solver test uses 0.5) makes it exactly `sample_max_value`, as `torch.clamp` does.
+   */
+  sample_max_value: number;
+}
+
+/**
+ * The keys, diffusers' defaults and checks of {@link ThresholdingConfig}, to spread into a scheduler's spec. The
+ * checks accept every value diffusers' own configs and tests use.
+ */
+export const THRESHOLDING_SPEC: ConfigSpec<ThresholdingConfig> = {
+  thresholding: configField.boolean(false),
+  dynamic_thresholding_ratio: configField.number(0.995, { min: 0, max: 1 }),
+  sample_max_value: configField.number(1, { above: 0 }),
+};
+
 /**
  * Imagen's dynamic thresholding (Saharia et al. 2022, §2.3), in place on a buffer the caller owns: for each batch
  * item, `s` is the `ratio` quantile of |x| (linear interpolation, as `torch.quantile`), clamped to

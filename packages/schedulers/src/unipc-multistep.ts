@@ -28,6 +28,8 @@ import {
   type SchedulerOptions,
   type SchedulerOutput,
   type SetTimestepsOptions,
+  THRESHOLDING_SPEC,
+  type ThresholdingConfig,
 } from './scheduler.js';
 
 /**
@@ -40,17 +42,11 @@ import {
 export type UniPCSolverType = 'bh1' | 'bh2';
 
 /** The config of {@link UniPCMultistepScheduler}: diffusers' `UniPCMultistepScheduler` keys and defaults. */
-export interface UniPCMultistepSchedulerConfig extends NoiseScheduleConfig {
+export interface UniPCMultistepSchedulerConfig extends NoiseScheduleConfig, ThresholdingConfig {
   /** The order p of the predictor; with the corrector the accuracy order is p + 1. */
   solver_order: number;
   /** What the model predicts. */
   prediction_type: PredictionType;
-  /** Imagen dynamic thresholding of x̂_0 (with `predict_x0`, pixel-space models only). */
-  thresholding: boolean;
-  /** The quantile of |x̂_0| used as the threshold. */
-  dynamic_thresholding_ratio: number;
-  /** The largest threshold dynamic thresholding may use. */
-  sample_max_value: number;
   /** Integrate the data prediction x̂_0 (UniPC's default) rather than ε̂. */
   predict_x0: boolean;
   /**
@@ -105,11 +101,9 @@ const stepIndexListField: ConfigField<number[]> = {
 /** The keys, defaults and checks of {@link UniPCMultistepSchedulerConfig}. */
 export const UNIPC_MULTISTEP_CONFIG_SPEC: ConfigSpec<UniPCMultistepSchedulerConfig> = {
   ...NOISE_SCHEDULE_SPEC,
+  ...THRESHOLDING_SPEC,
   solver_order: configField.number(2, { integer: true, min: 1, max: 10 }),
   prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),
-  thresholding: configField.boolean(false),
-  dynamic_thresholding_ratio: configField.number(0.995, { min: 0, max: 1 }),
-  sample_max_value: configField.number(1, { above: 0 }),
   predict_x0: configField.boolean(true),
   solver_type: solverTypeField,
   lower_order_final: configField.boolean(true),
