@@ -3,8 +3,7 @@ import { type NoiseScheduleConfig, roundHalfEven } from './schedule.js';
 import {
   assertFiniteStepInputs,
   assertFiniteStepResult,
-  assertSameDims,
-  assertTensorLike,
+  assertStepTensors,
   type ConfigSpec,
   configField,
   NOISE_SCHEDULE_SPEC,
@@ -124,9 +123,7 @@ export class DDIMInverseScheduler extends Scheduler<DDIMInverseSchedulerConfig> 
     if (this.numInferenceSteps === undefined) {
       throw new InvalidArgumentError('DDIMInverseScheduler.step needs a schedule: call setTimesteps(n) first.');
     }
-    assertTensorLike(sample, 'sample');
-    assertTensorLike(modelOutput, 'modelOutput');
-    assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+    assertStepTensors(modelOutput, sample);
     const T = this.config.num_train_timesteps;
     const from = Math.min(timestep - Math.floor(T / this.numInferenceSteps), T - 1);
     const alphaBar = from >= 0 ? this.alphaCumprodAt(from) : this.initialAlphaCumprod;

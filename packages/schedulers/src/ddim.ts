@@ -5,8 +5,7 @@ import {
   assertFiniteStepInputs,
   assertFiniteStepResult,
   assertPredictionDefinedAtZeroSnr,
-  assertSameDims,
-  assertTensorLike,
+  assertStepTensors,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
@@ -171,9 +170,7 @@ export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
         'DDIMScheduler.step needs a schedule: call setTimesteps(numInferenceSteps) first.',
       );
     }
-    assertTensorLike(sample, 'sample');
-    assertTensorLike(modelOutput, 'modelOutput');
-    assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+    assertStepTensors(modelOutput, sample);
     const eta = options.eta ?? 0;
     if (!(Number.isFinite(eta) && eta >= 0)) {
       throw new InvalidArgumentError(`eta must be a finite number >= 0 (0: DDIM, 1: DDPM variance), got ${eta}.`);

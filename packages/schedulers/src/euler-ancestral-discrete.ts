@@ -2,8 +2,7 @@ import { Tensor, type TensorLike } from '@denoise/core';
 import { TIMESTEP_SPACINGS } from './schedule.js';
 import {
   assertFiniteStepResult,
-  assertSameDims,
-  assertTensorLike,
+  assertStepTensors,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
@@ -93,9 +92,7 @@ export class EulerAncestralDiscreteScheduler extends SigmaScheduler<EulerAncestr
    * @param options - `generator` or `noise` (required: every step draws noise)
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: StepOptions = {}): SchedulerOutput {
-    assertTensorLike(sample, 'sample');
-    assertTensorLike(modelOutput, 'modelOutput');
-    assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+    assertStepTensors(modelOutput, sample);
     const index = this.currentStepIndex(timestep);
     this.assertStepInRange(index);
     const sigma = this.sigmas[index];

@@ -2,8 +2,7 @@ import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@den
 import { TIMESTEP_SPACINGS } from './schedule.js';
 import {
   assertFiniteStepResult,
-  assertSameDims,
-  assertTensorLike,
+  assertStepTensors,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
@@ -224,9 +223,7 @@ export class EulerDiscreteScheduler extends SigmaScheduler<EulerDiscreteSchedule
    * @param options - churn parameters and their noise source
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: EulerStepOptions = {}): SchedulerOutput {
-    assertTensorLike(sample, 'sample');
-    assertTensorLike(modelOutput, 'modelOutput');
-    assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+    assertStepTensors(modelOutput, sample);
     const index = this.currentStepIndex(timestep);
     this.assertStepInRange(index);
     const { sChurn = 0, sTmin = 0, sTmax = Number.POSITIVE_INFINITY, sNoise = 1 } = options;

@@ -4,8 +4,7 @@ import { TIMESTEP_SPACINGS } from './schedule.js';
 import {
   assertFiniteStepInputs,
   assertFiniteStepResult,
-  assertSameDims,
-  assertTensorLike,
+  assertStepTensors,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
@@ -141,9 +140,7 @@ export class HeunDiscreteScheduler extends SigmaScheduler<HeunDiscreteSchedulerC
    * @param _options - unused: Heun is deterministic
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, _options: StepOptions = {}): SchedulerOutput {
-    assertTensorLike(sample, 'sample');
-    assertTensorLike(modelOutput, 'modelOutput');
-    assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+    assertStepTensors(modelOutput, sample);
     const index = this.currentStepIndex(timestep);
     this.assertStepInRange(index);
     const predictor = this.stateInFirstOrder;

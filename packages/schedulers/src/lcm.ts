@@ -5,8 +5,7 @@ import {
   assertFiniteStepInputs,
   assertFiniteStepResult,
   assertPredictionDefinedAtZeroSnr,
-  assertSameDims,
-  assertTensorLike,
+  assertStepTensors,
   type ConfigSpec,
   configField,
   NOISE_SCHEDULE_SPEC,
@@ -211,9 +210,7 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
     if (this.numInferenceSteps === undefined) {
       throw new InvalidArgumentError('LCMScheduler.step needs a schedule: call setTimesteps(numInferenceSteps) first.');
     }
-    assertTensorLike(sample, 'sample');
-    assertTensorLike(modelOutput, 'modelOutput');
-    assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+    assertStepTensors(modelOutput, sample);
     // A run that starts at the first timestep starts at index 0, even when a timestep is repeated.
     const start = timestep === this.timesteps[0] ? 0 : undefined;
     this.stepIndex ??= this.beginIndex ?? start ?? this.indexForTimestep(timestep);

@@ -3,8 +3,7 @@ import { sigmaScheduleKind } from './euler-discrete.js';
 import { TIMESTEP_SPACINGS } from './schedule.js';
 import {
   assertFiniteStepResult,
-  assertSameDims,
-  assertTensorLike,
+  assertStepTensors,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
@@ -156,9 +155,7 @@ export class LMSDiscreteScheduler extends SigmaScheduler<LMSDiscreteSchedulerCon
    * @param options - `order` (default 4)
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: LMSStepOptions = {}): SchedulerOutput {
-    assertTensorLike(sample, 'sample');
-    assertTensorLike(modelOutput, 'modelOutput');
-    assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+    assertStepTensors(modelOutput, sample);
     const maxOrder = options.order ?? MAX_ORDER;
     if (!Number.isInteger(maxOrder) || maxOrder < 1 || maxOrder > MAX_ORDER) {
       throw new InvalidArgumentError(`LMS order must be an integer from 1 to ${MAX_ORDER}, got ${options.order}.`);

@@ -4,8 +4,7 @@ import { spacedTimesteps, TIMESTEP_SPACINGS, type TimestepSpacing } from './sche
 import {
   assertFiniteStepInputs,
   assertFiniteStepResult,
-  assertSameDims,
-  assertTensorLike,
+  assertStepTensors,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
@@ -172,9 +171,7 @@ export class PNDMScheduler extends Scheduler<PNDMSchedulerConfig> {
         `Timestep ${timestep} is not in the current schedule of PNDMScheduler; pass one of scheduler.timesteps.`,
       );
     }
-    assertTensorLike(sample, 'sample');
-    assertTensorLike(modelOutput, 'modelOutput');
-    assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+    assertStepTensors(modelOutput, sample);
     if (this.counter < this.prkTimesteps.length && !this.config.skip_prk_steps) {
       assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
       return this.stepPrk(modelOutput, timestep, sample);

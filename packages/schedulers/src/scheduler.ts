@@ -315,6 +315,18 @@ export function assertSameDims(a: TensorLike, b: TensorLike, nameA: string, name
 }
 
 /**
+ * Checks the two tensors every `step` receives: both float32 tensors whose dims match their data, with the same dims.
+ *
+ * @param modelOutput - the network output of the step
+ * @param sample - the current latents
+ */
+export function assertStepTensors(modelOutput: unknown, sample: unknown): asserts modelOutput is TensorLike {
+  assertTensorLike(sample, 'sample');
+  assertTensorLike(modelOutput, 'modelOutput');
+  assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
+}
+
+/**
  * Throws a `NumericError` naming the step when the model output or the sample of a step holds NaN or ±Infinity,
  * so that a diverged model (e.g. a float16 overflow) stops at the step where it happened instead of decoding noise.
  *
