@@ -4,21 +4,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import { decode } from 'fast-png';
-import { imageSize, paintLatent, worldPoints } from '../../tools/reference-world/world.js';
+import { labelPicture } from '../../tools/reference-world/pictures.js';
+import { imageSize, worldPoints } from '../../tools/reference-world/world.js';
 
-/** The data set's pictures as 8-bit RGB, as the pipelines quantise them: `round(255 · clamp(x/2 + 0.5, 0, 1))`. */
-const pictures = worldPoints.map((point) => {
-  const planar = paintLatent(point.latent);
-  const plane = imageSize * imageSize;
-  const rgb = new Uint8Array(3 * plane);
-  for (let pixel = 0; pixel < plane; pixel++) {
-    for (let c = 0; c < 3; c++) {
-      const x = planar[c * plane + pixel];
-      rgb[pixel * 3 + c] = Math.round(255 * Math.min(1, Math.max(0, x / 2 + 0.5)));
-    }
-  }
-  return { label: point.label, rgb };
-});
+const pictures = worldPoints.map(({ label }) => ({ label, rgba: labelPicture(label) }));
 
 /** The nearest picture of the data set to a PNG, and the root-mean-square distance to it in 8-bit levels. */
 export async function nearestWorldPicture(file: string): Promise<{ label: string; rms: number }> {
@@ -28,11 +17,11 @@ export async function nearestWorldPicture(file: string): Promise<{ label: string
   }
   const channels = png.channels;
   let best = { label: '', rms: Number.POSITIVE_INFINITY };
-  for (const { label, rgb } of pictures) {
+  for (const { label, rgba } of pictures) {
     let sum = 0;
     for (let pixel = 0; pixel < imageSize * imageSize; pixel++) {
       for (let c = 0; c < 3; c++) {
-        const d = png.data[pixel * channels + c] - rgb[pixel * 3 + c];
+        const d = png.data[pixel * channels + c] - rgba[pixel * 4 + c];
         sum += d * d;
       }
     }
