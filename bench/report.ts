@@ -25,7 +25,7 @@ const perSecond = (values: number) => `${(values / 1e6).toFixed(1)} M/s`;
 
 function printSteps(results: (SchedulerStepResult | MissingScheduler)[]): void {
   const rows = results.map((r) => {
-    if ('missing' in r) return [r.className, '-', 'not in @denoise/schedulers yet', '', '', '', '', '', ''];
+    if ('missing' in r) return [r.className, '-', 'not in @denoise/schedulers yet', '', '', '', '', '', '', ''];
     return [
       r.className,
       r.dims.join('x'),
@@ -33,6 +33,7 @@ function printSteps(results: (SchedulerStepResult | MissingScheduler)[]): void {
       `${r.timing.candidateMs.median.toFixed(3)} / ${r.timing.baselineMs.median.toFixed(3)}`,
       verdict(r.timing.ratio.median, r.maxRatio),
       formatSummary(r.allocatingBaseline.ratio),
+      `${formatSummary(r.ratioToAllocatingBaseline)} ${r.maxRatio === undefined ? '' : verdict(r.ratioToAllocatingBaseline.median, r.maxRatio)}`,
       `${r.allocatedPerStep.count.toFixed(2)} bufs, ${kib(r.allocatedPerStep.bytes)}`,
       kib(r.allocatedPerStep.returnedBytes),
       r.retained ? `${kib(r.retained.heapBytes)} heap, ${kib(r.retained.arrayBufferBytes)} buffers` : '',
@@ -47,6 +48,7 @@ function printSteps(results: (SchedulerStepResult | MissingScheduler)[]): void {
       'ms step / base',
       'verdict',
       'alloc+axpby / base',
+      'step / alloc+axpby',
       'allocated per step',
       'returned',
       'retained /1000',

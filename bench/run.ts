@@ -51,7 +51,7 @@ const results: Record<string, unknown> = {
 
 if (wanted('steps')) {
   const { benchSchedulerSteps } = await import('./scheduler-step.js');
-  results.steps = benchSchedulerSteps(quick ? 3 : 15);
+  results.steps = benchSchedulerSteps(quick ? 3 : 30);
   printSections(results, 'steps');
 }
 if (wanted('noise')) {

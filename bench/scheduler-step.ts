@@ -2,7 +2,7 @@ import { RandomGenerator, type Tensor } from '@denoise/core';
 import type { Scheduler } from '@denoise/schedulers';
 import * as schedulers from '@denoise/schedulers';
 import { countTypedArrayAllocations, retainedMemory } from './allocation.js';
-import { type PairedTiming, pairedTimings } from './stats.js';
+import { type PairedTiming, pairedTimings, type Summary, summarize } from './stats.js';
 
 /** One scheduler of target 1 and the largest step / baseline ratio it may show. */
 interface SchedulerCase {
@@ -51,6 +51,11 @@ export interface SchedulerStepResult {
    * same baseline: the share of the step's cost that allocating its result accounts for.
    */
   allocatingBaseline: PairedTiming;
+  /**
+   * step / the allocating baseline, per round: the step against the least a function returning a new tensor can
+   * do. When the allocator hands out fresh pages (see docs/performance.md), both pay the page faults.
+   */
+  ratioToAllocatingBaseline: Summary;
   maxRatio: number | undefined;
   /** Typed-array buffers allocated per step over a whole schedule, and the bytes of the tensors a step returns. */
   allocatedPerStep: { count: number; bytes: number; returnedBytes: number };
@@ -154,6 +159,9 @@ export function benchSchedulerSteps(rounds: number): (SchedulerStepResult | Miss
         dims,
         timing,
         allocatingBaseline,
+        ratioToAllocatingBaseline: summarize(
+          timing.candidateRoundsMs.map((ms, round) => ms / allocatingBaseline.candidateRoundsMs[round]),
+        ),
         maxRatio,
         allocatedPerStep: { count: 0, bytes: 0, returnedBytes: 0 },
       };

@@ -57,6 +57,8 @@ export interface PairedTiming {
   candidateMs: Summary;
   /** candidate / baseline, one ratio per round. */
   ratio: Summary;
+  /** Milliseconds per call of the candidate in each round, in order (to pair it with another candidate). */
+  candidateRoundsMs: number[];
 }
 
 /**
@@ -97,7 +99,12 @@ export function pairedTimings(
     });
   }
   const baselineMs = summarize(base);
-  return candidates.map((_, c) => ({ baselineMs, candidateMs: summarize(times[c]), ratio: summarize(ratios[c]) }));
+  return candidates.map((_, c) => ({
+    baselineMs,
+    candidateMs: summarize(times[c]),
+    ratio: summarize(ratios[c]),
+    candidateRoundsMs: times[c],
+  }));
 }
 
 /**
