@@ -138,7 +138,9 @@ function printMemory(m: MemoryResult): void {
       `${growth < 5 ? 'PASS (< 5 MiB)' : 'FAIL (>= 5 MiB)'}; release() gave back ${mib(m.rssReturnedByRelease)} ` +
       `of the ${mib(m.rssAddedByLoad)} RSS that load + warm-up added`,
   );
-  console.log(`RSS after every 10th generation: ${m.rssEvery10.map((x) => x.toFixed(1)).join(', ')} MiB`);
+  const series = (values: number[]) => values.map((x) => x.toFixed(1)).join(', ');
+  console.log(`RSS after every 10th warm-up generation: ${series(m.warmupRssEvery10)} MiB`);
+  console.log(`RSS after every 10th measured generation: ${series(m.rssEvery10)} MiB`);
   console.log(
     `heavy-UNet load/generate/release cycles, RSS loaded -> released: ${m.releaseCycles
       .map((c) => `${c.loaded.toFixed(1)} -> ${c.released.toFixed(1)}`)

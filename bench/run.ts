@@ -66,7 +66,7 @@ if (wanted('float16')) {
 }
 if (wanted('memory')) {
   const { benchMemory } = await import('./memory.js');
-  results.memory = await benchMemory(quick ? 10 : 100, device);
+  results.memory = await benchMemory(quick ? 10 : 100, quick ? 10 : 200, device);
   printSections(results, 'memory');
 }
 if (wanted('loop')) {
