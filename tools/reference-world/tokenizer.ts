@@ -4,6 +4,7 @@
  * the slow `CLIPTokenizer`. Its merges are learned (plain BPE training) from the prompt words only, so every
  * prompt word is one token and anything else falls back to smaller pieces down to single bytes.
  */
+import { clipTokenizerJson } from '@denoise/pipelines';
 import { attributeNames } from './world.js';
 
 /** Words that name an attribute, mapped to the attribute they name ("grey" is a synonym of "gray"). */
@@ -111,60 +112,6 @@ export function tokenizerFiles(): TokenizerFiles {
   for (const token of [...tokens, startToken, endToken]) {
     if (!(token in vocab)) vocab[token] = Object.keys(vocab).length;
   }
-  const special = (content: string, id: number, normalized: boolean) => ({
-    id,
-    content,
-    single_word: false,
-    lstrip: false,
-    rstrip: false,
-    normalized,
-    special: true,
-  });
-  const tokenizerJson = {
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    added_tokens: [special(startToken, vocab[startToken], true), special(endToken, vocab[endToken], false)],
-    normalizer: {
-      type: 'Sequence',
-      normalizers: [
-        { type: 'NFC' },
-        { type: 'Replace', pattern: { Regex: '\\s+' }, content: ' ' },
-        { type: 'Lowercase' },
-      ],
-    },
-    pre_tokenizer: {
-      type: 'Sequence',
-      pretokenizers: [
-        {
-          type: 'Split',
-          pattern: { Regex: "'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+" },
-          behavior: 'Removed',
-          invert: true,
-        },
-        { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
-      ],
-    },
-    post_processor: {
-      type: 'RobertaProcessing',
-      sep: [endToken, vocab[endToken]],
-      cls: [startToken, vocab[startToken]],
-      trim_offsets: false,
-      add_prefix_space: false,
-    },
-    decoder: { type: 'BPEDecoder', suffix: wordSuffix },
-    model: {
-      type: 'BPE',
-      dropout: null,
-      unk_token: endToken,
-      continuing_subword_prefix: '',
-      end_of_word_suffix: wordSuffix,
-      fuse_unk: false,
-      byte_fallback: false,
-      vocab,
-      merges: merges.map(([l, r]) => `${l} ${r}`),
-    },
-  };
   const tokenizerConfig = {
     add_prefix_space: false,
     bos_token: startToken,
@@ -179,6 +126,14 @@ export function tokenizerFiles(): TokenizerFiles {
   };
   const specialTokensMap = { bos_token: startToken, eos_token: endToken, pad_token: endToken, unk_token: endToken };
   const mergesTxt = `#version: 0.2 - reference world, learned from its prompt words\n${merges.map(([l, r]) => `${l} ${r}`).join('\n')}\n`;
+  // The same tokenizer.json a user's CLIP checkout has, converted from these vocab.json and merges.txt.
+  const tokenizerJson = clipTokenizerJson({
+    vocab,
+    merges: mergesTxt,
+    bosToken: startToken,
+    eosToken: endToken,
+    unkToken: endToken,
+  });
   return { tokenizerJson, tokenizerConfig, specialTokensMap, vocab, mergesTxt };
 }
 

@@ -36,19 +36,30 @@ function tokenName(value: unknown): string | undefined {
   return undefined;
 }
 
+/** The slow CLIP tokenizer's files and special tokens, for {@link clipTokenizerJson}. */
+export interface ClipVocabulary {
+  /** `vocab.json`: token → id. */
+  vocab: Readonly<Record<string, number>>;
+  /** `merges.txt`: one merge per line, an optional `#version` header first. */
+  merges: string;
+  /** The start token, `<|startoftext|>` in CLIP. */
+  bosToken: string;
+  /** The end token, `<|endoftext|>` in CLIP. */
+  eosToken: string;
+  /** The unknown token (the end token in Stable Diffusion's tokenizers). */
+  unkToken: string;
+}
+
 /**
- * A `tokenizer.json` equivalent to the slow CLIP tokenizer of `vocab.json` + `merges.txt`: lower-cased,
- * whitespace-collapsed NFC text, CLIP's split pattern, byte-level symbols, BPE with the `</w>` end-of-word suffix,
- * and `<start> … <end>` around each prompt.
+ * A `tokenizer.json` equivalent to the slow CLIP tokenizer of `vocab.json` + `merges.txt`, in the layout
+ * `transformers` writes when it converts one: lower-cased, whitespace-collapsed NFC text, CLIP's split pattern,
+ * byte-level symbols, BPE with the `</w>` end-of-word suffix, and `<start> … <end>` around each prompt.
+ *
+ * @param vocabulary - the vocabulary, merges and special tokens
  */
-function clipTokenizerJson(
-  vocab: Record<string, number>,
-  mergesText: string,
-  bos: string,
-  eos: string,
-  unk: string,
-): Record<string, unknown> {
-  const merges = mergesText
+export function clipTokenizerJson(vocabulary: ClipVocabulary): Record<string, unknown> {
+  const { vocab, bosToken: bos, eosToken: eos, unkToken: unk } = vocabulary;
+  const merges = vocabulary.merges
     .split('\n')
     .map((line) => line.trim())
     .filter((line) => line.length > 0 && !line.startsWith('#version'));
@@ -68,6 +79,8 @@ function clipTokenizerJson(
   });
   return {
     version: '1.0',
+    truncation: null,
+    padding: null,
     added_tokens: [special(bos), special(eos)],
     normalizer: {
       type: 'Sequence',
@@ -99,6 +112,7 @@ function clipTokenizerJson(
       continuing_subword_prefix: '',
       end_of_word_suffix: '</w>',
       fuse_unk: false,
+      byte_fallback: false,
       vocab,
       merges,
     },
@@ -144,7 +158,13 @@ export class ClipTokenizer {
           'The tokenizer needs tokenizer.json, or vocab.json and merges.txt; none of these were found in tokenizer/.',
         );
       }
-      json = clipTokenizerJson(files.vocab, files.merges, bos, eos, unk);
+      json = clipTokenizerJson({
+        vocab: files.vocab,
+        merges: files.merges,
+        bosToken: bos,
+        eosToken: eos,
+        unkToken: unk,
+      });
     }
     const tokenizer = new Tokenizer(json, config);
     const idOf = (token: string): number => {
