@@ -14,6 +14,7 @@ import {
   DiffusionPipeline,
   generatorOrRandom,
   initialLatents,
+  MAX_SAMPLE_VALUES,
   type PipelineOutput,
 } from './pipeline.js';
 import { type UnetConditioning, unetDenoiser } from './unet-denoiser.js';
@@ -51,6 +52,15 @@ function labelTensor(labels: readonly number[]): Tensor<'int32'> {
   return new Tensor(Int32Array.from(labels), [labels.length]);
 }
 
+/** Checks a class label: an integer, and below the UNet's class count when its config gives one. */
+function checkLabel(label: number, name: string, numClassEmbeds: number | undefined): void {
+  const valid = Number.isInteger(label) && label >= 0 && (numClassEmbeds === undefined || label < numClassEmbeds);
+  if (!valid) {
+    const range = numClassEmbeds === undefined ? 'a non-negative integer' : `an integer in [0, ${numClassEmbeds})`;
+    throw new InvalidArgumentError(`${name} must be ${range}, got ${label}.`);
+  }
+}
+
 /**
  * Unconditional or class-conditional pixel-space diffusion over a `unet` graph with inputs `sample`,
  * `timestep` (and `class_labels`). The UNet may output twice the image channels (a learned variance).
@@ -60,22 +70,27 @@ export class DDPMPipeline extends DiffusionPipeline {
   readonly unet: ModelSession;
   /** The image size and channels the UNet works at. */
   readonly imageShape: { channels: number; size: number };
+  /** The number of classes of a class-conditional UNet (`num_class_embeds` of its config), when known. */
+  readonly numClassEmbeds: number | undefined;
 
   /**
    * @param repository - where the UNet comes from
    * @param scheduler - the scheduler
    * @param unet - the UNet session
    * @param imageShape - channels and side length of the images
+   * @param numClassEmbeds - the class count of a class-conditional UNet, to check labels against
    */
   constructor(
     repository: ModelRepository,
     scheduler: Scheduler,
     unet: ModelSession,
     imageShape: { channels: number; size: number },
+    numClassEmbeds?: number,
   ) {
     super(repository, scheduler);
     this.unet = unet;
     this.imageShape = imageShape;
+    this.numClassEmbeds = numClassEmbeds;
   }
 
   /**
@@ -93,10 +108,12 @@ export class DDPMPipeline extends DiffusionPipeline {
     const shape = unet.inputs.find((i) => i.name === 'sample')?.shape ?? [];
     const pick = (configValue: unknown, graphValue: unknown, fallback: number) =>
       typeof configValue === 'number' ? configValue : typeof graphValue === 'number' ? graphValue : fallback;
-    return new DDPMPipeline(repository, scheduler, unet, {
+    const imageShape = {
       channels: pick(config.in_channels, shape[1], 3),
       size: pick(config.sample_size, shape[2], 32),
-    });
+    };
+    const numClassEmbeds = typeof config.num_class_embeds === 'number' ? config.num_class_embeds : undefined;
+    return new DDPMPipeline(repository, scheduler, unet, imageShape, numClassEmbeds);
   }
 
   /**
@@ -105,15 +122,27 @@ export class DDPMPipeline extends DiffusionPipeline {
    * @param options - batch, steps, labels, guidance; see {@link DDPMOptions}
    */
   async generate(options: DDPMOptions = {}): Promise<PipelineOutput> {
+    const { classLabels, batchSize } = options;
+    if (batchSize !== undefined && !(Number.isInteger(batchSize) && batchSize >= 1)) {
+      throw new InvalidArgumentError(`batchSize must be a positive integer, got ${batchSize}.`);
+    }
+    if (typeof classLabels === 'object' && classLabels.length === 0) {
+      throw new InvalidArgumentError('classLabels needs at least one class label.');
+    }
+    const batch = typeof classLabels === 'object' ? classLabels.length : (batchSize ?? 1);
+    const { channels, size } = this.imageShape;
+    if (batch * channels * size * size > MAX_SAMPLE_VALUES) {
+      throw new InvalidArgumentError(
+        `${batch} images of ${channels}×${size}×${size} need more than the ${MAX_SAMPLE_VALUES} values one run can ` +
+          'hold. Generate fewer images per call.',
+      );
+    }
     const labels =
-      options.classLabels === undefined
+      classLabels === undefined
         ? undefined
-        : typeof options.classLabels === 'number'
-          ? new Array<number>(options.batchSize ?? 1).fill(options.classLabels)
-          : options.classLabels;
-    const batch = labels?.length ?? options.batchSize ?? 1;
-    if (!Number.isInteger(batch) || batch < 1)
-      throw new InvalidArgumentError(`batchSize must be a positive integer, got ${batch}.`);
+        : typeof classLabels === 'number'
+          ? new Array<number>(batch).fill(classLabels)
+          : classLabels;
     const hasClassInput = this.unet.inputs.some((i) => i.name === 'class_labels');
     if (hasClassInput !== (labels !== undefined)) {
       throw new InvalidArgumentError(
@@ -126,7 +155,11 @@ export class DDPMPipeline extends DiffusionPipeline {
     const guidances: Guidance[] = [new ClassifierFreeGuidance({ guidanceScale }), ...(options.guidances ?? [])];
     let conditioning: UnetConditioning = { conditional: {} };
     if (labels !== undefined) {
+      labels.forEach((label, i) => {
+        checkLabel(label, `classLabels[${i}]`, this.numClassEmbeds);
+      });
       const nullLabel = options.unconditionalClassLabel;
+      if (nullLabel !== undefined) checkLabel(nullLabel, 'unconditionalClassLabel', this.numClassEmbeds);
       if (guidanceScale > 1 && nullLabel === undefined) {
         throw new InvalidArgumentError('guidanceScale > 1 on class labels needs unconditionalClassLabel.');
       }
@@ -139,7 +172,6 @@ export class DDPMPipeline extends DiffusionPipeline {
     const scheduler = cloneScheduler(this.scheduler);
     scheduler.setTimesteps(options.numInferenceSteps ?? 1000);
     const generator = generatorOrRandom(options.generator);
-    const { channels, size } = this.imageShape;
     const latents = initialLatents([batch, channels, size, size], scheduler, generator, options.latents);
     const final = await runDenoisingLoop({
       scheduler,

@@ -49,6 +49,9 @@ export const IMG2IMG_CLASS_NAMES: readonly string[] = [
 /** Unconditional pixel-space pipeline class names. */
 export const DDPM_CLASS_NAMES: readonly string[] = ['DDPMPipeline', 'DDIMPipeline'];
 
+/** The most sample values (latents or pixels) one `generate` call may ask for: 2³⁰, a 4 GiB float32 buffer. */
+export const MAX_SAMPLE_VALUES = 2 ** 30;
+
 /**
  * A fresh scheduler with the same class and config as `scheduler`, so that concurrent generations never share
  * scheduler state (multistep history, step index).

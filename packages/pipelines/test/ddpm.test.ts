@@ -1,87 +1,23 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { RandomGenerator, type Tensor } from '@denoise/core';
 import { DDIMScheduler } from '@denoise/schedulers';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { encodeModel, node, type ValueSpec } from '../../../tools/onnx-graph.js';
 import { ClassifierGuidance, DDPMPipeline, DiffusionPipeline } from '../src/index.js';
+import { writeTinyDdpm } from './helpers/tiny-ddpm.js';
 
 const dirs: string[] = [];
 afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
-/**
- * A pixel-space UNet on 3×8×8 images: ε̂ = 0.5·x + 0.1·label (per item), and with `learned` a second half of
- * variance channels v = 0 (the midpoint of IDDPM's learned range).
- */
-function unet(classConditional: boolean, learned: boolean): Uint8Array {
-  const inputs: ValueSpec[] = [
-    { name: 'sample', type: 'float32', shape: ['batch', 3, 8, 8] },
-    { name: 'timestep', type: 'int64', shape: [1] },
-  ];
-  const nodes = [node('Mul', ['sample', 'half'], ['scaled'])];
-  if (classConditional) {
-    inputs.push({ name: 'class_labels', type: 'int64', shape: ['batch'] });
-    nodes.push(
-      node('Cast', ['class_labels'], ['labels_f'], { to: 1 }),
-      node('Reshape', ['labels_f', 'item_shape'], ['labels4']),
-      node('Mul', ['labels4', 'tenth'], ['label_term']),
-      node('Add', ['scaled', 'label_term'], ['eps']),
-    );
-  } else {
-    nodes.push(node('Identity', ['scaled'], ['eps']));
-  }
-  if (learned) {
-    nodes.push(
-      node('Mul', ['sample', 'zero'], ['variance']),
-      node('Concat', ['eps', 'variance'], ['out_sample'], { axis: 1 }),
-    );
-  } else {
-    nodes.push(node('Identity', ['eps'], ['out_sample']));
-  }
-  return encodeModel({
-    inputs,
-    outputs: [{ name: 'out_sample', type: 'float32', shape: ['batch', learned ? 6 : 3, 8, 8] }],
-    initializers: [
-      { name: 'half', type: 'float32', dims: [], values: [0.5] },
-      { name: 'tenth', type: 'float32', dims: [], values: [0.1] },
-      { name: 'zero', type: 'float32', dims: [], values: [0] },
-      { name: 'item_shape', type: 'int64', dims: [4], values: [-1, 1, 1, 1] },
-    ],
-    nodes,
-  });
-}
-
-function writeRepo(classConditional: boolean, learned: boolean): string {
-  const dir = mkdtempSync(join(tmpdir(), 'denoise-ddpm-'));
+function tinyDdpmDir(classConditional: boolean, learned: boolean): string {
+  const dir = writeTinyDdpm({ classConditional, learned });
   dirs.push(dir);
-  const files: Record<string, string | Uint8Array> = {
-    'model_index.json': JSON.stringify({
-      _class_name: 'DDPMPipeline',
-      scheduler: ['diffusers', 'DDPMScheduler'],
-      unet: ['diffusers', 'OnnxRuntimeModel'],
-    }),
-    'scheduler/scheduler_config.json': JSON.stringify({
-      _class_name: 'DDPMScheduler',
-      beta_schedule: 'squaredcos_cap_v2',
-      num_train_timesteps: 1000,
-      variance_type: learned ? 'learned_range' : 'fixed_small',
-      clip_sample: true,
-    }),
-    'unet/model.onnx': unet(classConditional, learned),
-    'unet/config.json': JSON.stringify({ sample_size: 8, in_channels: 3 }),
-  };
-  for (const [path, content] of Object.entries(files)) {
-    mkdirSync(join(dir, path, '..'), { recursive: true });
-    writeFileSync(join(dir, path), content);
-  }
   return dir;
 }
 
 async function load(classConditional: boolean, learned: boolean): Promise<DDPMPipeline> {
-  const pipe = await DiffusionPipeline.fromPretrained(writeRepo(classConditional, learned), { device: 'cpu' });
+  const pipe = await DiffusionPipeline.fromPretrained(tinyDdpmDir(classConditional, learned), { device: 'cpu' });
   expect(pipe).toBeInstanceOf(DDPMPipeline);
   return pipe as DDPMPipeline;
 }
