@@ -347,7 +347,9 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
       const prev = respaced ? (i + 1 < timesteps.length ? timesteps[i + 1] : -1) : t - 1;
       const alphaBar = this.alphaCumprodAt(t);
       const alphaBarPrev = prev >= 0 ? this.alphasCumprod[prev] : 1;
-      const alpha = alphaBar / alphaBarPrev;
+      // Rounded to float32 as torch's division rounds it: β = 1 − α then carries diffusers' own cancellation
+      // error (up to 5e-4 relative at t = 1), which its published test values include.
+      const alpha = Math.fround(alphaBar / alphaBarPrev);
       const beta = 1 - alpha;
       const posteriorVariance = Math.max(((1 - alphaBarPrev) / (1 - alphaBar)) * beta, 1e-20);
       this.coefficients.set(t, {
