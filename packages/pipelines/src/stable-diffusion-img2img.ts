@@ -7,7 +7,11 @@ import type { ModelRepository } from '@denoise/core/runtime';
 import type { Scheduler } from '@denoise/schedulers';
 import { type RgbaImage, tensorFromImage } from './image.js';
 import { cloneScheduler, DiffusionPipeline, type PipelineOutput } from './pipeline.js';
-import { type StableDiffusionOptions, StableDiffusionPipeline } from './stable-diffusion.js';
+import {
+  type StableDiffusionLoadOptions,
+  type StableDiffusionOptions,
+  StableDiffusionPipeline,
+} from './stable-diffusion.js';
 import { concatenate, encodeImages } from './vae.js';
 
 /** Options of {@link StableDiffusionImg2ImgPipeline.generate}. */
@@ -36,10 +40,15 @@ export class StableDiffusionImg2ImgPipeline extends StableDiffusionPipeline {
    * Builds the pipeline from a repository loaded with `loadRepository`.
    *
    * @param repository - a diffusers-layout Stable Diffusion repository with a `vae_encoder`
+   * @param options - the devices the repository was loaded with, so that tensors passed between components
+   *   can stay on the GPU
    */
-  static override async fromRepository(repository: ModelRepository): Promise<StableDiffusionImg2ImgPipeline> {
+  static override async fromRepository(
+    repository: ModelRepository,
+    options: StableDiffusionLoadOptions = {},
+  ): Promise<StableDiffusionImg2ImgPipeline> {
     const scheduler = await DiffusionPipeline.loadScheduler(repository);
-    const components = await StableDiffusionPipeline.loadComponents(repository);
+    const components = await StableDiffusionPipeline.loadComponents(repository, options);
     return new StableDiffusionImg2ImgPipeline(repository, scheduler, components);
   }
 
@@ -72,26 +81,30 @@ export class StableDiffusionImg2ImgPipeline extends StableDiffusionPipeline {
     }
     (scheduler as Partial<BeginIndexScheduler>).setBeginIndex?.(startIndex);
     const prepared = await this.prepare(options, scheduler, startIndex, { height, width });
-    throwIfAborted(options.signal, 'encoding the image');
+    try {
+      throwIfAborted(options.signal, 'encoding the image');
 
-    const encoded = await encodeImages(encoder, pixels, this.vae.scalingFactor);
-    const batch = prepared.latentDims[0];
-    if (batch % encoded.dims[0] !== 0) {
-      throw new InvalidArgumentError(`Cannot spread ${encoded.dims[0]} images over a batch of ${batch}.`);
+      const encoded = await encodeImages(encoder, pixels, this.vae.scalingFactor);
+      const batch = prepared.latentDims[0];
+      if (batch % encoded.dims[0] !== 0) {
+        throw new InvalidArgumentError(`Cannot spread ${encoded.dims[0]} images over a batch of ${batch}.`);
+      }
+      const imageLatents = concatenate(
+        Array.from({ length: batch }, (_, b) => {
+          const item = b % encoded.dims[0];
+          const size = encoded.data.length / encoded.dims[0];
+          return { data: encoded.data.subarray(item * size, (item + 1) * size), dims: [1, ...encoded.dims.slice(1)] };
+        }),
+      );
+      const noise = prepared.generator.randnInto(new Float32Array(imageLatents.data.length));
+      const latents = scheduler.addNoise(
+        imageLatents,
+        { data: noise, dims: imageLatents.dims },
+        scheduler.timesteps[startIndex],
+      );
+      return await this.denoiseAndDecode(options, scheduler, prepared, latents, startIndex);
+    } finally {
+      prepared.dispose();
     }
-    const imageLatents = concatenate(
-      Array.from({ length: batch }, (_, b) => {
-        const item = b % encoded.dims[0];
-        const size = encoded.data.length / encoded.dims[0];
-        return { data: encoded.data.subarray(item * size, (item + 1) * size), dims: [1, ...encoded.dims.slice(1)] };
-      }),
-    );
-    const noise = prepared.generator.randnInto(new Float32Array(imageLatents.data.length));
-    const latents = scheduler.addNoise(
-      imageLatents,
-      { data: noise, dims: imageLatents.dims },
-      scheduler.timesteps[startIndex],
-    );
-    return this.denoiseAndDecode(options, scheduler, prepared, latents, startIndex);
   }
 }

@@ -3,7 +3,14 @@
  * encoder, UNet and VAE decoder, with composable guidance.
  */
 import { InvalidArgumentError, type TensorLike, throwIfAborted } from '@denoise/core';
-import type { ModelRepository, ModelSession } from '@denoise/core/runtime';
+import {
+  type Device,
+  DeviceTensor,
+  type ModelRepository,
+  type ModelSession,
+  type PerComponent,
+  type SessionOptions,
+} from '@denoise/core/runtime';
 import type { NoiseGenerator, Scheduler } from '@denoise/schedulers';
 import type { ClipTokenizer } from './clip-tokenizer.js';
 import { runDenoisingLoop, type StepEndCallback } from './denoising-loop.js';
@@ -17,8 +24,8 @@ import {
   initialLatents,
   type PipelineOutput,
 } from './pipeline.js';
-import { encodePrompts, loadClipTokenizer } from './text-encoding.js';
-import { type UnetConditioning, unetDenoiser } from './unet-denoiser.js';
+import { encodePrompts, encodePromptsOnDevice, loadClipTokenizer, TEXT_ENCODER_HIDDEN_STATE } from './text-encoding.js';
+import { type ConditioningValue, staticBatch, type UnetConditioning, unetDenoiser } from './unet-denoiser.js';
 import { decodeLatents, latentSize, type VaeGeometry, vaeGeometry } from './vae.js';
 
 /** Options of {@link StableDiffusionPipeline.generate}, with diffusers' names in camelCase. */
@@ -73,6 +80,28 @@ export interface StableDiffusionComponents {
   vae: VaeGeometry;
   /** The UNet's `sample_size` (latent pixels), when known. */
   sampleSize: number | undefined;
+  /**
+   * Whether the text encoder leaves `last_hidden_state` on the UNet's device (it was opened with
+   * `preferredOutputLocation: { last_hidden_state: 'gpu-buffer' }` on the same WebGPU device as the UNet): the
+   * embeddings then stay there for the whole generation and every UNet call takes them as is. Default false.
+   */
+  keepTextEmbeddingsOnDevice?: boolean;
+}
+
+/** How {@link StableDiffusionPipeline.loadComponents} opens the sessions. */
+export interface StableDiffusionLoadOptions {
+  /**
+   * The devices the repository was loaded with (`fromPretrained` passes its `device` option). When the text
+   * encoder and the UNet are both on `'webgpu'`, the text embeddings stay on the GPU across steps.
+   */
+  device?: PerComponent<Device>;
+}
+
+/** The device a {@link PerComponent} option gives `component`, as the repository picks it. */
+function deviceOf(device: PerComponent<Device> | undefined, component: string): Device {
+  if (device === undefined || typeof device === 'string') return device ?? 'auto';
+  const record = device as Readonly<Record<string, Device>> & { default?: Device };
+  return record[component] ?? record.default ?? 'auto';
 }
 
 function asList(value: string | readonly string[], what: string): readonly string[] {
@@ -136,6 +165,8 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
   readonly vae: VaeGeometry;
   /** The UNet's latent sample size, when known (sets the default image size). */
   readonly sampleSize: number | undefined;
+  /** Whether the text embeddings stay on the UNet's device (see {@link StableDiffusionComponents}). */
+  readonly keepTextEmbeddingsOnDevice: boolean;
 
   /**
    * @param repository - where the components come from
@@ -151,13 +182,28 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
     this.vaeEncoder = components.vaeEncoder;
     this.vae = components.vae;
     this.sampleSize = components.sampleSize;
+    this.keepTextEmbeddingsOnDevice = components.keepTextEmbeddingsOnDevice ?? false;
   }
 
-  /** Reads the components of a loaded repository. */
-  static async loadComponents(repository: ModelRepository): Promise<StableDiffusionComponents> {
+  /**
+   * Reads the components of a loaded repository.
+   *
+   * @param repository - a diffusers-layout Stable Diffusion repository
+   * @param options - the devices the repository was loaded with
+   */
+  static async loadComponents(
+    repository: ModelRepository,
+    options: StableDiffusionLoadOptions = {},
+  ): Promise<StableDiffusionComponents> {
+    // WebGPU sessions of one page share ONNX Runtime's GPU device, so one session's output buffer is another's input.
+    const keepTextEmbeddingsOnDevice =
+      deviceOf(options.device, 'text_encoder') === 'webgpu' && deviceOf(options.device, 'unet') === 'webgpu';
+    const textEncoderOptions: SessionOptions = keepTextEmbeddingsOnDevice
+      ? { preferredOutputLocation: { [TEXT_ENCODER_HIDDEN_STATE]: 'gpu-buffer' } }
+      : {};
     const [tokenizer, textEncoder, unet, vaeDecoder] = await Promise.all([
       loadClipTokenizer(repository),
-      repository.createSession('text_encoder'),
+      repository.createSession('text_encoder', textEncoderOptions),
       repository.createSession('unet'),
       repository.createSession('vae_decoder'),
     ]);
@@ -181,6 +227,7 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
       vaeEncoder,
       vae: vaeGeometry(vaeConfig, vaeDecoder),
       sampleSize,
+      keepTextEmbeddingsOnDevice,
     };
   }
 
@@ -188,10 +235,16 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
    * Builds the pipeline from a repository loaded with `loadRepository`.
    *
    * @param repository - a diffusers-layout Stable Diffusion repository
+   * @param options - the devices the repository was loaded with, so that tensors passed between components
+   *   can stay on the GPU
    */
-  static async fromRepository(repository: ModelRepository): Promise<StableDiffusionPipeline> {
+  static async fromRepository(
+    repository: ModelRepository,
+    options: StableDiffusionLoadOptions = {},
+  ): Promise<StableDiffusionPipeline> {
     const scheduler = await DiffusionPipeline.loadScheduler(repository);
-    return new StableDiffusionPipeline(repository, scheduler, await StableDiffusionPipeline.loadComponents(repository));
+    const components = await StableDiffusionPipeline.loadComponents(repository, options);
+    return new StableDiffusionPipeline(repository, scheduler, components);
   }
 
   /** The number of latent channels the UNet expects (4 for SD). */
@@ -209,12 +262,18 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
     const scheduler = cloneScheduler(this.scheduler);
     scheduler.setTimesteps(options.numInferenceSteps ?? 50);
     const prepared = await this.prepare(options, scheduler, 0);
-    const latents = initialLatents(prepared.latentDims, scheduler, prepared.generator, options.latents);
-    return this.denoiseAndDecode(options, scheduler, prepared, latents, 0);
+    try {
+      const latents = initialLatents(prepared.latentDims, scheduler, prepared.generator, options.latents);
+      return await this.denoiseAndDecode(options, scheduler, prepared, latents, 0);
+    } finally {
+      prepared.dispose();
+    }
   }
 
   /**
    * Checks the options, encodes the prompts and builds the guidances: the part shared with image-to-image.
+   * The caller must call `dispose` on the result when the generation ends, however it ends: it frees the text
+   * embeddings kept on the device.
    *
    * @param options - the call options
    * @param scheduler - the run's scheduler, on which `setTimesteps` was called
@@ -231,6 +290,7 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
     guidances: Guidance[];
     generator: NoiseGenerator;
     latentDims: number[];
+    dispose: () => void;
   }> {
     const prompts = asList(options.prompt, 'prompt');
     const perPrompt = options.numImagesPerPrompt ?? 1;
@@ -270,10 +330,7 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
       guidances.some((g) => g.requiresUnconditional({ stepIndex, numInferenceSteps: timesteps.length, timestep })),
     );
 
-    throwIfAborted(options.signal, 'encoding the prompts');
-    const promptEmbeds = await encodePrompts(this.tokenizer, this.textEncoder, prompts, perPrompt, onWarning);
-    const conditional: Record<string, TensorLike> = { encoder_hidden_states: promptEmbeds };
-    let unconditional: Record<string, TensorLike> | undefined;
+    let negativeList: readonly string[] | undefined;
     if (needsUnconditional) {
       const negatives = asList(options.negativePrompt ?? '', 'negativePrompt');
       if (negatives.length !== 1 && negatives.length !== prompts.length) {
@@ -281,27 +338,87 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
           `Got ${negatives.length} negative prompts for ${prompts.length} prompts; give one or one per prompt.`,
         );
       }
-      const negativeList = negatives.length === 1 ? prompts.map(() => negatives[0]) : negatives;
-      unconditional = {
-        encoder_hidden_states: await encodePrompts(
-          this.tokenizer,
-          this.textEncoder,
-          negativeList,
-          perPrompt,
-          onWarning,
-        ),
-      };
+      negativeList = negatives.length === 1 ? prompts.map(() => negatives[0]) : negatives;
     }
+
+    const generator = generatorOrRandom(options.generator);
+    throwIfAborted(options.signal, 'encoding the prompts');
+    const text = this.keepTextEmbeddingsOnDevice
+      ? await this.encodeOnDevice(prompts, negativeList, perPrompt, onWarning)
+      : await this.encodeOnCpu(prompts, negativeList, perPrompt, onWarning);
+    const conditional: Record<string, ConditioningValue> = { ...text.conditioning.conditional };
     if (timestepCond) {
       const dim = typeof timestepCond.shape[1] === 'number' ? timestepCond.shape[1] : 256;
       conditional.timestep_cond = guidanceScaleEmbedding(guidanceScale, dim, batch);
     }
     return {
-      conditioning: { conditional, unconditional },
+      conditioning: { ...text.conditioning, conditional },
       guidances,
-      generator: generatorOrRandom(options.generator),
+      generator,
       latentDims: [batch, this.latentChannels, latent.height, latent.width],
+      dispose: text.dispose,
     };
+  }
+
+  /** The text embeddings on the CPU: one text-encoder run for the prompts, one for the negative prompts. */
+  private async encodeOnCpu(
+    prompts: readonly string[],
+    negatives: readonly string[] | undefined,
+    perPrompt: number,
+    onWarning: (message: string) => void,
+  ): Promise<{ conditioning: UnetConditioning; dispose: () => void }> {
+    const encode = (list: readonly string[]) =>
+      encodePrompts(this.tokenizer, this.textEncoder, list, perPrompt, onWarning);
+    const conditional = { encoder_hidden_states: await encode(prompts) };
+    const unconditional = negatives && { encoder_hidden_states: await encode(negatives) };
+    return { conditioning: { conditional, unconditional }, dispose: () => undefined };
+  }
+
+  /**
+   * The text embeddings left on the UNet's device for the whole generation. A UNet that takes the doubled batch
+   * gets `[negatives; prompts]` from ONE text-encoder run (its steps without the unconditional half read the
+   * prompts' half back once, in the denoiser); a fixed-batch UNet, called twice per step, gets one device
+   * tensor per half. An output the UNet cannot take as is (another element type) is read back once.
+   */
+  private async encodeOnDevice(
+    prompts: readonly string[],
+    negatives: readonly string[] | undefined,
+    perPrompt: number,
+    onWarning: (message: string) => void,
+  ): Promise<{ conditioning: UnetConditioning; dispose: () => void }> {
+    const owned: DeviceTensor[] = [];
+    const dispose = () => {
+      for (const tensor of owned.splice(0)) tensor.dispose();
+    };
+    const wanted = this.unet.inputs.find((i) => i.name === 'encoder_hidden_states')?.type;
+    const encode = async (list: readonly string[]): Promise<ConditioningValue> => {
+      const hidden = await encodePromptsOnDevice(this.tokenizer, this.textEncoder, list, perPrompt, onWarning);
+      if (!(hidden instanceof DeviceTensor)) return hidden;
+      if (hidden.value.type === wanted) {
+        owned.push(hidden);
+        return hidden;
+      }
+      try {
+        return await hidden.toTensor();
+      } finally {
+        hidden.dispose();
+      }
+    };
+    try {
+      if (negatives === undefined)
+        return { conditioning: { conditional: { encoder_hidden_states: await encode(prompts) } }, dispose };
+      const rows = prompts.length * perPrompt;
+      if (staticBatch(this.unet) === rows) {
+        const unconditional = { encoder_hidden_states: await encode(negatives) };
+        const conditional = { encoder_hidden_states: await encode(prompts) };
+        return { conditioning: { conditional, unconditional }, dispose };
+      }
+      const stacked = { encoder_hidden_states: await encode([...negatives, ...prompts]) };
+      return { conditioning: { conditional: {}, stacked }, dispose };
+    } catch (error) {
+      dispose();
+      throw error;
+    }
   }
 
   /** Runs the loop from `startIndex` of the schedule and decodes the result. */

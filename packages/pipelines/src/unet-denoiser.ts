@@ -4,11 +4,14 @@
  * graph was exported with a fixed batch.
  */
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import type { FeedValue, ModelSession } from '@denoise/core/runtime';
+import { DeviceTensor, type FeedValue, type ModelSession } from '@denoise/core/runtime';
 import type { Denoiser, DenoiserRequest } from './denoising-loop.js';
 
-/** A conditioning input of a UNet: text embeddings (float32) or class labels (int32). */
-export type ConditioningValue = TensorLike | Tensor<'int32'>;
+/**
+ * A conditioning input of a UNet: text embeddings (float32, on the CPU or left on the GPU by the text encoder)
+ * or class labels (int32).
+ */
+export type ConditioningValue = TensorLike | Tensor<'int32'> | DeviceTensor;
 
 /** The conditioning inputs of a UNet by input name, for the `B` rows of a batch. */
 export interface UnetConditioning {
@@ -16,6 +19,12 @@ export interface UnetConditioning {
   readonly conditional: Readonly<Record<string, ConditioningValue>>;
   /** Without it (the negative prompt, the null label); needed only when a guidance asks for it. */
   readonly unconditional?: Readonly<Record<string, ConditioningValue>>;
+  /**
+   * The `2B` rows `[unconditional; conditional]` already in one batch, for the batched calls of classifier-free
+   * guidance: fed as is, e.g. text embeddings that one text-encoder run left on the GPU. Without it, batched
+   * calls stack `unconditional` and `conditional` on the CPU once per generation.
+   */
+  readonly stacked?: Readonly<Record<string, ConditioningValue>>;
 }
 
 /** The name diffusers' and Optimum's ONNX exports give the UNet's noisy-sample input. */
@@ -31,7 +40,13 @@ export function staticBatch(session: ModelSession): number | undefined {
 }
 
 /** `[a; b]` along the batch axis, keeping the element type. */
-function stack(a: ConditioningValue, b: ConditioningValue): ConditioningValue {
+function stack(name: string, a: ConditioningValue, b: ConditioningValue): ConditioningValue {
+  if (a instanceof DeviceTensor || b instanceof DeviceTensor) {
+    throw new InvalidArgumentError(
+      `The UNet input ${name} is on the device and cannot be stacked on the CPU; pass both halves in one batch as ` +
+        'UnetConditioning.stacked.',
+    );
+  }
   const dims = [a.dims[0] + b.dims[0], ...a.dims.slice(1)];
   const first = a.data;
   const second = b.data;
@@ -42,8 +57,23 @@ function stack(a: ConditioningValue, b: ConditioningValue): ConditioningValue {
   return new Tensor<'float32'>(data, dims);
 }
 
+/** The two halves of a value stacked along the batch axis, on the CPU (a device value is read back). */
+async function halvesOf(value: ConditioningValue): Promise<[ConditioningValue, ConditioningValue]> {
+  const cpu = value instanceof DeviceTensor ? await value.toTensor() : value;
+  const [rows, ...rest] = cpu.dims;
+  const dims = [rows / 2, ...rest];
+  const { data } = cpu;
+  const split = data.length / 2;
+  if (data instanceof Int32Array) {
+    return [new Tensor<'int32'>(data.subarray(0, split), dims), new Tensor<'int32'>(data.subarray(split), dims)];
+  }
+  return [new Tensor<'float32'>(data.subarray(0, split), dims), new Tensor<'float32'>(data.subarray(split), dims)];
+}
+
 /**
- * A {@link Denoiser} over a UNet session.
+ * A {@link Denoiser} over a UNet session. Feeds are built once per generation (the denoiser's lifetime): the
+ * `[unconditional; conditional]` batch on the first batched call, and the halves of
+ * {@link UnetConditioning.stacked} (read back from the device once) on the first call that needs one half alone.
  *
  * @param session - the UNet
  * @param conditioning - the conditioning inputs (text embeddings, class labels)
@@ -57,21 +87,44 @@ export function unetDenoiser(session: ModelSession, conditioning: UnetConditioni
   };
   // Built on first use, once per generation.
   let batched: Record<string, FeedValue> | undefined;
+  let halves: Promise<Record<'unconditional' | 'conditional', Record<string, ConditioningValue>>> | undefined;
   let joined: Float32Array | undefined;
 
+  /** The inputs `conditional` (or `unconditional`) lacks, taken from their half of `stacked`. */
+  const completed = async <K extends 'unconditional' | 'conditional'>(which: K): Promise<UnetConditioning[K]> => {
+    const own = conditioning[which];
+    const { stacked } = conditioning;
+    if (stacked === undefined || Object.keys(stacked).every((name) => own !== undefined && name in own)) return own;
+    halves ??= (async () => {
+      const unconditional: Record<string, ConditioningValue> = {};
+      const conditional: Record<string, ConditioningValue> = {};
+      for (const [name, value] of Object.entries(stacked)) {
+        [unconditional[name], conditional[name]] = await halvesOf(value);
+      }
+      return { unconditional, conditional };
+    })();
+    return { ...(await halves)[which], ...own };
+  };
+
   return async ({ sample, timestep, withUnconditional }: DenoiserRequest) => {
-    if (!withUnconditional) return run(sample, timestep, conditioning.conditional);
-    const { unconditional } = conditioning;
+    if (!withUnconditional) return run(sample, timestep, await completed('conditional'));
+    const { stacked } = conditioning;
+    const rows = sample.dims[0];
+    const half = rows / 2;
+    const batchedCall = fixedBatch === undefined || fixedBatch === rows;
+    if (batchedCall && stacked !== undefined) return run(sample, timestep, stacked);
+    const unconditional = await completed('unconditional');
     if (unconditional === undefined) {
       throw new InvalidArgumentError(
         'A guidance asked for the unconditional prediction, but no unconditional input was prepared.',
       );
     }
-    const rows = sample.dims[0];
-    const half = rows / 2;
-    if (fixedBatch === undefined || fixedBatch === rows) {
+    if (batchedCall) {
       batched ??= Object.fromEntries(
-        Object.entries(conditioning.conditional).map(([name, value]) => [name, stack(unconditional[name], value)]),
+        Object.entries(conditioning.conditional).map(([name, value]) => [
+          name,
+          stack(name, unconditional[name], value),
+        ]),
       );
       return run(sample, timestep, batched);
     }
@@ -82,10 +135,11 @@ export function unetDenoiser(session: ModelSession, conditioning: UnetConditioni
       );
     }
     // A fixed-batch graph forces two runs: unconditional rows, then conditional rows.
+    const conditional = await completed('conditional');
     const dims = [half, ...sample.dims.slice(1)];
     const split = sample.data.length / 2;
     const first = await run({ data: sample.data.subarray(0, split), dims }, timestep, unconditional);
-    const second = await run({ data: sample.data.subarray(split), dims }, timestep, conditioning.conditional);
+    const second = await run({ data: sample.data.subarray(split), dims }, timestep, conditional);
     if (joined?.length !== 2 * first.data.length) joined = new Float32Array(2 * first.data.length);
     joined.set(first.data, 0);
     joined.set(second.data, first.data.length);
