@@ -75,6 +75,9 @@ async function openPage(browser, url) {
 
 /** The reference world's data set, to know what each label's picture is. */
 const world = await tsImport('../../../tools/reference-world/world.ts', import.meta.url);
+/** The benchmark page's server (`bench/browser`), whose page reports where the UNet's feeds live. */
+const { startBenchServer } = await tsImport('../../../bench/browser/server.ts', import.meta.url);
+const referenceWorldDir = resolve(browserDir, '..', '..', 'models', 'reference-world');
 
 /** The RGBA bytes of a label's data picture, as the pipeline turns [-1, 1] into bytes. */
 function labelPicture(label) {
@@ -136,6 +139,7 @@ async function generateInDemo(page, { prompt, scheduler = '', steps, guidance = 
 }
 
 let server;
+let benchServer;
 let browser;
 try {
   console.log('building examples/browser');
@@ -229,6 +233,49 @@ try {
     assert(demo.errors.length === 0, demo.errors.join('\n'));
     assert(demo.foreignRequests.length === 0, `requests left the origin: ${demo.foreignRequests.join(', ')}`);
   });
+
+  benchServer = await startBenchServer({ 'denoise/reference-world': referenceWorldDir }, 'test');
+  const bench = await openPage(browser, `${benchServer.origin}/`);
+  await bench.page.waitForFunction(() => 'denoiseBench' in window);
+  const residencyRun = {
+    repo: 'denoise/reference-world',
+    prompt: 'a green triangle on a gray background',
+    steps: 12,
+    seed: 3,
+  };
+  await test('webgpu: every UNet step takes encoder_hidden_states as a GPU tensor, freed after the run, and the picture is the label', async () => {
+    const result = await bench.page.evaluate((run) => window.denoiseBench.residency(run), {
+      ...residencyRun,
+      backend: 'webgpu',
+    });
+    assert(result.executionProviders.join() === 'webgpu', `ran on ${result.executionProviders}`);
+    assert(result.keepTextEmbeddingsOnDevice, 'the pipeline does not keep the text embeddings on the device');
+    // One batched classifier-free-guidance call per step, each fed the same GPU buffer.
+    assert(
+      result.during.length === residencyRun.steps && result.during.every((l) => l === 'gpu-buffer'),
+      `encoder_hidden_states locations per UNet call: ${result.during.join(', ')}`,
+    );
+    assert(result.after.join() === 'none', `after the run the embeddings are at: ${result.after.join(', ')}`);
+    assert(result.width === 128 && result.height === 128, `image is ${result.width}x${result.height}`);
+    const error = assertPictureOf(result.rgba, residencyRun.prompt);
+    console.log(`       mean |error| ${error.toFixed(3)} of 255`);
+  });
+  await test('wasm: the same run feeds the embeddings from CPU memory and draws the same label', async () => {
+    const result = await bench.page.evaluate((run) => window.denoiseBench.residency(run), {
+      ...residencyRun,
+      backend: 'wasm',
+    });
+    assert(!result.keepTextEmbeddingsOnDevice, 'a WASM pipeline claims to keep the embeddings on a device');
+    assert(
+      result.during.every((l) => l === 'cpu'),
+      `encoder_hidden_states locations: ${result.during.join(', ')}`,
+    );
+    assertPictureOf(result.rgba, residencyRun.prompt);
+  });
+  await test('the benchmark page logged no errors and fetched nothing from another origin', async () => {
+    assert(bench.errors.length === 0, bench.errors.join('\n'));
+    assert(bench.foreignRequests.length === 0, `requests left the origin: ${bench.foreignRequests.join(', ')}`);
+  });
 } catch (error) {
   // The harness itself broke (build, server, browser launch): report it as a failure, never as silence.
   results.failed++;
@@ -236,6 +283,7 @@ try {
 } finally {
   await browser?.close();
   await server?.close();
+  await benchServer?.close();
 }
 
 console.log(`${results.passed} passed, ${results.failed} failed`);

@@ -1,0 +1,187 @@
+/**
+ * The benchmark page. `window.denoiseBench.measure` times text-to-image runs on one backend (targets 4 and 5 of
+ * the Node benchmark, `bench/pipeline.ts`); `window.denoiseBench.residency` reports where the UNet's
+ * `encoder_hidden_states` feed lived on each call of one run and returns the picture (the browser test's check of
+ * the text embeddings kept on the GPU). The page returns raw timings; the Node driver summarises them.
+ */
+import { RandomGenerator } from '@denoise/core';
+import { DeviceTensor, type FeedValue, type ModelSession } from '@denoise/core/runtime';
+import { DiffusionPipeline, StableDiffusionPipeline } from '@denoise/pipelines';
+import * as ort from 'onnxruntime-web';
+import { observeRuns, timelineRecorder } from '../instrument.js';
+
+// onnxruntime-web fetches its WASM binaries from this origin, never from a CDN.
+ort.env.wasm.wasmPaths = new URL('/ort/', location.href).href;
+
+const HUB_URL = new URL('/hub', location.href).href;
+const PROMPT = 'a red circle on a blue square';
+
+type Backend = 'webgpu' | 'wasm';
+
+/** One timed generation. */
+export interface RunRecord {
+  /** Which pipeline ran: `batched` (one batch-2 UNet call per step), `split` (two batch-1 calls), `uploaded`. */
+  variant: string;
+  /** First UNet call start → last step end, ms. */
+  loopMs: number;
+  /** Time inside the UNet's `run`, ms. */
+  unetMs: number;
+  /** UNet calls made. */
+  unetCalls: number;
+  /** Time inside the scheduler's `step`, ms. */
+  schedulerMs: number;
+  /** Per step: its wall time and the time inside the UNet's `run` during it, ms. */
+  steps: { wallMs: number; unetMs: number }[];
+}
+
+/** What {@link measure} returns. */
+export interface MeasureResult {
+  backend: Backend;
+  executionProviders: readonly string[];
+  /** Whether the batched pipeline keeps the text embeddings on the device. */
+  keepTextEmbeddingsOnDevice: boolean;
+  /** onnxruntime-web's WASM threads. */
+  wasmThreads: number | undefined;
+  runs: RunRecord[];
+}
+
+async function load(repo: string, device: Backend): Promise<StableDiffusionPipeline> {
+  const pipe = await DiffusionPipeline.fromPretrained(repo, { hubUrl: HUB_URL, device });
+  if (!(pipe instanceof StableDiffusionPipeline)) throw new Error(`${repo} is not a text-to-image model.`);
+  return pipe;
+}
+
+/** Times `generate` of one pipeline: totals from `bench/instrument.ts`, plus the UNet calls of each step. */
+function stepRecorder(pipe: StableDiffusionPipeline, variant: string, steps: number) {
+  const calls: { start: number; ms: number }[] = [];
+  let stepEnds: number[] = [];
+  observeRuns(pipe.unet, (start, ms) => calls.push({ start, ms }));
+  const timeline = timelineRecorder(pipe, (callbackOnStepEnd) =>
+    pipe.generate({
+      prompt: PROMPT,
+      numInferenceSteps: steps,
+      guidanceScale: 7.5,
+      generator: new RandomGenerator(0),
+      callbackOnStepEnd: () => {
+        stepEnds.push(performance.now());
+        return callbackOnStepEnd();
+      },
+    }),
+  );
+  const record = async (): Promise<RunRecord> => {
+    calls.length = 0;
+    stepEnds = [];
+    const t = await timeline.record();
+    const perStep = stepEnds.map((end, i) => {
+      const begin = i === 0 ? t.firstUnetStart : stepEnds[i - 1];
+      const inside = calls.filter((c) => c.start >= begin && c.start < end).reduce((sum, c) => sum + c.ms, 0);
+      return { wallMs: end - begin, unetMs: inside };
+    });
+    const loopMs = t.lastStepEnd - t.firstUnetStart;
+    return { variant, loopMs, unetMs: t.unetMs, unetCalls: t.unetCalls, schedulerMs: t.schedulerMs, steps: perStep };
+  };
+  return { record, dispose: timeline.dispose };
+}
+
+/**
+ * Loads the free-batch and the batch-1 heavy UNet models on `backend`, runs each once untimed, then `runs`
+ * rounds alternating them. On WebGPU a third pipeline shares the free-batch sessions with
+ * `keepTextEmbeddingsOnDevice` off (the embeddings uploaded with every UNet call, as before), in the same rounds.
+ */
+async function measure(options: {
+  backend: Backend;
+  batchedRepo: string;
+  splitRepo: string;
+  runs: number;
+  steps: number;
+}): Promise<MeasureResult> {
+  const { backend, runs, steps } = options;
+  const batched = await load(options.batchedRepo, backend);
+  const split = await load(options.splitRepo, backend);
+  const variants = [
+    { variant: 'batched', pipe: batched },
+    { variant: 'split', pipe: split },
+  ];
+  if (batched.keepTextEmbeddingsOnDevice) {
+    const uploaded = new StableDiffusionPipeline(batched.repository, batched.scheduler, {
+      ...batched,
+      keepTextEmbeddingsOnDevice: false,
+    });
+    variants.push({ variant: 'uploaded', pipe: uploaded });
+  }
+  const recorders = variants.map(({ variant, pipe }) => stepRecorder(pipe, variant, steps));
+  const records: RunRecord[] = [];
+  try {
+    for (const recorder of recorders) await recorder.record();
+    for (let round = 0; round < runs; round++) {
+      for (const recorder of recorders) records.push(await recorder.record());
+      log(`${backend}: round ${round + 1}/${runs}`);
+    }
+  } finally {
+    for (const recorder of recorders) recorder.dispose();
+    await batched.release();
+    await split.release();
+  }
+  return {
+    backend,
+    executionProviders: batched.unet.executionProviders,
+    keepTextEmbeddingsOnDevice: batched.keepTextEmbeddingsOnDevice,
+    wasmThreads: ort.env.wasm.numThreads,
+    runs: records,
+  };
+}
+
+/** Where a feed lives: `cpu`, or the ONNX Runtime location of a device tensor (`gpu-buffer`; `none` once freed). */
+function locationOf(value: FeedValue | undefined): string {
+  return value instanceof DeviceTensor ? value.value.location : 'cpu';
+}
+
+/**
+ * One generation of `prompt` on `backend`, recording the `encoder_hidden_states` feed of every UNet call: where it
+ * was during the call and where it is after `generate` returned (`none` when freed).
+ */
+async function residency(options: { repo: string; backend: Backend; prompt: string; steps: number; seed: number }) {
+  const pipe = await load(options.repo, options.backend);
+  const unet: ModelSession = pipe.unet;
+  const run = unet.run.bind(unet);
+  const fed: DeviceTensor[] = [];
+  const during: string[] = [];
+  unet.run = (feeds) => {
+    const hidden = feeds.encoder_hidden_states;
+    during.push(locationOf(hidden));
+    if (hidden instanceof DeviceTensor) fed.push(hidden);
+    return run(feeds);
+  };
+  try {
+    const { images } = await pipe.generate({
+      prompt: options.prompt,
+      numInferenceSteps: options.steps,
+      guidanceScale: 7.5,
+      generator: new RandomGenerator(options.seed),
+    });
+    const image = images[0];
+    return {
+      executionProviders: unet.executionProviders,
+      keepTextEmbeddingsOnDevice: pipe.keepTextEmbeddingsOnDevice,
+      during,
+      after: [...new Set(fed)].map((tensor) => tensor.value.location),
+      width: image.width,
+      height: image.height,
+      rgba: Array.from(image.data),
+    };
+  } finally {
+    await pipe.release();
+  }
+}
+
+function log(line: string): void {
+  document.querySelector('#log')!.textContent += `${line}\n`;
+}
+
+declare global {
+  interface Window {
+    denoiseBench: { measure: typeof measure; residency: typeof residency };
+  }
+}
+window.denoiseBench = { measure, residency };
+log('ready');
