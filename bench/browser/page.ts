@@ -2,10 +2,11 @@
  * The benchmark page. `window.denoiseBench.measure` times text-to-image runs on one backend (targets 4 and 5 of
  * the Node benchmark, `bench/pipeline.ts`); `window.denoiseBench.residency` reports where the UNet's
  * `encoder_hidden_states` feed lived on each call of one run and returns the picture (the browser test's check of
- * the text embeddings kept on the GPU). The page returns raw timings; the Node driver summarises them.
+ * the text embeddings kept on the GPU); `window.denoiseBench.embeddingUpload` times one graph fed SD-sized
+ * embeddings from the CPU and from the GPU. The page returns raw timings; the Node driver summarises them.
  */
-import { RandomGenerator } from '@denoise/core';
-import { DeviceTensor, type FeedValue, type ModelSession } from '@denoise/core/runtime';
+import { RandomGenerator, Tensor } from '@denoise/core';
+import { DeviceTensor, type FeedValue, type ModelSession, openSession } from '@denoise/core/runtime';
 import { DiffusionPipeline, StableDiffusionPipeline } from '@denoise/pipelines';
 import * as ort from 'onnxruntime-web';
 import { observeRuns, timelineRecorder } from '../instrument.js';
@@ -174,14 +175,59 @@ async function residency(options: { repo: string; backend: Backend; prompt: stri
   }
 }
 
+/**
+ * Alternates runs of `/fixtures/consumer.onnx` on WebGPU fed the same `[2, 77, 768]` embeddings from CPU memory
+ * and as a GPU buffer that `/fixtures/producer.onnx` left there, after `warmup` untimed pairs; returns the ms of
+ * each timed run per feed. Their difference is what each UNet call of SD 1.x saves when the embeddings stay.
+ */
+async function embeddingUpload(options: { rounds: number; warmup: number }) {
+  const fixture = (name: string) => new URL(`/fixtures/${name}`, location.href).href;
+  const producer = await openSession(fixture('producer.onnx'), {
+    device: 'webgpu',
+    preferredOutputLocation: 'gpu-buffer',
+  });
+  const consumer = await openSession(fixture('consumer.onnx'), { device: 'webgpu' });
+  const { encoder_hidden_states: onDevice } = await producer.runOnDevice({
+    offset: new Tensor(Float32Array.of(0.5), [1]),
+  });
+  if (!(onDevice instanceof DeviceTensor)) throw new Error('the producer left its output on the CPU');
+  const onCpu = await onDevice.toTensor();
+  const time = async (feed: FeedValue) => {
+    const start = performance.now();
+    await consumer.run({ encoder_hidden_states: feed });
+    return performance.now() - start;
+  };
+  const cpuMs: number[] = [];
+  const gpuMs: number[] = [];
+  try {
+    const [fromCpu, fromGpu] = [
+      await consumer.run({ encoder_hidden_states: onCpu }),
+      await consumer.run({ encoder_hidden_states: onDevice }),
+    ];
+    const maxDifference = Math.max(...fromCpu.row_mean.data.map((v, i) => Math.abs(v - fromGpu.row_mean.data[i])));
+    for (let round = 0; round < options.warmup + options.rounds; round++) {
+      const cpu = await time(onCpu);
+      const gpu = await time(onDevice);
+      if (round < options.warmup) continue;
+      cpuMs.push(cpu);
+      gpuMs.push(gpu);
+    }
+    return { dims: onDevice.dims, cpuMs, gpuMs, maxDifference };
+  } finally {
+    onDevice.dispose();
+    await producer.release();
+    await consumer.release();
+  }
+}
+
 function log(line: string): void {
   document.querySelector('#log')!.textContent += `${line}\n`;
 }
 
 declare global {
   interface Window {
-    denoiseBench: { measure: typeof measure; residency: typeof residency };
+    denoiseBench: { measure: typeof measure; residency: typeof residency; embeddingUpload: typeof embeddingUpload };
   }
 }
-window.denoiseBench = { measure, residency };
+window.denoiseBench = { measure, residency, embeddingUpload };
 log('ready');

@@ -4,7 +4,7 @@
  * batch 1, one size per backend), serves them to `bench/browser/page.ts` as a local Hub, drives the page with
  * playwright-core, prints one table per backend and writes `bench/results.browser.json`.
  *
- * Environment: `BENCH_BROWSER_RUNS` (timed rounds per backend, default 8), `BENCH_BROWSER_BACKENDS`
+ * Environment: `BENCH_BROWSER_RUNS` (timed rounds per backend, default 10), `BENCH_BROWSER_BACKENDS`
  * (default `webgpu,wasm`), `CHROMIUM` (default `/usr/bin/chromium`).
  */
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,14 +13,17 @@ import { join } from 'node:path';
 import { chromium, type Page } from 'playwright-core';
 import { type HeavyUnetShape, writeHeavyModel } from '../heavy-unet.js';
 import { formatSummary, type Summary, summarize } from '../stats.js';
+import { consumerGraph, producerGraph } from './embedding-graphs.js';
 import type { MeasureResult, RunRecord } from './page.js';
 import { startBenchServer } from './server.js';
 import { spellOutConvDefaults } from './webgpu-conv.js';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const RUNS = Number(process.env.BENCH_BROWSER_RUNS ?? 8);
+const RUNS = Number(process.env.BENCH_BROWSER_RUNS ?? 10);
 const BACKENDS = (process.env.BENCH_BROWSER_BACKENDS ?? 'webgpu,wasm').split(',') as ('webgpu' | 'wasm')[];
 const STEPS = 20;
+/** Pairs of runs of the embedding-upload graphs (after the warm-up pairs). */
+const UPLOAD_ROUNDS = { rounds: 60, warmup: 5 };
 const RESULTS = new URL('../results.browser.json', import.meta.url);
 
 /**
@@ -132,7 +135,10 @@ function printTable(r: BackendReport): void {
       `${r.executionProviders.join(', ')}${r.wasmThreads ? ` (${r.wasmThreads} WASM thread(s))` : ''}`,
     ],
     ['heavy UNet', `${channels} channels × ${hiddenLayers} hidden 3×3 convs, latents 16×16, ${r.steps} steps, CFG 7.5`],
-    ['text embeddings', r.keepTextEmbeddingsOnDevice ? 'kept on the GPU (DeviceTensor)' : 'CPU, uploaded per call'],
+    [
+      'text embeddings',
+      r.keepTextEmbeddingsOnDevice ? 'kept on the GPU (DeviceTensor)' : 'in CPU memory, fed per call',
+    ],
     ['UNet ms per batch-2 call', ms(r.unetCallMs)],
     ['loop wall per run', ms(r.loopMs)],
     ['per-step wall', ms(r.stepWallMs)],
@@ -154,6 +160,25 @@ function printTable(r: BackendReport): void {
   const width = Math.max(...rows.map(([label]) => label.length));
   console.log(`\n${r.backend} (Chromium)`);
   for (const [label, value] of rows) console.log(`  ${label.padEnd(width)}  ${value}`);
+}
+
+/** What feeding SD-sized embeddings from the CPU costs against a GPU buffer, per run of a small graph. */
+interface EmbeddingUploadReport {
+  dims: readonly number[];
+  fromCpuMs: Summary;
+  onGpuMs: Summary;
+  /** CPU-fed minus GPU-fed, per pair of runs. */
+  savedMs: Summary;
+  /** Largest |difference| between the graph's outputs on the two feeds (must be 0). */
+  maxDifference: number;
+}
+
+function printUpload(r: EmbeddingUploadReport): void {
+  console.log(`\nwebgpu: one graph run fed [${r.dims.join(', ')}] float32 embeddings (SD 1.x CFG batch)`);
+  console.log(`  from CPU memory (uploaded)  ${ms(r.fromCpuMs)}`);
+  console.log(`  as a GPU buffer             ${ms(r.onGpuMs)}`);
+  console.log(`  saved per call              ${ms(r.savedMs)}`);
+  console.log(`  max |output difference|     ${r.maxDifference}`);
 }
 
 /** Launches Chromium with SwiftShader's WebGPU adapter, adding Vulkan only when the adapter does not come up. */
@@ -200,7 +225,10 @@ for (const backend of BACKENDS) {
   models[`bench/heavy-${backend}-batch1`] = writeHeavyModel({ ...SHAPES[backend], fixedBatch: 1 });
 }
 for (const dir of Object.values(models)) spellOutConvDefaults(join(dir, 'unet', 'model.onnx'));
-const server = await startBenchServer(models, 'bench');
+const server = await startBenchServer(models, 'bench', {
+  'producer.onnx': producerGraph(),
+  'consumer.onnx': consumerGraph(),
+});
 let browser: Awaited<ReturnType<typeof launch>> | undefined;
 try {
   browser = await launch(server.origin);
@@ -223,10 +251,30 @@ try {
     printTable(figures);
     reports.push(figures);
   }
-  writeFileSync(
-    RESULTS,
-    `${JSON.stringify({ date: new Date().toISOString(), chromium: browser.version(), cpus: cpus().length, cpu: cpus()[0]?.model, runs: RUNS, backends: reports }, null, 2)}\n`,
-  );
+  let embeddingUpload: EmbeddingUploadReport | undefined;
+  if (BACKENDS.includes('webgpu')) {
+    const page = await openBenchPage(browser, server.origin);
+    const result = await page.evaluate((options) => window.denoiseBench.embeddingUpload(options), UPLOAD_ROUNDS);
+    await page.close();
+    embeddingUpload = {
+      dims: result.dims,
+      fromCpuMs: summarize(result.cpuMs),
+      onGpuMs: summarize(result.gpuMs),
+      savedMs: summarize(result.cpuMs.map((cpu, i) => cpu - result.gpuMs[i])),
+      maxDifference: result.maxDifference,
+    };
+    printUpload(embeddingUpload);
+  }
+  const summary = {
+    date: new Date().toISOString(),
+    chromium: browser.version(),
+    cpus: cpus().length,
+    cpu: cpus()[0]?.model,
+    runs: RUNS,
+    backends: reports,
+    embeddingUpload,
+  };
+  writeFileSync(RESULTS, `${JSON.stringify(summary, null, 2)}\n`);
   console.log(`\nwrote ${RESULTS.pathname}`);
 } finally {
   await browser?.close();

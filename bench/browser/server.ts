@@ -6,7 +6,7 @@
  * model.
  */
 
-import { cp, mkdir, rm } from 'node:fs/promises';
+import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { resolve } from 'node:path';
 import { build, defaultClientConditions, type InlineConfig, type Plugin, preview } from 'vite';
@@ -51,8 +51,13 @@ function hubOf(models: Readonly<Record<string, string>>): Plugin {
  *
  * @param models - Hub id (e.g. `bench/heavy-wasm`) → model folder on disk
  * @param name - a folder name of its own per caller, so that the benchmark and the browser test can build at once
+ * @param files - more files to serve under `/fixtures/`, by name
  */
-export async function startBenchServer(models: Readonly<Record<string, string>>, name: string): Promise<BenchServer> {
+export async function startBenchServer(
+  models: Readonly<Record<string, string>>,
+  name: string,
+  files: Readonly<Record<string, Uint8Array>> = {},
+): Promise<BenchServer> {
   const cacheDir = resolve(benchDir, '.cache', name);
   const publicDir = resolve(cacheDir, 'public');
   await rm(cacheDir, { recursive: true, force: true });
@@ -62,6 +67,8 @@ export async function startBenchServer(models: Readonly<Record<string, string>>,
   for (const file of ['ort-wasm-simd-threaded.jsep.mjs', 'ort-wasm-simd-threaded.jsep.wasm']) {
     await cp(resolve(ortDist, file), resolve(publicDir, 'ort', file));
   }
+  await mkdir(resolve(publicDir, 'fixtures'));
+  for (const [file, bytes] of Object.entries(files)) await writeFile(resolve(publicDir, 'fixtures', file), bytes);
   const config: InlineConfig = {
     configFile: false,
     root: benchDir,
