@@ -139,7 +139,9 @@ function locationOf(value: FeedValue | undefined): string {
 
 /**
  * One generation of `prompt` on `backend`, recording the `encoder_hidden_states` feed of every UNet call: where it
- * was during the call and where it is after `generate` returned (`none` when freed).
+ * was during the call and where it is after `generate` returned (`none` when freed). Then the same generation
+ * through the same sessions with `keepTextEmbeddingsOnDevice` off (embeddings fed from CPU memory), and the
+ * largest byte difference between the two pictures.
  */
 async function residency(options: { repo: string; backend: Backend; prompt: string; steps: number; seed: number }) {
   const pipe = await load(options.repo, options.backend);
@@ -153,19 +155,30 @@ async function residency(options: { repo: string; backend: Backend; prompt: stri
     if (hidden instanceof DeviceTensor) fed.push(hidden);
     return run(feeds);
   };
-  try {
-    const { images } = await pipe.generate({
+  const generate = async (pipeline: StableDiffusionPipeline) => {
+    const { images } = await pipeline.generate({
       prompt: options.prompt,
       numInferenceSteps: options.steps,
       guidanceScale: 7.5,
       generator: new RandomGenerator(options.seed),
     });
-    const image = images[0];
+    return images[0];
+  };
+  try {
+    const image = await generate(pipe);
+    const duringRun = [...during];
+    const after = [...new Set(fed)].map((tensor) => tensor.value.location);
+    const uploaded = new StableDiffusionPipeline(pipe.repository, pipe.scheduler, {
+      ...pipe,
+      keepTextEmbeddingsOnDevice: false,
+    });
+    const reference = await generate(uploaded);
     return {
       executionProviders: unet.executionProviders,
       keepTextEmbeddingsOnDevice: pipe.keepTextEmbeddingsOnDevice,
-      during,
-      after: [...new Set(fed)].map((tensor) => tensor.value.location),
+      during: duringRun,
+      after,
+      maxDifferenceFromUploaded: image.data.reduce((max, v, i) => Math.max(max, Math.abs(v - reference.data[i])), 0),
       width: image.width,
       height: image.height,
       rgba: Array.from(image.data),

@@ -243,7 +243,7 @@ try {
     steps: 12,
     seed: 3,
   };
-  await test('webgpu: every UNet step takes encoder_hidden_states as a GPU tensor, freed after the run, and the picture is the label', async () => {
+  await test('webgpu: every UNet step takes encoder_hidden_states as a GPU tensor, freed after the run; the picture is the label, byte for byte the CPU-fed one', async () => {
     const result = await bench.page.evaluate((run) => window.denoiseBench.residency(run), {
       ...residencyRun,
       backend: 'webgpu',
@@ -256,6 +256,11 @@ try {
       `encoder_hidden_states locations per UNet call: ${result.during.join(', ')}`,
     );
     assert(result.after.join() === 'none', `after the run the embeddings are at: ${result.after.join(', ')}`);
+    // The picture does not depend on where the embeddings were: the same bytes as with them fed from CPU memory.
+    assert(
+      result.maxDifferenceFromUploaded === 0,
+      `differs from the CPU-fed run by up to ${result.maxDifferenceFromUploaded}`,
+    );
     assert(result.width === 128 && result.height === 128, `image is ${result.width}x${result.height}`);
     const error = assertPictureOf(result.rgba, residencyRun.prompt);
     console.log(`       mean |error| ${error.toFixed(3)} of 255`);
