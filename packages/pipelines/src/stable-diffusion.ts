@@ -22,6 +22,7 @@ import {
   DiffusionPipeline,
   generatorOrRandom,
   initialLatents,
+  MAX_SAMPLE_VALUES,
   type PipelineOutput,
 } from './pipeline.js';
 import { encodePrompts, encodePromptsOnDevice, loadClipTokenizer, TEXT_ENCODER_HIDDEN_STATE } from './text-encoding.js';
@@ -135,9 +136,6 @@ function guidanceScaleEmbedding(w: number, dim: number, batch: number): TensorLi
   for (let b = 0; b < batch; b++) data.set(row, b * dim);
   return { data, dims: [batch, dim] };
 }
-
-/** The most latent values one `generate` call may ask for (2³⁰, a 4 GiB float32 buffer). */
-const MAX_LATENT_VALUES = 2 ** 30;
 
 /**
  * Stable Diffusion text-to-image. Load it with `DiffusionPipeline.fromPretrained` or
@@ -303,9 +301,9 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
     const latent = latentSize(height, width, this.vae.scaleFactor);
     const batch = prompts.length * perPrompt;
     const latentValues = batch * this.latentChannels * latent.height * latent.width;
-    if (latentValues > MAX_LATENT_VALUES) {
+    if (latentValues > MAX_SAMPLE_VALUES) {
       throw new InvalidArgumentError(
-        `${batch} images of ${width}×${height} need ${latentValues} latent values, more than the ${MAX_LATENT_VALUES} ` +
+        `${batch} images of ${width}×${height} need ${latentValues} latent values, more than the ${MAX_SAMPLE_VALUES} ` +
           'one run can hold. Generate fewer or smaller images per call.',
       );
     }
