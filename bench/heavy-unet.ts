@@ -24,6 +24,12 @@ export interface HeavyUnetShape {
   fixedBatch?: number;
 }
 
+/**
+ * A same-size 3x3 convolution's attributes. Strides and dilations are ONNX's defaults, written out because
+ * onnxruntime-web's WebGPU Conv (1.30) rejects a 2-D Conv without them ("dilations should be 2D").
+ */
+const CONV_3X3 = { pads: [1, 1, 1, 1], strides: [1, 1], dilations: [1, 1] };
+
 /** A 3x3 convolution's weights, N(0, 1/fan_in) so activations keep their scale through the stack. */
 function convWeights(name: string, out: number, inChannels: number, generator: RandomGenerator): InitializerSpec {
   const values = generator.randn([out, inChannels, 3, 3]).data;
@@ -42,16 +48,16 @@ function heavyUnet(shape: HeavyUnetShape): Uint8Array {
   const { channels, hiddenLayers } = shape;
   const batch = shape.fixedBatch ?? 'batch';
   const initializers: InitializerSpec[] = [convWeights('w_in', channels, LATENT_CHANNELS, generator)];
-  const nodes = [node('Conv', ['sample', 'w_in'], ['h_in'], { pads: [1, 1, 1, 1] }), node('Relu', ['h_in'], ['h0'])];
+  const nodes = [node('Conv', ['sample', 'w_in'], ['h_in'], CONV_3X3), node('Relu', ['h_in'], ['h0'])];
   for (let layer = 1; layer <= hiddenLayers; layer++) {
     initializers.push(convWeights(`w${layer}`, channels, channels, generator));
-    nodes.push(node('Conv', [`h${layer - 1}`, `w${layer}`], [`c${layer}`], { pads: [1, 1, 1, 1] }));
+    nodes.push(node('Conv', [`h${layer - 1}`, `w${layer}`], [`c${layer}`], CONV_3X3));
     nodes.push(node('Relu', [`c${layer}`], [`h${layer}`]));
   }
   initializers.push(convWeights('w_out', LATENT_CHANNELS, channels, generator));
   initializers.push({ name: 'cond_shape', type: 'int64', dims: [4], values: [-1n, 1n, 1n, 1n] });
   nodes.push(
-    node('Conv', [`h${hiddenLayers}`, 'w_out'], ['features'], { pads: [1, 1, 1, 1] }),
+    node('Conv', [`h${hiddenLayers}`, 'w_out'], ['features'], CONV_3X3),
     node('ReduceMean', ['encoder_hidden_states'], ['prompt_mean'], { axes: [1, 2], keepdims: 0 }),
     node('Reshape', ['prompt_mean', 'cond_shape'], ['prompt_bias']),
     node('Add', ['features', 'prompt_bias'], ['pre_activation']),

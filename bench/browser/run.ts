@@ -4,26 +4,26 @@
  * batch 1, one size per backend), serves them to `bench/browser/page.ts` as a local Hub, drives the page with
  * playwright-core, prints one table per backend and writes `bench/results.browser.json`.
  *
- * Environment: `BENCH_BROWSER_RUNS` (timed rounds per backend, default 10), `BENCH_BROWSER_BACKENDS`
- * (default `webgpu,wasm`), `CHROMIUM` (default `/usr/bin/chromium`).
+ * Flag: `--quick` (one timed round and a few upload pairs: a smoke run, not for figures). Environment:
+ * `BENCH_BROWSER_RUNS` (timed rounds per backend, default 10), `BENCH_BROWSER_BACKENDS` (default `webgpu,wasm`),
+ * `CHROMIUM` (default `/usr/bin/chromium`).
  */
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
 import { chromium, type Page } from 'playwright-core';
 import { type HeavyUnetShape, writeHeavyModel } from '../heavy-unet.js';
 import { formatSummary, type Summary, summarize } from '../stats.js';
 import { consumerGraph, producerGraph } from './embedding-graphs.js';
 import type { MeasureResult, RunRecord } from './page.js';
 import { startBenchServer } from './server.js';
-import { spellOutConvDefaults } from './webgpu-conv.js';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const RUNS = Number(process.env.BENCH_BROWSER_RUNS ?? 10);
+const QUICK = process.argv.includes('--quick');
+const RUNS = QUICK ? 1 : Number(process.env.BENCH_BROWSER_RUNS ?? 10);
 const BACKENDS = (process.env.BENCH_BROWSER_BACKENDS ?? 'webgpu,wasm').split(',') as ('webgpu' | 'wasm')[];
 const STEPS = 20;
 /** Pairs of runs of the embedding-upload graphs (after the warm-up pairs). */
-const UPLOAD_ROUNDS = { rounds: 60, warmup: 5 };
+const UPLOAD_ROUNDS = QUICK ? { rounds: 3, warmup: 1 } : { rounds: 60, warmup: 5 };
 const RESULTS = new URL('../results.browser.json', import.meta.url);
 
 /**
@@ -224,7 +224,6 @@ for (const backend of BACKENDS) {
   models[`bench/heavy-${backend}`] = writeHeavyModel(SHAPES[backend]);
   models[`bench/heavy-${backend}-batch1`] = writeHeavyModel({ ...SHAPES[backend], fixedBatch: 1 });
 }
-for (const dir of Object.values(models)) spellOutConvDefaults(join(dir, 'unet', 'model.onnx'));
 const server = await startBenchServer(models, 'bench', {
   'producer.onnx': producerGraph(),
   'consumer.onnx': consumerGraph(),
