@@ -40,6 +40,18 @@ const SD_SCHEDULER_CONFIG = {
 };
 const INFERENCE_STEPS = 20;
 const LEAK_CHECK_STEPS = 1000;
+/** Untimed steps of every case, interleaved, before any timing. */
+const PROCESS_WARMUP_STEPS = 100;
+
+/** The fixed inputs of every step at one sample shape. */
+interface StepInputs {
+  dims: readonly number[];
+  sample: Tensor;
+  modelOutput: Tensor;
+  noise: Tensor;
+  /** The baseline's preallocated output. */
+  baselineOut: Float32Array;
+}
 
 /** The target-1 figures of one scheduler at one sample shape. */
 export interface SchedulerStepResult {
@@ -133,40 +145,57 @@ export function benchSchedulerSteps(rounds: number): (SchedulerStepResult | Miss
     className: c.className,
     missing: true,
   }));
-  const measured: { result: SchedulerStepResult; stepper: Stepper }[] = [];
+  const cases: (SchedulerCase & { stepper: Stepper; inputs: StepInputs })[] = [];
   for (const dims of [
     [2, 4, 64, 64],
     [2, 4, 128, 128],
   ]) {
-    const sample = generator.randn(dims);
-    const modelOutput = generator.randn(dims);
-    const noise = generator.randn(dims);
-    const baselineOut = new Float32Array(sample.size);
+    const inputs: StepInputs = {
+      dims,
+      sample: generator.randn(dims),
+      modelOutput: generator.randn(dims),
+      noise: generator.randn(dims),
+      baselineOut: new Float32Array(dims.reduce((a, b) => a * b, 1)),
+    };
     for (const { className, maxRatio } of CASES) {
       const SchedulerClass = exports[className];
       if (!SchedulerClass) continue;
-      process.stderr.write(`  steps: ${className} ${dims.join('x')}\n`);
       const scheduler = new SchedulerClass({ ...SD_SCHEDULER_CONFIG }, { onWarning: () => {} });
-      const stepper = new Stepper(scheduler, modelOutput, sample, noise);
-      const [timing, allocatingBaseline] = pairedTimings(
-        () => axpbyPass(sample.data, modelOutput.data, baselineOut),
-        [() => stepper.step().ms, () => axpbyPass(sample.data, modelOutput.data, undefined)],
-        rounds,
-        10,
-      );
-      const result: SchedulerStepResult = {
+      cases.push({
         className,
-        dims,
-        timing,
-        allocatingBaseline,
-        ratioToAllocatingBaseline: summarize(
-          timing.candidateRoundsMs.map((ms, round) => ms / allocatingBaseline.candidateRoundsMs[round]),
-        ),
         maxRatio,
-        allocatedPerStep: { count: 0, bytes: 0, returnedBytes: 0 },
-      };
-      measured.push({ result, stepper });
+        inputs,
+        stepper: new Stepper(scheduler, inputs.modelOutput, inputs.sample, inputs.noise),
+      });
     }
+  }
+  // A process that has been generating for a while: V8 has optimised the shared step code, and glibc's malloc
+  // has raised its mmap and trim thresholds (they grow as large blocks are freed). Timing from a fresh process
+  // instead made whichever schedulers came first pay page faults on every returned buffer (about 2x their
+  // steady-state cost, the allocating baseline 2x too), a property of the process's age rather than of them.
+  for (let i = 0; i < PROCESS_WARMUP_STEPS; i++) for (const { stepper } of cases) stepper.step();
+  const measured: { result: SchedulerStepResult; stepper: Stepper }[] = [];
+  for (const { className, maxRatio, inputs, stepper } of cases) {
+    const { sample, modelOutput, baselineOut } = inputs;
+    process.stderr.write(`  steps: ${className} ${inputs.dims.join('x')}\n`);
+    const [timing, allocatingBaseline] = pairedTimings(
+      () => axpbyPass(sample.data, modelOutput.data, baselineOut),
+      [() => stepper.step().ms, () => axpbyPass(sample.data, modelOutput.data, undefined)],
+      rounds,
+      10,
+    );
+    const result: SchedulerStepResult = {
+      className,
+      dims: inputs.dims,
+      timing,
+      allocatingBaseline,
+      ratioToAllocatingBaseline: summarize(
+        timing.candidateRoundsMs.map((ms, round) => ms / allocatingBaseline.candidateRoundsMs[round]),
+      ),
+      maxRatio,
+      allocatedPerStep: { count: 0, bytes: 0, returnedBytes: 0 },
+    };
+    measured.push({ result, stepper });
   }
   for (const { result, stepper } of measured) {
     if (result.dims[2] !== 64) continue;
