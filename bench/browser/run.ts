@@ -8,16 +8,16 @@
  * `BENCH_BROWSER_RUNS` (timed rounds per backend, default 10), `BENCH_BROWSER_BACKENDS` (default `webgpu,wasm`),
  * `CHROMIUM` (default `/usr/bin/chromium`).
  */
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { assertChromiumInstalled, launchChromium } from '../../tools/chromium.js';
 import { type HeavyUnetShape, writeHeavyModel } from '../heavy-unet.js';
 import { formatSummary, type Summary, summarize } from '../stats.js';
 import { consumerGraph, producerGraph } from './embedding-graphs.js';
 import type { MeasureResult, RunRecord } from './page.js';
 import { startBenchServer } from './server.js';
 
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const QUICK = process.argv.includes('--quick');
 const RUNS = QUICK ? 1 : Number(process.env.BENCH_BROWSER_RUNS ?? 10);
 const BACKENDS = (process.env.BENCH_BROWSER_BACKENDS ?? 'webgpu,wasm').split(',') as ('webgpu' | 'wasm')[];
@@ -34,15 +34,6 @@ const SHAPES: Record<'webgpu' | 'wasm', HeavyUnetShape> = {
   webgpu: { channels: 32, hiddenLayers: 2 },
   wasm: { channels: 256, hiddenLayers: 5 },
 };
-
-const CHROMIUM_ARGS = [
-  '--enable-unsafe-webgpu',
-  '--use-webgpu-adapter=swiftshader',
-  '--no-sandbox',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 /** The figures of one backend. */
 interface BackendReport {
@@ -181,24 +172,7 @@ function printUpload(r: EmbeddingUploadReport): void {
   console.log(`  max |output difference|     ${r.maxDifference}`);
 }
 
-/** Launches Chromium with SwiftShader's WebGPU adapter, adding Vulkan only when the adapter does not come up. */
-async function launch(origin: string) {
-  for (const extra of [[], ['--enable-features=Vulkan']]) {
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...extra] });
-    const page = await browser.newPage();
-    await page.goto(`${origin}/`);
-    const adapter = await page.evaluate(async () => {
-      const { gpu } = navigator as Navigator & { gpu?: { requestAdapter(): Promise<unknown> } };
-      return Boolean(await gpu?.requestAdapter());
-    });
-    await page.close();
-    if (adapter || !BACKENDS.includes('webgpu')) return browser;
-    await browser.close();
-  }
-  throw new Error('Chromium exposes no WebGPU adapter, with or without --enable-features=Vulkan.');
-}
-
-async function openBenchPage(browser: Awaited<ReturnType<typeof launch>>, origin: string): Promise<Page> {
+async function openBenchPage(browser: Browser, origin: string): Promise<Page> {
   const page = await browser.newPage();
   page.on('pageerror', (error) => console.error(`  page error: ${error.message}`));
   page.on('console', (message) => {
@@ -211,11 +185,10 @@ async function openBenchPage(browser: Awaited<ReturnType<typeof launch>>, origin
   return page;
 }
 
-if (!existsSync(CHROMIUM)) {
-  console.error(
-    `Chromium is missing: ${CHROMIUM} does not exist. Install it (Debian/Ubuntu: \`apt-get install chromium\`) or ` +
-      'point CHROMIUM at a Chromium binary; the benchmark never downloads a browser.',
-  );
+try {
+  assertChromiumInstalled();
+} catch (error) {
+  console.error((error as Error).message);
   process.exit(1);
 }
 
@@ -228,9 +201,10 @@ const server = await startBenchServer(models, 'bench', {
   'producer.onnx': producerGraph(),
   'consumer.onnx': consumerGraph(),
 });
-let browser: Awaited<ReturnType<typeof launch>> | undefined;
+let browser: Browser | undefined;
 try {
-  browser = await launch(server.origin);
+  // WASM alone does not need a WebGPU adapter.
+  ({ browser } = await launchChromium(`${server.origin}/`, BACKENDS.includes('webgpu')));
   console.log(
     `chromium ${browser.version()} on ${cpus().length}× ${cpus()[0]?.model ?? 'unknown CPU'}, ${new Date().toISOString()}`,
   );

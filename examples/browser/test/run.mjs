@@ -4,22 +4,12 @@
  * exits non-zero when anything failed.
  */
 import { resolve } from 'node:path';
-import { chromium } from 'playwright-core';
 import { tsImport } from 'tsx/esm/api';
 import { build, preview } from 'vite';
 
 const browserDir = resolve(import.meta.dirname, '..');
 const configFile = resolve(browserDir, 'vite.config.ts');
 const screenshotPath = resolve(import.meta.dirname, 'screenshot.png');
-
-const CHROMIUM_ARGS = [
-  '--enable-unsafe-webgpu',
-  '--use-webgpu-adapter=swiftshader',
-  '--no-sandbox',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 const results = { passed: 0, failed: 0 };
 
@@ -37,20 +27,6 @@ async function test(name, body) {
 
 function assert(condition, message) {
   if (!condition) throw new Error(message);
-}
-
-/** Launches Chromium, adding Vulkan only when SwiftShader's WebGPU adapter does not come up without it. */
-async function launchWithWebGPU(origin) {
-  for (const extra of [[], ['--enable-features=Vulkan']]) {
-    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: [...CHROMIUM_ARGS, ...extra] });
-    const page = await browser.newPage();
-    await page.goto(`${origin}/runtime-check.html`);
-    const adapter = await page.evaluate(async () => Boolean(await navigator.gpu?.requestAdapter()));
-    await page.close();
-    if (adapter) return { browser, args: extra };
-    await browser.close();
-  }
-  throw new Error('Chromium exposes no WebGPU adapter, with or without --enable-features=Vulkan.');
 }
 
 /** Opens `url`, recording page errors and every request that leaves the page's origin (there must be none). */
@@ -72,6 +48,8 @@ async function openPage(browser, url) {
   await page.goto(url);
   return { page, errors, foreignRequests };
 }
+
+const { launchChromium } = await tsImport('../../../tools/chromium.ts', import.meta.url);
 
 /** The reference world's data set, to know what each label's picture is. */
 const world = await tsImport('../../../tools/reference-world/world.ts', import.meta.url);
@@ -148,9 +126,9 @@ try {
   const origin = server.resolvedUrls.local[0].replace(/\/$/, '');
   console.log(`serving on ${origin}`);
 
-  const launched = await launchWithWebGPU(origin);
+  const launched = await launchChromium(`${origin}/runtime-check.html`);
   browser = launched.browser;
-  console.log(`chromium ${browser.version()} ${launched.args.join(' ')}`);
+  console.log(`chromium ${browser.version()} ${launched.extraArgs.join(' ')}`);
 
   const check = await openPage(browser, `${origin}/runtime-check.html`);
   const checkPage = check.page;
