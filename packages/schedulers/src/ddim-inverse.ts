@@ -76,11 +76,6 @@ export class DDIMInverseScheduler extends Scheduler<DDIMInverseSchedulerConfig> 
     }
   }
 
-  /** `'DDIMInverseScheduler'`. */
-  get className(): string {
-    return 'DDIMInverseScheduler';
-  }
-
   /** ᾱ before timestep 0: 1 with `set_alpha_to_one`, else ᾱ_0. */
   get initialAlphaCumprod(): number {
     return this.config.set_alpha_to_one ? 1 : this.alphasCumprod[0];

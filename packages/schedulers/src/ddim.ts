@@ -97,11 +97,6 @@ export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
     assertPredictionDefinedAtZeroSnr('DDIMScheduler', this.config);
   }
 
-  /** `'DDIMScheduler'`. */
-  get className(): string {
-    return 'DDIMScheduler';
-  }
-
   /** ᾱ of the target of the last step: 1 with `set_alpha_to_one`, else ᾱ_0. */
   get finalAlphaCumprod(): number {
     return this.config.set_alpha_to_one ? 1 : this.alphasCumprod[0];

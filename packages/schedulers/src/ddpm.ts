@@ -131,11 +131,6 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
     this.precomputeCoefficients();
   }
 
-  /** `'DDPMScheduler'`. */
-  get className(): string {
-    return 'DDPMScheduler';
-  }
-
   /**
    * Sets the sampling schedule: `n` timesteps spaced per `timestep_spacing`, or explicit descending timesteps.
    *

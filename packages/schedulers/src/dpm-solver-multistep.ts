@@ -513,11 +513,6 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     }
   }
 
-  /** `'DPMSolverMultistepScheduler'`. */
-  get className(): string {
-    return 'DPMSolverMultistepScheduler';
-  }
-
   /**
    * Sets the sampling schedule and clears the multistep history. With `{ timesteps }` the given training
    * timesteps are used (not with Karras, exponential, beta or Lu spacing).

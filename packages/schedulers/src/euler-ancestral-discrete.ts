@@ -63,11 +63,6 @@ export class EulerAncestralDiscreteScheduler extends SigmaScheduler<EulerAncestr
     super('EulerAncestralDiscreteScheduler', EULER_ANCESTRAL_DISCRETE_CONFIG_SPEC, config, options);
   }
 
-  /** `'EulerAncestralDiscreteScheduler'`. */
-  get className(): string {
-    return 'EulerAncestralDiscreteScheduler';
-  }
-
   /**
    * Sets the sampling schedule: timesteps per `timestep_spacing` (or explicit ones), sigmas interpolated from
    * the training sigmas, then 0.

@@ -143,11 +143,6 @@ export class EulerDiscreteScheduler extends SigmaScheduler<EulerDiscreteSchedule
     }
   }
 
-  /** `'EulerDiscreteScheduler'`. */
-  get className(): string {
-    return 'EulerDiscreteScheduler';
-  }
-
   private get usesContinuousTimesteps(): boolean {
     return this.config.timestep_type === 'continuous' && this.config.prediction_type === 'v_prediction';
   }

@@ -94,11 +94,6 @@ export class HeunDiscreteScheduler extends SigmaScheduler<HeunDiscreteSchedulerC
     this.sigmaKind = sigmaScheduleKind('HeunDiscreteScheduler', this.config);
   }
 
-  /** `'HeunDiscreteScheduler'`. */
-  get className(): string {
-    return 'HeunDiscreteScheduler';
-  }
-
   /** Whether the next `step` is a predictor (first-order) half. */
   get stateInFirstOrder(): boolean {
     return this.predictorDt === undefined;

@@ -101,11 +101,6 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
     assertPredictionDefinedAtZeroSnr('LCMScheduler', this.config);
   }
 
-  /** `'LCMScheduler'`. */
-  get className(): string {
-    return 'LCMScheduler';
-  }
-
   /** ᾱ after the last step: 1 with `set_alpha_to_one`, else ᾱ_0. */
   get finalAlphaCumprod(): number {
     return this.config.set_alpha_to_one ? 1 : this.alphasCumprod[0];

@@ -95,11 +95,6 @@ export class LMSDiscreteScheduler extends SigmaScheduler<LMSDiscreteSchedulerCon
     this.sigmaKind = sigmaScheduleKind('LMSDiscreteScheduler', this.config);
   }
 
-  /** `'LMSDiscreteScheduler'`. */
-  get className(): string {
-    return 'LMSDiscreteScheduler';
-  }
-
   /**
    * Sets the sampling schedule (spaced or explicit timesteps, interpolated or Karras/exponential/beta sigmas,
    * then 0) and forgets the slopes of the previous run.

@@ -96,11 +96,6 @@ export class PNDMScheduler extends Scheduler<PNDMSchedulerConfig> {
     }
   }
 
-  /** `'PNDMScheduler'`. */
-  get className(): string {
-    return 'PNDMScheduler';
-  }
-
   /** ᾱ of the target of the last step: 1 with `set_alpha_to_one`, else ᾱ_0. */
   get finalAlphaCumprod(): number {
     return this.config.set_alpha_to_one ? 1 : this.alphasCumprod[0];

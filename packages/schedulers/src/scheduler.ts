@@ -580,6 +580,8 @@ export abstract class Scheduler<C extends NoiseScheduleConfig = NoiseScheduleCon
   order = 1;
   /** How classifier guidance is applied with this scheduler (MATH.md §7). */
   abstract readonly classifierGuidance: ClassifierGuidanceMode;
+  /** The diffusers class name of this scheduler (`_class_name` in `scheduler_config.json`). */
+  readonly className: string;
   /** Where this instance reports warnings. */
   protected readonly onWarning: WarningHandler | undefined;
   /** The noise source of stochastic steps called without `generator` or `noise`, created on first use. */
@@ -592,6 +594,7 @@ export abstract class Scheduler<C extends NoiseScheduleConfig = NoiseScheduleCon
    * @param options - warning handler
    */
   protected constructor(className: string, spec: ConfigSpec<C>, config: unknown, options: SchedulerOptions = {}) {
+    this.className = className;
     this.onWarning = options.onWarning;
     this.config = resolveConfig(className, spec, config, options.onWarning);
     this.betas = betasFromConfig(this.config);
@@ -634,9 +637,6 @@ export abstract class Scheduler<C extends NoiseScheduleConfig = NoiseScheduleCon
   ): S {
     return new this(config as Record<string, unknown>, options);
   }
-
-  /** The diffusers class name of this scheduler (`_class_name` in `scheduler_config.json`). */
-  abstract get className(): string;
 
   /**
    * Prepares the schedule for a sampling run and resets any per-run state.

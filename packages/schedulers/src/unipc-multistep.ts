@@ -209,11 +209,6 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
     this.terms = new Array<Float32Array>(p + 2);
   }
 
-  /** `'UniPCMultistepScheduler'`. */
-  get className(): string {
-    return 'UniPCMultistepScheduler';
-  }
-
   /**
    * Sets the sampling schedule and clears the multistep history and the corrector's state.
    *
