@@ -6,19 +6,15 @@
  * model.
  */
 
-import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { resolve } from 'node:path';
-import { build, defaultClientConditions, type InlineConfig, type Plugin, preview } from 'vite';
+import { build, type InlineConfig, type Plugin, preview } from 'vite';
+import { copyOrtBinaries } from '../../examples/browser/assets.js';
 import { modelHub } from '../../examples/browser/model-hub.js';
+import { CROSS_ORIGIN_ISOLATION, PAGE_CONDITIONS } from '../../examples/browser/vite.config.js';
 
 const benchDir = import.meta.dirname;
-const repoRoot = resolve(benchDir, '..', '..');
-
-const crossOriginIsolation = {
-  'Cross-Origin-Opener-Policy': 'same-origin',
-  'Cross-Origin-Embedder-Policy': 'require-corp',
-};
 
 /** A running server. */
 export interface BenchServer {
@@ -61,12 +57,7 @@ export async function startBenchServer(
   const cacheDir = resolve(benchDir, '.cache', name);
   const publicDir = resolve(cacheDir, 'public');
   await rm(cacheDir, { recursive: true, force: true });
-  await mkdir(resolve(publicDir, 'ort'), { recursive: true });
-  // The onnxruntime-web build the page imports (WebGPU + WASM) loads this binary and its loader, from this origin.
-  const ortDist = resolve(repoRoot, 'node_modules', 'onnxruntime-web', 'dist');
-  for (const file of ['ort-wasm-simd-threaded.jsep.mjs', 'ort-wasm-simd-threaded.jsep.wasm']) {
-    await cp(resolve(ortDist, file), resolve(publicDir, 'ort', file));
-  }
+  await copyOrtBinaries(publicDir);
   await mkdir(resolve(publicDir, 'fixtures'));
   for (const [file, bytes] of Object.entries(files)) await writeFile(resolve(publicDir, 'fixtures', file), bytes);
   const config: InlineConfig = {
@@ -75,9 +66,9 @@ export async function startBenchServer(
     publicDir,
     logLevel: 'warn',
     plugins: [hubOf(models)],
-    resolve: { conditions: ['source', 'onnxruntime-web-use-extern-wasm', ...defaultClientConditions] },
+    resolve: { conditions: PAGE_CONDITIONS },
     build: { outDir: resolve(cacheDir, 'dist'), emptyOutDir: true, target: 'es2022', chunkSizeWarningLimit: 4096 },
-    preview: { host: '127.0.0.1', port: 0, strictPort: false, headers: crossOriginIsolation },
+    preview: { host: '127.0.0.1', port: 0, strictPort: false, headers: CROSS_ORIGIN_ISOLATION },
   };
   await build(config);
   const server = await preview(config);

@@ -12,16 +12,25 @@ const repoRoot = resolve(import.meta.dirname, '..', '..');
 /** The folder Vite serves as `/`: `.cache/` is git-ignored. */
 export const PUBLIC_DIR = resolve(import.meta.dirname, '.cache', 'public');
 
+/**
+ * Copies onnxruntime-web's WASM binary and its loader into `<publicDir>/ort/`: the build the pages import
+ * (WebGPU + WASM) loads these two, from the page's origin.
+ *
+ * @param publicDir - the folder a Vite server serves as `/`
+ */
+export async function copyOrtBinaries(publicDir: string): Promise<void> {
+  const ortDist = resolve(repoRoot, 'node_modules', 'onnxruntime-web', 'dist');
+  await mkdir(resolve(publicDir, 'ort'), { recursive: true });
+  for (const file of ['ort-wasm-simd-threaded.jsep.mjs', 'ort-wasm-simd-threaded.jsep.wasm']) {
+    await cp(resolve(ortDist, file), resolve(publicDir, 'ort', file));
+  }
+}
+
 /** Copies or generates everything under {@link PUBLIC_DIR}. */
 export async function writePublicAssets(): Promise<void> {
   await rm(PUBLIC_DIR, { recursive: true, force: true });
   await mkdir(resolve(PUBLIC_DIR, 'fixtures'), { recursive: true });
-  // The build of onnxruntime-web the pages import (WebGPU + WASM) loads this one binary and its loader.
-  const ortDist = resolve(repoRoot, 'node_modules', 'onnxruntime-web', 'dist');
-  await mkdir(resolve(PUBLIC_DIR, 'ort'), { recursive: true });
-  for (const file of ['ort-wasm-simd-threaded.jsep.mjs', 'ort-wasm-simd-threaded.jsep.wasm']) {
-    await cp(resolve(ortDist, file), resolve(PUBLIC_DIR, 'ort', file));
-  }
+  await copyOrtBinaries(PUBLIC_DIR);
   await writeFile(resolve(PUBLIC_DIR, 'fixtures', 'check-graph.onnx'), checkGraph());
 }
 

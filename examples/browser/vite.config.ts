@@ -11,10 +11,17 @@ import { modelHub } from './model-hub.js';
 const EMBEDDED_REPO = 'denoise/reference-world';
 const EMBEDDED_MODEL_DIR = resolve(import.meta.dirname, '..', '..', 'models', 'reference-world');
 
-const crossOriginIsolation = {
+/** Cross-origin isolation, so that onnxruntime-web may use threads (SharedArrayBuffer). */
+export const CROSS_ORIGIN_ISOLATION = {
   'Cross-Origin-Opener-Policy': 'same-origin',
   'Cross-Origin-Embedder-Policy': 'require-corp',
 };
+
+/**
+ * `source`: the workspace packages' TypeScript, so a page always runs the code in this checkout.
+ * onnxruntime-web's build without an embedded WASM URL: it loads its binaries from /ort/ (see the pages).
+ */
+export const PAGE_CONDITIONS = ['source', 'onnxruntime-web-use-extern-wasm', ...defaultClientConditions];
 
 function publicAssets(): Plugin {
   return {
@@ -41,13 +48,9 @@ export default defineConfig({
   root: import.meta.dirname,
   publicDir: PUBLIC_DIR,
   plugins: [publicAssets(), embeddedModelHub()],
-  resolve: {
-    // `source`: the workspace packages' TypeScript, so the page always runs the code in this checkout.
-    // onnxruntime-web's build without an embedded WASM URL: it loads its binaries from /ort/ (see the pages).
-    conditions: ['source', 'onnxruntime-web-use-extern-wasm', ...defaultClientConditions],
-  },
-  server: { host: '127.0.0.1', headers: crossOriginIsolation },
-  preview: { host: '127.0.0.1', headers: crossOriginIsolation },
+  resolve: { conditions: PAGE_CONDITIONS },
+  server: { host: '127.0.0.1', headers: CROSS_ORIGIN_ISOLATION },
+  preview: { host: '127.0.0.1', headers: CROSS_ORIGIN_ISOLATION },
   build: {
     outDir: resolve(import.meta.dirname, '.cache', 'dist'),
     emptyOutDir: true,
