@@ -142,7 +142,7 @@ export abstract class DiffusionPipeline {
    */
   static async fromPretrained(source: string, options: FromPretrainedOptions = {}): Promise<DiffusionPipeline> {
     const repository = await loadRepository(source, options);
-    const pipeline = await DiffusionPipeline.fromRepositoryOfItsClass(repository, options.device);
+    const pipeline = await DiffusionPipeline.fromRepositoryOfItsClass(repository);
     // Creating ONNX sessions cannot be interrupted; an abort that arrived meanwhile still wins.
     if (options.signal?.aborted) {
       await pipeline.release();
@@ -153,18 +153,15 @@ export abstract class DiffusionPipeline {
     return pipeline;
   }
 
-  private static async fromRepositoryOfItsClass(
-    repository: ModelRepository,
-    device: PerComponent<Device> | undefined,
-  ): Promise<DiffusionPipeline> {
+  private static async fromRepositoryOfItsClass(repository: ModelRepository): Promise<DiffusionPipeline> {
     const className = repository.modelIndex.className;
     if (IMG2IMG_CLASS_NAMES.includes(className)) {
       const { StableDiffusionImg2ImgPipeline } = await import('./stable-diffusion-img2img.js');
-      return StableDiffusionImg2ImgPipeline.fromRepository(repository, { device });
+      return StableDiffusionImg2ImgPipeline.fromRepository(repository);
     }
     if (STABLE_DIFFUSION_CLASS_NAMES.includes(className)) {
       const { StableDiffusionPipeline } = await import('./stable-diffusion.js');
-      return StableDiffusionPipeline.fromRepository(repository, { device });
+      return StableDiffusionPipeline.fromRepository(repository);
     }
     if (DDPM_CLASS_NAMES.includes(className)) {
       const { DDPMPipeline } = await import('./ddpm.js');

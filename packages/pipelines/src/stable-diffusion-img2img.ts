@@ -7,11 +7,7 @@ import type { ModelRepository } from '@denoise/core/runtime';
 import type { Scheduler } from '@denoise/schedulers';
 import { type RgbaImage, tensorFromImage } from './image.js';
 import { cloneScheduler, DiffusionPipeline, type PipelineOutput } from './pipeline.js';
-import {
-  type StableDiffusionLoadOptions,
-  type StableDiffusionOptions,
-  StableDiffusionPipeline,
-} from './stable-diffusion.js';
+import { type StableDiffusionOptions, StableDiffusionPipeline } from './stable-diffusion.js';
 import { concatenate, encodeImages } from './vae.js';
 
 /** Options of {@link StableDiffusionImg2ImgPipeline.generate}. */
@@ -40,15 +36,10 @@ export class StableDiffusionImg2ImgPipeline extends StableDiffusionPipeline {
    * Builds the pipeline from a repository loaded with `loadRepository`.
    *
    * @param repository - a diffusers-layout Stable Diffusion repository with a `vae_encoder`
-   * @param options - the devices the repository was loaded with, so that tensors passed between components
-   *   can stay on the GPU
    */
-  static override async fromRepository(
-    repository: ModelRepository,
-    options: StableDiffusionLoadOptions = {},
-  ): Promise<StableDiffusionImg2ImgPipeline> {
+  static override async fromRepository(repository: ModelRepository): Promise<StableDiffusionImg2ImgPipeline> {
     const scheduler = await DiffusionPipeline.loadScheduler(repository);
-    const components = await StableDiffusionPipeline.loadComponents(repository, options);
+    const components = await StableDiffusionPipeline.loadComponents(repository);
     return new StableDiffusionImg2ImgPipeline(repository, scheduler, components);
   }
 

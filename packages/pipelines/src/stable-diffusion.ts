@@ -3,14 +3,7 @@
  * encoder, UNet and VAE decoder, with composable guidance.
  */
 import { InvalidArgumentError, type TensorLike, throwIfAborted } from '@denoise/core';
-import {
-  type Device,
-  DeviceTensor,
-  type ModelRepository,
-  type ModelSession,
-  type PerComponent,
-  type SessionOptions,
-} from '@denoise/core/runtime';
+import { DeviceTensor, type ModelRepository, type ModelSession, type SessionOptions } from '@denoise/core/runtime';
 import type { NoiseGenerator, Scheduler } from '@denoise/schedulers';
 import type { ClipTokenizer } from './clip-tokenizer.js';
 import { runDenoisingLoop, type StepEndCallback } from './denoising-loop.js';
@@ -87,22 +80,6 @@ export interface StableDiffusionComponents {
    * embeddings then stay there for the whole generation and every UNet call takes them as is. Default false.
    */
   keepTextEmbeddingsOnDevice?: boolean;
-}
-
-/** How {@link StableDiffusionPipeline.loadComponents} opens the sessions. */
-export interface StableDiffusionLoadOptions {
-  /**
-   * The devices the repository was loaded with (`fromPretrained` passes its `device` option). When the text
-   * encoder and the UNet are both on `'webgpu'`, the text embeddings stay on the GPU across steps.
-   */
-  device?: PerComponent<Device>;
-}
-
-/** The device a {@link PerComponent} option gives `component`, as the repository picks it. */
-function deviceOf(device: PerComponent<Device> | undefined, component: string): Device {
-  if (device === undefined || typeof device === 'string') return device ?? 'auto';
-  const record = device as Readonly<Record<string, Device>> & { default?: Device };
-  return record[component] ?? record.default ?? 'auto';
 }
 
 function asList(value: string | readonly string[], what: string): readonly string[] {
@@ -184,18 +161,15 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
   }
 
   /**
-   * Reads the components of a loaded repository.
+   * Reads the components of a loaded repository. When its text encoder and UNet are both on `'webgpu'`, the text
+   * encoder leaves its output on the GPU (see {@link StableDiffusionComponents.keepTextEmbeddingsOnDevice}).
    *
    * @param repository - a diffusers-layout Stable Diffusion repository
-   * @param options - the devices the repository was loaded with
    */
-  static async loadComponents(
-    repository: ModelRepository,
-    options: StableDiffusionLoadOptions = {},
-  ): Promise<StableDiffusionComponents> {
+  static async loadComponents(repository: ModelRepository): Promise<StableDiffusionComponents> {
     // WebGPU sessions of one page share ONNX Runtime's GPU device, so one session's output buffer is another's input.
     const keepTextEmbeddingsOnDevice =
-      deviceOf(options.device, 'text_encoder') === 'webgpu' && deviceOf(options.device, 'unet') === 'webgpu';
+      repository.deviceOf('text_encoder') === 'webgpu' && repository.deviceOf('unet') === 'webgpu';
     const textEncoderOptions: SessionOptions = keepTextEmbeddingsOnDevice
       ? { preferredOutputLocation: { [TEXT_ENCODER_HIDDEN_STATE]: 'gpu-buffer' } }
       : {};
@@ -233,15 +207,10 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
    * Builds the pipeline from a repository loaded with `loadRepository`.
    *
    * @param repository - a diffusers-layout Stable Diffusion repository
-   * @param options - the devices the repository was loaded with, so that tensors passed between components
-   *   can stay on the GPU
    */
-  static async fromRepository(
-    repository: ModelRepository,
-    options: StableDiffusionLoadOptions = {},
-  ): Promise<StableDiffusionPipeline> {
+  static async fromRepository(repository: ModelRepository): Promise<StableDiffusionPipeline> {
     const scheduler = await DiffusionPipeline.loadScheduler(repository);
-    const components = await StableDiffusionPipeline.loadComponents(repository, options);
+    const components = await StableDiffusionPipeline.loadComponents(repository);
     return new StableDiffusionPipeline(repository, scheduler, components);
   }
 

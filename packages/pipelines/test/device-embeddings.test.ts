@@ -7,7 +7,7 @@
  */
 import { rmSync } from 'node:fs';
 import { AbortError, RandomGenerator } from '@denoise/core';
-import { loadRepository, ModelSession } from '@denoise/core/runtime';
+import { type Device, loadRepository, ModelSession, type PerComponent } from '@denoise/core/runtime';
 import type { InferenceSession } from 'onnxruntime-common';
 import * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -222,18 +222,18 @@ describe('text embeddings kept on the UNet device', () => {
 });
 
 describe('loadComponents: which text encoder keeps its output on the GPU', () => {
-  async function optionsPassed(device: Parameters<typeof StableDiffusionPipeline.loadComponents>[1]) {
+  async function optionsPassed(loadOptions: { device?: PerComponent<Device> }) {
     const dir = writeTinySd();
     dirs.push(dir);
-    const repository = await loadRepository(dir, { device: 'cpu' });
+    const repository = await loadRepository(dir, loadOptions);
     const createSession = repository.createSession.bind(repository);
     const passed: Record<string, unknown> = {};
     // Node has no WebGPU: record what the pipeline asks for and open the session on the CPU.
     vi.spyOn(repository, 'createSession').mockImplementation((component, options) => {
       passed[component] = options;
-      return createSession(component);
+      return createSession(component, { device: 'cpu' });
     });
-    const components = await StableDiffusionPipeline.loadComponents(repository, device);
+    const components = await StableDiffusionPipeline.loadComponents(repository);
     await Promise.all([components.textEncoder, components.unet, components.vaeDecoder].map((s) => s.release()));
     await components.vaeEncoder?.release();
     return { keep: components.keepTextEmbeddingsOnDevice, textEncoder: passed.text_encoder, unet: passed.unet };

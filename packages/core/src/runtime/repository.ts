@@ -130,6 +130,16 @@ export class ModelRepository {
   }
 
   /**
+   * The device `createSession` opens `component` on when not told otherwise: the `device` option this repository
+   * was loaded with, for that component (`'auto'` when it gave none).
+   *
+   * @param component - a component name, e.g. `'unet'`
+   */
+  deviceOf(component: string): Device {
+    return pick(this.#device, component, 'auto');
+  }
+
+  /**
    * Opens the ONNX graph of a component.
    *
    * @param component - e.g. `'unet'`, `'text_encoder'`, `'vae_decoder'`
@@ -154,7 +164,7 @@ export class ModelRepository {
     const source = await this.#snapshot.modelSource(info.model);
     return createSession(this.#ort, this.#runtime, source, {
       ...options,
-      device: options.device ?? pick(this.#device, component, 'auto'),
+      device: options.device ?? this.deviceOf(component),
       name: component,
       repo: this.name,
       file: info.model.file,
