@@ -1,6 +1,6 @@
 import { RandomGenerator } from '@denoise/core';
 import type { Device } from '@denoise/core/runtime';
-import { DiffusionPipeline, type StableDiffusionPipeline } from '@denoise/pipelines';
+import { StableDiffusionPipeline } from '@denoise/pipelines';
 import { writeHeavyModel } from './heavy-unet.js';
 import { HEAVY_UNET } from './pipeline.js';
 import { collectGarbage } from './stats.js';
@@ -50,7 +50,7 @@ async function loadReleaseCycles(cycles: number, device: Device): Promise<Memory
   const dir = writeHeavyModel(HEAVY_UNET);
   const readings: MemoryResult['releaseCycles'] = [];
   for (let i = 0; i < cycles; i++) {
-    const pipe = (await DiffusionPipeline.fromPretrained(dir, { device })) as StableDiffusionPipeline;
+    const pipe = await StableDiffusionPipeline.fromPretrained(dir, { device });
     await pipe.generate({ prompt: 'a red circle', numInferenceSteps: 2, generator: new RandomGenerator(i) });
     const loaded = reading().rss;
     await pipe.release();
@@ -81,7 +81,7 @@ export async function benchMemory(
   device: Device,
 ): Promise<MemoryResult> {
   const dir = new URL('../models/reference-world/', import.meta.url).pathname;
-  const load = async () => (await DiffusionPipeline.fromPretrained(dir, { device })) as StableDiffusionPipeline;
+  const load = async () => await StableDiffusionPipeline.fromPretrained(dir, { device });
   // ONNX Runtime's one-time process initialisation (native library, thread pools) is not the pipeline's: one
   // load, generation and release before the first reading keep it out of the figures.
   const first = await load();

@@ -1,6 +1,6 @@
 import { RandomGenerator } from '@denoise/core';
 import type { Device } from '@denoise/core/runtime';
-import { DiffusionPipeline, type StableDiffusionPipeline } from '@denoise/pipelines';
+import { StableDiffusionPipeline } from '@denoise/pipelines';
 import { type HeavyUnetShape, writeHeavyModel } from './heavy-unet.js';
 import { timelineRecorder } from './instrument.js';
 import { msSince, type Summary, summarize } from './stats.js';
@@ -11,7 +11,7 @@ const STEPS = 20;
 const PROMPT = 'a red circle on a blue square';
 
 async function loadPipeline(dir: string, device: Device): Promise<StableDiffusionPipeline> {
-  return (await DiffusionPipeline.fromPretrained(dir, { device })) as StableDiffusionPipeline;
+  return await StableDiffusionPipeline.fromPretrained(dir, { device });
 }
 
 function recorder(pipe: StableDiffusionPipeline, seed: number) {

@@ -66,6 +66,8 @@ function checkLabel(label: number, name: string, numClassEmbeds: number | undefi
  * `timestep` (and `class_labels`). The UNet may output twice the image channels (a learned variance).
  */
 export class DDPMPipeline extends DiffusionPipeline {
+  /** {@inheritDoc DiffusionPipeline.kind} */
+  readonly kind = 'DDPMPipeline';
   /** The UNet session. */
   readonly unet: ModelSession;
   /** The image size and channels the UNet works at. */

@@ -13,7 +13,10 @@ import {
   type ProgressCallback,
 } from '@denoise/core/runtime';
 import { type NoiseGenerator, type Scheduler, schedulerFromConfig } from '@denoise/schedulers';
+import type { DDPMPipeline } from './ddpm.js';
 import type { GeneratedImage } from './image.js';
+import type { StableDiffusionPipeline } from './stable-diffusion.js';
+import type { StableDiffusionImg2ImgPipeline } from './stable-diffusion-img2img.js';
 
 /** Options of `fromPretrained`. */
 export interface FromPretrainedOptions extends Omit<LoadOptions, 'dtype' | 'device' | 'progressCallback'> {
@@ -104,6 +107,40 @@ export function initialLatents(
 }
 
 /**
+ * Every pipeline `DiffusionPipeline.fromPretrained` can return. Its `kind` tells them apart, so a `switch` or
+ * {@link isPipeline} narrows it to one class and its `generate` options.
+ */
+export type LoadedPipeline = StableDiffusionPipeline | StableDiffusionImg2ImgPipeline | DDPMPipeline;
+
+/** The `kind` of each pipeline class: its diffusers class name. */
+export type PipelineKind = LoadedPipeline['kind'];
+
+/**
+ * Narrows a pipeline loaded with `DiffusionPipeline.fromPretrained` to the class of `kind`.
+ *
+ * @param pipeline - a loaded pipeline
+ * @param kind - the pipeline class expected, e.g. `'StableDiffusionPipeline'`
+ * @example
+ * ```ts
+ * const pipe = await DiffusionPipeline.fromPretrained('models/reference-world');
+ * if (!isPipeline(pipe, 'StableDiffusionPipeline')) throw new Error(`${pipe.kind} is not text-to-image`);
+ * await pipe.generate({ prompt: 'a red circle' }); // typed as StableDiffusionPipeline.generate
+ * ```
+ */
+export function isPipeline<K extends PipelineKind>(
+  pipeline: LoadedPipeline,
+  kind: K,
+): pipeline is Extract<LoadedPipeline, { kind: K }> {
+  return pipeline.kind === kind;
+}
+
+/** A pipeline class as `fromPretrained` sees it: it builds itself from a loaded repository. */
+export interface PipelineClass<P extends DiffusionPipeline> {
+  /** Builds the pipeline from a repository loaded with `loadRepository`. */
+  fromRepository(repository: ModelRepository): Promise<P>;
+}
+
+/**
  * The base of every pipeline: its repository, its scheduler (replace it to change samplers) and
  * `fromPretrained`.
  */
@@ -116,6 +153,8 @@ export abstract class DiffusionPipeline {
    * works on its own copy, so calls may overlap.
    */
   scheduler: Scheduler;
+  /** Which pipeline this is: its diffusers class name, the discriminant of {@link LoadedPipeline}. */
+  abstract readonly kind: string;
 
   /**
    * @param repository - the loaded repository
@@ -127,22 +166,41 @@ export abstract class DiffusionPipeline {
   }
 
   /**
-   * Loads a diffusers-layout ONNX pipeline from a Hub repository id or a local directory and returns the
-   * pipeline class its `model_index.json` names (`OnnxStableDiffusionPipeline`, `StableDiffusionPipeline`,
-   * `LatentConsistencyModelPipeline`... → {@link StableDiffusionPipeline}; `DDPMPipeline` →
-   * {@link DDPMPipeline}).
+   * Loads a diffusers-layout ONNX pipeline from a Hub repository id or a local directory.
+   *
+   * Called on `DiffusionPipeline`, it returns the pipeline class the repository's `model_index.json` names
+   * (`OnnxStableDiffusionPipeline`, `StableDiffusionPipeline`, `LatentConsistencyModelPipeline`... →
+   * {@link StableDiffusionPipeline}; `DDPMPipeline` → {@link DDPMPipeline}), typed as {@link LoadedPipeline}.
+   * Called on a pipeline class, it builds that class from the repository, whatever `model_index.json` names (as
+   * diffusers' `StableDiffusionImg2ImgPipeline.from_pretrained` loads a text-to-image repository), typed as that
+   * class.
    *
    * @param source - `'org/name'` or a directory holding `model_index.json`
    * @param options - device, dtype, progress, revision, cache, `localFilesOnly`, `signal`
    * @example
    * ```ts
-   * const pipe = await DiffusionPipeline.fromPretrained('org/tiny-sd-onnx', { device: 'cpu' });
+   * const pipe = await StableDiffusionPipeline.fromPretrained('org/tiny-sd-onnx', { device: 'cpu' });
    * const { images } = await pipe.generate({ prompt: 'a red circle', numInferenceSteps: 20 });
    * ```
    */
-  static async fromPretrained(source: string, options: FromPretrainedOptions = {}): Promise<DiffusionPipeline> {
+  static fromPretrained<P extends DiffusionPipeline>(
+    this: PipelineClass<P>,
+    source: string,
+    options?: FromPretrainedOptions,
+  ): Promise<P>;
+  static fromPretrained(source: string, options?: FromPretrainedOptions): Promise<LoadedPipeline>;
+  static async fromPretrained(
+    this: Partial<PipelineClass<DiffusionPipeline>>,
+    source: string,
+    options: FromPretrainedOptions = {},
+  ): Promise<DiffusionPipeline> {
     const repository = await loadRepository(source, options);
-    const pipeline = await DiffusionPipeline.fromRepositoryOfItsClass(repository);
+    // Called on a subclass, `this` is that class: it builds itself; on DiffusionPipeline, model_index.json decides.
+    // biome-ignore lint/complexity/noThisInStatic: the class fromPretrained was called on, not DiffusionPipeline
+    const fromRepository = this.fromRepository?.bind(this);
+    const pipeline = fromRepository
+      ? await fromRepository(repository)
+      : await DiffusionPipeline.fromRepositoryOfItsClass(repository);
     // Creating ONNX sessions cannot be interrupted; an abort that arrived meanwhile still wins.
     if (options.signal?.aborted) {
       await pipeline.release();
@@ -153,7 +211,7 @@ export abstract class DiffusionPipeline {
     return pipeline;
   }
 
-  private static async fromRepositoryOfItsClass(repository: ModelRepository): Promise<DiffusionPipeline> {
+  private static async fromRepositoryOfItsClass(repository: ModelRepository): Promise<LoadedPipeline> {
     const className = repository.modelIndex.className;
     if (IMG2IMG_CLASS_NAMES.includes(className)) {
       const { StableDiffusionImg2ImgPipeline } = await import('./stable-diffusion-img2img.js');
@@ -173,8 +231,11 @@ export abstract class DiffusionPipeline {
     );
   }
 
-  /** Generates images; the options depend on the pipeline. */
-  abstract generate(options: object): Promise<PipelineOutput>;
+  /**
+   * Generates images. Each pipeline class takes its own options type; narrow a {@link LoadedPipeline} by its
+   * `kind` (or load it with that class's `fromPretrained`) to call it.
+   */
+  abstract generate(options: never): Promise<PipelineOutput>;
 
   /** Frees the pipeline's ONNX sessions. */
   abstract release(): Promise<void>;

@@ -7,7 +7,7 @@ import type { ModelRepository } from '@denoise/core/runtime';
 import type { Scheduler } from '@denoise/schedulers';
 import { type RgbaImage, tensorFromImage } from './image.js';
 import { cloneScheduler, DiffusionPipeline, type PipelineOutput } from './pipeline.js';
-import { type StableDiffusionOptions, StableDiffusionPipeline } from './stable-diffusion.js';
+import { LatentDiffusionPipeline, type StableDiffusionOptions } from './stable-diffusion.js';
 import { concatenate, encodeImages } from './vae.js';
 
 /** Options of {@link StableDiffusionImg2ImgPipeline.generate}. */
@@ -31,15 +31,18 @@ interface BeginIndexScheduler {
 }
 
 /** Stable Diffusion image-to-image: needs the repository's `vae_encoder`. */
-export class StableDiffusionImg2ImgPipeline extends StableDiffusionPipeline {
+export class StableDiffusionImg2ImgPipeline extends LatentDiffusionPipeline {
+  /** {@inheritDoc DiffusionPipeline.kind} */
+  readonly kind = 'StableDiffusionImg2ImgPipeline';
+
   /**
    * Builds the pipeline from a repository loaded with `loadRepository`.
    *
    * @param repository - a diffusers-layout Stable Diffusion repository with a `vae_encoder`
    */
-  static override async fromRepository(repository: ModelRepository): Promise<StableDiffusionImg2ImgPipeline> {
+  static async fromRepository(repository: ModelRepository): Promise<StableDiffusionImg2ImgPipeline> {
     const scheduler = await DiffusionPipeline.loadScheduler(repository);
-    const components = await StableDiffusionPipeline.loadComponents(repository);
+    const components = await LatentDiffusionPipeline.loadComponents(repository);
     return new StableDiffusionImg2ImgPipeline(repository, scheduler, components);
   }
 
@@ -48,7 +51,7 @@ export class StableDiffusionImg2ImgPipeline extends StableDiffusionPipeline {
    *
    * @param options - image, strength, and the text-to-image options; see {@link StableDiffusionImg2ImgOptions}
    */
-  override async generate(options: StableDiffusionImg2ImgOptions): Promise<PipelineOutput> {
+  async generate(options: StableDiffusionImg2ImgOptions): Promise<PipelineOutput> {
     const encoder = this.vaeEncoder;
     if (encoder === undefined) {
       throw new InvalidArgumentError(`${this.repository.name} has no vae_encoder, which image-to-image needs.`);

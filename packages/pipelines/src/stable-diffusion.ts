@@ -115,17 +115,11 @@ function guidanceScaleEmbedding(w: number, dim: number, batch: number): TensorLi
 }
 
 /**
- * Stable Diffusion text-to-image. Load it with `DiffusionPipeline.fromPretrained` or
- * {@link StableDiffusionPipeline.fromRepository}.
- *
- * @example
- * ```ts
- * const pipe = await DiffusionPipeline.fromPretrained('org/sd-onnx', { device: 'cpu' });
- * const { images } = await pipe.generate({ prompt: 'a red circle', generator: new RandomGenerator(0) });
- * await images[0].save('circle.png');
- * ```
+ * What Stable Diffusion's text-to-image and image-to-image pipelines share: the components, prompt encoding and
+ * the guidances, the denoising loop and decoding. Use {@link StableDiffusionPipeline} or
+ * {@link StableDiffusionImg2ImgPipeline}.
  */
-export class StableDiffusionPipeline extends DiffusionPipeline {
+export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
   /** The prompt tokenizer. */
   readonly tokenizer: ClipTokenizer;
   /** The text encoder session. */
@@ -203,38 +197,10 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
     };
   }
 
-  /**
-   * Builds the pipeline from a repository loaded with `loadRepository`.
-   *
-   * @param repository - a diffusers-layout Stable Diffusion repository
-   */
-  static async fromRepository(repository: ModelRepository): Promise<StableDiffusionPipeline> {
-    const scheduler = await DiffusionPipeline.loadScheduler(repository);
-    const components = await StableDiffusionPipeline.loadComponents(repository);
-    return new StableDiffusionPipeline(repository, scheduler, components);
-  }
-
   /** The number of latent channels the UNet expects (4 for SD). */
   get latentChannels(): number {
     const channels = this.unet.inputs.find((i) => i.name === 'sample')?.shape[1];
     return typeof channels === 'number' ? channels : 4;
-  }
-
-  /**
-   * Generates images from prompts.
-   *
-   * @param options - prompt, guidance, steps, size, seed; see {@link StableDiffusionOptions}
-   */
-  async generate(options: StableDiffusionOptions): Promise<PipelineOutput> {
-    const scheduler = cloneScheduler(this.scheduler);
-    scheduler.setTimesteps(options.numInferenceSteps ?? 50);
-    const prepared = await this.prepare(options, scheduler, 0);
-    try {
-      const latents = initialLatents(prepared.latentDims, scheduler, prepared.generator, options.latents);
-      return await this.denoiseAndDecode(options, scheduler, prepared, latents, 0);
-    } finally {
-      prepared.dispose();
-    }
   }
 
   /**
@@ -418,5 +384,49 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
   /** Frees every session of the pipeline. */
   async release(): Promise<void> {
     await Promise.all([this.textEncoder, this.unet, this.vaeDecoder, this.vaeEncoder].map((s) => s?.release()));
+  }
+}
+
+/**
+ * Stable Diffusion text-to-image. Load it with `StableDiffusionPipeline.fromPretrained` (or `DiffusionPipeline.fromPretrained`) or
+ * {@link StableDiffusionPipeline.fromRepository}.
+ *
+ * @example
+ * ```ts
+ * const pipe = await StableDiffusionPipeline.fromPretrained('org/sd-onnx', { device: 'cpu' });
+ * const { images } = await pipe.generate({ prompt: 'a red circle', generator: new RandomGenerator(0) });
+ * await images[0].save('circle.png');
+ * ```
+ */
+export class StableDiffusionPipeline extends LatentDiffusionPipeline {
+  /** {@inheritDoc DiffusionPipeline.kind} */
+  readonly kind = 'StableDiffusionPipeline';
+
+  /**
+   * Builds the pipeline from a repository loaded with `loadRepository`.
+   *
+   * @param repository - a diffusers-layout Stable Diffusion repository
+   */
+  static async fromRepository(repository: ModelRepository): Promise<StableDiffusionPipeline> {
+    const scheduler = await DiffusionPipeline.loadScheduler(repository);
+    const components = await LatentDiffusionPipeline.loadComponents(repository);
+    return new StableDiffusionPipeline(repository, scheduler, components);
+  }
+
+  /**
+   * Generates images from prompts.
+   *
+   * @param options - prompt, guidance, steps, size, seed; see {@link StableDiffusionOptions}
+   */
+  async generate(options: StableDiffusionOptions): Promise<PipelineOutput> {
+    const scheduler = cloneScheduler(this.scheduler);
+    scheduler.setTimesteps(options.numInferenceSteps ?? 50);
+    const prepared = await this.prepare(options, scheduler, 0);
+    try {
+      const latents = initialLatents(prepared.latentDims, scheduler, prepared.generator, options.latents);
+      return await this.denoiseAndDecode(options, scheduler, prepared, latents, 0);
+    } finally {
+      prepared.dispose();
+    }
   }
 }

@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs';
 import { RandomGenerator, type Tensor } from '@denoise/core';
 import { DDIMScheduler } from '@denoise/schedulers';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { ClassifierGuidance, DDPMPipeline, DiffusionPipeline } from '../src/index.js';
+import { ClassifierGuidance, DDPMPipeline, DiffusionPipeline, isPipeline } from '../src/index.js';
 import { writeTinyDdpm } from './helpers/tiny-ddpm.js';
 
 const dirs: string[] = [];
@@ -18,8 +18,9 @@ function tinyDdpmDir(classConditional: boolean, learned: boolean): string {
 
 async function load(classConditional: boolean, learned: boolean): Promise<DDPMPipeline> {
   const pipe = await DiffusionPipeline.fromPretrained(tinyDdpmDir(classConditional, learned), { device: 'cpu' });
+  if (!isPipeline(pipe, 'DDPMPipeline')) throw new Error(`loaded a ${pipe.kind}`);
   expect(pipe).toBeInstanceOf(DDPMPipeline);
-  return pipe as DDPMPipeline;
+  return pipe;
 }
 
 function spyOnUnet(pipe: DDPMPipeline): Record<string, unknown>[] {

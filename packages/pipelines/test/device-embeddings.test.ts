@@ -11,7 +11,7 @@ import { type Device, loadRepository, ModelSession, type PerComponent } from '@d
 import type { InferenceSession } from 'onnxruntime-common';
 import * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { type StableDiffusionOptions, StableDiffusionPipeline } from '../src/index.js';
+import { type PipelineOutput, type StableDiffusionOptions, StableDiffusionPipeline } from '../src/index.js';
 import { HIDDEN, SEQUENCE, type TinySdVariant, writeTinySd } from './helpers/tiny-sd.js';
 
 const dirs: string[] = [];
@@ -120,7 +120,11 @@ async function devicePipeline(variant: TinySdVariant = {}) {
 
 const base: StableDiffusionOptions = { prompt: 'a cat', numInferenceSteps: 4, guidanceScale: 5 };
 
-async function pixels(pipe: StableDiffusionPipeline, options: StableDiffusionOptions): Promise<number[][]> {
+/** The pixels a pipeline generates with seed 11. */
+async function pixels<O extends StableDiffusionOptions>(
+  pipe: { generate(options: O): Promise<PipelineOutput> },
+  options: O,
+): Promise<number[][]> {
   const { images } = await pipe.generate({ ...options, generator: new RandomGenerator(11) });
   return images.map((image) => [...image.data]);
 }

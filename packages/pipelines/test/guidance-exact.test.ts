@@ -16,10 +16,9 @@ import { latentLength, scaledLatents, worldPoints } from '../../../tools/referen
 import {
   type ClassifierGradient,
   ClassifierGuidance,
-  DiffusionPipeline,
   onnxClassifierGradient,
   type StableDiffusionOptions,
-  type StableDiffusionPipeline,
+  StableDiffusionPipeline,
 } from '../src/index.js';
 
 const modelDir = fileURLToPath(new URL('../../../models/reference-world/', import.meta.url));
@@ -30,7 +29,7 @@ let pipe: StableDiffusionPipeline;
 let gradient: ClassifierGradient;
 
 beforeAll(async () => {
-  pipe = (await DiffusionPipeline.fromPretrained(modelDir, { device: 'cpu' })) as StableDiffusionPipeline;
+  pipe = await StableDiffusionPipeline.fromPretrained(modelDir, { device: 'cpu' });
   gradient = onnxClassifierGradient(await openSession(`${modelDir}classifier/model.onnx`));
 });
 

@@ -8,7 +8,7 @@ import { RandomGenerator } from '@denoise/core';
 import { getScheduler, listSchedulers } from '@denoise/schedulers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closestLabelsDistance, nearestLabels } from '../../../tools/reference-world/pictures.js';
-import { DiffusionPipeline, type StableDiffusionPipeline } from '../src/index.js';
+import { StableDiffusionPipeline } from '../src/index.js';
 import { REFERENCE_WORLD } from './reliability/helpers.js';
 
 const LABEL = 'a yellow cross on a gray background';
@@ -18,7 +18,7 @@ let worldConfig: Record<string, unknown>;
 const tolerance = closestLabelsDistance() / 2;
 
 beforeAll(async () => {
-  pipe = (await DiffusionPipeline.fromPretrained(REFERENCE_WORLD, { device: 'cpu' })) as StableDiffusionPipeline;
+  pipe = await StableDiffusionPipeline.fromPretrained(REFERENCE_WORLD, { device: 'cpu' });
   worldConfig = { ...pipe.scheduler.config };
 });
 afterAll(() => pipe.release());

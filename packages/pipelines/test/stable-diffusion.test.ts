@@ -5,6 +5,8 @@ import { DDIMScheduler, EulerAncestralDiscreteScheduler, PNDMScheduler } from '@
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import {
   DiffusionPipeline,
+  isPipeline,
+  type LatentDiffusionPipeline,
   StableDiffusionImg2ImgPipeline,
   type StableDiffusionOptions,
   StableDiffusionPipeline,
@@ -20,12 +22,13 @@ async function load(variant: TinySdVariant = {}): Promise<StableDiffusionPipelin
   const dir = writeTinySd(variant);
   dirs.push(dir);
   const pipe = await DiffusionPipeline.fromPretrained(dir, { device: 'cpu' });
+  if (!isPipeline(pipe, 'StableDiffusionPipeline')) throw new Error(`loaded a ${pipe.kind}`);
   expect(pipe).toBeInstanceOf(StableDiffusionPipeline);
-  return pipe as StableDiffusionPipeline;
+  return pipe;
 }
 
 /** Counts UNet runs and the batch of each. */
-function countUnetCalls(pipe: StableDiffusionPipeline): number[] {
+function countUnetCalls(pipe: LatentDiffusionPipeline): number[] {
   const batches: number[] = [];
   const run = pipe.unet.run.bind(pipe.unet);
   vi.spyOn(pipe.unet, 'run').mockImplementation((feeds) => {
@@ -277,7 +280,7 @@ describe('StableDiffusionImg2ImgPipeline', () => {
   it('runs the last ⌊n·strength⌋ steps from the noised image; strength 0 leaves nothing to run', async () => {
     const dir = writeTinySd({ className: 'OnnxStableDiffusionImg2ImgPipeline' });
     dirs.push(dir);
-    const pipe = (await DiffusionPipeline.fromPretrained(dir)) as StableDiffusionImg2ImgPipeline;
+    const pipe = await StableDiffusionImg2ImgPipeline.fromPretrained(dir);
     expect(pipe).toBeInstanceOf(StableDiffusionImg2ImgPipeline);
     const image = { width: 8, height: 6, data: new Uint8ClampedArray(8 * 6 * 4).fill(200) };
     const timesteps: number[] = [];
@@ -323,7 +326,11 @@ describe('loading through the local Hub server', () => {
     dirs.push(cacheDir);
     try {
       hub.addRepo('org/tiny', tinySdFiles());
-      const remote = await DiffusionPipeline.fromPretrained('org/tiny', { hubUrl: hub.url, cacheDir, device: 'cpu' });
+      const remote = await StableDiffusionPipeline.fromPretrained('org/tiny', {
+        hubUrl: hub.url,
+        cacheDir,
+        device: 'cpu',
+      });
       const local = await load();
       const a = await remote.generate({ ...base, generator: new RandomGenerator(4) });
       const b = await local.generate({ ...base, generator: new RandomGenerator(4) });

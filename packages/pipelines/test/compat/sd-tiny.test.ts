@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { RandomGenerator } from '@denoise/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClipTokenizer, DiffusionPipeline, type StableDiffusionPipeline } from '../../src/index.js';
+import { ClipTokenizer, StableDiffusionPipeline } from '../../src/index.js';
 import { tinyUnetModel } from '../helpers/tiny-sd.js';
 
 const shared = join(process.env.DENOISE_SHARED as string, 'fixtures');
@@ -66,7 +66,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('Stable Diffusion on tiny-random-sd', () => {
   it('generates 128×128 images from 64×64 latents with the fixture text encoder (int32 ids) and VAE', async () => {
-    const pipe = (await DiffusionPipeline.fromPretrained(dir, { device: 'cpu' })) as StableDiffusionPipeline;
+    const pipe = await StableDiffusionPipeline.fromPretrained(dir, { device: 'cpu' });
     expect(pipe.vae.scaleFactor).toBe(2);
     expect(pipe.scheduler.className).toBe('PNDMScheduler');
     expect(pipe.tokenizer.modelMaxLength).toBe(77);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { ConfigError, ModelLoadError } from '@denoise/core';
 import { describe, expect, it, vi } from 'vitest';
 import { encodeModel, node } from '../../../../tools/onnx-graph.js';
-import { DiffusionPipeline, type StableDiffusionPipeline } from '../../src/index.js';
+import { DiffusionPipeline, StableDiffusionPipeline } from '../../src/index.js';
 import { REFERENCE_WORLD, referenceWorldCopy, rejection } from './helpers.js';
 
 const modelIndex = readFileSync(join(REFERENCE_WORLD, 'model_index.json'), 'utf8');
@@ -76,7 +76,7 @@ describe('scheduler/scheduler_config.json', () => {
     const copy = referenceWorldCopy(config({ karras_magic: 3 }));
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
     try {
-      const pipe = (await DiffusionPipeline.fromPretrained(copy.dir, { device: 'cpu' })) as StableDiffusionPipeline;
+      const pipe = await StableDiffusionPipeline.fromPretrained(copy.dir, { device: 'cpu' });
       expect(warn.mock.calls.map((c) => String(c[0]))).toEqual([
         '[denoise] DDIMScheduler ignores the config key "karras_magic", which it does not use.',
       ]);
@@ -132,7 +132,7 @@ describe('ONNX files', () => {
     });
     const copy = referenceWorldCopy(write('unet/model.onnx', wrongInputs));
     try {
-      const pipe = (await DiffusionPipeline.fromPretrained(copy.dir, { device: 'cpu' })) as StableDiffusionPipeline;
+      const pipe = await StableDiffusionPipeline.fromPretrained(copy.dir, { device: 'cpu' });
       const error = await rejection(pipe.generate({ prompt: 'a red circle', numInferenceSteps: 2 }));
       expect(error.code).toBe('INVALID_ARGUMENT');
       expect(error.message).toMatch(/The graph expects \{x: float32\[batch, 4, 16, 16\]\}/);

@@ -5,12 +5,12 @@
  */
 import { InvalidArgumentError, NumericError, RandomGenerator, Tensor } from '@denoise/core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { DiffusionPipeline, type StableDiffusionOptions, type StableDiffusionPipeline } from '../../src/index.js';
+import { type StableDiffusionOptions, StableDiffusionPipeline } from '../../src/index.js';
 import { REFERENCE_WORLD, rejection } from './helpers.js';
 
 let pipe: StableDiffusionPipeline;
 beforeAll(async () => {
-  pipe = (await DiffusionPipeline.fromPretrained(REFERENCE_WORLD, { device: 'cpu' })) as StableDiffusionPipeline;
+  pipe = await StableDiffusionPipeline.fromPretrained(REFERENCE_WORLD, { device: 'cpu' });
 });
 afterAll(() => pipe.release());
 
@@ -151,9 +151,9 @@ describe('generate: NaN and Infinity are detected at the step where they appear'
   });
 
   it('a released pipeline says so', async () => {
-    const released = (await DiffusionPipeline.fromPretrained(REFERENCE_WORLD, {
+    const released = await StableDiffusionPipeline.fromPretrained(REFERENCE_WORLD, {
       device: 'cpu',
-    })) as StableDiffusionPipeline;
+    });
     await released.release();
     const error = await rejection(released.generate(base));
     expect(error).toBeInstanceOf(InvalidArgumentError);

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { AbortError, RandomGenerator } from '@denoise/core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { DiffusionPipeline, type StableDiffusionOptions, type StableDiffusionPipeline } from '../../src/index.js';
+import { DiffusionPipeline, type StableDiffusionOptions, StableDiffusionPipeline } from '../../src/index.js';
 import { REFERENCE_WORLD, rejection } from './helpers.js';
 
 const STEPS = 4;
@@ -23,7 +23,7 @@ const options = (signal?: AbortSignal): StableDiffusionOptions => ({
 });
 
 beforeAll(async () => {
-  pipe = (await DiffusionPipeline.fromPretrained(REFERENCE_WORLD, { device: 'cpu' })) as StableDiffusionPipeline;
+  pipe = await StableDiffusionPipeline.fromPretrained(REFERENCE_WORLD, { device: 'cpu' });
   reference = (await pipe.generate(options())).images[0].data;
 });
 afterAll(() => pipe.release());
@@ -190,11 +190,11 @@ describe('aborting a download through fromPretrained', () => {
       expect(error).toBeInstanceOf(AbortError);
 
       hub.fault = undefined;
-      const downloaded = (await DiffusionPipeline.fromPretrained('org/reference-world', {
+      const downloaded = await StableDiffusionPipeline.fromPretrained('org/reference-world', {
         hubUrl: hub.url,
         cacheDir,
         device: 'cpu',
-      })) as StableDiffusionPipeline;
+      });
       expect((await downloaded.generate(options())).images[0].data).toEqual(reference);
       await downloaded.release();
     } finally {

@@ -6,13 +6,13 @@
 import { AbortError, RandomGenerator } from '@denoise/core';
 import { getScheduler } from '@denoise/schedulers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DiffusionPipeline, type StableDiffusionOptions, type StableDiffusionPipeline } from '../../src/index.js';
+import { type StableDiffusionOptions, StableDiffusionPipeline } from '../../src/index.js';
 import { REFERENCE_WORLD } from './helpers.js';
 
 let pipe: StableDiffusionPipeline;
 let modelSchedulerConfig: Record<string, unknown>;
 beforeAll(async () => {
-  pipe = (await DiffusionPipeline.fromPretrained(REFERENCE_WORLD, { device: 'cpu' })) as StableDiffusionPipeline;
+  pipe = await StableDiffusionPipeline.fromPretrained(REFERENCE_WORLD, { device: 'cpu' });
   modelSchedulerConfig = { ...pipe.scheduler.config };
 });
 afterAll(() => pipe.release());

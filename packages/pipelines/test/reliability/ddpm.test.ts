@@ -7,7 +7,7 @@
 import { rmSync } from 'node:fs';
 import { RandomGenerator, Tensor } from '@denoise/core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type DDPMOptions, type DDPMPipeline, DiffusionPipeline } from '../../src/index.js';
+import { type DDPMOptions, DDPMPipeline } from '../../src/index.js';
 import { TINY_DDPM_CLASSES, writeTinyDdpm } from '../helpers/tiny-ddpm.js';
 import { rejection } from './helpers.js';
 
@@ -18,7 +18,7 @@ let conditional: DDPMPipeline;
 async function load(classConditional: boolean): Promise<DDPMPipeline> {
   const dir = writeTinyDdpm({ classConditional });
   dirs.push(dir);
-  return (await DiffusionPipeline.fromPretrained(dir, { device: 'cpu' })) as DDPMPipeline;
+  return await DDPMPipeline.fromPretrained(dir, { device: 'cpu' });
 }
 
 beforeAll(async () => {

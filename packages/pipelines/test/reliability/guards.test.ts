@@ -6,13 +6,13 @@
 import { AbortError, InvalidArgumentError } from '@denoise/core';
 import { ModelRepository, ModelSession } from '@denoise/core/runtime';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { DiffusionPipeline, type StableDiffusionPipeline } from '../../src/index.js';
+import { DiffusionPipeline, StableDiffusionPipeline } from '../../src/index.js';
 import { REFERENCE_WORLD, rejection } from './helpers.js';
 
 let pipe: StableDiffusionPipeline;
 
 beforeAll(async () => {
-  pipe = (await DiffusionPipeline.fromPretrained(REFERENCE_WORLD, { device: 'cpu' })) as StableDiffusionPipeline;
+  pipe = await StableDiffusionPipeline.fromPretrained(REFERENCE_WORLD, { device: 'cpu' });
 });
 afterAll(() => pipe.release());
 

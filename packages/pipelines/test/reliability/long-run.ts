@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { RandomGenerator } from '@denoise/core';
 import { getScheduler } from '@denoise/schedulers';
-import { DiffusionPipeline, type StableDiffusionPipeline } from '../../src/index.js';
+import { StableDiffusionPipeline } from '../../src/index.js';
 
 const GENERATIONS = Number(process.argv[2] ?? 500);
 const WARM_UP = 20;
@@ -31,7 +31,7 @@ const SCHEDULERS = ['DDIM', 'DPM++ 2M', 'Euler a', 'UniPC'];
 const PROMPTS = ['a red circle', 'a blue square on a black background', 'yellow cross', '', 'a green triangle'];
 
 const modelDir = fileURLToPath(new URL('../../../../models/reference-world/', import.meta.url));
-const pipe = (await DiffusionPipeline.fromPretrained(modelDir, { device: 'cpu' })) as StableDiffusionPipeline;
+const pipe = await StableDiffusionPipeline.fromPretrained(modelDir, { device: 'cpu' });
 const baseConfig = { ...pipe.scheduler.config };
 const schedulers = SCHEDULERS.map((name) => getScheduler(name, baseConfig, { onWarning: () => {} }));
 

@@ -7,12 +7,12 @@
 import { DenoiseError, RandomGenerator } from '@denoise/core';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DiffusionPipeline, type StableDiffusionOptions, type StableDiffusionPipeline } from '../../src/index.js';
+import { type StableDiffusionOptions, StableDiffusionPipeline } from '../../src/index.js';
 import { REFERENCE_WORLD } from './helpers.js';
 
 let pipe: StableDiffusionPipeline;
 beforeAll(async () => {
-  pipe = (await DiffusionPipeline.fromPretrained(REFERENCE_WORLD, { device: 'cpu' })) as StableDiffusionPipeline;
+  pipe = await StableDiffusionPipeline.fromPretrained(REFERENCE_WORLD, { device: 'cpu' });
 });
 afterAll(() => pipe.release());
 

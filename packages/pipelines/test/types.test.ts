@@ -1,0 +1,85 @@
+/**
+ * The typed entry points. `npm run typecheck` compiles this file: each `@ts-expect-error` line must fail to compile
+ * (a misspelt option, a call on an unnarrowed pipeline), and each `expectTypeOf` must hold. The tests then check at
+ * run time that the narrowing the types promise matches what loading returns.
+ */
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import {
+  DDPMPipeline,
+  DiffusionPipeline,
+  isPipeline,
+  type LoadedPipeline,
+  type PipelineKind,
+  type PipelineOutput,
+  type StableDiffusionImg2ImgOptions,
+  StableDiffusionImg2ImgPipeline,
+  type StableDiffusionOptions,
+  StableDiffusionPipeline,
+} from '../src/index.js';
+import { REFERENCE_WORLD } from './reliability/helpers.js';
+
+/** Type-level only: compiled by `npm run typecheck`, never called. */
+export async function compileTimeChecks(): Promise<void> {
+  const sd = await StableDiffusionPipeline.fromPretrained(REFERENCE_WORLD);
+  expectTypeOf(sd).toEqualTypeOf<StableDiffusionPipeline>();
+  expectTypeOf(
+    await StableDiffusionImg2ImgPipeline.fromPretrained(REFERENCE_WORLD),
+  ).toEqualTypeOf<StableDiffusionImg2ImgPipeline>();
+  expectTypeOf(await DDPMPipeline.fromPretrained(REFERENCE_WORLD)).toEqualTypeOf<DDPMPipeline>();
+  expectTypeOf(sd.generate).parameter(0).toEqualTypeOf<StableDiffusionOptions>();
+  expectTypeOf(sd.generate).returns.resolves.toEqualTypeOf<PipelineOutput>();
+
+  // @ts-expect-error a misspelt option does not compile
+  await sd.generate({ promt: 'typo' });
+  // @ts-expect-error nor does a misspelt optional one next to a right one
+  await sd.generate({ prompt: 'a red circle', numInferenceSteeps: 3 });
+  // @ts-expect-error image-to-image needs its image
+  await (await StableDiffusionImg2ImgPipeline.fromPretrained(REFERENCE_WORLD)).generate({ prompt: 'a red circle' });
+
+  const any = await DiffusionPipeline.fromPretrained(REFERENCE_WORLD);
+  expectTypeOf(any).toEqualTypeOf<LoadedPipeline>();
+  expectTypeOf<PipelineKind>().toEqualTypeOf<
+    'StableDiffusionPipeline' | 'StableDiffusionImg2ImgPipeline' | 'DDPMPipeline'
+  >();
+  // @ts-expect-error a pipeline of unknown class has no single generate signature
+  await any.generate({ prompt: 'a red circle' });
+  if (isPipeline(any, 'StableDiffusionImg2ImgPipeline')) {
+    expectTypeOf(any.generate).parameter(0).toEqualTypeOf<StableDiffusionImg2ImgOptions>();
+  }
+  switch (any.kind) {
+    case 'StableDiffusionPipeline':
+      expectTypeOf(any).toEqualTypeOf<StableDiffusionPipeline>();
+      break;
+    case 'DDPMPipeline':
+      expectTypeOf(any).toEqualTypeOf<DDPMPipeline>();
+      break;
+    default:
+      expectTypeOf(any).toEqualTypeOf<StableDiffusionImg2ImgPipeline>();
+  }
+}
+
+describe('typed entry points', () => {
+  it('DiffusionPipeline.fromPretrained returns the class model_index.json names, with its kind', async () => {
+    const pipe = await DiffusionPipeline.fromPretrained(REFERENCE_WORLD, { device: 'cpu' });
+    try {
+      expect(pipe).toBeInstanceOf(StableDiffusionPipeline);
+      expect(pipe.kind).toBe('StableDiffusionPipeline');
+      expect(isPipeline(pipe, 'StableDiffusionPipeline')).toBe(true);
+      expect(isPipeline(pipe, 'StableDiffusionImg2ImgPipeline')).toBe(false);
+      expect(isPipeline(pipe, 'DDPMPipeline')).toBe(false);
+    } finally {
+      await pipe.release();
+    }
+  });
+
+  it('a pipeline class loads a repository as itself, as diffusers does for img2img on a text-to-image repo', async () => {
+    const pipe = await StableDiffusionImg2ImgPipeline.fromPretrained(REFERENCE_WORLD, { device: 'cpu' });
+    try {
+      expect(pipe).toBeInstanceOf(StableDiffusionImg2ImgPipeline);
+      expect(pipe).not.toBeInstanceOf(StableDiffusionPipeline);
+      expect(pipe.kind).toBe('StableDiffusionImg2ImgPipeline');
+    } finally {
+      await pipe.release();
+    }
+  });
+});
