@@ -2,7 +2,14 @@
  * The base of every pipeline and `DiffusionPipeline.fromPretrained`, which reads a repository's
  * `model_index.json` and returns the pipeline class it names.
  */
-import { AbortError, ConfigError, InvalidArgumentError, RandomGenerator, type TensorLike } from '@denoise/core';
+import {
+  AbortError,
+  ConfigError,
+  InvalidArgumentError,
+  RandomGenerator,
+  type Tensor,
+  type TensorLike,
+} from '@denoise/core';
 import {
   type Device,
   type LoadOptions,
@@ -28,11 +35,36 @@ export interface FromPretrainedOptions extends Omit<LoadOptions, 'dtype' | 'devi
   progressCallback?: ProgressCallback;
 }
 
-/** What every pipeline's `generate` returns. */
+/** What every pipeline's `generate` returns by default (`outputType: 'image'`). */
 export interface PipelineOutput {
   /** The generated images, `numImagesPerPrompt` per prompt in prompt order. */
   images: GeneratedImage[];
 }
+
+/** What `generate` returns with `outputType: 'latent'`: the loop's result, not decoded. */
+export interface LatentOutput {
+  /** The final latents `[B, C, h, w]`, in the UNet's (scaled) latent space. */
+  latents: Tensor;
+}
+
+/** What `generate` returns with `outputType: 'tensor'`. */
+export interface TensorOutput {
+  /** The decoded pixels `[B, 3, H, W]` in `[0, 1]`. */
+  images: Tensor;
+}
+
+/** diffusers' `output_type`: decoded images, the latents, or the decoded pixels as a tensor. */
+export type OutputType = 'image' | 'latent' | 'tensor';
+
+/** Every {@link OutputType}. */
+export const OUTPUT_TYPES: readonly OutputType[] = ['image', 'latent', 'tensor'];
+
+/** What `generate` resolves to for an output type. */
+export type OutputOf<O extends OutputType> = O extends 'latent'
+  ? LatentOutput
+  : O extends 'tensor'
+    ? TensorOutput
+    : PipelineOutput;
 
 /** The pipeline class names of `model_index.json` that {@link DiffusionPipeline.fromPretrained} understands. */
 export const STABLE_DIFFUSION_CLASS_NAMES: readonly string[] = [
@@ -235,7 +267,7 @@ export abstract class DiffusionPipeline {
    * Generates images. Each pipeline class takes its own options type; narrow a {@link LoadedPipeline} by its
    * `kind` (or load it with that class's `fromPretrained`) to call it.
    */
-  abstract generate(options: never): Promise<PipelineOutput>;
+  abstract generate(options: never): Promise<object>;
 
   /** Frees the pipeline's ONNX sessions. */
   abstract release(): Promise<void>;

@@ -3,15 +3,20 @@
  * `strength` selects, and denoise from there with the text-to-image machinery.
  */
 import { InvalidArgumentError, type TensorLike, throwIfAborted } from '@denoise/core';
-import type { ModelRepository } from '@denoise/core/runtime';
+import type { ModelRepository, ModelSession } from '@denoise/core/runtime';
 import type { Scheduler } from '@denoise/schedulers';
 import { type RgbaImage, tensorFromImage } from './image.js';
-import { cloneScheduler, DiffusionPipeline, type PipelineOutput } from './pipeline.js';
-import { LatentDiffusionPipeline, type StableDiffusionOptions } from './stable-diffusion.js';
+import { DiffusionPipeline, type OutputOf, type OutputType } from './pipeline.js';
+import { type GenerationPlan, LatentDiffusionPipeline, type StableDiffusionOptions } from './stable-diffusion.js';
 import { concatenate, encodeImages } from './vae.js';
 
-/** Options of {@link StableDiffusionImg2ImgPipeline.generate}. */
-export interface StableDiffusionImg2ImgOptions extends Omit<StableDiffusionOptions, 'height' | 'width' | 'latents'> {
+/**
+ * Options of {@link StableDiffusionImg2ImgPipeline.generate}.
+ *
+ * @typeParam O - what `generate` returns, from `outputType`
+ */
+export interface StableDiffusionImg2ImgOptions<O extends OutputType = 'image'>
+  extends Omit<StableDiffusionOptions<O>, 'height' | 'width' | 'latents'> {
   /** The starting image: RGBA pixels, or a `[1, 3, H, W]` tensor in `[-1, 1]`; H and W multiples of the VAE factor. */
   image: RgbaImage | TensorLike;
   /**
@@ -47,11 +52,12 @@ export class StableDiffusionImg2ImgPipeline extends LatentDiffusionPipeline {
   }
 
   /**
-   * Generates images from a starting image and prompts.
+   * Generates images from a starting image and prompts, in diffusers' `__call__` order.
    *
    * @param options - image, strength, and the text-to-image options; see {@link StableDiffusionImg2ImgOptions}
+   * @returns the images, or the latents or pixel tensor that `outputType` asks for
    */
-  async generate(options: StableDiffusionImg2ImgOptions): Promise<PipelineOutput> {
+  async generate<O extends OutputType = 'image'>(options: StableDiffusionImg2ImgOptions<O>): Promise<OutputOf<O>> {
     const encoder = this.vaeEncoder;
     if (encoder === undefined) {
       throw new InvalidArgumentError(`${this.repository.name} has no vae_encoder, which image-to-image needs.`);
@@ -62,43 +68,59 @@ export class StableDiffusionImg2ImgPipeline extends LatentDiffusionPipeline {
     }
     const pixels = isTensor(options.image) ? options.image : tensorFromImage(options.image);
     const [, , height, width] = pixels.dims;
-    const scheduler: Scheduler = cloneScheduler(this.scheduler);
-    const steps = options.numInferenceSteps ?? 50;
-    scheduler.setTimesteps(steps);
-    // diffusers: run the last ⌊steps·strength⌋ steps of the schedule.
-    const initSteps = Math.min(Math.floor(steps * strength), steps);
-    const startIndex = Math.max(steps - initSteps, 0) * scheduler.order;
-    if (startIndex >= scheduler.timesteps.length) {
-      throw new InvalidArgumentError(
-        `strength ${strength} with ${steps} steps leaves no step to run; raise strength or numInferenceSteps.`,
-      );
-    }
-    (scheduler as Partial<BeginIndexScheduler>).setBeginIndex?.(startIndex);
-    const prepared = await this.prepare(options, scheduler, startIndex, { height, width });
+    const plan = this.checkInputs(options, { height, width });
+    const scheduler = this.prepareTimesteps(options);
+    const startIndex = strengthStartIndex(scheduler, strength);
+    const guidances = this.prepareGuidances(options);
+    const embeddings = await this.encodePrompt(options, plan, guidances, scheduler.timesteps.slice(startIndex));
     try {
       throwIfAborted(options.signal, 'encoding the image');
-
-      const encoded = await encodeImages(encoder, pixels, this.vae.scalingFactor);
-      const batch = prepared.latentDims[0];
-      if (batch % encoded.dims[0] !== 0) {
-        throw new InvalidArgumentError(`Cannot spread ${encoded.dims[0]} images over a batch of ${batch}.`);
-      }
-      const imageLatents = concatenate(
-        Array.from({ length: batch }, (_, b) => {
-          const item = b % encoded.dims[0];
-          const size = encoded.data.length / encoded.dims[0];
-          return { data: encoded.data.subarray(item * size, (item + 1) * size), dims: [1, ...encoded.dims.slice(1)] };
-        }),
-      );
-      const noise = prepared.generator.randnInto(new Float32Array(imageLatents.data.length));
-      const latents = scheduler.addNoise(
-        imageLatents,
-        { data: noise, dims: imageLatents.dims },
-        scheduler.timesteps[startIndex],
-      );
-      return await this.denoiseAndDecode(options, scheduler, prepared, latents, startIndex);
+      const latents = await this.noisedImageLatents(encoder, pixels, plan, scheduler, startIndex);
+      const final = await this.denoise(options, scheduler, { embeddings, guidances, ...plan }, latents, startIndex);
+      return await this.decode(final, options);
     } finally {
-      prepared.dispose();
+      embeddings.dispose();
     }
   }
+
+  /** diffusers' `prepare_latents` for image-to-image: the image's latents, one per row, noised to the first timestep. */
+  private async noisedImageLatents(
+    encoder: ModelSession,
+    pixels: TensorLike,
+    plan: GenerationPlan,
+    scheduler: Scheduler,
+    startIndex: number,
+  ): Promise<TensorLike> {
+    const encoded = await encodeImages(encoder, pixels, this.vae.scalingFactor);
+    const batch = plan.latentDims[0];
+    if (batch % encoded.dims[0] !== 0) {
+      throw new InvalidArgumentError(`Cannot spread ${encoded.dims[0]} images over a batch of ${batch}.`);
+    }
+    const imageLatents = concatenate(
+      Array.from({ length: batch }, (_, b) => {
+        const item = b % encoded.dims[0];
+        const size = encoded.data.length / encoded.dims[0];
+        return { data: encoded.data.subarray(item * size, (item + 1) * size), dims: [1, ...encoded.dims.slice(1)] };
+      }),
+    );
+    const noise = plan.generator.randnInto(new Float32Array(imageLatents.data.length));
+    return scheduler.addNoise(imageLatents, { data: noise, dims: imageLatents.dims }, scheduler.timesteps[startIndex]);
+  }
+}
+
+/**
+ * Where a run of `strength` starts in the schedule: diffusers runs the last ⌊n·strength⌋ of its n steps, and tells
+ * sigma schedulers where that is.
+ */
+function strengthStartIndex(scheduler: Scheduler, strength: number): number {
+  const steps = scheduler.numInferenceSteps ?? scheduler.timesteps.length;
+  const initSteps = Math.min(Math.floor(steps * strength), steps);
+  const startIndex = Math.max(steps - initSteps, 0) * scheduler.order;
+  if (startIndex >= scheduler.timesteps.length) {
+    throw new InvalidArgumentError(
+      `strength ${strength} with ${steps} steps leaves no step to run; raise strength or numInferenceSteps.`,
+    );
+  }
+  (scheduler as Partial<BeginIndexScheduler>).setBeginIndex?.(startIndex);
+  return startIndex;
 }

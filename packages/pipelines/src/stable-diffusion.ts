@@ -2,32 +2,45 @@
  * Text-to-image latent diffusion (Rombach et al. 2022) over diffusers-layout ONNX exports: CLIP tokenizer, text
  * encoder, UNet and VAE decoder, with composable guidance.
  */
-import { InvalidArgumentError, type TensorLike, throwIfAborted } from '@denoise/core';
+import { InvalidArgumentError, type Tensor, type TensorLike, throwIfAborted } from '@denoise/core';
 import { DeviceTensor, type ModelRepository, type ModelSession, type SessionOptions } from '@denoise/core/runtime';
 import type { NoiseGenerator, Scheduler } from '@denoise/schedulers';
 import type { ClipTokenizer } from './clip-tokenizer.js';
 import { runDenoisingLoop, type StepEndCallback } from './denoising-loop.js';
 import { ClassifierFreeGuidance } from './guidance/classifier-free.js';
 import type { Guidance, GuidanceInterval, PredictionType } from './guidance/guidance.js';
-import { imagesFromTensor } from './image.js';
+import { type GeneratedImage, imagesFromTensor } from './image.js';
 import {
   cloneScheduler,
   DiffusionPipeline,
   generatorOrRandom,
   initialLatents,
   MAX_SAMPLE_VALUES,
-  type PipelineOutput,
+  OUTPUT_TYPES,
+  type OutputOf,
+  type OutputType,
 } from './pipeline.js';
 import { encodePrompts, encodePromptsOnDevice, loadClipTokenizer, TEXT_ENCODER_HIDDEN_STATE } from './text-encoding.js';
 import { type ConditioningValue, staticBatch, type UnetConditioning, unetDenoiser } from './unet-denoiser.js';
 import { decodeLatents, latentSize, type VaeGeometry, vaeGeometry } from './vae.js';
 
-/** Options of {@link StableDiffusionPipeline.generate}, with diffusers' names in camelCase. */
-export interface StableDiffusionOptions {
-  /** The prompt, or one prompt per batch item. */
-  prompt: string | readonly string[];
+/**
+ * Options of {@link StableDiffusionPipeline.generate}, with diffusers' names in camelCase.
+ *
+ * @typeParam O - what `generate` returns, from {@link StableDiffusionOptions.outputType}
+ */
+export interface StableDiffusionOptions<O extends OutputType = 'image'> {
+  /** The prompt, or one prompt per batch item. Give this or {@link promptEmbeds}. */
+  prompt?: string | readonly string[];
+  /**
+   * The text encoder's hidden states `[P, S, D]` for P prompts, instead of `prompt` (e.g. weighted or mixed
+   * embeddings computed elsewhere); repeated `numImagesPerPrompt` times.
+   */
+  promptEmbeds?: TensorLike;
   /** What to steer away from: one for all prompts or one per prompt. Default: the empty prompt. */
   negativePrompt?: string | readonly string[];
+  /** The hidden states of the negative prompts, instead of `negativePrompt`; the dims of `promptEmbeds`. */
+  negativePromptEmbeds?: TensorLike;
   /** Images per prompt (default 1). */
   numImagesPerPrompt?: number;
   /** Image height in pixels, a multiple of the VAE factor (default: the UNet's sample size × the factor). */
@@ -36,6 +49,11 @@ export interface StableDiffusionOptions {
   width?: number;
   /** Denoising steps (default 50). SD-Turbo and LCM models need 1–4. */
   numInferenceSteps?: number;
+  /**
+   * Explicit training timesteps in sampling (descending) order, instead of `numInferenceSteps` (diffusers'
+   * `timesteps`), for schedulers that take them.
+   */
+  timesteps?: readonly number[];
   /** Classifier-free guidance scale `w` (default 7.5); `≤ 1` skips the unconditional pass (SD-Turbo uses 0). */
   guidanceScale?: number;
   /** Guidance rescale `φ` (Lin et al. 2023), default 0. */
@@ -56,6 +74,44 @@ export interface StableDiffusionOptions {
   signal?: AbortSignal;
   /** Receives warnings (truncated prompts); `console.warn` by default. */
   onWarning?: (message: string) => void;
+  /**
+   * What to return (diffusers' `output_type`): `'image'` (the default) for {@link GeneratedImage}s, `'latent'` for
+   * the final latents without decoding, `'tensor'` for the decoded pixels `[B, 3, H, W]` in `[0, 1]`.
+   */
+  outputType?: O;
+}
+
+/** The options of a call whatever its output type, as the steps of `generate` read them. */
+type AnyOutputOptions = StableDiffusionOptions<OutputType>;
+
+/** The scale of classifier-free guidance when the call gives none (diffusers' default). */
+const DEFAULT_GUIDANCE_SCALE = 7.5;
+
+/** What {@link LatentDiffusionPipeline.checkInputs} derives from the call options for the later steps. */
+export interface GenerationPlan {
+  /** The prompts, when given as text. */
+  readonly prompts: readonly string[] | undefined;
+  /** The number of prompts (text or embeddings). */
+  readonly promptCount: number;
+  /** Images per prompt. */
+  readonly perPrompt: number;
+  /** The latents' dims `[B, C, h, w]`, `B = promptCount · perPrompt`. */
+  readonly latentDims: number[];
+  /** The noise source. */
+  readonly generator: NoiseGenerator;
+  /** Where warnings go. */
+  readonly onWarning: (message: string) => void;
+}
+
+/**
+ * The UNet's text conditioning for one generation, wherever it lives (CPU, or left on the GPU by the text
+ * encoder), and the one place that frees it.
+ */
+export interface TextEmbeddings {
+  /** The UNet inputs of the conditional and unconditional rows. */
+  readonly conditioning: UnetConditioning;
+  /** Frees what the embeddings hold on the device; call it once the generation ends. */
+  dispose(): void;
 }
 
 /** The components of a Stable Diffusion pipeline. */
@@ -80,6 +136,34 @@ export interface StableDiffusionComponents {
    * embeddings then stay there for the whole generation and every UNet call takes them as is. Default false.
    */
   keepTextEmbeddingsOnDevice?: boolean;
+}
+
+function checkEmbeds(embeds: TensorLike, name: string): void {
+  if (!(embeds?.data instanceof Float32Array) || embeds.dims?.length !== 3) {
+    throw new InvalidArgumentError(
+      `${name} must be a float32 tensor [prompts, sequence, hidden] of text-encoder hidden states.`,
+    );
+  }
+}
+
+/** Each item of `[P, …]` repeated `times` in a row, `[P·times, …]`, as diffusers' `repeat_interleave`. */
+function repeatItems(tensor: TensorLike, times: number): TensorLike {
+  if (times === 1) return tensor;
+  const [count, ...itemDims] = tensor.dims;
+  const itemSize = tensor.data.length / count;
+  const data = new Float32Array(tensor.data.length * times);
+  for (let p = 0; p < count; p++) {
+    const item = tensor.data.subarray(p * itemSize, (p + 1) * itemSize);
+    for (let r = 0; r < times; r++) data.set(item, (p * times + r) * itemSize);
+  }
+  return { data, dims: [count * times, ...itemDims] };
+}
+
+/** Decoder output in `[-1, 1]` mapped in place to `[0, 1]`, clamped (diffusers' `denormalize`). */
+function toUnitRange(pixels: Tensor): Tensor {
+  const { data } = pixels;
+  for (let i = 0; i < data.length; i++) data[i] = Math.min(Math.max(data[i] / 2 + 0.5, 0), 1);
+  return pixels;
 }
 
 function asList(value: string | readonly string[], what: string): readonly string[] {
@@ -204,37 +288,48 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
   }
 
   /**
-   * Checks the options, encodes the prompts and builds the guidances: the part shared with image-to-image.
-   * The caller must call `dispose` on the result when the generation ends, however it ends: it frees the text
-   * embeddings kept on the device.
+   * Step 1 of a generation, diffusers' `check_inputs`: the prompts or their embeddings, the batch, the image size
+   * and the generator, checked before any model runs.
    *
    * @param options - the call options
-   * @param scheduler - the run's scheduler, on which `setTimesteps` was called
-   * @param startIndex - where in `scheduler.timesteps` the run starts
    * @param size - the image size, when an input image fixes it
    */
-  protected async prepare(
-    options: StableDiffusionOptions,
-    scheduler: Scheduler,
-    startIndex: number,
-    size?: { height: number; width: number },
-  ): Promise<{
-    conditioning: UnetConditioning;
-    guidances: Guidance[];
-    generator: NoiseGenerator;
-    latentDims: number[];
-    dispose: () => void;
-  }> {
-    const prompts = asList(options.prompt, 'prompt');
+  protected checkInputs(options: AnyOutputOptions, size?: { height: number; width: number }): GenerationPlan {
+    const { prompt, promptEmbeds, negativePromptEmbeds } = options;
+    if ((prompt === undefined) === (promptEmbeds === undefined)) {
+      throw new InvalidArgumentError('Give exactly one of prompt and promptEmbeds.');
+    }
+    const prompts = prompt === undefined ? undefined : asList(prompt, 'prompt');
+    if (promptEmbeds !== undefined) checkEmbeds(promptEmbeds, 'promptEmbeds');
+    if (negativePromptEmbeds !== undefined) {
+      if (options.negativePrompt !== undefined) {
+        throw new InvalidArgumentError('Give at most one of negativePrompt and negativePromptEmbeds.');
+      }
+      checkEmbeds(negativePromptEmbeds, 'negativePromptEmbeds');
+      const expected = (promptEmbeds ?? negativePromptEmbeds).dims;
+      if (promptEmbeds === undefined || negativePromptEmbeds.dims.some((d, i) => d !== expected[i])) {
+        throw new InvalidArgumentError(
+          `negativePromptEmbeds must come with promptEmbeds of the same dims; got [${negativePromptEmbeds.dims.join(', ')}]` +
+            (promptEmbeds ? ` and [${promptEmbeds.dims.join(', ')}].` : ' without promptEmbeds.'),
+        );
+      }
+    }
+    const promptCount = prompts?.length ?? (promptEmbeds as TensorLike).dims[0];
     const perPrompt = options.numImagesPerPrompt ?? 1;
     if (!Number.isInteger(perPrompt) || perPrompt < 1) {
       throw new InvalidArgumentError(`numImagesPerPrompt must be a positive integer, got ${perPrompt}.`);
+    }
+    const outputType = options.outputType ?? 'image';
+    if (!OUTPUT_TYPES.includes(outputType)) {
+      throw new InvalidArgumentError(
+        `outputType must be one of ${OUTPUT_TYPES.join(', ')}, got ${String(outputType)}.`,
+      );
     }
     const defaultSize = (this.sampleSize ?? 64) * this.vae.scaleFactor;
     const height = size?.height ?? options.height ?? defaultSize;
     const width = size?.width ?? options.width ?? defaultSize;
     const latent = latentSize(height, width, this.vae.scaleFactor);
-    const batch = prompts.length * perPrompt;
+    const batch = promptCount * perPrompt;
     const latentValues = batch * this.latentChannels * latent.height * latent.width;
     if (latentValues > MAX_SAMPLE_VALUES) {
       throw new InvalidArgumentError(
@@ -242,55 +337,125 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
           'one run can hold. Generate fewer or smaller images per call.',
       );
     }
-    const onWarning = options.onWarning ?? ((message: string) => console.warn(`[denoise] ${message}`));
+    return {
+      prompts,
+      promptCount,
+      perPrompt,
+      latentDims: [batch, this.latentChannels, latent.height, latent.width],
+      generator: generatorOrRandom(options.generator),
+      onWarning: options.onWarning ?? ((message: string) => console.warn(`[denoise] ${message}`)),
+    };
+  }
 
-    const timestepCond = this.unet.inputs.find((i) => i.name === 'timestep_cond');
-    const guidanceScale = options.guidanceScale ?? 7.5;
-    // LCM-distilled UNets take the guidance scale as an embedding and need no unconditional pass.
-    const guidances: Guidance[] = timestepCond
+  /**
+   * Step 2, diffusers' `retrieve_timesteps`: a copy of the pipeline's scheduler, for this generation alone, set to
+   * the caller's `timesteps` or to `numInferenceSteps` (default 50).
+   *
+   * @param options - the call options
+   */
+  protected prepareTimesteps(options: AnyOutputOptions): Scheduler {
+    const scheduler = cloneScheduler(this.scheduler);
+    if (options.timesteps !== undefined) {
+      if (options.numInferenceSteps !== undefined) {
+        throw new InvalidArgumentError('Give at most one of numInferenceSteps and timesteps.');
+      }
+      scheduler.setTimesteps({ timesteps: options.timesteps });
+    } else {
+      scheduler.setTimesteps(options.numInferenceSteps ?? 50);
+    }
+    return scheduler;
+  }
+
+  /**
+   * The guidances of the run, in order: classifier-free guidance (unless the UNet is LCM-distilled and takes the
+   * scale as an embedding), then the caller's.
+   *
+   * @param options - the call options
+   */
+  protected prepareGuidances(options: AnyOutputOptions): Guidance[] {
+    const guidances: Guidance[] = this.takesGuidanceEmbedding
       ? []
       : [
           new ClassifierFreeGuidance({
-            guidanceScale,
+            guidanceScale: options.guidanceScale ?? DEFAULT_GUIDANCE_SCALE,
             guidanceRescale: options.guidanceRescale,
             interval: options.guidanceInterval,
           }),
         ];
     guidances.push(...(options.guidances ?? []));
-    // Positions as the loop will see them: relative to the part of the schedule that runs.
-    const timesteps = scheduler.timesteps.slice(startIndex);
+    return guidances;
+  }
+
+  /**
+   * Step 3, diffusers' `encode_prompt`: the UNet's conditioning for every row of the batch. The negative prompts
+   * are encoded only when a guidance needs the unconditional prediction at some step of `timesteps` (the part of
+   * the schedule that runs). The result owns the embeddings kept on the device: dispose it when the generation
+   * ends, however it ends.
+   *
+   * @param options - the call options
+   * @param plan - from {@link LatentDiffusionPipeline.checkInputs}
+   * @param guidances - the run's guidances
+   * @param timesteps - the timesteps the loop will run
+   */
+  protected async encodePrompt(
+    options: AnyOutputOptions,
+    plan: GenerationPlan,
+    guidances: readonly Guidance[],
+    timesteps: readonly number[],
+  ): Promise<TextEmbeddings> {
     const needsUnconditional = timesteps.some((timestep, stepIndex) =>
       guidances.some((g) => g.requiresUnconditional({ stepIndex, numInferenceSteps: timesteps.length, timestep })),
     );
-
-    let negativeList: readonly string[] | undefined;
-    if (needsUnconditional) {
-      const negatives = asList(options.negativePrompt ?? '', 'negativePrompt');
-      if (negatives.length !== 1 && negatives.length !== prompts.length) {
+    let negatives: readonly string[] | undefined;
+    if (needsUnconditional && options.negativePromptEmbeds === undefined) {
+      const list = asList(options.negativePrompt ?? '', 'negativePrompt');
+      if (list.length !== 1 && list.length !== plan.promptCount) {
         throw new InvalidArgumentError(
-          `Got ${negatives.length} negative prompts for ${prompts.length} prompts; give one or one per prompt.`,
+          `Got ${list.length} negative prompts for ${plan.promptCount} prompts; give one or one per prompt.`,
         );
       }
-      negativeList = negatives.length === 1 ? prompts.map(() => negatives[0]) : negatives;
+      negatives = list.length === 1 ? Array.from({ length: plan.promptCount }, () => list[0]) : list;
     }
-
-    const generator = generatorOrRandom(options.generator);
     throwIfAborted(options.signal, 'encoding the prompts');
-    const text = this.keepTextEmbeddingsOnDevice
-      ? await this.encodeOnDevice(prompts, negativeList, perPrompt, onWarning)
-      : await this.encodeOnCpu(prompts, negativeList, perPrompt, onWarning);
-    const conditional: Record<string, ConditioningValue> = { ...text.conditioning.conditional };
-    if (timestepCond) {
-      const dim = typeof timestepCond.shape[1] === 'number' ? timestepCond.shape[1] : 256;
-      conditional.timestep_cond = guidanceScaleEmbedding(guidanceScale, dim, batch);
+    const { perPrompt, onWarning, prompts } = plan;
+    const embeddings =
+      prompts === undefined
+        ? await this.embeddingsFromTensors(options, negatives, needsUnconditional, plan)
+        : this.keepTextEmbeddingsOnDevice
+          ? await this.encodeOnDevice(prompts, negatives, perPrompt, onWarning)
+          : await this.encodeOnCpu(prompts, negatives, perPrompt, onWarning);
+    if (!this.takesGuidanceEmbedding) return embeddings;
+    // LCM-distilled UNets take the guidance scale as an embedding instead of an unconditional pass.
+    const guidanceScale = options.guidanceScale ?? DEFAULT_GUIDANCE_SCALE;
+    const timestepCond = guidanceScaleEmbedding(guidanceScale, this.guidanceEmbeddingDim, plan.latentDims[0]);
+    const conditional = { ...embeddings.conditioning.conditional, timestep_cond: timestepCond };
+    return { conditioning: { ...embeddings.conditioning, conditional }, dispose: embeddings.dispose };
+  }
+
+  /** The caller's `promptEmbeds` (and `negativePromptEmbeds`, or the encoded negative prompts), repeated per image. */
+  private async embeddingsFromTensors(
+    options: AnyOutputOptions,
+    negatives: readonly string[] | undefined,
+    needsUnconditional: boolean,
+    plan: GenerationPlan,
+  ): Promise<TextEmbeddings> {
+    const repeat = (embeds: TensorLike) => repeatItems(embeds, plan.perPrompt);
+    const conditional = { encoder_hidden_states: repeat(options.promptEmbeds as TensorLike) };
+    let unconditional: Record<string, ConditioningValue> | undefined;
+    if (options.negativePromptEmbeds !== undefined) {
+      unconditional = { encoder_hidden_states: repeat(options.negativePromptEmbeds) };
+    } else if (needsUnconditional && negatives !== undefined) {
+      unconditional = {
+        encoder_hidden_states: await encodePrompts(
+          this.tokenizer,
+          this.textEncoder,
+          negatives,
+          plan.perPrompt,
+          plan.onWarning,
+        ),
+      };
     }
-    return {
-      conditioning: { ...text.conditioning, conditional },
-      guidances,
-      generator,
-      latentDims: [batch, this.latentChannels, latent.height, latent.width],
-      dispose: text.dispose,
-    };
+    return { conditioning: { conditional, unconditional }, dispose: () => undefined };
   }
 
   /** The text embeddings on the CPU: one text-encoder run for the prompts, one for the negative prompts. */
@@ -354,31 +519,64 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
     }
   }
 
-  /** Runs the loop from `startIndex` of the schedule and decodes the result. */
-  protected async denoiseAndDecode(
-    options: StableDiffusionOptions,
+  /**
+   * Step 5, the denoising loop: from `startIndex` of the schedule, with the UNet bound to `embeddings`.
+   *
+   * @param options - the call options
+   * @param scheduler - the run's scheduler, from {@link LatentDiffusionPipeline.prepareTimesteps}
+   * @param run - the conditioning, the guidances and the generator
+   * @param latents - the initial latents
+   * @param startIndex - where in `scheduler.timesteps` the run starts
+   */
+  protected denoise(
+    options: AnyOutputOptions,
     scheduler: Scheduler,
-    prepared: { conditioning: UnetConditioning; guidances: Guidance[]; generator: NoiseGenerator },
+    run: { embeddings: TextEmbeddings; guidances: readonly Guidance[]; generator: NoiseGenerator },
     latents: TensorLike,
     startIndex: number,
-  ): Promise<PipelineOutput> {
-    const final = await runDenoisingLoop({
+  ): Promise<Tensor> {
+    return runDenoisingLoop({
       scheduler,
       startIndex,
       latents,
-      denoiser: unetDenoiser(this.unet, prepared.conditioning),
-      guidances: prepared.guidances,
+      denoiser: unetDenoiser(this.unet, run.embeddings.conditioning),
+      guidances: run.guidances,
       predictionType: (scheduler.config as { prediction_type?: PredictionType }).prediction_type ?? 'epsilon',
-      generator: prepared.generator,
+      generator: run.generator,
       eta: options.eta,
       callbackOnStepEnd: options.callbackOnStepEnd,
       signal: options.signal,
     });
+  }
+
+  /**
+   * Step 6, decoding: the final latents as `outputType` asks, images by default.
+   *
+   * @param latents - the loop's result
+   * @param options - `outputType` and `signal`
+   */
+  protected async decode<O extends OutputType>(
+    latents: Tensor,
+    options: { outputType?: O; signal?: AbortSignal },
+  ): Promise<OutputOf<O>> {
+    const outputType: OutputType = options.outputType ?? 'image';
+    if (outputType === 'latent') return { latents } as OutputOf<O>;
     throwIfAborted(options.signal, 'decoding the latents');
-    const pixels = await decodeLatents(this.vaeDecoder, final, this.vae.scalingFactor);
+    const pixels = await decodeLatents(this.vaeDecoder, latents, this.vae.scalingFactor);
     // The decoder run cannot be interrupted; an abort that arrived meanwhile still wins.
     throwIfAborted(options.signal, 'decoding the latents');
-    return { images: imagesFromTensor(pixels) };
+    if (outputType === 'tensor') return { images: toUnitRange(pixels) } as OutputOf<O>;
+    return { images: imagesFromTensor(pixels) } as OutputOf<O>;
+  }
+
+  /** Whether the UNet is LCM-distilled: it takes the guidance scale as `timestep_cond`, not an unconditional pass. */
+  protected get takesGuidanceEmbedding(): boolean {
+    return this.unet.inputs.some((i) => i.name === 'timestep_cond');
+  }
+
+  private get guidanceEmbeddingDim(): number {
+    const dim = this.unet.inputs.find((i) => i.name === 'timestep_cond')?.shape[1];
+    return typeof dim === 'number' ? dim : 256;
   }
 
   /** Frees every session of the pipeline. */
@@ -414,19 +612,22 @@ export class StableDiffusionPipeline extends LatentDiffusionPipeline {
   }
 
   /**
-   * Generates images from prompts.
+   * Generates images from prompts, in diffusers' `__call__` order.
    *
    * @param options - prompt, guidance, steps, size, seed; see {@link StableDiffusionOptions}
+   * @returns the images, or the latents or pixel tensor that `outputType` asks for
    */
-  async generate(options: StableDiffusionOptions): Promise<PipelineOutput> {
-    const scheduler = cloneScheduler(this.scheduler);
-    scheduler.setTimesteps(options.numInferenceSteps ?? 50);
-    const prepared = await this.prepare(options, scheduler, 0);
+  async generate<O extends OutputType = 'image'>(options: StableDiffusionOptions<O>): Promise<OutputOf<O>> {
+    const plan = this.checkInputs(options);
+    const scheduler = this.prepareTimesteps(options);
+    const guidances = this.prepareGuidances(options);
+    const embeddings = await this.encodePrompt(options, plan, guidances, scheduler.timesteps);
     try {
-      const latents = initialLatents(prepared.latentDims, scheduler, prepared.generator, options.latents);
-      return await this.denoiseAndDecode(options, scheduler, prepared, latents, 0);
+      const latents = initialLatents(plan.latentDims, scheduler, plan.generator, options.latents);
+      const final = await this.denoise(options, scheduler, { embeddings, guidances, ...plan }, latents, 0);
+      return await this.decode(final, options);
     } finally {
-      prepared.dispose();
+      embeddings.dispose();
     }
   }
 }

@@ -8,6 +8,7 @@ import {
   DDPMPipeline,
   DiffusionPipeline,
   isPipeline,
+  type LatentOutput,
   type LoadedPipeline,
   type PipelineKind,
   type PipelineOutput,
@@ -15,6 +16,7 @@ import {
   StableDiffusionImg2ImgPipeline,
   type StableDiffusionOptions,
   StableDiffusionPipeline,
+  type TensorOutput,
 } from '../src/index.js';
 import { REFERENCE_WORLD } from './reliability/helpers.js';
 
@@ -26,8 +28,14 @@ export async function compileTimeChecks(): Promise<void> {
     await StableDiffusionImg2ImgPipeline.fromPretrained(REFERENCE_WORLD),
   ).toEqualTypeOf<StableDiffusionImg2ImgPipeline>();
   expectTypeOf(await DDPMPipeline.fromPretrained(REFERENCE_WORLD)).toEqualTypeOf<DDPMPipeline>();
-  expectTypeOf(sd.generate).parameter(0).toEqualTypeOf<StableDiffusionOptions>();
-  expectTypeOf(sd.generate).returns.resolves.toEqualTypeOf<PipelineOutput>();
+  // The output type picks what generate resolves to.
+  expectTypeOf(await sd.generate({ prompt: 'a red circle' })).toEqualTypeOf<PipelineOutput>();
+  expectTypeOf(await sd.generate({ prompt: 'a red circle', outputType: 'latent' })).toEqualTypeOf<LatentOutput>();
+  expectTypeOf(await sd.generate({ prompt: 'a red circle', outputType: 'tensor' })).toEqualTypeOf<TensorOutput>();
+  const options: StableDiffusionOptions = { prompt: 'a red circle' };
+  expectTypeOf(await sd.generate(options)).toEqualTypeOf<PipelineOutput>();
+  // @ts-expect-error an output type that does not exist
+  await sd.generate({ prompt: 'a red circle', outputType: 'pil' });
 
   // @ts-expect-error a misspelt option does not compile
   await sd.generate({ promt: 'typo' });
@@ -44,7 +52,9 @@ export async function compileTimeChecks(): Promise<void> {
   // @ts-expect-error a pipeline of unknown class has no single generate signature
   await any.generate({ prompt: 'a red circle' });
   if (isPipeline(any, 'StableDiffusionImg2ImgPipeline')) {
-    expectTypeOf(any.generate).parameter(0).toEqualTypeOf<StableDiffusionImg2ImgOptions>();
+    const image = { width: 8, height: 8, data: new Uint8ClampedArray(256) };
+    const img2imgOptions: StableDiffusionImg2ImgOptions = { prompt: 'a red circle', image };
+    expectTypeOf(await any.generate(img2imgOptions)).toEqualTypeOf<PipelineOutput>();
   }
   switch (any.kind) {
     case 'StableDiffusionPipeline':

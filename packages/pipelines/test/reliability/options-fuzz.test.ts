@@ -59,7 +59,7 @@ describe('generate options fuzz (fast-check)', () => {
           outcomes.rejected++;
           return;
         }
-        const prompts = typeof options.prompt === 'string' ? 1 : options.prompt.length;
+        const prompts = typeof options.prompt === 'string' ? 1 : (options.prompt ?? []).length;
         expect(result.output.images).toHaveLength(prompts * (options.numImagesPerPrompt ?? 1));
         for (const image of result.output.images) {
           expect([image.width, image.height]).toEqual([options.width ?? 128, options.height ?? 128]);
