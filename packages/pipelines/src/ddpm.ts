@@ -34,7 +34,10 @@ export interface DDPMOptions {
   unconditionalClassLabel?: number;
   /** Classifier-free guidance scale on class labels (default 1: none). */
   guidanceScale?: number;
-  /** More guidances, applied in order after classifier-free guidance (e.g. a `ClassifierGuidance`). */
+  /**
+   * The guidances, applied in order at every step; replaces the default classifier-free guidance on class labels
+   * built from `guidanceScale` (give that or this).
+   */
   guidances?: readonly Guidance[];
   /** DDIM's η. */
   eta?: number;
@@ -153,8 +156,16 @@ export class DDPMPipeline extends DiffusionPipeline {
           : 'This UNet takes no class labels; drop classLabels.',
       );
     }
+    if (options.guidances !== undefined && options.guidanceScale !== undefined) {
+      throw new InvalidArgumentError(
+        'guidanceScale configures the default classifier-free guidance, which guidances replaces: put a ' +
+          'ClassifierFreeGuidance in the list instead.',
+      );
+    }
     const guidanceScale = options.guidanceScale ?? 1;
-    const guidances: Guidance[] = [new ClassifierFreeGuidance({ guidanceScale }), ...(options.guidances ?? [])];
+    const guidances: Guidance[] = options.guidances
+      ? [...options.guidances]
+      : [new ClassifierFreeGuidance({ guidanceScale })];
     let conditioning: UnetConditioning = { conditional: {} };
     if (labels !== undefined) {
       labels.forEach((label, i) => {

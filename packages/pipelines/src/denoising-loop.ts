@@ -238,7 +238,17 @@ export async function runDenoisingLoop(options: DenoisingLoopOptions): Promise<T
         conditional,
         unconditional,
         prediction,
-        meanShift,
+        get meanShift() {
+          if (form !== 'mean') {
+            // Dropping the shift would silently sample without the guidance.
+            throw new InvalidArgumentError(
+              `A guidance wrote a mean shift, which ${scheduler.className} cannot take: it needs the shift in the ` +
+                "ε form (step.classifierGuidanceForm is 'epsilon'). Shift step.prediction instead, or use an " +
+                'ancestral DDPM scheduler.',
+            );
+          }
+          return meanShift;
+        },
         predictionType,
         classifierGuidanceForm: form,
         signal,

@@ -71,7 +71,7 @@ export class StableDiffusionImg2ImgPipeline extends LatentDiffusionPipeline {
     const plan = this.checkInputs(options, { height, width });
     const scheduler = this.prepareTimesteps(options);
     const startIndex = strengthStartIndex(scheduler, strength);
-    const guidances = this.prepareGuidances(options);
+    const guidances = this.prepareGuidances(options, plan.onWarning);
     const embeddings = await this.encodePrompt(options, plan, guidances, scheduler.timesteps.slice(startIndex));
     try {
       throwIfAborted(options.signal, 'encoding the image');

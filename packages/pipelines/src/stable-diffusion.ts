@@ -7,7 +7,7 @@ import { DeviceTensor, type ModelRepository, type ModelSession, type SessionOpti
 import type { NoiseGenerator, Scheduler } from '@denoise/schedulers';
 import type { ClipTokenizer } from './clip-tokenizer.js';
 import { runDenoisingLoop, type StepEndCallback } from './denoising-loop.js';
-import { ClassifierFreeGuidance } from './guidance/classifier-free.js';
+import { classifierFreeGuidances } from './guidance/classifier-free.js';
 import type { Guidance, GuidanceInterval, PredictionType } from './guidance/guidance.js';
 import { type GeneratedImage, imagesFromTensor } from './image.js';
 import {
@@ -60,7 +60,11 @@ export interface StableDiffusionOptions<O extends OutputType = 'image'> {
   guidanceRescale?: number;
   /** The part of the schedule where classifier-free guidance applies (default: all of it). */
   guidanceInterval?: GuidanceInterval;
-  /** More guidances, applied in order after classifier-free guidance (e.g. a `ClassifierGuidance`). */
+  /**
+   * The guidances, applied in order at every step; replaces the default classifier-free guidance built from
+   * `guidanceScale`, `guidanceRescale` and `guidanceInterval` (give those or this). Compose with
+   * `[...classifierFreeGuidances({ guidanceScale }), new ClassifierGuidance(...)]`.
+   */
   guidances?: readonly Guidance[];
   /** DDIM's η (default 0); ignored by schedulers without it. */
   eta?: number;
@@ -83,6 +87,9 @@ export interface StableDiffusionOptions<O extends OutputType = 'image'> {
 
 /** The options of a call whatever its output type, as the steps of `generate` read them. */
 type AnyOutputOptions = StableDiffusionOptions<OutputType>;
+
+/** The options that only configure classifier-free guidance's unconditional pass. */
+const CFG_ONLY_OPTIONS = ['guidanceRescale', 'guidanceInterval', 'negativePrompt', 'negativePromptEmbeds'] as const;
 
 /** The scale of classifier-free guidance when the call gives none (diffusers' default). */
 const DEFAULT_GUIDANCE_SCALE = 7.5;
@@ -367,23 +374,42 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
   }
 
   /**
-   * The guidances of the run, in order: classifier-free guidance (unless the UNet is LCM-distilled and takes the
-   * scale as an embedding), then the caller's.
+   * The guidances of the run, in order: the caller's `guidances` when given, else classifier-free guidance from
+   * `guidanceScale`, `guidanceInterval` and `guidanceRescale` ({@link classifierFreeGuidances}). An LCM-distilled
+   * UNet takes the scale as an embedding instead, so its default list is empty and the CFG-only options are
+   * reported as ignored.
    *
    * @param options - the call options
+   * @param onWarning - where the ignored options are reported
    */
-  protected prepareGuidances(options: AnyOutputOptions): Guidance[] {
-    const guidances: Guidance[] = this.takesGuidanceEmbedding
-      ? []
-      : [
-          new ClassifierFreeGuidance({
-            guidanceScale: options.guidanceScale ?? DEFAULT_GUIDANCE_SCALE,
-            guidanceRescale: options.guidanceRescale,
-            interval: options.guidanceInterval,
-          }),
-        ];
-    guidances.push(...(options.guidances ?? []));
-    return guidances;
+  protected prepareGuidances(options: AnyOutputOptions, onWarning: (message: string) => void): Guidance[] {
+    const cfgOnly = CFG_ONLY_OPTIONS.filter((key) => options[key] !== undefined);
+    if (this.takesGuidanceEmbedding && cfgOnly.length > 0) {
+      onWarning(
+        `This UNet is LCM-distilled: it takes guidanceScale as an embedding and runs no unconditional pass, so ` +
+          `${cfgOnly.join(', ')} ${cfgOnly.length === 1 ? 'is' : 'are'} ignored.`,
+      );
+    }
+    if (options.guidances !== undefined) {
+      // These configure the default list that guidances replaces (an LCM UNet still reads guidanceScale).
+      const replaced = (['guidanceScale', 'guidanceRescale', 'guidanceInterval'] as const).filter(
+        (key) => options[key] !== undefined && !(key === 'guidanceScale' && this.takesGuidanceEmbedding),
+      );
+      if (replaced.length > 0) {
+        throw new InvalidArgumentError(
+          `${replaced.join(', ')} configure${replaced.length === 1 ? 's' : ''} the default classifier-free ` +
+            'guidance, which guidances replaces: put the guidance you want in the list instead, e.g. ' +
+            'guidances: [...classifierFreeGuidances({ guidanceScale: 7.5 }), myGuidance].',
+        );
+      }
+      return [...options.guidances];
+    }
+    if (this.takesGuidanceEmbedding) return [];
+    return classifierFreeGuidances({
+      guidanceScale: options.guidanceScale ?? DEFAULT_GUIDANCE_SCALE,
+      guidanceRescale: options.guidanceRescale,
+      guidanceInterval: options.guidanceInterval,
+    });
   }
 
   /**
@@ -620,7 +646,7 @@ export class StableDiffusionPipeline extends LatentDiffusionPipeline {
   async generate<O extends OutputType = 'image'>(options: StableDiffusionOptions<O>): Promise<OutputOf<O>> {
     const plan = this.checkInputs(options);
     const scheduler = this.prepareTimesteps(options);
-    const guidances = this.prepareGuidances(options);
+    const guidances = this.prepareGuidances(options, plan.onWarning);
     const embeddings = await this.encodePrompt(options, plan, guidances, scheduler.timesteps);
     try {
       const latents = initialLatents(plan.latentDims, scheduler, plan.generator, options.latents);

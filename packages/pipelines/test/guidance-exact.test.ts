@@ -16,6 +16,7 @@ import { latentLength, scaledLatents, worldPoints } from '../../../tools/referen
 import {
   type ClassifierGradient,
   ClassifierGuidance,
+  classifierFreeGuidances,
   onnxClassifierGradient,
   type StableDiffusionOptions,
   StableDiffusionPipeline,
@@ -73,7 +74,6 @@ describe('guidance on the exact reference-world models', () => {
     const classifier = await hits(
       {
         prompt: '',
-        guidanceScale: 1,
         guidances: [new ClassifierGuidance({ gradient, classLabels: TARGET, classifierScale: 1 })],
       },
       ddim,
@@ -86,12 +86,11 @@ describe('guidance on the exact reference-world models', () => {
   it('DDIM with classifier guidance at scale 1 equals the conditional model exactly (ε_u − √(1−ᾱ)·g = ε_y)', async () => {
     const finals: Float32Array[] = [];
     for (const options of [
-      { prompt: worldPoints[TARGET].label },
+      { prompt: worldPoints[TARGET].label, guidanceScale: 1 },
       { prompt: '', guidances: [new ClassifierGuidance({ gradient, classLabels: TARGET, classifierScale: 1 })] },
     ]) {
       await pipe.generate({
         ...options,
-        guidanceScale: 1,
         numInferenceSteps: 10,
         generator: new RandomGenerator(11),
         callbackOnStepEnd: ({ step, latents }) => {
@@ -109,7 +108,6 @@ describe('guidance on the exact reference-world models', () => {
     const ddim = pipe.scheduler;
     const classifierOnly = {
       prompt: '',
-      guidanceScale: 1,
       guidances: [new ClassifierGuidance({ gradient, classLabels: TARGET, classifierScale: 1 })],
     };
     const ddpm = DDPMScheduler.fromConfig(ddim.config);
@@ -137,8 +135,10 @@ describe('guidance on the exact reference-world models', () => {
     try {
       const composed = await hits({
         prompt: 'a square',
-        guidanceScale: 2,
-        guidances: [new ClassifierGuidance({ gradient, classLabels: TARGET, classifierScale: 1 })],
+        guidances: [
+          ...classifierFreeGuidances({ guidanceScale: 2 }),
+          new ClassifierGuidance({ gradient, classLabels: TARGET, classifierScale: 1 }),
+        ],
       });
       expect(calls).toBe(SEEDS.length * 20);
       expect(composed).toBeGreaterThanOrEqual(SEEDS.length - 1);

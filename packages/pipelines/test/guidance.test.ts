@@ -1,11 +1,15 @@
 import { Tensor, type TensorLike } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
 import { ClassifierGuidance } from '../src/guidance/classifier.js';
-import { ClassifierFreeGuidance } from '../src/guidance/classifier-free.js';
+import { ClassifierFreeGuidance, classifierFreeGuidances, GuidanceRescale } from '../src/guidance/classifier-free.js';
 import type { GuidanceStep } from '../src/guidance/guidance.js';
 
 function tensor(values: number[], dims = [values.length / 2, 2]): Tensor {
   return new Tensor(Float32Array.from(values), dims);
+}
+
+function applyAll(guidances: readonly { apply(step: GuidanceStep): unknown }[], step: GuidanceStep): void {
+  for (const guidance of guidances) guidance.apply(step);
 }
 
 function step(overrides: Partial<GuidanceStep> & { conditional: TensorLike }): GuidanceStep {
@@ -43,17 +47,28 @@ describe('ClassifierFreeGuidance', () => {
     expect([...s.prediction.data]).toEqual([1, 2]);
   });
 
+  it('rescale acts only where the unconditional prediction was made, as diffusers rescales only under CFG', () => {
+    const cond = tensor([1, -1, 2, 0, 5, -3], [2, 3]);
+    const shifted = step({ conditional: cond, prediction: tensor([2, -3, 9, 1, 1, 0], [2, 3]) });
+    new GuidanceRescale(1).apply(shifted);
+    expect([...shifted.prediction.data]).toEqual([2, -3, 9, 1, 1, 0]);
+    const guided = step({ conditional: cond, unconditional: tensor([0, 0, 0, 0, 0, 0], [2, 3]) });
+    guided.prediction.data.set([2, -3, 9, 1, 1, 0]);
+    new GuidanceRescale(1).apply(guided);
+    expect([...guided.prediction.data]).not.toEqual([2, -3, 9, 1, 1, 0]);
+  });
+
   it('rescale 0 changes nothing; rescale 1 matches the conditional std per sample', () => {
     const cond = tensor([1, -1, 2, 0, 5, -3], [2, 3]);
     const uncond = tensor([0, 0, 1, 1, 1, 1], [2, 3]);
     const plain = step({ conditional: cond, unconditional: uncond });
     new ClassifierFreeGuidance({ guidanceScale: 7.5 }).apply(plain);
     const zero = step({ conditional: cond, unconditional: uncond });
-    new ClassifierFreeGuidance({ guidanceScale: 7.5, guidanceRescale: 0 }).apply(zero);
+    applyAll(classifierFreeGuidances({ guidanceScale: 7.5, guidanceRescale: 0 }), zero);
     expect([...zero.prediction.data]).toEqual([...plain.prediction.data]);
 
     const full = step({ conditional: cond, unconditional: uncond });
-    new ClassifierFreeGuidance({ guidanceScale: 7.5, guidanceRescale: 1 }).apply(full);
+    applyAll(classifierFreeGuidances({ guidanceScale: 7.5, guidanceRescale: 1 }), full);
     // Per sample, the rescaled prediction is plain · std(cond)/std(plain): the stds must now agree.
     const sd = (v: number[]) => {
       const m = v.reduce((a, b) => a + b, 0) / v.length;
@@ -67,7 +82,7 @@ describe('ClassifierFreeGuidance', () => {
     }
     // φ = 0.5 is the midpoint of the two.
     const half = step({ conditional: cond, unconditional: uncond });
-    new ClassifierFreeGuidance({ guidanceScale: 7.5, guidanceRescale: 0.5 }).apply(half);
+    applyAll(classifierFreeGuidances({ guidanceScale: 7.5, guidanceRescale: 0.5 }), half);
     for (const [i, v] of half.prediction.data.entries()) {
       expect(v).toBeCloseTo((full.prediction.data[i] + plain.prediction.data[i]) / 2, 5);
     }
@@ -86,7 +101,8 @@ describe('ClassifierFreeGuidance', () => {
 
   it('rejects bad options with InvalidArgumentError', () => {
     expect(() => new ClassifierFreeGuidance({ guidanceScale: Number.NaN })).toThrow(/finite/);
-    expect(() => new ClassifierFreeGuidance({ guidanceScale: 2, guidanceRescale: 2 })).toThrow(/\[0, 1\]/);
+    expect(() => new GuidanceRescale(2)).toThrow(/\[0, 1\]/);
+    expect(() => classifierFreeGuidances({ guidanceScale: 2, guidanceRescale: Number.NaN })).toThrow(/\[0, 1\]/);
     expect(() => new ClassifierFreeGuidance({ guidanceScale: 2, interval: { start: 0.6, end: 0.5 } })).toThrow(
       /start <= end/,
     );

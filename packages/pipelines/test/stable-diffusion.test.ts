@@ -235,6 +235,19 @@ describe('StableDiffusionPipeline on a tiny generated repository', () => {
     for (const [i, v] of embedding.entries()) expect(v).toBeCloseTo(expected[i], 4);
   });
 
+  it('LCM-style UNets warn once per call about the CFG-only options they ignore, and only then', async () => {
+    const pipe = await load({ className: 'LatentConsistencyModelPipeline', timestepCond: 8 });
+    const warnings: string[] = [];
+    const onWarning = (message: string) => warnings.push(message);
+    await pipe.generate({ ...base, numInferenceSteps: 2, onWarning });
+    expect(warnings).toEqual([]);
+    await pipe.generate({ ...base, numInferenceSteps: 2, negativePrompt: 'a dog', guidanceRescale: 0.5, onWarning });
+    expect(warnings).toEqual([
+      'This UNet is LCM-distilled: it takes guidanceScale as an embedding and runs no unconditional pass, so ' +
+        'guidanceRescale, negativePrompt are ignored.',
+    ]);
+  });
+
   it('checks sizes, counts and prompts with clear errors', async () => {
     const pipe = await load();
     await expect(pipe.generate({ ...base, height: 9 })).rejects.toThrow(/height must be a positive multiple of 2/);

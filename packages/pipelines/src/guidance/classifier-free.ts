@@ -1,6 +1,6 @@
 /**
- * Classifier-free guidance (Ho & Salimans 2022) with optional guidance rescale (Lin et al. 2023) and an
- * interval of the schedule where it applies.
+ * Classifier-free guidance (Ho & Salimans 2022) over an interval of the schedule, and guidance rescale
+ * (Lin et al. 2023), which composes after it.
  */
 import { InvalidArgumentError } from '@denoise/core';
 import {
@@ -17,37 +17,28 @@ import {
 export interface ClassifierFreeGuidanceOptions {
   /** diffusers' `guidance_scale` `w`; `w ≤ 1` applies no guidance and skips the unconditional pass. */
   guidanceScale: number;
-  /** diffusers' `guidance_rescale` `φ ∈ [0, 1]` (Lin et al. 2023, §3.4); 0 (the default) leaves CFG as is. */
-  guidanceRescale?: number;
   /** The part of the schedule where guidance applies; the whole schedule by default. */
   interval?: GuidanceInterval;
 }
 
 /**
  * Classifier-free guidance: `ε̂ = ε̂_u + w·(ε̂_c − ε̂_u)` (Ho & Salimans 2022, Eq. 6 in diffusers' convention,
- * where `w = 1` is the conditional model), then optionally rescaled towards the conditional prediction's
- * standard deviation per sample: `ε̂ ← φ·ε̂·std(ε̂_c)/std(ε̂) + (1−φ)·ε̂` (Lin et al. 2023, Eq. 15–16).
- * It combines the running prediction with the unconditional one, so list it first when composing.
+ * where `w = 1` is the conditional model; docs/math.md §7). It combines the running prediction with the
+ * unconditional one, so list it first when composing.
  */
 export class ClassifierFreeGuidance implements Guidance {
   /** The guidance scale `w`. */
   readonly guidanceScale: number;
-  /** The rescale factor `φ`. */
-  readonly guidanceRescale: number;
   /** The part of the schedule where guidance applies. */
   readonly interval: GuidanceInterval;
 
   /** @param options - scale, rescale and interval; see {@link ClassifierFreeGuidanceOptions} */
   constructor(options: ClassifierFreeGuidanceOptions) {
-    const { guidanceScale, guidanceRescale = 0 } = options;
+    const { guidanceScale } = options;
     if (!Number.isFinite(guidanceScale)) {
       throw new InvalidArgumentError(`guidanceScale must be a finite number, got ${guidanceScale}.`);
     }
-    if (!(guidanceRescale >= 0 && guidanceRescale <= 1)) {
-      throw new InvalidArgumentError(`guidanceRescale must be in [0, 1], got ${guidanceRescale}.`);
-    }
     this.guidanceScale = guidanceScale;
-    this.guidanceRescale = guidanceRescale;
     this.interval = checkInterval(options.interval ?? WHOLE_SCHEDULE, 'The classifier-free guidance interval');
   }
 
@@ -56,10 +47,10 @@ export class ClassifierFreeGuidance implements Guidance {
     return this.guidanceScale > 1 && intervalContains(this.interval, position);
   }
 
-  /** Replaces `step.prediction` by the guided (and rescaled) prediction. */
+  /** Replaces `step.prediction` by the guided prediction. */
   apply(step: GuidanceStep): void {
     if (!this.requiresUnconditional(step)) return;
-    const { unconditional, conditional } = step;
+    const { unconditional } = step;
     if (unconditional === undefined) {
       throw new InvalidArgumentError('Classifier-free guidance needs the unconditional prediction at this step.');
     }
@@ -67,8 +58,66 @@ export class ClassifierFreeGuidance implements Guidance {
     const guided = step.prediction.data;
     const uncond = unconditional.data;
     for (let i = 0; i < guided.length; i++) guided[i] = uncond[i] + w * (guided[i] - uncond[i]);
-    if (this.guidanceRescale > 0) rescaleToStd(guided, conditional.data, conditional.dims[0], this.guidanceRescale);
   }
+}
+
+/**
+ * Guidance rescale (Lin et al. 2023, §3.4; docs/math.md §7): per sample, the running prediction moves towards the
+ * conditional prediction's standard deviation, `ε̂ ← φ·ε̂·std(ε̂_c)/std(ε̂) + (1−φ)·ε̂`, which undoes the
+ * over-exposure strong classifier-free guidance causes with zero-terminal-SNR schedules. List it after
+ * {@link ClassifierFreeGuidance}; like diffusers, it acts only at steps where the unconditional prediction was
+ * made, i.e. where classifier-free guidance applied.
+ */
+export class GuidanceRescale implements Guidance {
+  /** The rescale factor `φ`. */
+  readonly guidanceRescale: number;
+
+  /** @param guidanceRescale - diffusers' `guidance_rescale` `φ ∈ [0, 1]`; 0 changes nothing */
+  constructor(guidanceRescale: number) {
+    if (!(guidanceRescale >= 0 && guidanceRescale <= 1)) {
+      throw new InvalidArgumentError(`guidanceRescale must be in [0, 1], got ${guidanceRescale}.`);
+    }
+    this.guidanceRescale = guidanceRescale;
+  }
+
+  /** Never: it rescales what classifier-free guidance made, and asks for nothing itself. */
+  requiresUnconditional(): boolean {
+    return false;
+  }
+
+  /** Rescales `step.prediction` in place at the steps that had an unconditional prediction. */
+  apply(step: GuidanceStep): void {
+    if (step.unconditional === undefined || this.guidanceRescale === 0) return;
+    const { conditional } = step;
+    rescaleToStd(step.prediction.data, conditional.data, conditional.dims[0], this.guidanceRescale);
+  }
+}
+
+/** What {@link classifierFreeGuidances} builds the default guidance list from: diffusers' call options. */
+export interface DefaultGuidanceOptions {
+  /** `w` of classifier-free guidance. */
+  guidanceScale: number;
+  /** `φ` of guidance rescale; 0 or absent adds none. */
+  guidanceRescale?: number;
+  /** Where classifier-free guidance applies. */
+  guidanceInterval?: GuidanceInterval;
+}
+
+/**
+ * The guidance list a pipeline uses when the call gives none: classifier-free guidance, then guidance rescale when
+ * `guidanceRescale > 0`. Pass your own list as `guidances` to replace it, e.g.
+ * `[...classifierFreeGuidances({ guidanceScale: 5 }), new ClassifierGuidance(...)]`.
+ *
+ * @param options - scale, rescale and interval
+ */
+export function classifierFreeGuidances(options: DefaultGuidanceOptions): Guidance[] {
+  const guidances: Guidance[] = [
+    new ClassifierFreeGuidance({ guidanceScale: options.guidanceScale, interval: options.guidanceInterval }),
+  ];
+  const rescale = options.guidanceRescale ?? 0;
+  // Anything but 0 is checked, so NaN is refused rather than dropped.
+  if (rescale !== 0) guidances.push(new GuidanceRescale(rescale));
+  return guidances;
 }
 
 /** Standard deviation of `values[from, to)` (the n−1 normaliser cancels in the ratio it is used for). */

@@ -53,7 +53,8 @@ export interface GuidanceStep extends GuidanceStepPosition {
   readonly prediction: TensorLike;
   /**
    * Added to the scheduler's `prevSample` after the step (`'mean'` form guidance), `[B, C, H, W]`, zero at the
-   * start of each step. Guidances add into its `data`.
+   * start of each step. Guidances add into its `data`. Under a scheduler of the `'epsilon'` form reading it throws
+   * an `InvalidArgumentError`, since the step could not take the shift.
    */
   readonly meanShift: TensorLike;
   /** What {@link prediction} means: ε, v or x₀. */
