@@ -12,13 +12,14 @@ import { listDocs, makeScratch, parseDoc, problemsOf, removeScratch, runDocs, ty
  * What the guides say each saved picture shows, as a reference-world label, and how close to that exact picture
  * it must be (RMS over RGB in 8-bit levels). A sampler that ends at σ = 0 lands on the picture; DDIM with
  * `set_alpha_to_one: false` stops within its last step's small noise; classifier-free guidance at 7.5 with a
- * negative prompt overshoots the colours, so there only the nearest picture is checked.
+ * negative prompt overshoots the colours (RMS 37.05 from the red circle for text-to-image.md's seed; 2.28 without
+ * the negative prompt), so its bound sits just above that.
  */
 const PICTURES: Record<string, Record<string, { label: string; maxRms: number }>> = {
   'README.md': { 'blue-square.png': { label: 'a blue square on a black background', maxRms: 4 } },
   'docs/quickstart.md': { 'blue-square.png': { label: 'a blue square on a black background', maxRms: 4 } },
   'docs/text-to-image.md': {
-    'circle.png': { label: 'a red circle on a white background', maxRms: Number.POSITIVE_INFINITY },
+    'circle.png': { label: 'a red circle on a white background', maxRms: 40 },
   },
   'docs/image-to-image.md': { 'circle-black.png': { label: 'a red circle on a black background', maxRms: 4 } },
   'docs/guidance.md': {
