@@ -4,17 +4,73 @@
  *
  * @packageDocumentation
  */
-export * from './clip-tokenizer.js';
-export * from './ddpm.js';
-export * from './denoising-loop.js';
-export * from './guidance/classifier.js';
-export * from './guidance/classifier-free.js';
-export * from './guidance/guidance.js';
-export * from './guidance/onnx-classifier.js';
-export * from './image.js';
-export * from './pipeline.js';
-export * from './stable-diffusion.js';
-export * from './stable-diffusion-img2img.js';
-export * from './text-encoding.js';
-export * from './unet-denoiser.js';
-export * from './vae.js';
+export {
+  ClipTokenizer,
+  type ClipTokenizerFiles,
+  type ClipVocabulary,
+  clipTokenizerJson,
+  type TokenizedPrompts,
+} from './clip-tokenizer.js';
+export { type DDPMOptions, DDPMPipeline } from './ddpm.js';
+export {
+  type Denoiser,
+  type DenoiserRequest,
+  type DenoisingLoopOptions,
+  runDenoisingLoop,
+  type StepEndCallback,
+  type StepEndInfo,
+  type StepEndResult,
+} from './denoising-loop.js';
+export {
+  type ClassifierGradient,
+  type ClassifierGradientInput,
+  ClassifierGuidance,
+  type ClassifierGuidanceOptions,
+} from './guidance/classifier.js';
+export {
+  ClassifierFreeGuidance,
+  type ClassifierFreeGuidanceOptions,
+  classifierFreeGuidances,
+  type DefaultGuidanceOptions,
+  GuidanceRescale,
+} from './guidance/classifier-free.js';
+export {
+  type ClassifierGuidanceForm,
+  checkInterval,
+  type Guidance,
+  type GuidanceInterval,
+  type GuidanceStep,
+  type GuidanceStepPosition,
+  intervalContains,
+  type PredictionType,
+} from './guidance/guidance.js';
+export { type OnnxClassifierInputs, onnxClassifierGradient } from './guidance/onnx-classifier.js';
+export { GeneratedImage, imagesFromTensor, type RgbaImage, tensorFromImage } from './image.js';
+export {
+  DDPM_CLASS_NAMES,
+  DiffusionPipeline,
+  type FromPretrainedOptions,
+  IMG2IMG_CLASS_NAMES,
+  isPipeline,
+  type LatentOutput,
+  type LoadedPipeline,
+  type OutputOf,
+  type OutputType,
+  type PipelineClass,
+  type PipelineKind,
+  type PipelineOutput,
+  STABLE_DIFFUSION_CLASS_NAMES,
+  type TensorOutput,
+} from './pipeline.js';
+export {
+  type GenerationPlan,
+  LatentDiffusionPipeline,
+  type StableDiffusionComponents,
+  type StableDiffusionOptions,
+  StableDiffusionPipeline,
+  type TextEmbeddings,
+} from './stable-diffusion.js';
+export { type StableDiffusionImg2ImgOptions, StableDiffusionImg2ImgPipeline } from './stable-diffusion-img2img.js';
+export { encodePrompts, loadClipTokenizer } from './text-encoding.js';
+export { type ConditioningValue, type UnetConditioning, unetDenoiser } from './unet-denoiser.js';
+export { decodeLatents, encodeImages, type VaeGeometry } from './vae.js';

@@ -85,9 +85,6 @@ export interface StableDiffusionOptions<O extends OutputType = 'image'> {
   outputType?: O;
 }
 
-/** The options of a call whatever its output type, as the steps of `generate` read them. */
-type AnyOutputOptions = StableDiffusionOptions<OutputType>;
-
 /** The options that only configure classifier-free guidance's unconditional pass. */
 const CFG_ONLY_OPTIONS = ['guidanceRescale', 'guidanceInterval', 'negativePrompt', 'negativePromptEmbeds'] as const;
 
@@ -301,7 +298,10 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
    * @param options - the call options
    * @param size - the image size, when an input image fixes it
    */
-  protected checkInputs(options: AnyOutputOptions, size?: { height: number; width: number }): GenerationPlan {
+  protected checkInputs(
+    options: StableDiffusionOptions<OutputType>,
+    size?: { height: number; width: number },
+  ): GenerationPlan {
     const { prompt, promptEmbeds, negativePromptEmbeds } = options;
     if ((prompt === undefined) === (promptEmbeds === undefined)) {
       throw new InvalidArgumentError('Give exactly one of prompt and promptEmbeds.');
@@ -360,7 +360,7 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
    *
    * @param options - the call options
    */
-  protected prepareTimesteps(options: AnyOutputOptions): Scheduler {
+  protected prepareTimesteps(options: StableDiffusionOptions<OutputType>): Scheduler {
     const scheduler = cloneScheduler(this.scheduler);
     if (options.timesteps !== undefined) {
       if (options.numInferenceSteps !== undefined) {
@@ -382,7 +382,10 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
    * @param options - the call options
    * @param onWarning - where the ignored options are reported
    */
-  protected prepareGuidances(options: AnyOutputOptions, onWarning: (message: string) => void): Guidance[] {
+  protected prepareGuidances(
+    options: StableDiffusionOptions<OutputType>,
+    onWarning: (message: string) => void,
+  ): Guidance[] {
     const cfgOnly = CFG_ONLY_OPTIONS.filter((key) => options[key] !== undefined);
     if (this.takesGuidanceEmbedding && cfgOnly.length > 0) {
       onWarning(
@@ -424,7 +427,7 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
    * @param timesteps - the timesteps the loop will run
    */
   protected async encodePrompt(
-    options: AnyOutputOptions,
+    options: StableDiffusionOptions<OutputType>,
     plan: GenerationPlan,
     guidances: readonly Guidance[],
     timesteps: readonly number[],
@@ -460,7 +463,7 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
 
   /** The caller's `promptEmbeds` (and `negativePromptEmbeds`, or the encoded negative prompts), repeated per image. */
   private async embeddingsFromTensors(
-    options: AnyOutputOptions,
+    options: StableDiffusionOptions<OutputType>,
     negatives: readonly string[] | undefined,
     needsUnconditional: boolean,
     plan: GenerationPlan,
@@ -555,7 +558,7 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
    * @param startIndex - where in `scheduler.timesteps` the run starts
    */
   protected denoise(
-    options: AnyOutputOptions,
+    options: StableDiffusionOptions<OutputType>,
     scheduler: Scheduler,
     run: { embeddings: TextEmbeddings; guidances: readonly Guidance[]; generator: NoiseGenerator },
     latents: TensorLike,
