@@ -5,7 +5,7 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import type { ModelRepository, ModelSession } from '@denoise/core/runtime';
 import type { NoiseGenerator, Scheduler } from '@denoise/schedulers';
-import { runDenoisingLoop, type StepEndCallback } from './denoising-loop.js';
+import { type Denoiser, type LearnedVariance, runDenoisingLoop, type StepEndCallback } from './denoising-loop.js';
 import { ClassifierFreeGuidance } from './guidance/classifier-free.js';
 import type { Guidance, PredictionType } from './guidance/guidance.js';
 import { imagesFromTensor } from './image.js';
@@ -186,10 +186,16 @@ export class DDPMPipeline extends DiffusionPipeline {
     scheduler.setTimesteps(options.numInferenceSteps ?? 1000);
     const generator = generatorOrRandom(options.generator);
     const latents = initialLatents([batch, channels, size, size], scheduler, generator, options.latents);
+    const { denoiser, learnedVariance } = splitLearnedVariance(
+      unetDenoiser(this.unet, conditioning),
+      latents.dims,
+      scheduler,
+    );
     const final = await runDenoisingLoop({
       scheduler,
       latents,
-      denoiser: unetDenoiser(this.unet, conditioning),
+      denoiser,
+      learnedVariance,
       guidances,
       predictionType: (scheduler.config as { prediction_type?: PredictionType }).prediction_type ?? 'epsilon',
       generator,
@@ -204,4 +210,73 @@ export class DDPMPipeline extends DiffusionPipeline {
   async release(): Promise<void> {
     await this.unet.release();
   }
+}
+
+/** A DDPM scheduler's variance of the step from `timestep`, given the model's variance output (docs/math.md §3). */
+interface LearnedVarianceScheduler {
+  getVariance(timestep: number, predictedVariance?: number): number;
+}
+
+/**
+ * Adapts a UNet that may output twice the sample's channels, the second half its variance (IDDPM's `learned` /
+ * `learned_range`), to the loop: the denoiser returns the predictions alone, and the learned variance gives the
+ * guidances `Σ` per element and hands the scheduler the guided prediction with the variance channels it reads.
+ * A UNet with as many output channels as the sample passes through unchanged.
+ *
+ * @param unet - the UNet denoiser
+ * @param dims - the sample's dims `[B, C, H, W]`
+ * @param scheduler - the run's scheduler; a DDPM scheduler turns the variance output into `Σ`
+ */
+function splitLearnedVariance(
+  unet: Denoiser,
+  dims: readonly number[],
+  scheduler: Scheduler,
+): { denoiser: Denoiser; learnedVariance: LearnedVariance } {
+  const [batch, channels, ...spatial] = dims;
+  const itemSize = channels * spatial.reduce((a, b) => a * b, 1);
+  const size = batch * itemSize;
+  let predictions = new Float32Array(0);
+  // The conditional rows' variance channels of the last evaluation, item by item.
+  const varianceChannels = new Float32Array(size);
+  const variance = new Float32Array(size);
+  let learned = false;
+  const getVariance = (scheduler as Partial<LearnedVarianceScheduler>).getVariance?.bind(scheduler);
+  let stepInputData: Float32Array | undefined;
+
+  const denoiser: Denoiser = async (request) => {
+    const output = await unet(request);
+    const rows = output.dims[0];
+    learned = output.dims[1] === 2 * channels;
+    if (!learned) return output;
+    if (predictions.length !== rows * itemSize) predictions = new Float32Array(rows * itemSize);
+    const conditionalFirst = request.withUnconditional ? rows / 2 : 0;
+    for (let row = 0; row < rows; row++) {
+      const from = row * 2 * itemSize;
+      predictions.set(output.data.subarray(from, from + itemSize), row * itemSize);
+      if (row >= conditionalFirst) {
+        const item = row - conditionalFirst;
+        varianceChannels.set(output.data.subarray(from + itemSize, from + 2 * itemSize), item * itemSize);
+      }
+    }
+    return { data: predictions, dims: [rows, channels, ...spatial] };
+  };
+
+  const learnedVariance: LearnedVariance = {
+    variance(timestep) {
+      if (getVariance === undefined) return undefined;
+      if (!learned) return getVariance(timestep);
+      for (let i = 0; i < size; i++) variance[i] = getVariance(timestep, varianceChannels[i]);
+      return { data: variance, dims };
+    },
+    stepInput(prediction) {
+      if (!learned) return prediction;
+      stepInputData ??= new Float32Array(2 * size);
+      for (let b = 0; b < batch; b++) {
+        stepInputData.set(prediction.data.subarray(b * itemSize, (b + 1) * itemSize), 2 * b * itemSize);
+        stepInputData.set(varianceChannels.subarray(b * itemSize, (b + 1) * itemSize), (2 * b + 1) * itemSize);
+      }
+      return { data: stepInputData, dims: [batch, 2 * channels, ...spatial] };
+    },
+  };
+  return { denoiser, learnedVariance };
 }

@@ -23,11 +23,24 @@ export interface DenoiserRequest {
 }
 
 /**
- * A conditioned model: returns the prediction for each row of `request.sample`, `[N, C′, H, W]` with `C′ = C`
- * or `2C` (a learned variance in the second half, IDDPM). The pipeline binds the conditioning (text embeddings,
- * class labels) to its rows.
+ * A conditioned model: returns the prediction for each row of `request.sample`, `[N, C, H, W]`. The pipeline
+ * binds the conditioning (text embeddings, class labels) to its rows.
  */
 export type Denoiser = (request: DenoiserRequest) => Promise<TensorLike>;
+
+/**
+ * What a model that also predicts its variance (IDDPM's learned variances, which the DDPM pipeline reads from
+ * the model output's second half) gives the loop beyond its predictions.
+ */
+export interface LearnedVariance {
+  /**
+   * `Σ` of the step, for `'mean'`-form guidance: per element of the conditional rows when the last evaluation
+   * predicted a variance, else the scheduler's fixed variance; `undefined` when the scheduler gives none.
+   */
+  variance(timestep: number): number | TensorLike | undefined;
+  /** What the scheduler steps with: the guided prediction `[B, C, H, W]` with the variance channels it needs. */
+  stepInput(prediction: TensorLike): TensorLike;
+}
 
 /** What `callbackOnStepEnd` receives after each step. */
 export interface StepEndInfo {
@@ -63,6 +76,8 @@ export interface DenoisingLoopOptions {
   latents: TensorLike;
   /** The model. */
   denoiser: Denoiser;
+  /** The model's learned variance, when it predicts one. */
+  learnedVariance?: LearnedVariance;
   /** The guidances, applied in order at each step. */
   guidances: readonly Guidance[];
   /** What the model predicts. */
@@ -79,7 +94,7 @@ export interface DenoisingLoopOptions {
 
 /** A scheduler that can report the variance of its ancestral step (DDPM). */
 interface VarianceScheduler {
-  getVariance(timestep: number, predictedVariance?: number): number;
+  getVariance(timestep: number): number;
 }
 
 /** A sigma-based scheduler's noise levels, one per model evaluation. */
@@ -114,43 +129,6 @@ export function alphaProdAtStep(scheduler: Scheduler, timestep: number, schedule
   return scheduler.alphasCumprod[t];
 }
 
-/** The first `channels` channels of every item of an `[N, C′, H, W]` tensor, as a view when `C′ = channels`. */
-function predictionChannels(
-  output: TensorLike,
-  firstItem: number,
-  items: number,
-  channels: number,
-  scratch: Float32Array,
-): Float32Array {
-  const [, outputChannels, ...spatial] = output.dims;
-  const plane = spatial.reduce((a, b) => a * b, 1);
-  const itemSize = channels * plane;
-  if (outputChannels === channels) return output.data.subarray(firstItem * itemSize, (firstItem + items) * itemSize);
-  const outputItemSize = outputChannels * plane;
-  for (let b = 0; b < items; b++) {
-    const from = (firstItem + b) * outputItemSize;
-    scratch.set(output.data.subarray(from, from + itemSize), b * itemSize);
-  }
-  return scratch;
-}
-
-/** The conditional half of the model output `[N, 2C, H, W]` with the guided prediction in its first C channels. */
-function withGuidedPrediction(
-  output: TensorLike,
-  firstItem: number,
-  prediction: Float32Array,
-  batch: number,
-  into: Float32Array,
-): void {
-  const itemOut = output.data.length / output.dims[0];
-  const itemPrediction = prediction.length / batch;
-  for (let b = 0; b < batch; b++) {
-    const from = (firstItem + b) * itemOut;
-    into.set(output.data.subarray(from, from + itemOut), b * itemOut);
-    into.set(prediction.subarray(b * itemPrediction, (b + 1) * itemPrediction), b * itemOut);
-  }
-}
-
 /**
  * Runs the reverse process and returns the final latents. The scheduler is used as is (its multistep history
  * included), so give each concurrent run its own scheduler. Buffers for the batched model input, the guided
@@ -164,17 +142,13 @@ export async function runDenoisingLoop(options: DenoisingLoopOptions): Promise<T
   const timesteps = scheduler.timesteps.slice(startIndex);
   const dims = options.latents.dims;
   const batch = dims[0];
-  const channels = dims[1];
   const size = options.latents.data.length;
   const form = scheduler.classifierGuidance;
 
   const batchedInput = new Float32Array(2 * size);
   const prediction = new Tensor(new Float32Array(size), dims);
-  const conditionalScratch = new Float32Array(size);
-  const unconditionalScratch = new Float32Array(size);
   const meanShift = new Tensor(new Float32Array(size), dims);
-  let stepInputBuffer: Float32Array | undefined;
-  let learnedVariance: Float32Array | undefined;
+  const { learnedVariance } = options;
 
   // The caller's latents are only read (each scheduler step returns a new tensor), so they are not copied.
   let latents: Tensor =
@@ -194,40 +168,26 @@ export async function runDenoisingLoop(options: DenoisingLoopOptions): Promise<T
     }
     const output = await denoiser({ sample, timestep, withUnconditional, signal });
     const rows = withUnconditional ? 2 * batch : batch;
-    if (output.dims[0] !== rows || output.data.length % (rows * channels) !== 0) {
+    if (output.dims[0] !== rows || output.data.length !== (rows * size) / batch) {
       throw new InvalidArgumentError(
         `The model returned [${output.dims.join(', ')}] for an input of ${rows} × [${dims.slice(1).join(', ')}].`,
       );
     }
-    const conditionalFirst = withUnconditional ? batch : 0;
+    // The rows are views: unconditional first, as diffusers batches classifier-free guidance.
     const conditional = new Tensor(
-      predictionChannels(output, conditionalFirst, batch, channels, conditionalScratch),
+      output.data.subarray(withUnconditional ? size : 0, withUnconditional ? 2 * size : size),
       dims,
     );
-    const unconditional = withUnconditional
-      ? new Tensor(predictionChannels(output, 0, batch, channels, unconditionalScratch), dims)
-      : undefined;
+    const unconditional = withUnconditional ? new Tensor(output.data.subarray(0, size), dims) : undefined;
     prediction.data.set(conditional.data);
     if (form === 'mean') meanShift.data.fill(0);
 
     if (guidances.length > 0) {
       const alphaProd = alphaProdAtStep(scheduler, timestep, startIndex + stepIndex);
-      let variance: number | Tensor | undefined;
-      if (form === 'mean' && hasVariance(scheduler)) {
-        if (output.dims[1] === channels) variance = scheduler.getVariance(timestep);
-        else {
-          // A learned variance: Σ per element, from the conditional rows' variance channels.
-          learnedVariance ??= new Float32Array(size);
-          const rowSize = output.data.length / rows;
-          const itemSize = size / batch;
-          for (let b = 0; b < batch; b++) {
-            const from = (conditionalFirst + b) * rowSize + itemSize;
-            for (let i = 0; i < itemSize; i++) {
-              learnedVariance[b * itemSize + i] = scheduler.getVariance(timestep, output.data[from + i]);
-            }
-          }
-          variance = new Tensor(learnedVariance, dims);
-        }
+      let variance: number | TensorLike | undefined;
+      if (form === 'mean') {
+        if (learnedVariance) variance = learnedVariance.variance(timestep);
+        else if (hasVariance(scheduler)) variance = scheduler.getVariance(timestep);
       }
       const step: GuidanceStep = {
         ...position,
@@ -256,14 +216,7 @@ export async function runDenoisingLoop(options: DenoisingLoopOptions): Promise<T
       for (const guidance of guidances) await guidance.apply(step);
     }
 
-    let stepInput: TensorLike = prediction;
-    if (output.dims[1] !== channels) {
-      // A learned variance travels with the prediction: the scheduler reads it from the second half.
-      const rowSize = output.data.length / rows;
-      stepInputBuffer ??= new Float32Array(batch * rowSize);
-      withGuidedPrediction(output, conditionalFirst, prediction.data, batch, stepInputBuffer);
-      stepInput = { data: stepInputBuffer, dims: [batch, ...output.dims.slice(1)] };
-    }
+    const stepInput = learnedVariance ? learnedVariance.stepInput(prediction) : prediction;
     const { prevSample } = scheduler.step(stepInput, timestep, latents, {
       generator: options.generator,
       eta: options.eta,

@@ -16,6 +16,7 @@ export {
   type Denoiser,
   type DenoiserRequest,
   type DenoisingLoopOptions,
+  type LearnedVariance,
   runDenoisingLoop,
   type StepEndCallback,
   type StepEndInfo,
