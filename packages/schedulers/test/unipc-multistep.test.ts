@@ -171,7 +171,7 @@ describe('UniPCMultistepScheduler: configuration', () => {
           final_sigmas_type: 'sigma_min',
         }),
     ).toThrow(/predict_x0: true/);
-    expect(() => new UniPCMultistepScheduler({ solver_p: {} as null })).toThrow(/"solver_p"/);
+    expect(() => new UniPCMultistepScheduler({ solver_p: {} as unknown as null })).toThrow(/"solver_p"/);
     expect(new UniPCMultistepScheduler({ solver_p: null }).config.solver_p).toBeNull();
     const scheduler = new UniPCMultistepScheduler(testConfig());
     const x = dummySampleDeter();
