@@ -275,9 +275,9 @@ describe('UniPCMultistepScheduler: flow-matching sigmas (use_flow_sigmas)', () =
       0.9950248599052429, 0.9787454605102539, 0.8774884343147278, 0.3604971766471863, 0.009900986216962337, 0,
     ];
     // torch.allclose: |a − b| <= 1e-8 + 1e-5·|b|.
-    expected.forEach((value, i) =>
-      expect(Math.abs(scheduler.sigmas[i] - value)).toBeLessThanOrEqual(1e-8 + 1e-5 * value),
-    );
+    for (const [i, value] of expected.entries()) {
+      expect(Math.abs(scheduler.sigmas[i] - value)).toBeLessThanOrEqual(1e-8 + 1e-5 * value);
+    }
     expect(scheduler.timesteps).toEqual(expected.slice(0, 5).map((sigma) => Math.trunc(Math.fround(sigma) * T)));
   });
 
