@@ -716,6 +716,47 @@ describe('DPMSolverMultistepScheduler: final steps, spacings, interchange', () =
 
 describe('DPMSolverMultistepScheduler: flow-matching sigmas (use_flow_sigmas)', () => {
   const T = 1000;
+
+  it("loads a flow model's scheduler_config.json (SANA's keys) without a warning and samples finite values", () => {
+    const warnings: string[] = [];
+    const scheduler = DPMSolverMultistepScheduler.fromConfig(
+      {
+        _class_name: 'DPMSolverMultistepScheduler',
+        _diffusers_version: '0.32.0.dev0',
+        algorithm_type: 'dpmsolver++',
+        beta_end: 0.02,
+        beta_schedule: 'linear',
+        beta_start: 0.0001,
+        dynamic_thresholding_ratio: 0.995,
+        euler_at_final: false,
+        final_sigmas_type: 'zero',
+        flow_shift: 3.0,
+        lambda_min_clipped: Number.NEGATIVE_INFINITY,
+        lower_order_final: true,
+        num_train_timesteps: 1000,
+        prediction_type: 'flow_prediction',
+        rescale_betas_zero_snr: false,
+        sample_max_value: 1.0,
+        solver_order: 2,
+        solver_type: 'midpoint',
+        steps_offset: 0,
+        thresholding: false,
+        time_shift_type: 'exponential',
+        timestep_spacing: 'linspace',
+        trained_betas: null,
+        use_beta_sigmas: false,
+        use_dynamic_shifting: false,
+        use_exponential_sigmas: false,
+        use_flow_sigmas: true,
+        use_karras_sigmas: false,
+        use_lu_lambdas: false,
+        variance_type: null,
+      },
+      { onWarning: (message) => warnings.push(message) },
+    );
+    expect(warnings).toEqual([]);
+    expect(fullLoop(scheduler).data.every(Number.isFinite)).toBe(true);
+  });
   /** diffusers' flow sigmas of DPM-Solver: shift(1 − linspace(1, 1/T, n + 1)[n − i]), float32. */
   const expectedSigma = (i: number, n: number, shift: number) => {
     const s = ((n - i) / n) * (1 - 1 / T);

@@ -262,6 +262,48 @@ describe('UniPCMultistepScheduler: predictor, corrector and buffers', () => {
 describe('UniPCMultistepScheduler: flow-matching sigmas (use_flow_sigmas)', () => {
   const T = 1000;
 
+  it("loads a flow model's scheduler_config.json (Wan 2.1's keys) without a warning and samples finite values", () => {
+    const warnings: string[] = [];
+    const scheduler = UniPCMultistepScheduler.fromConfig(
+      {
+        _class_name: 'UniPCMultistepScheduler',
+        _diffusers_version: '0.33.0.dev0',
+        beta_end: 0.02,
+        beta_schedule: 'linear',
+        beta_start: 0.0001,
+        disable_corrector: [],
+        dynamic_thresholding_ratio: 0.995,
+        final_sigmas_type: 'zero',
+        flow_shift: 3.0,
+        lower_order_final: true,
+        num_train_timesteps: 1000,
+        predict_x0: true,
+        prediction_type: 'flow_prediction',
+        rescale_betas_zero_snr: false,
+        sample_max_value: 1.0,
+        solver_order: 2,
+        solver_p: null,
+        solver_type: 'bh2',
+        steps_offset: 0,
+        thresholding: false,
+        time_shift_type: 'exponential',
+        timestep_spacing: 'linspace',
+        trained_betas: null,
+        use_beta_sigmas: false,
+        use_dynamic_shifting: false,
+        use_exponential_sigmas: false,
+        use_flow_sigmas: true,
+        use_karras_sigmas: false,
+        sigma_min: null,
+        sigma_max: null,
+        shift_terminal: null,
+      },
+      { onWarning: (message) => warnings.push(message) },
+    );
+    expect(warnings).toEqual([]);
+    expect(fullLoop(scheduler).data.every(Number.isFinite)).toBe(true);
+  });
+
   it('Karras levels from sigma_min 0.01 to sigma_max 200 as σ/(1 + σ) (test_flow_and_karras_sigmas_values)', () => {
     const scheduler = new UniPCMultistepScheduler({
       sigma_min: 0.01,
