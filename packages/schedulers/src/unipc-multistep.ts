@@ -82,7 +82,7 @@ export interface UniPCMultistepSchedulerConfig extends NoiseScheduleConfig, Thre
   use_dynamic_shifting: boolean;
   /** The dynamic shift: s = e^μ (`exponential`) or s = μ (`linear`). */
   time_shift_type: 'exponential' | 'linear';
-  /** Stretch the shifted flow sigmas so that the last one is this value (LTX-Video); `null`: no stretch. */
+  /** Stretch the shifted flow sigmas so that the last one is this value, in (0, 1) (LTX-Video); `null`: no stretch. */
   shift_terminal: number | null;
   /** diffusers' external predictor (a scheduler object); only `null`, its default, is supported. */
   solver_p: null;
@@ -150,7 +150,7 @@ export const UNIPC_MULTISTEP_CONFIG_SPEC: ConfigSpec<UniPCMultistepSchedulerConf
   flow_shift: configField.number(1, { above: 0 }),
   use_dynamic_shifting: configField.boolean(false),
   time_shift_type: configField.oneOf<'exponential' | 'linear'>(['exponential', 'linear'], 'exponential'),
-  shift_terminal: configField.nullable(configField.number(0, { min: 0, max: 1 - Number.EPSILON })),
+  shift_terminal: configField.nullable(configField.number(0, { above: 0, max: 1 - Number.EPSILON })),
   solver_p: solverPField,
   timestep_spacing: configField.oneOf(TIMESTEP_SPACINGS, 'linspace'),
   steps_offset: configField.number(0, { integer: true, min: 0 }),

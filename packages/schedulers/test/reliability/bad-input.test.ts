@@ -345,11 +345,13 @@ describe('DPM-Solver and UniPC: flow-matching and learned-variance settings', ()
       ConfigError,
       /set use_flow_sigmas too/,
     );
-    expectError(
-      () => build('UniPCMultistepScheduler', { use_flow_sigmas: true, shift_terminal: 1.5 }),
-      ConfigError,
-      /"shift_terminal"/,
-    );
+    for (const shift_terminal of [0, 1, 1.5]) {
+      expectError(
+        () => build('UniPCMultistepScheduler', { use_flow_sigmas: true, shift_terminal }),
+        ConfigError,
+        /"shift_terminal" must be a finite number > 0/,
+      );
+    }
     expectError(
       () =>
         build('UniPCMultistepScheduler', {
