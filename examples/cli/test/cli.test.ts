@@ -140,8 +140,9 @@ describe('denoise schedulers', () => {
     const run = await denoise('schedulers');
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(
-      /^DPM\+\+ 2M Karras +DPMSolverMultistepScheduler +algorithm_type=dpmsolver\+\+ solver_order=2 use_karras_sigmas=true$/m,
+      /^DPM\+\+ 2M Karras +DPMSolverMultistepScheduler +algorithm_type=dpmsolver\+\+ solver_order=2 solver_type=midpoint use_karras_sigmas=true$/m,
     );
+    expect(run.stdout).toMatch(/^DPM\+\+ 2M SDE Heun +DPMSolverMultistepScheduler +.*solver_type=heun/m);
     expect(run.stdout).toMatch(/^Euler a +EulerAncestralDiscreteScheduler$/m);
     expect(run.stdout).toMatch(/^DDIM +DDIMScheduler$/m);
     expect(run.stdout).toMatch(/^UniPCMultistepScheduler +UniPCMultistepScheduler$/m);

@@ -1,4 +1,5 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { VARIANCE_TYPES, type VarianceType } from './ddpm.js';
 import { linearCombination } from './linear-combination.js';
 import { type NoiseScheduleConfig, roundHalfEven, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
 import {
@@ -57,6 +58,15 @@ export const DPM_SOLVER_ALGORITHM_TYPES: readonly DPMSolverAlgorithmType[] = [
   'sde-dpmsolver++',
 ];
 
+/**
+ * What the model predicts: diffusers' `prediction_type` of the multistep solvers, which add `flow_prediction` (the
+ * velocity v = ε − x_0 of a rectified-flow model, with `use_flow_sigmas`) to the usual three.
+ */
+export type MultistepPredictionType = PredictionType | 'flow_prediction';
+
+/** All values `prediction_type` of the multistep solvers accepts. */
+export const MULTISTEP_PREDICTION_TYPES: readonly MultistepPredictionType[] = [...PREDICTION_TYPES, 'flow_prediction'];
+
 /** diffusers' `solver_type`: how the second-order step estimates the derivative term. */
 export type DPMSolverType = 'midpoint' | 'heun';
 
@@ -64,8 +74,8 @@ export type DPMSolverType = 'midpoint' | 'heun';
 export interface DPMSolverMultistepSchedulerConfig extends NoiseScheduleConfig, ThresholdingConfig {
   /** The order of the multistep solver: 1, 2 or 3 (2 is recommended for guided sampling). */
   solver_order: number;
-  /** What the model predicts. */
-  prediction_type: PredictionType;
+  /** What the model predicts (`flow_prediction` needs `use_flow_sigmas` and a `++` algorithm). */
+  prediction_type: MultistepPredictionType;
   /** The solver family; `dpmsolver` and `sde-dpmsolver` are deprecated in diffusers. */
   algorithm_type: DPMSolverAlgorithmType;
   /** The second-order variant; diffusers' `logrho`, `bh1` and `bh2` (other schedulers' types) load as `midpoint`. */
@@ -82,6 +92,17 @@ export interface DPMSolverMultistepSchedulerConfig extends NoiseScheduleConfig, 
   use_beta_sigmas: boolean;
   /** Space the steps evenly in log-SNR λ, as Lu et al. recommend. */
   use_lu_lambdas: boolean;
+  /**
+   * Sample a rectified-flow model: `x_t = (1 − σ)·x_0 + σ·ε`, σ from 1 − 1/T down in even steps, shifted by
+   * `flow_shift` (so α_t = 1 − σ and σ_t = σ in the solver's formulas).
+   */
+  use_flow_sigmas: boolean;
+  /** The flow shift s of σ' = s·σ/(1 + (s − 1)·σ); 1 leaves the flow sigmas evenly spaced. */
+  flow_shift: number;
+  /** Take the flow shift from `setTimesteps({ numInferenceSteps, mu })` (resolution-dependent shifting). */
+  use_dynamic_shifting: boolean;
+  /** How μ becomes the shift: e^μ (`exponential`, diffusers' only one here) or μ (`linear`, as UniPC's). */
+  time_shift_type: 'exponential' | 'linear';
   /** The noise level after the last step: 0, or the smallest training σ. `zero` needs a `++` algorithm. */
   final_sigmas_type: 'zero' | 'sigma_min';
   /**
@@ -89,8 +110,12 @@ export interface DPMSolverMultistepSchedulerConfig extends NoiseScheduleConfig, 
    * clipping: diffusers' default `-inf`, which JSON cannot carry; `-Infinity` given here resolves to `null`.
    */
   lambda_min_clipped: number | null;
-  /** Set for models that also predict a variance; only the prediction half of the channels is used. */
-  variance_type: 'learned' | 'learned_range' | null;
+  /**
+   * `learned` or `learned_range` for models that also predict a variance (IDDPM): the model output then has twice
+   * the sample's channels and only the prediction half is used. DDPM's fixed variance types load unchanged and mean
+   * a plain output, as `null` does.
+   */
+  variance_type: VarianceType | null;
   /** How `setTimesteps(n)` places its timesteps. */
   timestep_spacing: TimestepSpacing;
   /** Added to every `leading` timestep. */
@@ -129,7 +154,7 @@ export const DPM_SOLVER_MULTISTEP_CONFIG_SPEC: ConfigSpec<DPMSolverMultistepSche
   ...NOISE_SCHEDULE_SPEC,
   ...THRESHOLDING_SPEC,
   solver_order: configField.number(2, { integer: true, min: 1, max: 3 }),
-  prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),
+  prediction_type: configField.oneOf(MULTISTEP_PREDICTION_TYPES, 'epsilon'),
   algorithm_type: algorithmTypeField,
   solver_type: solverTypeField,
   lower_order_final: configField.boolean(true),
@@ -138,11 +163,13 @@ export const DPM_SOLVER_MULTISTEP_CONFIG_SPEC: ConfigSpec<DPMSolverMultistepSche
   use_exponential_sigmas: configField.boolean(false),
   use_beta_sigmas: configField.boolean(false),
   use_lu_lambdas: configField.boolean(false),
+  use_flow_sigmas: configField.boolean(false),
+  flow_shift: configField.number(1, { above: 0 }),
+  use_dynamic_shifting: configField.boolean(false),
+  time_shift_type: configField.oneOf<'exponential' | 'linear'>(['exponential', 'linear'], 'exponential'),
   final_sigmas_type: configField.oneOf<'zero' | 'sigma_min'>(['zero', 'sigma_min'], 'zero'),
   lambda_min_clipped: lambdaMinClippedField,
-  variance_type: configField.nullable(
-    configField.oneOf<'learned' | 'learned_range'>(['learned', 'learned_range'], 'learned'),
-  ),
+  variance_type: configField.nullable(configField.oneOf(VARIANCE_TYPES, 'fixed_small')),
   timestep_spacing: configField.oneOf(TIMESTEP_SPACINGS, 'linspace'),
   steps_offset: configField.number(0, { integer: true, min: 0 }),
 };
@@ -299,21 +326,57 @@ export interface AlphaSigmaLambda {
 }
 
 /**
- * Converts a schedule's sigmas to the variance-preserving α, σ and λ the solvers step with.
+ * α and σ_t of `x_t = α·x_0 + σ_t·ε` at one schedule sigma: variance-preserving (α = 1/√(σ² + 1), σ_t = σ·α), or
+ * rectified flow (α = 1 − σ, σ_t = σ).
+ *
+ * @param sigma - the schedule's σ
+ * @param flow - whether the schedule holds flow-matching sigmas
+ */
+export function solverAlphaSigma(sigma: number, flow: boolean): { alphaT: number; sigmaT: number } {
+  return flow ? { alphaT: 1 - sigma, sigmaT: sigma } : sigmaToAlphaSigma(sigma);
+}
+
+/**
+ * Converts a schedule's sigmas to the α, σ and λ the solvers step with.
  *
  * @param sigmas - the schedule's noise levels
+ * @param flow - whether they are flow-matching sigmas (see {@link solverAlphaSigma})
  */
-export function alphaSigmaLambda(sigmas: Float64Array): AlphaSigmaLambda {
+export function alphaSigmaLambda(sigmas: Float64Array, flow = false): AlphaSigmaLambda {
   const alpha = new Float64Array(sigmas.length);
   const sigma = new Float64Array(sigmas.length);
   const lambda = new Float64Array(sigmas.length);
   for (let i = 0; i < sigmas.length; i++) {
-    const { alphaT, sigmaT } = sigmaToAlphaSigma(sigmas[i]);
+    const { alphaT, sigmaT } = solverAlphaSigma(sigmas[i], flow);
     alpha[i] = alphaT;
     sigma[i] = sigmaT;
     lambda[i] = Math.log(alphaT) - Math.log(sigmaT);
   }
   return { alpha, sigma, lambda };
+}
+
+/**
+ * The flow shift of rectified-flow sampling (Esser et al. 2024, SD3 §5.3.2): σ' = s·σ/(1 + (s − 1)·σ), which keeps
+ * 0 and 1 fixed and moves the steps towards high noise for s > 1. With s = e^μ it is diffusers' exponential time
+ * shift e^μ/(e^μ + 1/σ − 1); with s = μ its linear one.
+ *
+ * @param sigma - a flow sigma in [0, 1]
+ * @param shift - s
+ */
+export function shiftFlowSigma(sigma: number, shift: number): number {
+  return (shift * sigma) / (1 + (shift - 1) * sigma);
+}
+
+/**
+ * The `k`-th of `n + 1` points of numpy's `linspace(1, 1/T, n + 1)`, with numpy's rounding (k·step + start, the end
+ * point exact), so flow timesteps truncate to the same integers as diffusers'.
+ *
+ * @param k - the index, 0 … n
+ * @param n - the number of intervals
+ * @param numTrainTimesteps - T
+ */
+export function flowLinspace(k: number, n: number, numTrainTimesteps: number): number {
+  return k === n ? 1 / numTrainTimesteps : k * ((1 / numTrainTimesteps - 1) / n) + 1;
 }
 
 /**
@@ -325,6 +388,7 @@ export function alphaSigmaLambda(sigmas: Float64Array): AlphaSigmaLambda {
  * @param timesteps - one timestep, or one per batch item
  * @param schedule - the current timesteps and sigmas
  * @param index - the schedule index to use for every item (a pipeline's begin index), if set
+ * @param flow - whether the schedule holds flow-matching sigmas (α = 1 − σ)
  */
 export function addNoiseAtSigmas(
   original: TensorLike,
@@ -332,6 +396,7 @@ export function addNoiseAtSigmas(
   timesteps: number | readonly number[],
   schedule: { readonly timesteps: readonly number[]; readonly sigmas: Float64Array },
   index: number | undefined,
+  flow = false,
 ): Tensor {
   assertTensorLike(original, 'originalSamples');
   assertTensorLike(noise, 'noise');
@@ -351,7 +416,7 @@ export function addNoiseAtSigmas(
     if (index === undefined && schedule.timesteps[at] !== t) {
       throw new InvalidArgumentError(`Timestep ${t} is not in the current schedule; pass one of scheduler.timesteps.`);
     }
-    const { alphaT, sigmaT } = sigmaToAlphaSigma(schedule.sigmas[at]);
+    const { alphaT, sigmaT } = solverAlphaSigma(schedule.sigmas[at], flow);
     for (let i = b * itemSize, end = i + itemSize; i < end; i++) {
       out[i] = alphaT * original.data[i] + sigmaT * noise.data[i];
     }
@@ -366,19 +431,31 @@ export function addNoiseAtSigmas(
  * @param modelOutput - the network output
  * @param sample - x_t
  * @param learnedVariance - whether the output may carry variance channels
+ * @param remedy - what to tell a caller whose output has variance channels the scheduler is not set up to read
  */
-export function predictionStride(modelOutput: TensorLike, sample: TensorLike, learnedVariance: boolean): number {
+export function predictionStride(
+  modelOutput: TensorLike,
+  sample: TensorLike,
+  learnedVariance: boolean,
+  remedy = 'this scheduler does not read them',
+): number {
   assertTensorLike(sample, 'sample');
   assertTensorLike(modelOutput, 'modelOutput');
   if (sample.dims.length < 1 || sample.data.length === 0) {
     throw new InvalidArgumentError(`sample must have a batch axis and data, got dims [${sample.dims.join(', ')}].`);
   }
   const itemSize = sample.data.length / sample.dims[0];
-  if (learnedVariance && modelOutput.data.length === 2 * sample.data.length && sample.dims.length >= 2) {
-    const expected = [sample.dims[0], 2 * sample.dims[1], ...sample.dims.slice(2)];
-    if (modelOutput.dims.every((d, i) => d === expected[i]) && modelOutput.dims.length === expected.length) {
-      return 2 * itemSize;
-    }
+  const doubled =
+    modelOutput.data.length === 2 * sample.data.length &&
+    sample.dims.length >= 2 &&
+    modelOutput.dims.length === sample.dims.length &&
+    modelOutput.dims.every((d, i) => d === (i === 1 ? 2 : 1) * sample.dims[i]);
+  if (doubled && learnedVariance) return 2 * itemSize;
+  if (doubled) {
+    throw new InvalidArgumentError(
+      `modelOutput [${modelOutput.dims.join(', ')}] has twice the channels of sample [${sample.dims.join(', ')}], ` +
+        `as a model that also predicts a variance (IDDPM) outputs; ${remedy}.`,
+    );
   }
   assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
   return itemSize;
@@ -386,7 +463,8 @@ export function predictionStride(modelOutput: TensorLike, sample: TensorLike, le
 
 /**
  * Converts a model output to the quantity a solver integrates (MATH.md §2 with `x_t = α·x_0 + σ·ε`): the data
- * prediction x̂_0 (`target: 'data'`) or the noise prediction ε̂ (`'noise'`), written into `out`. Both are
+ * prediction x̂_0 (`target: 'data'`) or the noise prediction ε̂ (`'noise'`), written into `out`. A flow velocity
+ * v̂ = ε̂ − x̂_0 gives x̂_0 = x_t − σ·v̂ (as diffusers, whatever α is). Both are
  * a·x_t + b·m with per-step weights; every element of both inputs is multiplied (a weight of 0 included), so a NaN
  * or ±Infinity in either reaches the result, and the returned Σ 0·value is not 0 exactly then (see
  * `assertFiniteStepResult`).
@@ -409,14 +487,11 @@ export function convertPrediction(
   batch: number,
   alpha: number,
   sigma: number,
-  predictionType: PredictionType,
+  predictionType: MultistepPredictionType,
   target: 'data' | 'noise',
   out: Float32Array,
 ): number {
-  const [a, b] =
-    target === 'data'
-      ? originalSampleWeights(predictionType, alpha, sigma)
-      : noisePredictionWeights(predictionType, alpha, sigma);
+  const [a, b] = predictionWeights(predictionType, target, alpha, sigma);
   const itemSize = x.length / batch;
   let nonFinite = 0;
   for (let item = 0; item < batch; item++) {
@@ -431,8 +506,30 @@ export function convertPrediction(
   return nonFinite;
 }
 
+/** The weights (a, b) of x̂_0 or ε̂ = a·x_t + b·m for a model output m at (α, σ_t). */
+function predictionWeights(
+  predictionType: MultistepPredictionType,
+  target: 'data' | 'noise',
+  alpha: number,
+  sigma: number,
+): [sampleWeight: number, outputWeight: number] {
+  if (predictionType === 'flow_prediction') {
+    // x̂_0 = x_t − σ·v̂, and ε̂ = (x_t − α·x̂_0)/σ.
+    return target === 'data' ? [1, -sigma] : [(1 - alpha) / sigma, alpha];
+  }
+  return target === 'data'
+    ? originalSampleWeights(predictionType, alpha, sigma)
+    : noisePredictionWeights(predictionType, alpha, sigma);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The scheduler
+
+/** `setTimesteps` options of the multistep solvers: diffusers' `mu` on top of the common ones. */
+export interface MultistepSetTimestepsOptions extends SetTimestepsOptions {
+  /** The dynamic-shifting exponent (with `use_dynamic_shifting`): the flow shift of this schedule is e^μ. */
+  mu?: number;
+}
 
 /**
  * The multistep DPM-Solver and DPM-Solver++ (Lu et al. 2022), diffusers' `DPMSolverMultistepScheduler`: high-order
@@ -442,12 +539,15 @@ export function convertPrediction(
  * The history of model outputs lives in preallocated buffers that are reused across steps and reset by
  * `setTimesteps`; a step allocates only the returned tensor.
  *
- * Differences from diffusers: with `variance_type` set, the prediction is the first half of the output's channels
- * (diffusers takes the first 3 channels whatever the sample has); `sde-dpmsolver` with `solver_order: 3` is a
- * config error (diffusers has no third-order SDE step for it and fails at the first third-order step); a
- * zero-length step (the last σ repeated, as with Karras or Lu spacing and `final_sigmas_type: "sigma_min"`) is the
- * identity (diffusers divides 0 by 0 there for heun and third-order steps); `lambda_min_clipped` is `null` rather
- * than `-inf` when unset, so the config stays JSON; `use_flow_sigmas` is not supported.
+ * Differences from diffusers: with `variance_type` `learned` or `learned_range`, the prediction is the first half of
+ * the output's channels (diffusers takes the first 3 channels whatever the sample has); `sde-dpmsolver` with
+ * `solver_order: 3` is a config error (diffusers has no third-order SDE step for it and fails at the first
+ * third-order step); a zero-length step (the last σ repeated, as with Karras or Lu spacing and
+ * `final_sigmas_type: "sigma_min"`) is the identity (diffusers divides 0 by 0 there for heun and third-order
+ * steps); `lambda_min_clipped` is `null` rather than `-inf` when unset, so the config stays JSON; `mu` sets the
+ * shift of one schedule (diffusers writes e^μ into `config.flow_shift`); combinations diffusers computes without
+ * meaning are config errors (flow sigmas with another spacing, `flow_prediction` without flow sigmas or with an ε̂
+ * algorithm, dynamic shifting without flow sigmas).
  *
  * @example
  * ```ts
@@ -487,12 +587,10 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
    * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
    * @param options - warning handler
    * @throws ConfigError for contradictory settings (two sigma spacings, `final_sigmas_type: "zero"` without a `++`
-   *   algorithm, a third-order `sde-dpmsolver`, flow sigmas)
+   *   algorithm, a third-order `sde-dpmsolver`, flow sigmas with another spacing, `flow_prediction` without flow
+   *   sigmas or with an ε̂ algorithm, dynamic shifting without flow sigmas)
    */
   constructor(config: SchedulerConfigInput<DPMSolverMultistepSchedulerConfig> = {}, options?: SchedulerOptions) {
-    if (config && (config as Record<string, unknown>).use_flow_sigmas === true) {
-      throw new ConfigError('DPMSolverMultistepScheduler does not support use_flow_sigmas (flow-matching models).');
-    }
     super('DPMSolverMultistepScheduler', DPM_SOLVER_MULTISTEP_CONFIG_SPEC, config, options);
     const c = this.config;
     this.solverAlphas = solverAlphasCumprod(this.alphasCumprod, c.rescale_betas_zero_snr);
@@ -511,24 +609,46 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     if (c.algorithm_type === 'sde-dpmsolver' && c.solver_order === 3) {
       throw new ConfigError('algorithm_type "sde-dpmsolver" supports solver_order 1 or 2, not 3.');
     }
+    checkFlowConfig(this.className, c, plusPlus, c.use_lu_lambdas ? 'use_lu_lambdas' : undefined);
   }
 
   /**
    * Sets the sampling schedule and clears the multistep history. With `{ timesteps }` the given training
-   * timesteps are used (not with Karras, exponential, beta or Lu spacing).
+   * timesteps are used (not with Karras, exponential, beta, Lu or flow spacing); with `{ numInferenceSteps, mu }`
+   * and `use_dynamic_shifting` the flow shift of this schedule is e^μ.
    *
-   * @param steps - the number of steps, or `{ numInferenceSteps }` / `{ timesteps }`
+   * @param steps - the number of steps, or `{ numInferenceSteps, mu? }` / `{ timesteps }`
    */
-  setTimesteps(steps: number | SetTimestepsOptions): void {
+  setTimesteps(steps: number | MultistepSetTimestepsOptions): void {
     const { numInferenceSteps, timesteps: custom } = this.parseSetTimesteps(steps);
     const c = this.config;
-    const spaced = c.use_karras_sigmas || c.use_lu_lambdas || c.use_exponential_sigmas || c.use_beta_sigmas;
+    const spaced =
+      c.use_karras_sigmas || c.use_lu_lambdas || c.use_exponential_sigmas || c.use_beta_sigmas || c.use_flow_sigmas;
     if (custom && spaced) {
       throw new InvalidArgumentError(
-        'Custom timesteps cannot be combined with Karras, exponential, beta or Lu spacing; pass a step count.',
+        'Custom timesteps cannot be combined with Karras, exponential, beta, Lu or flow spacing; pass a step count.',
       );
     }
-    const schedule = multistepSchedule(custom ?? this.spacedTimesteps(numInferenceSteps), {
+    const mu = typeof steps === 'number' ? undefined : steps.mu;
+    // diffusers' DPM-Solver keeps flow_shift when no μ is given, even with dynamic shifting.
+    const shift = mu === undefined ? c.flow_shift : flowShift(this.className, c, mu, c.time_shift_type === 'linear');
+    const schedule = c.use_flow_sigmas
+      ? this.flowSchedule(numInferenceSteps, shift)
+      : this.varianceSchedule(custom ?? this.spacedTimesteps(numInferenceSteps));
+    this.timesteps = schedule.timesteps;
+    this.sigmas = schedule.sigmas;
+    this.numInferenceSteps = schedule.timesteps.length;
+    this.coefficients = alphaSigmaLambda(schedule.sigmas, c.use_flow_sigmas);
+    this.stepIndex = undefined;
+    this.beginIndex = undefined;
+    this.lowerOrderNums = 0;
+    this.newest = 0;
+  }
+
+  /** The variance-preserving schedule at the spaced timesteps (or per the configured sigma spacing). */
+  private varianceSchedule(timesteps: readonly number[]): MultistepSchedule {
+    const c = this.config;
+    return multistepSchedule(timesteps, {
       alphasCumprod: this.solverAlphas,
       karras: c.use_karras_sigmas,
       luLambdas: c.use_lu_lambdas,
@@ -537,14 +657,25 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
       roundTimesteps: c.beta_schedule !== 'squaredcos_cap_v2',
       finalSigmasType: c.final_sigmas_type,
     });
-    this.timesteps = schedule.timesteps;
-    this.sigmas = schedule.sigmas;
-    this.numInferenceSteps = schedule.timesteps.length;
-    this.coefficients = alphaSigmaLambda(schedule.sigmas);
-    this.stepIndex = undefined;
-    this.beginIndex = undefined;
-    this.lowerOrderNums = 0;
-    this.newest = 0;
+  }
+
+  /**
+   * diffusers' flow schedule of DPM-Solver: σ_i = shift(1 − ℓ_{n−i}) for the points ℓ of linspace(1, 1/T, n + 1), so
+   * it starts at shift(1 − 1/T), timesteps σ·T truncated; the final σ is 0 or the training schedule's smallest
+   * (variance-preserving) σ, as diffusers does.
+   */
+  private flowSchedule(n: number, shift: number): MultistepSchedule {
+    const T = this.config.num_train_timesteps;
+    const sigmas = new Float64Array(n + 1);
+    const timesteps: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const sigma = shiftFlowSigma(1 - flowLinspace(n - i, n, T), shift);
+      sigmas[i] = Math.fround(sigma);
+      timesteps.push(Math.trunc(sigma * T));
+    }
+    const alphaBar0 = this.solverAlphas[0];
+    sigmas[n] = this.config.final_sigmas_type === 'zero' ? 0 : Math.fround(Math.sqrt((1 - alphaBar0) / alphaBar0));
+    return { timesteps, sigmas };
   }
 
   /**
@@ -576,7 +707,9 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     if (n === undefined) {
       throw new InvalidArgumentError('Call setTimesteps before step: DPMSolverMultistepScheduler has no schedule yet.');
     }
-    const stride = predictionStride(modelOutput, sample, this.config.variance_type !== null);
+    const { variance_type } = this.config;
+    const learned = variance_type === 'learned' || variance_type === 'learned_range';
+    const stride = predictionStride(modelOutput, sample, learned, 'set variance_type to "learned_range" to use them');
     // A run that starts at the first timestep starts at index 0, even when rounding repeated that timestep (the
     // second-occurrence rule would skip a step and run past the end, as in diffusers).
     const start = timestep === this.timesteps[0] ? 0 : undefined;
@@ -650,7 +783,7 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
   override addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
     if (this.numInferenceSteps === undefined) return super.addNoise(originalSamples, noise, timesteps);
     const index = this.beginIndex === undefined ? undefined : (this.stepIndex ?? this.beginIndex);
-    return addNoiseAtSigmas(originalSamples, noise, timesteps, this, index);
+    return addNoiseAtSigmas(originalSamples, noise, timesteps, this, index, this.config.use_flow_sigmas);
   }
 
   private spacedTimesteps(n: number): number[] {
@@ -802,4 +935,87 @@ function setWeights(weights: Float64Array, x: number, m0: number, m1: number, m2
   weights[3] = m2;
   weights[4] = noise;
   return weights;
+}
+
+/** The flow-matching keys both multistep solvers share. */
+interface FlowConfig {
+  readonly use_karras_sigmas: boolean;
+  readonly use_exponential_sigmas: boolean;
+  readonly use_beta_sigmas: boolean;
+  readonly use_flow_sigmas: boolean;
+  readonly flow_shift: number;
+  readonly use_dynamic_shifting: boolean;
+  readonly prediction_type: MultistepPredictionType;
+}
+
+/**
+ * Rejects the flow-matching settings diffusers accepts but computes without meaning: flow sigmas under another
+ * spacing (which reads variance-preserving sigmas as flow ones), `flow_prediction` without flow sigmas or with an
+ * ε̂ solver, and dynamic shifting without flow sigmas.
+ *
+ * @param className - for messages
+ * @param config - the resolved config
+ * @param dataPrediction - whether the solver integrates x̂_0
+ * @param otherSpacing - a further spacing key that is on and excludes flow sigmas, if any
+ * @param allowKarras - whether Karras sigmas combine with flow sigmas (UniPC maps them to σ/(1 + σ))
+ */
+export function checkFlowConfig(
+  className: string,
+  config: FlowConfig,
+  dataPrediction: boolean,
+  otherSpacing: string | undefined,
+  allowKarras = false,
+): void {
+  if (config.use_flow_sigmas) {
+    const spacing =
+      otherSpacing ??
+      (config.use_karras_sigmas && !allowKarras
+        ? 'use_karras_sigmas'
+        : config.use_exponential_sigmas
+          ? 'use_exponential_sigmas'
+          : config.use_beta_sigmas
+            ? 'use_beta_sigmas'
+            : undefined);
+    if (spacing) {
+      throw new ConfigError(
+        `${className} cannot combine use_flow_sigmas with ${spacing}: that spacing makes variance-preserving sigmas, ` +
+          'which are not flow sigmas; turn one of them off.',
+      );
+    }
+  } else if (config.use_dynamic_shifting) {
+    throw new ConfigError(`use_dynamic_shifting shifts flow-matching sigmas; set use_flow_sigmas too, or turn it off.`);
+  }
+  if (config.prediction_type === 'flow_prediction' && !(config.use_flow_sigmas && dataPrediction)) {
+    throw new ConfigError(
+      `prediction_type "flow_prediction" (a rectified-flow velocity) needs use_flow_sigmas: true and a solver of ` +
+        `the data prediction (${className === 'UniPCMultistepScheduler' ? 'predict_x0: true' : 'algorithm_type "dpmsolver++" or "sde-dpmsolver++"'}).`,
+    );
+  }
+}
+
+/**
+ * The flow shift of one flow-matching schedule: e^μ (or μ for a linear time shift) when dynamic shifting is on,
+ * which then needs μ; `flow_shift` otherwise.
+ *
+ * @param className - for messages
+ * @param config - the resolved config
+ * @param mu - `setTimesteps`' μ, if given
+ * @param linear - whether μ is a linear rather than exponential time shift
+ */
+export function flowShift(className: string, config: FlowConfig, mu: number | undefined, linear: boolean): number {
+  if (!config.use_dynamic_shifting) {
+    if (mu !== undefined) {
+      throw new InvalidArgumentError(
+        `${className}.setTimesteps got mu, which only dynamic shifting uses; set use_dynamic_shifting: true or drop mu.`,
+      );
+    }
+    return config.flow_shift;
+  }
+  if (mu === undefined || !Number.isFinite(mu) || (linear && mu <= 0)) {
+    throw new InvalidArgumentError(
+      `${className} has use_dynamic_shifting: true, so setTimesteps needs a finite mu ` +
+        `(${linear ? 'above 0 for a linear time shift' : 'the shift is e^mu'}), got ${mu}.`,
+    );
+  }
+  return linear ? mu : Math.exp(mu);
 }

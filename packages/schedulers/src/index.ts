@@ -12,11 +12,14 @@ export type {
   DPMSolverAlgorithmType,
   DPMSolverMultistepSchedulerConfig,
   DPMSolverType,
+  MultistepPredictionType,
+  MultistepSetTimestepsOptions,
 } from './dpm-solver-multistep.js';
 export {
   DPM_SOLVER_ALGORITHM_TYPES,
   DPM_SOLVER_MULTISTEP_CONFIG_SPEC,
   DPMSolverMultistepScheduler,
+  MULTISTEP_PREDICTION_TYPES,
 } from './dpm-solver-multistep.js';
 export * from './euler-ancestral-discrete.js';
 export * from './euler-discrete.js';

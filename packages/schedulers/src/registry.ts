@@ -111,22 +111,43 @@ export const SCHEDULER_ALIASES: readonly SchedulerAlias[] = Object.freeze(
     {
       name: 'DPM++ 2M',
       className: 'DPMSolverMultistepScheduler',
-      overrides: { algorithm_type: 'dpmsolver++', solver_order: 2, use_karras_sigmas: false },
+      overrides: { algorithm_type: 'dpmsolver++', solver_order: 2, solver_type: 'midpoint', use_karras_sigmas: false },
     },
     {
       name: 'DPM++ 2M Karras',
       className: 'DPMSolverMultistepScheduler',
-      overrides: { algorithm_type: 'dpmsolver++', solver_order: 2, use_karras_sigmas: true },
+      overrides: { algorithm_type: 'dpmsolver++', solver_order: 2, solver_type: 'midpoint', use_karras_sigmas: true },
     },
     {
       name: 'DPM++ 2M SDE',
       className: 'DPMSolverMultistepScheduler',
-      overrides: { algorithm_type: 'sde-dpmsolver++', solver_order: 2, use_karras_sigmas: false },
+      overrides: {
+        algorithm_type: 'sde-dpmsolver++',
+        solver_order: 2,
+        solver_type: 'midpoint',
+        use_karras_sigmas: false,
+      },
     },
     {
       name: 'DPM++ 2M SDE Karras',
       className: 'DPMSolverMultistepScheduler',
-      overrides: { algorithm_type: 'sde-dpmsolver++', solver_order: 2, use_karras_sigmas: true },
+      overrides: {
+        algorithm_type: 'sde-dpmsolver++',
+        solver_order: 2,
+        solver_type: 'midpoint',
+        use_karras_sigmas: true,
+      },
+    },
+    // A1111's names for k-diffusion's dpmpp_2m_sde with solver_type 'heun' (the same update as diffusers').
+    {
+      name: 'DPM++ 2M SDE Heun',
+      className: 'DPMSolverMultistepScheduler',
+      overrides: { algorithm_type: 'sde-dpmsolver++', solver_order: 2, solver_type: 'heun', use_karras_sigmas: false },
+    },
+    {
+      name: 'DPM++ 2M SDE Heun Karras',
+      className: 'DPMSolverMultistepScheduler',
+      overrides: { algorithm_type: 'sde-dpmsolver++', solver_order: 2, solver_type: 'heun', use_karras_sigmas: true },
     },
     { name: 'Euler', className: 'EulerDiscreteScheduler', overrides: { use_karras_sigmas: false } },
     { name: 'Euler a', className: 'EulerAncestralDiscreteScheduler', overrides: {} },

@@ -3,11 +3,19 @@ import {
   type AlphaSigmaLambda,
   addNoiseAtSigmas,
   alphaSigmaLambda,
+  checkFlowConfig,
   convertPrediction,
+  flowLinspace,
+  flowShift,
+  MULTISTEP_PREDICTION_TYPES,
+  type MultistepPredictionType,
+  type MultistepSchedule,
+  type MultistepSetTimestepsOptions,
   multistepSchedule,
   multistepTimesteps,
   predictionStride,
   scheduleIndexOf,
+  shiftFlowSigma,
   solverAlphasCumprod,
 } from './dpm-solver-multistep.js';
 import { linearCombination } from './linear-combination.js';
@@ -21,16 +29,14 @@ import {
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
   NOISE_SCHEDULE_SPEC,
-  PREDICTION_TYPES,
-  type PredictionType,
   Scheduler,
   type SchedulerConfigInput,
   type SchedulerOptions,
   type SchedulerOutput,
-  type SetTimestepsOptions,
   THRESHOLDING_SPEC,
   type ThresholdingConfig,
 } from './scheduler.js';
+import { karrasSigmas, sigmasFromAlphasCumprod } from './sigmas.js';
 
 /**
  * UniPC (Zhao et al. 2023, "UniPC: A Unified Predictor-Corrector Framework for Fast Sampling of Diffusion
@@ -45,8 +51,8 @@ export type UniPCSolverType = 'bh1' | 'bh2';
 export interface UniPCMultistepSchedulerConfig extends NoiseScheduleConfig, ThresholdingConfig {
   /** The order p of the predictor; with the corrector the accuracy order is p + 1. */
   solver_order: number;
-  /** What the model predicts. */
-  prediction_type: PredictionType;
+  /** What the model predicts (`flow_prediction` needs `use_flow_sigmas` and `predict_x0`). */
+  prediction_type: MultistepPredictionType;
   /** Integrate the data prediction x̂_0 (UniPC's default) rather than ε̂. */
   predict_x0: boolean;
   /**
@@ -64,6 +70,22 @@ export interface UniPCMultistepSchedulerConfig extends NoiseScheduleConfig, Thre
   use_exponential_sigmas: boolean;
   /** Place the noise levels at Beta(0.6, 0.6) quantiles (Lee et al. 2024). */
   use_beta_sigmas: boolean;
+  /**
+   * Sample a rectified-flow model: `x_t = (1 − σ)·x_0 + σ·ε` with σ from 1 down in even steps, shifted by
+   * `flow_shift` (or by μ with dynamic shifting); with `use_karras_sigmas` the Karras levels σ_K map to
+   * σ = σ_K/(1 + σ_K) instead.
+   */
+  use_flow_sigmas: boolean;
+  /** The flow shift s of σ' = s·σ/(1 + (s − 1)·σ); 1 leaves the flow sigmas evenly spaced. */
+  flow_shift: number;
+  /** Shift the flow sigmas by `setTimesteps({ numInferenceSteps, mu })`'s μ instead of `flow_shift`. */
+  use_dynamic_shifting: boolean;
+  /** The dynamic shift: s = e^μ (`exponential`) or s = μ (`linear`). */
+  time_shift_type: 'exponential' | 'linear';
+  /** Stretch the shifted flow sigmas so that the last one is this value, in (0, 1) (LTX-Video); `null`: no stretch. */
+  shift_terminal: number | null;
+  /** diffusers' external predictor (a scheduler object); only `null`, its default, is supported. */
+  solver_p: null;
   /** How `setTimesteps(n)` places its timesteps. */
   timestep_spacing: TimestepSpacing;
   /** Added to every `leading` timestep. */
@@ -98,12 +120,25 @@ const stepIndexListField: ConfigField<number[]> = {
   },
 };
 
+/** `solver_p` holds a scheduler object in diffusers, which no JSON config carries: only `null` loads. */
+const solverPField: ConfigField<null> = {
+  default: null,
+  parse(value, key) {
+    if (value !== null) {
+      throw new ConfigError(
+        `Config key "${key}" (another scheduler as UniPC's predictor) is not supported; remove it or set it to null.`,
+      );
+    }
+    return null;
+  },
+};
+
 /** The keys, defaults and checks of {@link UniPCMultistepSchedulerConfig}. */
 export const UNIPC_MULTISTEP_CONFIG_SPEC: ConfigSpec<UniPCMultistepSchedulerConfig> = {
   ...NOISE_SCHEDULE_SPEC,
   ...THRESHOLDING_SPEC,
   solver_order: configField.number(2, { integer: true, min: 1, max: 10 }),
-  prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),
+  prediction_type: configField.oneOf(MULTISTEP_PREDICTION_TYPES, 'epsilon'),
   predict_x0: configField.boolean(true),
   solver_type: solverTypeField,
   lower_order_final: configField.boolean(true),
@@ -111,6 +146,12 @@ export const UNIPC_MULTISTEP_CONFIG_SPEC: ConfigSpec<UniPCMultistepSchedulerConf
   use_karras_sigmas: configField.boolean(false),
   use_exponential_sigmas: configField.boolean(false),
   use_beta_sigmas: configField.boolean(false),
+  use_flow_sigmas: configField.boolean(false),
+  flow_shift: configField.number(1, { above: 0 }),
+  use_dynamic_shifting: configField.boolean(false),
+  time_shift_type: configField.oneOf<'exponential' | 'linear'>(['exponential', 'linear'], 'exponential'),
+  shift_terminal: configField.nullable(configField.number(0, { above: 0, max: 1 - Number.EPSILON })),
+  solver_p: solverPField,
   timestep_spacing: configField.oneOf(TIMESTEP_SPACINGS, 'linspace'),
   steps_offset: configField.number(0, { integer: true, min: 0 }),
   final_sigmas_type: configField.oneOf<'zero' | 'sigma_min'>(['zero', 'sigma_min'], 'zero'),
@@ -127,9 +168,12 @@ export const UNIPC_MULTISTEP_CONFIG_SPEC: ConfigSpec<UniPCMultistepSchedulerConf
  * The history of model outputs and the sample before the last prediction live in preallocated buffers reused
  * across steps and reset by `setTimesteps`; a step allocates only the returned tensor.
  *
- * Not supported from diffusers: `solver_p` (another scheduler as predictor), flow-matching sigmas. Differences:
- * `predict_x0: false` with `final_sigmas_type: "zero"` is a config error (diffusers returns NaN at the last step);
- * a zero-length step (the last σ repeated) is the identity.
+ * Not supported from diffusers: `solver_p` (another scheduler as predictor), `setTimesteps`' custom `sigmas`.
+ * Differences: `predict_x0: false` with `final_sigmas_type: "zero"` is a config error (diffusers returns NaN at the
+ * last step); a zero-length step (the last σ repeated) is the identity; combinations diffusers accepts and then
+ * ignores or computes without meaning are config errors (flow sigmas with exponential or beta spacing; with
+ * Karras spacing, a flow shift, dynamic shifting or `shift_terminal`; `flow_prediction` without flow sigmas or
+ * `predict_x0`; `shift_terminal` or dynamic shifting without flow sigmas).
  *
  * @example
  * ```ts
@@ -179,13 +223,10 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
   /**
    * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
    * @param options - warning handler
-   * @throws ConfigError for two sigma spacings at once, `final_sigmas_type: "zero"` with `predict_x0: false`, or flow
-   *   sigmas
+   * @throws ConfigError for two sigma spacings at once, `final_sigmas_type: "zero"` with `predict_x0: false`, or
+   *   flow-matching settings that contradict each other
    */
   constructor(config: SchedulerConfigInput<UniPCMultistepSchedulerConfig> = {}, options?: SchedulerOptions) {
-    if (config && (config as Record<string, unknown>).use_flow_sigmas === true) {
-      throw new ConfigError('UniPCMultistepScheduler does not support use_flow_sigmas (flow-matching models).');
-    }
     super('UniPCMultistepScheduler', UNIPC_MULTISTEP_CONFIG_SPEC, config, options);
     const c = this.config;
     if (Number(c.use_karras_sigmas) + Number(c.use_exponential_sigmas) + Number(c.use_beta_sigmas) > 1) {
@@ -198,6 +239,27 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
       throw new ConfigError(
         'final_sigmas_type "zero" needs predict_x0: true; with predict_x0 false set final_sigmas_type to "sigma_min".',
       );
+    }
+    checkFlowConfig(this.className, c, c.predict_x0, undefined, true);
+    if (c.shift_terminal !== null && !c.use_flow_sigmas) {
+      throw new ConfigError(
+        'shift_terminal stretches flow-matching sigmas; set use_flow_sigmas too, or set it to null.',
+      );
+    }
+    if (c.use_flow_sigmas && c.use_karras_sigmas) {
+      const ignored = c.use_dynamic_shifting
+        ? 'use_dynamic_shifting'
+        : c.shift_terminal !== null
+          ? 'shift_terminal'
+          : c.flow_shift !== 1
+            ? `flow_shift ${c.flow_shift}`
+            : undefined;
+      if (ignored) {
+        throw new ConfigError(
+          `Flow sigmas with use_karras_sigmas are σ/(1 + σ) of Karras levels, which ${ignored} does not shift; ` +
+            'turn off use_karras_sigmas or the shift.',
+        );
+      }
     }
     this.solverAlphas = solverAlphasCumprod(this.alphasCumprod, c.rescale_betas_zero_snr);
     const p = c.solver_order;
@@ -212,41 +274,82 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
   /**
    * Sets the sampling schedule and clears the multistep history and the corrector's state.
    *
-   * @param steps - the number of steps, or `{ numInferenceSteps }` / `{ timesteps }` (not with a sigma spacing)
+   * @param steps - the number of steps, or `{ numInferenceSteps, mu? }` (μ: the flow shift e^μ or μ of dynamic
+   *   shifting, required then) / `{ timesteps }` (not with a sigma spacing)
    */
-  setTimesteps(steps: number | SetTimestepsOptions): void {
-    const { numInferenceSteps, timesteps: custom } = this.parseSetTimesteps(steps);
+  setTimesteps(steps: number | MultistepSetTimestepsOptions): void {
+    const { numInferenceSteps: n, timesteps: custom } = this.parseSetTimesteps(steps);
     const c = this.config;
-    if (custom && (c.use_karras_sigmas || c.use_exponential_sigmas || c.use_beta_sigmas)) {
+    if (custom && (c.use_karras_sigmas || c.use_exponential_sigmas || c.use_beta_sigmas || c.use_flow_sigmas)) {
       throw new InvalidArgumentError(
-        'Custom timesteps cannot be combined with Karras, exponential or beta spacing; pass a step count.',
+        'Custom timesteps cannot be combined with Karras, exponential, beta or flow spacing; pass a step count.',
       );
     }
+    const mu = typeof steps === 'number' ? undefined : steps.mu;
+    const shift = flowShift(this.className, c, mu, c.time_shift_type === 'linear');
     const T = c.num_train_timesteps;
-    const schedule = multistepSchedule(
-      custom ?? multistepTimesteps(c.timestep_spacing, numInferenceSteps, T, T, c.steps_offset),
-      {
-        alphasCumprod: this.solverAlphas,
-        karras: c.use_karras_sigmas,
-        luLambdas: false,
-        exponential: c.use_exponential_sigmas,
-        beta: c.use_beta_sigmas,
-        roundTimesteps: true,
-        finalSigmasType: c.final_sigmas_type,
-        sigmaMin: c.sigma_min,
-        sigmaMax: c.sigma_max,
-      },
-    );
+    const schedule = !c.use_flow_sigmas
+      ? multistepSchedule(custom ?? multistepTimesteps(c.timestep_spacing, n, T, T, c.steps_offset), {
+          alphasCumprod: this.solverAlphas,
+          karras: c.use_karras_sigmas,
+          luLambdas: false,
+          exponential: c.use_exponential_sigmas,
+          beta: c.use_beta_sigmas,
+          roundTimesteps: true,
+          finalSigmasType: c.final_sigmas_type,
+          sigmaMin: c.sigma_min,
+          sigmaMax: c.sigma_max,
+        })
+      : c.use_karras_sigmas
+        ? this.flowKarrasSchedule(n)
+        : this.flowSchedule(n, shift);
     this.timesteps = schedule.timesteps;
     this.sigmas = schedule.sigmas;
     this.numInferenceSteps = schedule.timesteps.length;
-    this.coefficients = alphaSigmaLambda(schedule.sigmas);
+    this.coefficients = alphaSigmaLambda(schedule.sigmas, c.use_flow_sigmas);
     this.stepIndex = undefined;
     this.beginIndex = undefined;
     this.lowerOrderNums = 0;
     this.lastOrder = 0;
     this.newest = 0;
     this.hasLastSample = false;
+  }
+
+  /**
+   * diffusers' flow schedule of UniPC: σ from linspace(1, 1/T, n + 1) without its last point, shifted, stretched to
+   * `shift_terminal` when set, the first σ moved 10⁻⁶ below 1 (so λ is finite), timesteps σ·T truncated; the final
+   * σ is 0 or the last σ.
+   */
+  private flowSchedule(n: number, shift: number): MultistepSchedule {
+    const c = this.config;
+    const levels = Float64Array.from({ length: n }, (_, k) =>
+      shiftFlowSigma(flowLinspace(k, n, c.num_train_timesteps), shift),
+    );
+    if (c.shift_terminal !== null) {
+      // 1 − σ scaled so that the last σ becomes shift_terminal.
+      const scale = (1 - levels[n - 1]) / (1 - c.shift_terminal);
+      for (let k = 0; k < n; k++) levels[k] = 1 - (1 - levels[k]) / scale;
+    }
+    if (Math.abs(levels[0] - 1) < 1e-6) levels[0] -= 1e-6;
+    return this.flowScheduleAt(levels);
+  }
+
+  /** Karras levels σ_K (between `sigma_min`/`sigma_max` or the training extremes) as flow sigmas σ_K/(1 + σ_K). */
+  private flowKarrasSchedule(n: number): MultistepSchedule {
+    const table = sigmasFromAlphasCumprod(this.solverAlphas);
+    const sigmaMin = this.config.sigma_min ?? table[0];
+    const sigmaMax = this.config.sigma_max ?? table[table.length - 1];
+    return this.flowScheduleAt(karrasSigmas(sigmaMin, sigmaMax, n).map((sigma) => sigma / (1 + sigma)));
+  }
+
+  /** Flow sigmas as a schedule: timesteps σ·T truncated, float32 sigmas, the final σ 0 or the last level. */
+  private flowScheduleAt(levels: Float64Array): MultistepSchedule {
+    const n = levels.length;
+    const T = this.config.num_train_timesteps;
+    const sigmas = new Float64Array(n + 1);
+    for (let k = 0; k < n; k++) sigmas[k] = Math.fround(levels[k]);
+    sigmas[n] = this.config.final_sigmas_type === 'zero' ? 0 : sigmas[n - 1];
+    return { timesteps: Array.from(levels, (sigma) => Math.trunc(sigma * T)), sigmas };
   }
 
   /**
@@ -275,7 +378,12 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
     if (n === undefined) {
       throw new InvalidArgumentError('Call setTimesteps before step: UniPCMultistepScheduler has no schedule yet.');
     }
-    const stride = predictionStride(modelOutput, sample, false);
+    const stride = predictionStride(
+      modelOutput,
+      sample,
+      false,
+      'UniPC reads no variance channels (diffusers neither); use DPMSolverMultistepScheduler with variance_type "learned_range"',
+    );
     // A run that starts at the first timestep starts at index 0, even when rounding repeated that timestep (the
     // second-occurrence rule would skip a step and run past the end, as in diffusers).
     const start = timestep === this.timesteps[0] ? 0 : undefined;
@@ -335,7 +443,7 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
   override addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
     if (this.numInferenceSteps === undefined) return super.addNoise(originalSamples, noise, timesteps);
     const index = this.beginIndex === undefined ? undefined : (this.stepIndex ?? this.beginIndex);
-    return addNoiseAtSigmas(originalSamples, noise, timesteps, this, index);
+    return addNoiseAtSigmas(originalSamples, noise, timesteps, this, index, this.config.use_flow_sigmas);
   }
 
   private prepareBuffers(size: number): void {

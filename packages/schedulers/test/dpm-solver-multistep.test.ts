@@ -162,7 +162,85 @@ describe('DPMSolverMultistepScheduler: schedule and configuration', () => {
         }),
     ).toThrow(ConfigError);
     expect(() => new DPMSolverMultistepScheduler({ solver_order: 4 })).toThrow(ConfigError);
-    expect(() => new DPMSolverMultistepScheduler({ use_flow_sigmas: true })).toThrow(ConfigError);
+    expect(() => new DPMSolverMultistepScheduler({ use_flow_sigmas: true, use_karras_sigmas: true })).toThrow(
+      /use_flow_sigmas with use_karras_sigmas/,
+    );
+    expect(() => new DPMSolverMultistepScheduler({ use_flow_sigmas: true, use_lu_lambdas: true })).toThrow(
+      /use_lu_lambdas/,
+    );
+    expect(() => new DPMSolverMultistepScheduler({ prediction_type: 'flow_prediction' })).toThrow(/use_flow_sigmas/);
+    expect(
+      () =>
+        new DPMSolverMultistepScheduler({
+          use_flow_sigmas: true,
+          prediction_type: 'flow_prediction',
+          algorithm_type: 'dpmsolver',
+          final_sigmas_type: 'sigma_min',
+        }),
+    ).toThrow(/"dpmsolver\+\+"/);
+    expect(() => new DPMSolverMultistepScheduler({ use_dynamic_shifting: true })).toThrow(/use_flow_sigmas/);
+  });
+
+  it('no NaN for any algorithm, solver type, order and prediction diffusers iterates (test_solver_order_and_type)', () => {
+    for (const algorithm_type of ['dpmsolver', 'dpmsolver++', 'sde-dpmsolver', 'sde-dpmsolver++'] as const) {
+      for (const solver_type of ['midpoint', 'heun'] as const) {
+        // diffusers skips order 3 for the SDE algorithms; SDE-DPM-Solver++ 3M exists, sde-dpmsolver 3 is refused.
+        for (const solver_order of algorithm_type === 'sde-dpmsolver' ? [1, 2] : [1, 2, 3]) {
+          for (const prediction_type of ['epsilon', 'sample'] as const) {
+            const config = testConfig({ algorithm_type, solver_type, solver_order, prediction_type });
+            const sample = fullLoop(new DPMSolverMultistepScheduler(config));
+            expect(sample.data.every(Number.isFinite), JSON.stringify(config)).toBe(true);
+          }
+        }
+      }
+    }
+  });
+
+  it('steps the same after a round trip of its config through JSON, for every config diffusers checks', () => {
+    // diffusers' check_over_configs / check_over_forward: save_config, from_pretrained, the same outputs.
+    const configs: Partial<DPMSolverMultistepSchedulerConfig>[] = [
+      ...[25, 50, 100, 999, 1000].map((num_train_timesteps) => ({ num_train_timesteps })),
+      { thresholding: true, sample_max_value: 0.5, solver_order: 3, solver_type: 'heun' },
+      { prediction_type: 'v_prediction' },
+      { lower_order_final: true },
+      { euler_at_final: true },
+      { lambda_min_clipped: -5.1 },
+      { variance_type: 'learned_range' },
+      { rescale_betas_zero_snr: true },
+      { use_beta_sigmas: true },
+      { use_exponential_sigmas: true },
+      { use_flow_sigmas: true, flow_shift: 3 },
+    ];
+    for (const overrides of configs) {
+      const scheduler = new DPMSolverMultistepScheduler(testConfig(overrides));
+      const reloaded = DPMSolverMultistepScheduler.fromConfig(JSON.parse(JSON.stringify(scheduler.toJSON())));
+      expect(maxAbsDifference(fullLoop(reloaded), fullLoop(scheduler)), JSON.stringify(overrides)).toBe(0);
+    }
+    for (const steps of [1, 2, 3, 5, 10, 50, 100, 999, 1000]) {
+      const scheduler = new DPMSolverMultistepScheduler(testConfig());
+      const reloaded = DPMSolverMultistepScheduler.fromConfig(JSON.parse(JSON.stringify(scheduler.toJSON())));
+      for (const s of [scheduler, reloaded]) s.setTimesteps(steps);
+      const x = dummySampleDeter();
+      const t = scheduler.timesteps[0];
+      const residual = new Tensor(
+        x.data.map((v) => 0.1 * v),
+        x.dims,
+      );
+      expect(
+        maxAbsDifference(reloaded.step(residual, t, x).prevSample, scheduler.step(residual, t, x).prevSample),
+      ).toBe(0);
+    }
+  });
+
+  it("loads DDPM's config, whose fixed variance types mean a plain model output (test_switch from DDPM)", () => {
+    for (const variance_type of ['fixed_small', 'fixed_large', 'fixed_small_log', 'fixed_large_log'] as const) {
+      const scheduler = DPMSolverMultistepScheduler.fromConfig(
+        { ...testConfig(), variance_type },
+        { onWarning: () => {} },
+      );
+      expect(scheduler.config.variance_type).toBe(variance_type);
+      expect(Math.abs(absSumMean(fullLoop(scheduler)).mean - 0.3301)).toBeLessThan(1e-3);
+    }
   });
 
   it('keeps the config JSON-safe: lambda_min_clipped -inf resolves to null', () => {
@@ -334,7 +412,11 @@ describe('multistep solvers on Gaussian data: the probability-flow ODE in closed
 
   function endpointError(scheduler: MultistepScheduler, steps: number): number {
     scheduler.setTimesteps(steps);
+    // Rectified flow: x = (1 − σ)·x_0 + σ·ε; the model predicts v = ε − x_0 with flow_prediction.
+    const flow = scheduler.config.use_flow_sigmas;
+    const velocity = scheduler.config.prediction_type === 'flow_prediction';
     const vp = (i: number) => {
+      if (flow) return { alpha: 1 - scheduler.sigmas[i], sigma: scheduler.sigmas[i] };
       const alpha = 1 / Math.sqrt(1 + scheduler.sigmas[i] ** 2);
       return { alpha, sigma: scheduler.sigmas[i] * alpha };
     };
@@ -345,7 +427,8 @@ describe('multistep solvers on Gaussian data: the probability-flow ODE in closed
       const { alpha, sigma } = vp(i);
       const eps = x.data.map((xi) => {
         const x0 = mu + ((alpha * s * s) / (alpha * alpha * s * s + sigma * sigma)) * (xi - alpha * mu);
-        return (xi - alpha * x0) / sigma;
+        const eps = (xi - alpha * x0) / sigma;
+        return velocity ? eps - x0 : eps;
       });
       x = scheduler.step(new Tensor(eps, x.dims), t, x).prevSample;
     });
@@ -397,6 +480,35 @@ describe('multistep solvers on Gaussian data: the probability-flow ODE in closed
       for (const observed of observedOrders(make)) expect(Math.abs(observed - order)).toBeLessThan(0.25);
     });
   }
+
+  // Flow sigmas start next to σ = 1 (λ ≈ −7 for DPM-Solver, −14 for UniPC's 1 − 10⁻⁶), so the first step is long
+  // in λ at any step count and the order shows only once the steps are many: second order from 80 to 160 steps
+  // (UniPC's corrector cannot add its order there). The model predicts the exact velocity v = ε − x_0.
+  const flow = { use_flow_sigmas: true, prediction_type: 'flow_prediction', ...uniformLambda } as const;
+  const flowCases: [string, () => MultistepScheduler][] = [
+    ['DPM-Solver++ 2M', () => new DPMSolverMultistepScheduler(flow)],
+    ['DPM-Solver++ 2M, flow_shift 3', () => new DPMSolverMultistepScheduler({ ...flow, flow_shift: 3 })],
+    ['UniPC bh2, order 2', () => new UniPCMultistepScheduler(flow)],
+    ['UniPC bh2, order 2, flow_shift 3', () => new UniPCMultistepScheduler({ ...flow, flow_shift: 3 })],
+  ];
+  for (const [name, make] of flowCases) {
+    it(`${name} on flow sigmas converges with order 2 to the exact rectified-flow end point`, () => {
+      const [coarse, fine] = [80, 160].map((steps) => endpointError(make(), steps));
+      expect(Math.abs(Math.log2(coarse / fine) - 2)).toBeLessThan(0.35);
+      expect(fine).toBeLessThan(5e-3);
+    });
+  }
+
+  it('on flow sigmas, an ε-prediction model and a velocity model of the same data reach the same end point', () => {
+    // DPM-Solver's first flow σ is 1 − 1/T, where x̂_0 = (x − σ·ε̂)/α divides float32 rounding by α = 1/T: the two
+    // agree to that rounding. (UniPC's first σ, 1 − 10⁻⁶, leaves ε̂ models no precision at all; flow models
+    // predict velocities.)
+    const make = (prediction_type: 'epsilon' | 'flow_prediction') =>
+      new DPMSolverMultistepScheduler({ ...flow, prediction_type });
+    expect(Math.abs(endpointError(make('epsilon'), 20) - endpointError(make('flow_prediction'), 20))).toBeLessThan(
+      1e-4,
+    );
+  });
 
   it('third-order solvers beat second-order ones (their first, lower-order steps cap the global order at 2+)', () => {
     const lu = { ...uniformLambda, use_lu_lambdas: true };
@@ -548,6 +660,13 @@ describe('DPMSolverMultistepScheduler: determinism, noise and buffers', () => {
       sample = scheduler.step(new Tensor(doubled, [B, 2 * C, H, W]), t, sample).prevSample;
     }
     expect(maxAbsDifference(sample, plain)).toBe(0);
+
+    // Without variance_type a doubled output is refused with the fix, not read as a prediction.
+    const fixed = new DPMSolverMultistepScheduler(testConfig());
+    fixed.setTimesteps(10);
+    const x = dummySampleDeter();
+    const doubled = new Tensor(new Float32Array(2 * x.data.length), [B, 2 * C, H, W]);
+    expect(() => fixed.step(doubled, 999, x)).toThrow(/variance_type to "learned_range"/);
   });
 });
 
@@ -592,5 +711,130 @@ describe('DPMSolverMultistepScheduler: final steps, spacings, interchange', () =
     const unipc = UniPCMultistepScheduler.fromConfig(dpm.config, quiet);
     const back = DPMSolverMultistepScheduler.fromConfig(unipc.config, quiet);
     expect(Math.abs(absSumMean(fullLoop(back)).mean - 0.3301)).toBeLessThan(1e-3);
+  });
+});
+
+describe('DPMSolverMultistepScheduler: flow-matching sigmas (use_flow_sigmas)', () => {
+  const T = 1000;
+
+  it("loads a flow model's scheduler_config.json (SANA's keys) without a warning and samples finite values", () => {
+    const warnings: string[] = [];
+    const scheduler = DPMSolverMultistepScheduler.fromConfig(
+      {
+        _class_name: 'DPMSolverMultistepScheduler',
+        _diffusers_version: '0.32.0.dev0',
+        algorithm_type: 'dpmsolver++',
+        beta_end: 0.02,
+        beta_schedule: 'linear',
+        beta_start: 0.0001,
+        dynamic_thresholding_ratio: 0.995,
+        euler_at_final: false,
+        final_sigmas_type: 'zero',
+        flow_shift: 3.0,
+        lambda_min_clipped: Number.NEGATIVE_INFINITY,
+        lower_order_final: true,
+        num_train_timesteps: 1000,
+        prediction_type: 'flow_prediction',
+        rescale_betas_zero_snr: false,
+        sample_max_value: 1.0,
+        solver_order: 2,
+        solver_type: 'midpoint',
+        steps_offset: 0,
+        thresholding: false,
+        time_shift_type: 'exponential',
+        timestep_spacing: 'linspace',
+        trained_betas: null,
+        use_beta_sigmas: false,
+        use_dynamic_shifting: false,
+        use_exponential_sigmas: false,
+        use_flow_sigmas: true,
+        use_karras_sigmas: false,
+        use_lu_lambdas: false,
+        variance_type: null,
+      },
+      { onWarning: (message) => warnings.push(message) },
+    );
+    expect(warnings).toEqual([]);
+    expect(fullLoop(scheduler).data.every(Number.isFinite)).toBe(true);
+  });
+  /** diffusers' flow sigmas of DPM-Solver: shift(1 − linspace(1, 1/T, n + 1)[n − i]), float32. */
+  const expectedSigma = (i: number, n: number, shift: number) => {
+    const s = ((n - i) / n) * (1 - 1 / T);
+    return Math.fround((shift * s) / (1 + (shift - 1) * s));
+  };
+
+  it('spaces σ evenly from 1 − 1/T, shifts it by flow_shift, and truncates σ·T to the timesteps', () => {
+    for (const flow_shift of [1, 3]) {
+      const scheduler = new DPMSolverMultistepScheduler(testConfig({ use_flow_sigmas: true, flow_shift }));
+      scheduler.setTimesteps(10);
+      for (let i = 0; i < 10; i++) {
+        expect(Math.abs(scheduler.sigmas[i] / expectedSigma(i, 10, flow_shift) - 1)).toBeLessThan(1e-6);
+        expect(scheduler.timesteps[i]).toBe(Math.trunc(scheduler.sigmas[i] * T + 1e-4));
+      }
+      // final_sigmas_type sigma_min: diffusers appends the training schedule's smallest σ, as without flow sigmas.
+      const alphaBar0 = scheduler.alphasCumprod[0];
+      expect(scheduler.sigmas[10]).toBeCloseTo(Math.sqrt((1 - alphaBar0) / alphaBar0), 7);
+    }
+    expect(new DPMSolverMultistepScheduler({ use_flow_sigmas: true }).timesteps.length).toBe(1000);
+    const zero = new DPMSolverMultistepScheduler({ use_flow_sigmas: true });
+    zero.setTimesteps(4);
+    expect(zero.sigmas[4]).toBe(0);
+    expect(zero.timesteps).toEqual([999, 749, 499, 249]);
+  });
+
+  it('with use_dynamic_shifting, mu shifts by e^mu (or mu for a linear time shift)', () => {
+    const shifted = new DPMSolverMultistepScheduler({ use_flow_sigmas: true, flow_shift: 3 });
+    shifted.setTimesteps(10);
+    const dynamic = new DPMSolverMultistepScheduler({ use_flow_sigmas: true, use_dynamic_shifting: true });
+    dynamic.setTimesteps({ numInferenceSteps: 10, mu: Math.log(3) });
+    const linear = new DPMSolverMultistepScheduler({
+      use_flow_sigmas: true,
+      use_dynamic_shifting: true,
+      time_shift_type: 'linear',
+    });
+    linear.setTimesteps({ numInferenceSteps: 10, mu: 3 });
+    for (let i = 0; i < 10; i++) {
+      expect(Math.abs(dynamic.sigmas[i] / shifted.sigmas[i] - 1)).toBeLessThan(1e-6);
+      expect(Math.abs(linear.sigmas[i] / shifted.sigmas[i] - 1)).toBeLessThan(1e-6);
+    }
+    // Without mu diffusers keeps flow_shift; mu without dynamic shifting is refused.
+    dynamic.setTimesteps(10);
+    expect(dynamic.sigmas[0]).toBeCloseTo(expectedSigma(0, 10, 1), 7);
+    expect(() => shifted.setTimesteps({ numInferenceSteps: 10, mu: 1 })).toThrow(/use_dynamic_shifting/);
+    expect(() => shifted.setTimesteps({ timesteps: [999, 500] })).toThrow(/flow spacing/);
+  });
+
+  it('adds noise along the straight path x = (1 − σ)·x_0 + σ·ε', () => {
+    const scheduler = new DPMSolverMultistepScheduler({ use_flow_sigmas: true, flow_shift: 3 });
+    scheduler.setTimesteps(10);
+    const x0 = dummySampleDeter();
+    const eps = dummyNoiseDeter();
+    const sigma = scheduler.sigmas[4];
+    const noisy = scheduler.addNoise(x0, eps, scheduler.timesteps[4]);
+    for (let i = 0; i < x0.data.length; i += 97) {
+      expect(noisy.data[i]).toBeCloseTo((1 - sigma) * x0.data[i] + sigma * eps.data[i], 6);
+    }
+  });
+
+  it('a velocity model of a point mass lands on the point in one first-order step to σ = 0', () => {
+    // x̂_0 = x − σ·v̂ is exact for v = ε − x_0, and DPM-Solver++ 1 to σ = 0 returns x̂_0.
+    const scheduler = new DPMSolverMultistepScheduler({
+      use_flow_sigmas: true,
+      prediction_type: 'flow_prediction',
+      solver_order: 1,
+    });
+    scheduler.setTimesteps(1);
+    const sigma = scheduler.sigmas[0];
+    const eps = dummyNoiseDeter();
+    const x = new Tensor(
+      eps.data.map((e) => (1 - sigma) * 0.25 + sigma * e),
+      eps.dims,
+    );
+    const v = new Tensor(
+      eps.data.map((e) => e - 0.25),
+      eps.dims,
+    );
+    const { prevSample } = scheduler.step(v, scheduler.timesteps[0], x);
+    for (const value of prevSample.data) expect(value).toBeCloseTo(0.25, 5);
   });
 });

@@ -77,6 +77,15 @@ describe('scheduler registry', () => {
     expect(karras.config).toMatchObject({ use_karras_sigmas: true, algorithm_type: 'dpmsolver++', solver_order: 2 });
     expect(karras.config).toMatchObject({ beta_schedule: 'scaled_linear', steps_offset: 1 });
     expect(getScheduler('DPM++ 2M SDE', {}, { onWarning }).config).toMatchObject({ algorithm_type: 'sde-dpmsolver++' });
+    expect(getScheduler('DPM++ 2M SDE Heun Karras', SD15_SCHEDULER, { onWarning }).config).toMatchObject({
+      algorithm_type: 'sde-dpmsolver++',
+      solver_type: 'heun',
+      use_karras_sigmas: true,
+    });
+    // The names without "Heun" are the midpoint variant, whatever the model's config says.
+    expect(getScheduler('DPM++ 2M SDE', { solver_type: 'heun' }, { onWarning }).config).toMatchObject({
+      solver_type: 'midpoint',
+    });
     expect(getScheduler('euler a', SD15_SCHEDULER, { onWarning })).toBeInstanceOf(EulerAncestralDiscreteScheduler);
     const lmsKarras = getScheduler('LMS Karras', SD15_SCHEDULER, { onWarning });
     expect(lmsKarras).toBeInstanceOf(LMSDiscreteScheduler);

@@ -107,6 +107,44 @@ describe('UniPCMultistepScheduler: configuration', () => {
     );
     expect(scheduler.config.solver_type).toBe('bh2');
     expect(Math.abs(absSumMean(fullLoop(scheduler)).mean - 0.2464)).toBeLessThan(1e-3);
+    // The rest of the chain: UniPC → DPM-Solver → UniPC keeps the UniPC result.
+    const quiet = { onWarning: () => {} };
+    const back = UniPCMultistepScheduler.fromConfig(
+      DPMSolverMultistepScheduler.fromConfig(new UniPCMultistepScheduler(testConfig()).config, quiet).config,
+      quiet,
+    );
+    expect(Math.abs(absSumMean(fullLoop(back)).mean - 0.2464)).toBeLessThan(1e-3);
+  });
+
+  it('no NaN for any solver type, order and prediction diffusers iterates (test_solver_order_and_type)', () => {
+    for (const solver_type of ['bh1', 'bh2'] as const) {
+      for (const solver_order of [1, 2, 3]) {
+        for (const prediction_type of ['epsilon', 'sample'] as const) {
+          const config = testConfig({ solver_type, solver_order, prediction_type });
+          const sample = fullLoop(new UniPCMultistepScheduler(config));
+          expect(sample.data.every(Number.isFinite), JSON.stringify(config)).toBe(true);
+        }
+      }
+    }
+  });
+
+  it('steps the same after a round trip of its config through JSON, for every config diffusers checks', () => {
+    const configs: Partial<UniPCMultistepSchedulerConfig>[] = [
+      ...[25, 50, 100, 999, 1000].map((num_train_timesteps) => ({ num_train_timesteps })),
+      { thresholding: true, sample_max_value: 0.5, solver_order: 3, solver_type: 'bh1', prediction_type: 'sample' },
+      { prediction_type: 'v_prediction' },
+      { rescale_betas_zero_snr: true },
+      { lower_order_final: false },
+      { use_beta_sigmas: true },
+      { use_exponential_sigmas: true },
+      { use_flow_sigmas: true, use_karras_sigmas: true },
+      { use_flow_sigmas: true, flow_shift: 3, shift_terminal: 0.1, prediction_type: 'flow_prediction' },
+    ];
+    for (const overrides of configs) {
+      const scheduler = new UniPCMultistepScheduler(testConfig(overrides));
+      const reloaded = UniPCMultistepScheduler.fromConfig(JSON.parse(JSON.stringify(scheduler.toJSON())));
+      expect(absSumMean(fullLoop(reloaded)).sum, JSON.stringify(overrides)).toBe(absSumMean(fullLoop(scheduler)).sum);
+    }
   });
 
   it('rejects bad configs and misuse with DenoiseErrors', () => {
@@ -116,6 +154,25 @@ describe('UniPCMultistepScheduler: configuration', () => {
     expect(() => new UniPCMultistepScheduler({ use_karras_sigmas: true, use_exponential_sigmas: true })).toThrow(
       ConfigError,
     );
+    expect(() => new UniPCMultistepScheduler({ use_flow_sigmas: true, use_beta_sigmas: true })).toThrow(
+      /use_flow_sigmas with use_beta_sigmas/,
+    );
+    expect(
+      () => new UniPCMultistepScheduler({ use_flow_sigmas: true, use_karras_sigmas: true, flow_shift: 3 }),
+    ).toThrow(/flow_shift 3 does not shift/);
+    expect(() => new UniPCMultistepScheduler({ shift_terminal: 0.1 })).toThrow(/use_flow_sigmas/);
+    expect(() => new UniPCMultistepScheduler({ use_flow_sigmas: true, shift_terminal: 1 })).toThrow(ConfigError);
+    expect(
+      () =>
+        new UniPCMultistepScheduler({
+          use_flow_sigmas: true,
+          prediction_type: 'flow_prediction',
+          predict_x0: false,
+          final_sigmas_type: 'sigma_min',
+        }),
+    ).toThrow(/predict_x0: true/);
+    expect(() => new UniPCMultistepScheduler({ solver_p: {} as unknown as null })).toThrow(/"solver_p"/);
+    expect(new UniPCMultistepScheduler({ solver_p: null }).config.solver_p).toBeNull();
     const scheduler = new UniPCMultistepScheduler(testConfig());
     const x = dummySampleDeter();
     expect(() => scheduler.step(x, 999, x)).toThrow(InvalidArgumentError);
@@ -187,8 +244,131 @@ describe('UniPCMultistepScheduler: predictor, corrector and buffers', () => {
     expect(maxAbsDifference(fullLoop(scheduler), first)).toBe(0);
   });
 
+  it('refuses a model output with variance channels, which UniPC does not read, naming DPM-Solver instead', () => {
+    const scheduler = new UniPCMultistepScheduler(testConfig());
+    scheduler.setTimesteps(10);
+    const x = dummySampleDeter();
+    const [B, C, H, W] = x.dims;
+    const doubled = new Tensor(new Float32Array(2 * x.data.length), [B, 2 * C, H, W]);
+    expect(() => scheduler.step(doubled, 999, x)).toThrow(/DPMSolverMultistepScheduler with variance_type/);
+  });
+
   it('runs any order (order 4 on 10 steps) with finite results', () => {
     const sample = fullLoop(new UniPCMultistepScheduler(testConfig({ solver_order: 4 })));
     expect(sample.data.every(Number.isFinite)).toBe(true);
+  });
+});
+
+describe('UniPCMultistepScheduler: flow-matching sigmas (use_flow_sigmas)', () => {
+  const T = 1000;
+
+  it("loads a flow model's scheduler_config.json (Wan 2.1's keys) without a warning and samples finite values", () => {
+    const warnings: string[] = [];
+    const scheduler = UniPCMultistepScheduler.fromConfig(
+      {
+        _class_name: 'UniPCMultistepScheduler',
+        _diffusers_version: '0.33.0.dev0',
+        beta_end: 0.02,
+        beta_schedule: 'linear',
+        beta_start: 0.0001,
+        disable_corrector: [],
+        dynamic_thresholding_ratio: 0.995,
+        final_sigmas_type: 'zero',
+        flow_shift: 3.0,
+        lower_order_final: true,
+        num_train_timesteps: 1000,
+        predict_x0: true,
+        prediction_type: 'flow_prediction',
+        rescale_betas_zero_snr: false,
+        sample_max_value: 1.0,
+        solver_order: 2,
+        solver_p: null,
+        solver_type: 'bh2',
+        steps_offset: 0,
+        thresholding: false,
+        time_shift_type: 'exponential',
+        timestep_spacing: 'linspace',
+        trained_betas: null,
+        use_beta_sigmas: false,
+        use_dynamic_shifting: false,
+        use_exponential_sigmas: false,
+        use_flow_sigmas: true,
+        use_karras_sigmas: false,
+        sigma_min: null,
+        sigma_max: null,
+        shift_terminal: null,
+      },
+      { onWarning: (message) => warnings.push(message) },
+    );
+    expect(warnings).toEqual([]);
+    expect(fullLoop(scheduler).data.every(Number.isFinite)).toBe(true);
+  });
+
+  it('Karras levels from sigma_min 0.01 to sigma_max 200 as σ/(1 + σ) (test_flow_and_karras_sigmas_values)', () => {
+    const scheduler = new UniPCMultistepScheduler({
+      sigma_min: 0.01,
+      sigma_max: 200,
+      use_flow_sigmas: true,
+      use_karras_sigmas: true,
+      num_train_timesteps: T,
+    });
+    scheduler.setTimesteps(5);
+    const expected = [
+      0.9950248599052429, 0.9787454605102539, 0.8774884343147278, 0.3604971766471863, 0.009900986216962337, 0,
+    ];
+    // torch.allclose: |a − b| <= 1e-8 + 1e-5·|b|.
+    for (const [i, value] of expected.entries()) {
+      expect(Math.abs(scheduler.sigmas[i] - value)).toBeLessThanOrEqual(1e-8 + 1e-5 * value);
+    }
+    expect(scheduler.timesteps).toEqual(expected.slice(0, 5).map((sigma) => Math.trunc(Math.fround(sigma) * T)));
+  });
+
+  it('spaces σ evenly from 1 (moved 1e-6 below it) to 1/T, shifted by flow_shift; σ_min repeats the last σ', () => {
+    for (const flow_shift of [1, 3]) {
+      const scheduler = new UniPCMultistepScheduler(
+        testConfig({ use_flow_sigmas: true, flow_shift, prediction_type: 'flow_prediction' }),
+      );
+      scheduler.setTimesteps(10);
+      for (let k = 0; k < 10; k++) {
+        const s = 1 - (k / 10) * (1 - 1 / T);
+        const shifted = Math.fround((flow_shift * s) / (1 + (flow_shift - 1) * s) - (k === 0 ? 1e-6 : 0));
+        expect(Math.abs(scheduler.sigmas[k] / shifted - 1)).toBeLessThan(1e-6);
+        expect(scheduler.timesteps[k]).toBe(Math.trunc(scheduler.sigmas[k] * T + 1e-4));
+      }
+      expect(scheduler.sigmas[10]).toBe(scheduler.sigmas[9]);
+      expect(fullLoop(scheduler).data.every(Number.isFinite)).toBe(true);
+    }
+  });
+
+  it('dynamic shifting needs mu: e^mu (exponential) or mu (linear) give the flow_shift schedule', () => {
+    const flow = { use_flow_sigmas: true, prediction_type: 'flow_prediction' } as const;
+    const shifted = new UniPCMultistepScheduler({ ...flow, flow_shift: 3 });
+    shifted.setTimesteps(8);
+    const exponential = new UniPCMultistepScheduler({ ...flow, use_dynamic_shifting: true });
+    exponential.setTimesteps({ numInferenceSteps: 8, mu: Math.log(3) });
+    const linear = new UniPCMultistepScheduler({ ...flow, use_dynamic_shifting: true, time_shift_type: 'linear' });
+    linear.setTimesteps({ numInferenceSteps: 8, mu: 3 });
+    for (let k = 0; k < 9; k++) {
+      expect(exponential.sigmas[k]).toBeCloseTo(shifted.sigmas[k], 7);
+      expect(linear.sigmas[k]).toBeCloseTo(shifted.sigmas[k], 7);
+    }
+    expect(() => exponential.setTimesteps(8)).toThrow(/needs a finite mu/);
+    expect(() => linear.setTimesteps({ numInferenceSteps: 8, mu: -1 })).toThrow(/above 0/);
+    expect(() => shifted.setTimesteps({ numInferenceSteps: 8, mu: 1 })).toThrow(/use_dynamic_shifting: true/);
+  });
+
+  it('shift_terminal stretches 1 − σ so that the last σ is shift_terminal and the first stays at 1', () => {
+    const scheduler = new UniPCMultistepScheduler({
+      use_flow_sigmas: true,
+      flow_shift: 3,
+      shift_terminal: 0.1,
+      prediction_type: 'flow_prediction',
+    });
+    scheduler.setTimesteps(10);
+    expect(scheduler.sigmas[9]).toBeCloseTo(0.1, 6);
+    expect(scheduler.sigmas[0]).toBeCloseTo(1 - 1e-6, 6);
+    expect(scheduler.sigmas[10]).toBe(0);
+    // σ·T truncated: 0.1 − ulp in float64, as diffusers computes it.
+    expect(scheduler.timesteps[9]).toBe(99);
   });
 });

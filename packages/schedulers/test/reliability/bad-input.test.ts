@@ -306,3 +306,117 @@ describe('degenerate schedules found by the fuzz: each now samples finite values
     );
   });
 });
+
+describe('DPM-Solver and UniPC: flow-matching and learned-variance settings', () => {
+  const build = (className: string, config: Record<string, unknown>) =>
+    new SCHEDULER_CLASSES[className](config, { onWarning: () => {} });
+
+  it('flow settings that contradict each other are config errors that say which key to change', () => {
+    for (const className of ['DPMSolverMultistepScheduler', 'UniPCMultistepScheduler']) {
+      expectError(
+        () => build(className, { use_flow_sigmas: true, use_exponential_sigmas: true }),
+        ConfigError,
+        /use_flow_sigmas with use_exponential_sigmas/,
+        /turn one of them off/,
+      );
+      expectError(
+        () => build(className, { prediction_type: 'flow_prediction' }),
+        ConfigError,
+        /"flow_prediction"/,
+        /use_flow_sigmas: true/,
+      );
+      expectError(() => build(className, { use_dynamic_shifting: true }), ConfigError, /set use_flow_sigmas too/);
+      expectError(() => build(className, { flow_shift: 0 }), ConfigError, /"flow_shift" must be a finite number > 0/);
+      expectError(() => build(className, { time_shift_type: 'cubic' }), ConfigError, /"time_shift_type"/, /"linear"/);
+      expectError(
+        () => build(className, { prediction_type: 'flow' }),
+        ConfigError,
+        /"prediction_type"/,
+        /"flow_prediction"/,
+      );
+    }
+    expectError(
+      () => build('DPMSolverMultistepScheduler', { use_flow_sigmas: true, use_lu_lambdas: true }),
+      ConfigError,
+      /use_lu_lambdas/,
+    );
+    expectError(
+      () => build('UniPCMultistepScheduler', { shift_terminal: 0.1 }),
+      ConfigError,
+      /set use_flow_sigmas too/,
+    );
+    for (const shift_terminal of [0, 1, 1.5]) {
+      expectError(
+        () => build('UniPCMultistepScheduler', { use_flow_sigmas: true, shift_terminal }),
+        ConfigError,
+        /"shift_terminal" must be a finite number > 0/,
+      );
+    }
+    expectError(
+      () =>
+        build('UniPCMultistepScheduler', {
+          use_flow_sigmas: true,
+          use_karras_sigmas: true,
+          use_dynamic_shifting: true,
+        }),
+      ConfigError,
+      /use_dynamic_shifting does not shift/,
+    );
+    expectError(
+      () => build('UniPCMultistepScheduler', { solver_p: 'DDIMScheduler' }),
+      ConfigError,
+      /"solver_p"/,
+      /null/,
+    );
+    expectError(
+      () => build('DPMSolverMultistepScheduler', { variance_type: 'learned_log' }),
+      ConfigError,
+      /"variance_type"/,
+      /"learned_range"/,
+    );
+  });
+
+  it('mu where no dynamic shifting reads it, or none where it is needed, is an InvalidArgumentError', () => {
+    // Through the base Scheduler type, which does not declare mu.
+    const withMu = (mu: number) => ({ numInferenceSteps: 10, mu });
+    for (const className of ['DPMSolverMultistepScheduler', 'UniPCMultistepScheduler']) {
+      const scheduler = build(className, { use_flow_sigmas: true });
+      expectError(
+        () => scheduler.setTimesteps(withMu(0.5)),
+        InvalidArgumentError,
+        /got mu/,
+        /use_dynamic_shifting: true/,
+      );
+      expectError(
+        () => scheduler.setTimesteps({ timesteps: [999, 500] }),
+        InvalidArgumentError,
+        /flow spacing/,
+        /pass a step count/,
+      );
+      const dynamic = build(className, { use_flow_sigmas: true, use_dynamic_shifting: true });
+      expectError(() => dynamic.setTimesteps(withMu(Number.NaN)), InvalidArgumentError, /finite mu/);
+    }
+    // UniPC needs mu with dynamic shifting, as diffusers; DPM-Solver keeps flow_shift without it, as diffusers.
+    const unipc = build('UniPCMultistepScheduler', { use_flow_sigmas: true, use_dynamic_shifting: true });
+    expectError(() => unipc.setTimesteps(10), InvalidArgumentError, /needs a finite mu/);
+    build('DPMSolverMultistepScheduler', { use_flow_sigmas: true, use_dynamic_shifting: true }).setTimesteps(10);
+  });
+
+  it('a model output with twice the channels (a learned variance) names the setting that reads it', () => {
+    const x = filled(0.5);
+    const doubled = filled(0.1, [1, 4, 2, 2]);
+    const plain = ready('DPMSolverMultistepScheduler');
+    expectError(
+      () => plain.step(doubled, plain.timesteps[0], x),
+      InvalidArgumentError,
+      /twice the channels/,
+      /variance_type to "learned_range"/,
+    );
+    const learned = ready('DPMSolverMultistepScheduler', { variance_type: 'learned_range' });
+    expect(learned.step(doubled, learned.timesteps[0], x).prevSample.dims).toEqual(DIMS);
+    const unipc = ready('UniPCMultistepScheduler');
+    expectError(() => unipc.step(doubled, unipc.timesteps[0], x), InvalidArgumentError, /DPMSolverMultistepScheduler/);
+    // Other shapes are still a plain dims mismatch.
+    expectError(() => learned.step(filled(0.1, [1, 3, 2, 2]), learned.timesteps[0], x), InvalidArgumentError);
+  });
+});
