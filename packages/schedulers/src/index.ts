@@ -21,6 +21,13 @@ export {
 export * from './euler-ancestral-discrete.js';
 export * from './euler-discrete.js';
 export * from './heun-discrete.js';
+export type { KDPM2AncestralDiscreteSchedulerConfig } from './kdpm2-ancestral-discrete.js';
+export {
+  KDPM2_ANCESTRAL_DISCRETE_CONFIG_SPEC,
+  KDPM2AncestralDiscreteScheduler,
+} from './kdpm2-ancestral-discrete.js';
+export type { KDPM2DiscreteSchedulerConfig } from './kdpm2-discrete.js';
+export { KDPM2_DISCRETE_CONFIG_SPEC, KDPM2DiscreteScheduler } from './kdpm2-discrete.js';
 export * from './lcm.js';
 export * from './lms-discrete.js';
 export * from './pndm.js';

@@ -182,6 +182,38 @@ describe.each(CLASS_NAMES)('%s: bad scheduler_config.json', (className) => {
   });
 });
 
+describe('the DPM2 / DPM++ 2S / DPM++ SDE family (issue #15)', () => {
+  const quiet = { onWarning: () => {} };
+
+  it('unsupported key values are config errors naming the key and the allowed values', () => {
+    for (const className of ['KDPM2DiscreteScheduler', 'KDPM2AncestralDiscreteScheduler']) {
+      const build = (config: Record<string, unknown>) => new SCHEDULER_CLASSES[className](config, quiet);
+      expectError(() => build({ prediction_type: 'flow_prediction' }), ConfigError, /"prediction_type"/, /"epsilon"/);
+      expectError(() => build({ timestep_spacing: 'even' }), ConfigError, /"timestep_spacing"/, /"trailing"/);
+      expectError(() => build({ use_karras_sigmas: 'yes' }), ConfigError, /"use_karras_sigmas"/, /true or false/);
+      expectError(
+        () => build({ use_karras_sigmas: true, use_beta_sigmas: true }),
+        ConfigError,
+        new RegExp(`${className}: only one of use_karras_sigmas`),
+      );
+    }
+  });
+
+  it('a generator that is not a NoiseGenerator, at the step that draws noise', () => {
+    // DPM2 a draws its noise in the second half of each step.
+    const s = ready('KDPM2AncestralDiscreteScheduler');
+    s.step(filled(0.1), s.timesteps[0], filled(0.1));
+    for (const generator of [42, Math.random, {}, 'seed']) {
+      expectError(
+        () => s.step(filled(0.1), s.timesteps[1], filled(0.1), { generator: generator as unknown as RandomGenerator }),
+        InvalidArgumentError,
+        /generator must be a NoiseGenerator/,
+        /new RandomGenerator\(seed\)/,
+      );
+    }
+  });
+});
+
 describe('registry: unknown names and files without a class', () => {
   it('an unknown scheduler name lists the known names', () => {
     expectError(() => getScheduler('DPM++ 9M'), ConfigError, /Unknown scheduler "DPM\+\+ 9M"/, /"Euler a"/);
