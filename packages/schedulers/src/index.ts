@@ -18,6 +18,16 @@ export {
   DPM_SOLVER_MULTISTEP_CONFIG_SPEC,
   DPMSolverMultistepScheduler,
 } from './dpm-solver-multistep.js';
+export type {
+  DPMSolverSinglestepAlgorithmType,
+  DPMSolverSinglestepSchedulerConfig,
+} from './dpm-solver-singlestep.js';
+export {
+  DPM_SOLVER_SINGLESTEP_ALGORITHM_TYPES,
+  DPM_SOLVER_SINGLESTEP_CONFIG_SPEC,
+  DPMSolverSinglestepScheduler,
+  singlestepOrders,
+} from './dpm-solver-singlestep.js';
 export * from './euler-ancestral-discrete.js';
 export * from './euler-discrete.js';
 export * from './heun-discrete.js';

@@ -38,7 +38,8 @@ export const KDPM2_ANCESTRAL_DISCRETE_CONFIG_SPEC: ConfigSpec<KDPM2AncestralDisc
  * from `generator` (one `randn` of the sample's shape, as diffusers' `torch.Generator`) or explicit `noise`.
  *
  * Differences from diffusers: `prediction_type: 'sample'` is accepted (diffusers raises); a step to a larger σ
- * (possible with zero terminal SNR) adds no noise instead of taking the root of a negative number; `sigmas` and
+ * (possible with zero terminal SNR) adds no noise instead of taking the root of a negative number, and σ_down is
+ * computed as σ_{i+1}²/σ_i where float32 cancels it to 0 (σ = 4096 at zero terminal SNR; diffusers divides by 0 there); `sigmas` and
  * the other tables omit the trailing zeros diffusers appends and never reads.
  *
  * @example
@@ -106,7 +107,7 @@ export class KDPM2AncestralDiscreteScheduler extends SigmaScheduler<KDPM2Ancestr
     const n = sigmas.length;
     // Per step k (σ_k → σ_{k+1}, σ_n = 0): σ_up, σ_down, σ_mid; the last step has σ_mid = 0 (an Euler step). σ_up
     // and σ_down are rounded after each operation, as diffusers computes them in float32: σ_down² is a difference
-    // of near-equal squares, and the loop values of diffusers' tests move by 2e-5 without it.
+    // of near-equal squares, and the loop values of diffusers' tests move by 2e-5 (relative) without it.
     const f32 = Math.fround;
     const up = new Float64Array(n);
     const down = new Float64Array(n);
@@ -116,7 +117,9 @@ export class KDPM2AncestralDiscreteScheduler extends SigmaScheduler<KDPM2Ancestr
       const next2 = k + 1 < n ? f32(sigmas[k + 1] * sigmas[k + 1]) : 0;
       // Math.max: a step to a larger σ (zero terminal SNR) adds no noise.
       up[k] = f32(Math.sqrt(Math.max(0, f32(f32(next2 * f32(sigma2 - next2)) / sigma2))));
-      down[k] = f32(Math.sqrt(Math.max(0, f32(next2 - f32(up[k] * up[k])))));
+      // σ_down² = σ_{k+1}⁴/σ_k² exactly; where float32 cancels it to 0 (σ_k ≫ σ_{k+1}) use that form.
+      const downSquared = f32(next2 - f32(up[k] * up[k]));
+      down[k] = downSquared > 0 ? f32(Math.sqrt(downSquared)) : f32(next2 / Math.sqrt(sigma2));
       mid[k] = k + 1 < n ? f32(Math.sqrt(sigmas[k] * down[k])) : 0;
     }
     // Index 0 and the pair 2k−1, 2k belong to step k; [σ_0, σ_1, σ_1, …, σ_{n−1}, σ_{n−1}, 0].

@@ -3,6 +3,7 @@ import { DDIMScheduler } from './ddim.js';
 import { DDIMInverseScheduler } from './ddim-inverse.js';
 import { DDPMScheduler } from './ddpm.js';
 import { DPMSolverMultistepScheduler } from './dpm-solver-multistep.js';
+import { DPMSolverSinglestepScheduler } from './dpm-solver-singlestep.js';
 import { EulerAncestralDiscreteScheduler } from './euler-ancestral-discrete.js';
 import { EulerDiscreteScheduler } from './euler-discrete.js';
 import { HeunDiscreteScheduler } from './heun-discrete.js';
@@ -41,6 +42,7 @@ export const SCHEDULER_CLASSES: Readonly<Record<string, SchedulerClass>> = Objec
   // The DPM2 / DPM++ 2S / DPM++ SDE family (issue #15).
   KDPM2DiscreteScheduler,
   KDPM2AncestralDiscreteScheduler,
+  DPMSolverSinglestepScheduler,
 } as Record<string, SchedulerClass>);
 
 function knownClassNames(): string {
@@ -148,6 +150,16 @@ export const SCHEDULER_ALIASES: readonly SchedulerAlias[] = Object.freeze(
     { name: 'DPM2 Karras', className: 'KDPM2DiscreteScheduler', overrides: { use_karras_sigmas: true } },
     { name: 'DPM2 a', className: 'KDPM2AncestralDiscreteScheduler', overrides: { use_karras_sigmas: false } },
     { name: 'DPM2 a Karras', className: 'KDPM2AncestralDiscreteScheduler', overrides: { use_karras_sigmas: true } },
+    {
+      name: 'DPM++ 2S',
+      className: 'DPMSolverSinglestepScheduler',
+      overrides: { algorithm_type: 'dpmsolver++', solver_order: 2, use_karras_sigmas: false },
+    },
+    {
+      name: 'DPM++ 2S Karras',
+      className: 'DPMSolverSinglestepScheduler',
+      overrides: { algorithm_type: 'dpmsolver++', solver_order: 2, use_karras_sigmas: true },
+    },
   ].map((alias) => Object.freeze({ ...alias, overrides: Object.freeze(alias.overrides) })),
 );
 

@@ -8,6 +8,7 @@
 import { Tensor, type TensorLike } from '@denoise/core';
 import { DDIMScheduler } from '../src/ddim.js';
 import { DDIMInverseScheduler } from '../src/ddim-inverse.js';
+import { DPMSolverSinglestepScheduler } from '../src/dpm-solver-singlestep.js';
 import { EulerAncestralDiscreteScheduler } from '../src/euler-ancestral-discrete.js';
 import { EulerDiscreteScheduler } from '../src/euler-discrete.js';
 import { HeunDiscreteScheduler } from '../src/heun-discrete.js';
@@ -65,6 +66,17 @@ function runDiscreteScheduler(scheduler: Scheduler, seed: number): TensorLike {
     const eps = exactPrediction(TEST_MIXTURE, x, scheduler.alphasCumprod[t]);
     x = scheduler.step(eps, t, x, { generator }).prevSample;
   }
+  return x;
+}
+
+/** Runs a DPM-Solver-style scheduler on x_t = α·x_0 + σ_t·ε: the exact ε̂ at ᾱ = 1/(1 + σ²) of each step's σ. */
+function runSolver(scheduler: Scheduler & { readonly sigmas: Float64Array }, seed: number): TensorLike {
+  const generator = seededNormal(seed);
+  let x: TensorLike = generator.randn([SAMPLES, 1]);
+  scheduler.timesteps.forEach((t, i) => {
+    const eps = exactPrediction(TEST_MIXTURE, x, alphaBarOfSigma(scheduler.sigmas[i]));
+    x = scheduler.step(eps, t, x, { generator }).prevSample;
+  });
   return x;
 }
 
@@ -133,6 +145,17 @@ function discreteCase(name: string, make: () => Scheduler): AccuracyCase {
   };
 }
 
+function solverCase(name: string, make: () => Scheduler & { readonly sigmas: Float64Array }): AccuracyCase {
+  return {
+    name,
+    distance(steps, seed = 1) {
+      const scheduler = make();
+      scheduler.setTimesteps(steps);
+      return wasserstein1(TEST_MIXTURE, runSolver(scheduler, seed));
+    },
+  };
+}
+
 /** DPM2's corrector (odd indices of a run from the start) evaluates the model at the step's midpoint σ. */
 const dpm2Sigma: ModelSigma = (scheduler, i) =>
   i % 2 === 0 ? scheduler.sigmas[i] : (scheduler as KDPM2DiscreteScheduler).sigmasInterpol[i];
@@ -155,6 +178,9 @@ export const ACCURACY_CASES: readonly AccuracyCase[] = [
   ),
   sigmaCase('LMS', () => new LMSDiscreteScheduler(SD_SCHEDULE)),
   sigmaCase('LMS Karras', () => new LMSDiscreteScheduler({ ...SD_SCHEDULE, use_karras_sigmas: true })),
+  solverCase('DPM++ 2S', () => new DPMSolverSinglestepScheduler(SD_SCHEDULE)),
+  solverCase('DPM++ 2S Karras', () => new DPMSolverSinglestepScheduler({ ...SD_SCHEDULE, use_karras_sigmas: true })),
+  solverCase('DPM++ 3S (solver_order 3)', () => new DPMSolverSinglestepScheduler({ ...SD_SCHEDULE, solver_order: 3 })),
   discreteCase('PNDM (PRK + PLMS)', () => new PNDMScheduler(SD_SCHEDULE)),
   discreteCase('PNDM, skip_prk_steps', () => new PNDMScheduler({ ...SD_SCHEDULE, skip_prk_steps: true })),
   discreteCase('LCM (exact model, not distilled)', () => new LCMScheduler(SD_SCHEDULE)),
