@@ -18,6 +18,8 @@ export {
   DPM_SOLVER_MULTISTEP_CONFIG_SPEC,
   DPMSolverMultistepScheduler,
 } from './dpm-solver-multistep.js';
+export type { DPMSolverSDESchedulerConfig, DPMSolverSDEStepOptions } from './dpm-solver-sde.js';
+export { DPM_SOLVER_SDE_CONFIG_SPEC, DPMSolverSDEScheduler } from './dpm-solver-sde.js';
 export type {
   DPMSolverSinglestepAlgorithmType,
   DPMSolverSinglestepSchedulerConfig,

@@ -3,6 +3,7 @@ import { DDIMScheduler } from './ddim.js';
 import { DDIMInverseScheduler } from './ddim-inverse.js';
 import { DDPMScheduler } from './ddpm.js';
 import { DPMSolverMultistepScheduler } from './dpm-solver-multistep.js';
+import { DPMSolverSDEScheduler } from './dpm-solver-sde.js';
 import { DPMSolverSinglestepScheduler } from './dpm-solver-singlestep.js';
 import { EulerAncestralDiscreteScheduler } from './euler-ancestral-discrete.js';
 import { EulerDiscreteScheduler } from './euler-discrete.js';
@@ -43,6 +44,7 @@ export const SCHEDULER_CLASSES: Readonly<Record<string, SchedulerClass>> = Objec
   KDPM2DiscreteScheduler,
   KDPM2AncestralDiscreteScheduler,
   DPMSolverSinglestepScheduler,
+  DPMSolverSDEScheduler,
 } as Record<string, SchedulerClass>);
 
 function knownClassNames(): string {
@@ -160,6 +162,8 @@ export const SCHEDULER_ALIASES: readonly SchedulerAlias[] = Object.freeze(
       className: 'DPMSolverSinglestepScheduler',
       overrides: { algorithm_type: 'dpmsolver++', solver_order: 2, use_karras_sigmas: true },
     },
+    { name: 'DPM++ SDE', className: 'DPMSolverSDEScheduler', overrides: { use_karras_sigmas: false } },
+    { name: 'DPM++ SDE Karras', className: 'DPMSolverSDEScheduler', overrides: { use_karras_sigmas: true } },
   ].map((alias) => Object.freeze({ ...alias, overrides: Object.freeze(alias.overrides) })),
 );
 

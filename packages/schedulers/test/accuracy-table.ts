@@ -8,6 +8,7 @@
 import { Tensor, type TensorLike } from '@denoise/core';
 import { DDIMScheduler } from '../src/ddim.js';
 import { DDIMInverseScheduler } from '../src/ddim-inverse.js';
+import { DPMSolverSDEScheduler } from '../src/dpm-solver-sde.js';
 import { DPMSolverSinglestepScheduler } from '../src/dpm-solver-singlestep.js';
 import { EulerAncestralDiscreteScheduler } from '../src/euler-ancestral-discrete.js';
 import { EulerDiscreteScheduler } from '../src/euler-discrete.js';
@@ -161,6 +162,9 @@ const dpm2Sigma: ModelSigma = (scheduler, i) =>
   i % 2 === 0 ? scheduler.sigmas[i] : (scheduler as KDPM2DiscreteScheduler).sigmasInterpol[i];
 const dpm2AncestralSigma: ModelSigma = (scheduler, i) =>
   i % 2 === 0 ? scheduler.sigmas[i] : (scheduler as KDPM2AncestralDiscreteScheduler).sigmasInterpol[i - 1];
+/** DPM++ SDE's second half evaluates the model at σ_mid = √(σ_i σ_{i+1}). */
+const sdeSigma: ModelSigma = (scheduler, i) =>
+  i % 2 === 0 ? scheduler.sigmas[i] : Math.sqrt(scheduler.sigmas[i - 1] * scheduler.sigmas[i]);
 
 /** The rows of the table, by scheduler. */
 export const ACCURACY_CASES: readonly AccuracyCase[] = [
@@ -178,6 +182,8 @@ export const ACCURACY_CASES: readonly AccuracyCase[] = [
   ),
   sigmaCase('LMS', () => new LMSDiscreteScheduler(SD_SCHEDULE)),
   sigmaCase('LMS Karras', () => new LMSDiscreteScheduler({ ...SD_SCHEDULE, use_karras_sigmas: true })),
+  sigmaCase('DPM++ SDE', () => new DPMSolverSDEScheduler(SD_SCHEDULE), sdeSigma),
+  sigmaCase('DPM++ SDE Karras', () => new DPMSolverSDEScheduler({ ...SD_SCHEDULE, use_karras_sigmas: true }), sdeSigma),
   solverCase('DPM++ 2S', () => new DPMSolverSinglestepScheduler(SD_SCHEDULE)),
   solverCase('DPM++ 2S Karras', () => new DPMSolverSinglestepScheduler({ ...SD_SCHEDULE, use_karras_sigmas: true })),
   solverCase('DPM++ 3S (solver_order 3)', () => new DPMSolverSinglestepScheduler({ ...SD_SCHEDULE, solver_order: 3 })),

@@ -186,7 +186,7 @@ describe('the DPM2 / DPM++ 2S / DPM++ SDE family (issue #15)', () => {
   const quiet = { onWarning: () => {} };
 
   it('unsupported key values are config errors naming the key and the allowed values', () => {
-    for (const className of ['KDPM2DiscreteScheduler', 'KDPM2AncestralDiscreteScheduler']) {
+    for (const className of ['KDPM2DiscreteScheduler', 'KDPM2AncestralDiscreteScheduler', 'DPMSolverSDEScheduler']) {
       const build = (config: Record<string, unknown>) => new SCHEDULER_CLASSES[className](config, quiet);
       expectError(() => build({ prediction_type: 'flow_prediction' }), ConfigError, /"prediction_type"/, /"epsilon"/);
       expectError(() => build({ timestep_spacing: 'even' }), ConfigError, /"timestep_spacing"/, /"trailing"/);
@@ -233,10 +233,30 @@ describe('the DPM2 / DPM++ 2S / DPM++ SDE family (issue #15)', () => {
     expect(x.data.every(Number.isFinite)).toBe(true);
   });
 
+  it('DPM++ SDE: a noise_sampler_seed that is not a non-negative integer is a config error', () => {
+    for (const seed of [-1, 0.5, '7', 2 ** 60]) {
+      expectError(
+        () => new SCHEDULER_CLASSES.DPMSolverSDEScheduler({ noise_sampler_seed: seed }, quiet),
+        ConfigError,
+        /"noise_sampler_seed"/,
+        /integer >= 0/,
+      );
+    }
+  });
+
   it('a generator that is not a NoiseGenerator, at the step that draws noise', () => {
     const sde = ready('DPMSolverSinglestepScheduler', { algorithm_type: 'sde-dpmsolver++' });
     expectError(
       () => sde.step(filled(0.1), sde.timesteps[0], filled(0.1), { generator: {} as unknown as RandomGenerator }),
+      InvalidArgumentError,
+      /generator must be a NoiseGenerator/,
+    );
+    const brownian = ready('DPMSolverSDEScheduler');
+    expectError(
+      () =>
+        brownian.step(filled(0.1), brownian.timesteps[0], filled(0.1), {
+          generator: 'seed' as unknown as RandomGenerator,
+        }),
       InvalidArgumentError,
       /generator must be a NoiseGenerator/,
     );
