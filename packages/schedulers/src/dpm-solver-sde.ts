@@ -242,10 +242,10 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
     if (firstHalf) {
       // ξ(σ_i, σ_mid) = z₁.
       const z = this.varianceNoise(source, sample, firstNoise);
+      if (z !== firstNoise) firstNoise.set(z);
       for (let i = 0; i < n; i++) {
         x0[i] = a * x[i] + b * m[i];
         start[i] = x[i];
-        firstNoise[i] = z[i];
         const value = keep * x[i] + (1 - keep) * x0[i] + noiseScale * z[i];
         prev[i] = value;
         nonFinite += value * 0;
