@@ -58,6 +58,16 @@ export const DPM_SOLVER_SDE_CONFIG_SPEC: ConfigSpec<DPMSolverSDESchedulerConfig>
   steps_offset: configField.number(0, { integer: true, min: 0 }),
 };
 
+/**
+ * The ancestral split of a move from σ to σ_to: σ_up = min(σ_to, √(σ_to² (σ² − σ_to²) / σ²)) of fresh noise and the
+ * weight σ_down/σ of x in x_to = (σ_down/σ)·x + (1 − σ_down/σ)·x̂_0 + σ_up·ξ (e^{−(s_down − s)} with s = −log σ).
+ * A move to a larger σ (zero terminal SNR) adds no noise.
+ */
+function ancestralSplit(sigma: number, sigmaTo: number): { up: number; keep: number } {
+  const up = Math.min(sigmaTo, Math.sqrt(Math.max(0, (sigmaTo ** 2 * (sigma ** 2 - sigmaTo ** 2)) / sigma ** 2)));
+  return { up, keep: Math.sqrt(sigmaTo ** 2 - up ** 2) / sigma };
+}
+
 /** Step options of {@link DPMSolverSDEScheduler}. */
 export interface DPMSolverSDEStepOptions extends StepOptions {
   /** Scale of the injected noise (diffusers' `s_noise`), 1 by default. */
@@ -111,11 +121,10 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
   override order = 2;
 
   private readonly sigmaKind: SigmaScheduleKind;
-  /** The sample x_i the first half started from and the σ_mid it went to, kept for the second half. */
-  private startSample = new Float32Array(0);
+  /** The σ_mid the first half went to; `undefined` before a first half. */
   private midpointSigma: number | undefined = undefined;
-  /** z₁ of the current step's first half, which the second half's increment contains. */
-  private firstNoise = new Float32Array(0);
+  /** The second half's terms in x_i and z₁, formed by the first half. */
+  private carry = new Float32Array(0);
   private noiseBuffer = new Float32Array(0);
   /** The generator seeded with `noise_sampler_seed` for the current run. */
   private seededNoise: NoiseGenerator | undefined = undefined;
@@ -180,8 +189,9 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
   }
 
   /**
-   * The first half (to σ_mid, remembering x_i and z₁) or the second half (from x_i to σ_{i+1} with x̂_0 at σ_mid),
-   * alternately; the final step to σ = 0 is an Euler step without noise.
+   * The first half (to σ_mid) or the second half (from x_i to σ_{i+1} with x̂_0 at σ_mid), alternately; the final
+   * step to σ = 0 is an Euler step without noise. `sNoise` scales each half's fresh noise (the first half's also
+   * scales its share, z₁, of the whole step's increment).
    *
    * @param modelOutput - ε̂, x̂_0 or v̂ (per `prediction_type`) for the scaled model input
    * @param timestep - the current timestep, one of {@link Scheduler.timesteps}
@@ -220,47 +230,41 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
       this.stepIndex = index + 1;
       return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
     }
-    const sigmaTo = firstHalf ? sigmaMid : sigmaNext;
-    // Math.max: a step to a larger σ (zero terminal SNR) adds no noise.
-    const sigmaUp = Math.min(
-      sigmaTo,
-      Math.sqrt(Math.max(0, (sigmaTo ** 2 * (sigma ** 2 - sigmaTo ** 2)) / sigma ** 2)),
-    );
-    const sigmaDown = Math.sqrt(sigmaTo ** 2 - sigmaUp ** 2);
-    // x_to = (σ_down/σ)·x_i + (1 − σ_down/σ)·x̂_0 + σ_up·ξ: e^{−(s_down − s)} = σ_down/σ with s = −log σ.
-    const keep = sigmaDown / sigma;
-    const noiseScale = (options.sNoise ?? 1) * sigmaUp;
+    // The whole step's ancestral split (σ_i → σ_{i+1}) and the Brownian weights of
+    // ξ(σ_i, σ_{i+1}) = (√(σ_i − σ_mid)·z₁ + √(σ_mid − σ_{i+1})·z₂)/√(σ_i − σ_{i+1}): the increment over the whole step
+    // contains the first half's.
+    const whole = ancestralSplit(sigma, sigmaNext);
+    const span = Math.abs(sigma - sigmaNext);
+    const w1 = span > 0 ? Math.sqrt(Math.abs(sigma - sigmaMid) / span) : 1;
+    const w2 = span > 0 ? Math.sqrt(Math.abs(sigmaMid - sigmaNext) / span) : 0;
+    const sNoise = options.sNoise ?? 1;
     if (this.noiseBuffer.length !== n) {
       this.noiseBuffer = new Float32Array(n);
-      this.firstNoise = new Float32Array(n);
-      this.startSample = new Float32Array(n);
+      this.carry = new Float32Array(n);
     }
     const source =
       options.noise !== undefined || options.generator !== undefined ? options : { generator: this.seededNoise };
-    const start = this.startSample;
-    const firstNoise = this.firstNoise;
+    const z = this.varianceNoise(source, sample, this.noiseBuffer);
+    const carry = this.carry;
     if (firstHalf) {
-      // ξ(σ_i, σ_mid) = z₁.
-      const z = this.varianceNoise(source, sample, firstNoise);
-      if (z !== firstNoise) firstNoise.set(z);
+      // To σ_mid with ξ(σ_i, σ_mid) = z₁; the second half's terms in x_i and z₁ are formed now, so x_i and z₁ need
+      // not be kept: carry = (σ_down/σ_i)·x_i + s_noise·σ_up·w₁·z₁ for the whole step.
+      const half = ancestralSplit(sigma, sigmaMid);
+      const noiseScale = sNoise * half.up;
+      const carryNoise = sNoise * whole.up * w1;
       for (let i = 0; i < n; i++) {
         x0[i] = a * x[i] + b * m[i];
-        start[i] = x[i];
-        const value = keep * x[i] + (1 - keep) * x0[i] + noiseScale * z[i];
+        carry[i] = whole.keep * x[i] + carryNoise * z[i];
+        const value = half.keep * x[i] + (1 - half.keep) * x0[i] + noiseScale * z[i];
         prev[i] = value;
         nonFinite += value * 0;
       }
     } else {
-      // ξ(σ_i, σ_{i+1}) = (√(σ_i − σ_mid)·z₁ + √(σ_mid − σ_{i+1})·z₂)/√(σ_i − σ_{i+1}): the Brownian increment over
-      // the whole step, which contains the first half's.
-      const z2 = this.varianceNoise(source, sample, this.noiseBuffer);
-      const span = Math.abs(sigma - sigmaNext);
-      const w1 = span > 0 ? Math.sqrt(Math.abs(sigma - sigmaMid) / span) : 1;
-      const w2 = span > 0 ? Math.sqrt(Math.abs(sigmaMid - sigmaNext) / span) : 0;
+      // From x_i to σ_{i+1} with x̂_0 at σ_mid and z₂.
+      const noiseScale = sNoise * whole.up * w2;
       for (let i = 0; i < n; i++) {
         x0[i] = a * x[i] + b * m[i];
-        const xi = w1 * firstNoise[i] + w2 * z2[i];
-        const value = keep * start[i] + (1 - keep) * x0[i] + noiseScale * xi;
+        const value = carry[i] + (1 - whole.keep) * x0[i] + noiseScale * z[i];
         prev[i] = value;
         nonFinite += value * 0;
       }
