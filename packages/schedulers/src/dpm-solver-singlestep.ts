@@ -115,7 +115,8 @@ export const DPM_SOLVER_SINGLESTEP_CONFIG_SPEC: ConfigSpec<DPMSolverSinglestepSc
 
 /**
  * The solver order of each step of an n-step run (diffusers' `get_order_list`): repeated groups `[1, 2, …, k]`;
- * with `lowerOrderFinal` the last group is shortened to fit and the very last step is first order.
+ * with `lowerOrderFinal` the last group is shortened to the steps that remain, or, when the groups fit exactly,
+ * the last one ends on a first-order step.
  *
  * @param n - the number of steps
  * @param order - the solver order k
