@@ -22,6 +22,12 @@ const CASES: readonly SchedulerCase[] = [
   { className: 'PNDMScheduler', maxRatio: 5 },
   { className: 'DPMSolverMultistepScheduler', maxRatio: 5 },
   { className: 'UniPCMultistepScheduler', maxRatio: 5 },
+  // The DPM2 / DPM++ 2S / DPM++ SDE family (issue #15): DPM2 and DPM2 a are single-step (two halves, each one
+  // model call); DPM++ 2S combines up to three model outputs like the multistep solvers.
+  { className: 'KDPM2DiscreteScheduler', maxRatio: 3 },
+  { className: 'KDPM2AncestralDiscreteScheduler', maxRatio: 3 },
+  { className: 'DPMSolverSinglestepScheduler', maxRatio: 5 },
+  { className: 'DPMSolverSDEScheduler', maxRatio: 3 },
 ];
 
 /**

@@ -146,6 +146,11 @@ describe('denoise schedulers', () => {
     expect(run.stdout).toMatch(/^Euler a +EulerAncestralDiscreteScheduler$/m);
     expect(run.stdout).toMatch(/^DDIM +DDIMScheduler$/m);
     expect(run.stdout).toMatch(/^UniPCMultistepScheduler +UniPCMultistepScheduler$/m);
+    // The DPM2 / DPM++ 2S / DPM++ SDE family (issue #15).
+    expect(run.stdout).toMatch(/^DPM2 +KDPM2DiscreteScheduler +use_karras_sigmas=false$/m);
+    expect(run.stdout).toMatch(/^DPM2 a Karras +KDPM2AncestralDiscreteScheduler +use_karras_sigmas=true$/m);
+    expect(run.stdout).toMatch(/^DPM\+\+ 2S +DPMSolverSinglestepScheduler +algorithm_type=dpmsolver\+\+/m);
+    expect(run.stdout).toMatch(/^DPM\+\+ SDE Karras +DPMSolverSDEScheduler +use_karras_sigmas=true$/m);
   });
 });
 

@@ -21,9 +21,28 @@ export {
   DPMSolverMultistepScheduler,
   MULTISTEP_PREDICTION_TYPES,
 } from './dpm-solver-multistep.js';
+export type { DPMSolverSDESchedulerConfig, DPMSolverSDEStepOptions } from './dpm-solver-sde.js';
+export { DPM_SOLVER_SDE_CONFIG_SPEC, DPMSolverSDEScheduler } from './dpm-solver-sde.js';
+export type {
+  DPMSolverSinglestepAlgorithmType,
+  DPMSolverSinglestepSchedulerConfig,
+} from './dpm-solver-singlestep.js';
+export {
+  DPM_SOLVER_SINGLESTEP_ALGORITHM_TYPES,
+  DPM_SOLVER_SINGLESTEP_CONFIG_SPEC,
+  DPMSolverSinglestepScheduler,
+  singlestepOrders,
+} from './dpm-solver-singlestep.js';
 export * from './euler-ancestral-discrete.js';
 export * from './euler-discrete.js';
 export * from './heun-discrete.js';
+export type { KDPM2AncestralDiscreteSchedulerConfig } from './kdpm2-ancestral-discrete.js';
+export {
+  KDPM2_ANCESTRAL_DISCRETE_CONFIG_SPEC,
+  KDPM2AncestralDiscreteScheduler,
+} from './kdpm2-ancestral-discrete.js';
+export type { KDPM2DiscreteSchedulerConfig } from './kdpm2-discrete.js';
+export { KDPM2_DISCRETE_CONFIG_SPEC, KDPM2DiscreteScheduler } from './kdpm2-discrete.js';
 export * from './lcm.js';
 export * from './lms-discrete.js';
 export * from './pndm.js';

@@ -3,9 +3,13 @@ import { DDIMScheduler } from './ddim.js';
 import { DDIMInverseScheduler } from './ddim-inverse.js';
 import { DDPMScheduler } from './ddpm.js';
 import { DPMSolverMultistepScheduler } from './dpm-solver-multistep.js';
+import { DPMSolverSDEScheduler } from './dpm-solver-sde.js';
+import { DPMSolverSinglestepScheduler } from './dpm-solver-singlestep.js';
 import { EulerAncestralDiscreteScheduler } from './euler-ancestral-discrete.js';
 import { EulerDiscreteScheduler } from './euler-discrete.js';
 import { HeunDiscreteScheduler } from './heun-discrete.js';
+import { KDPM2AncestralDiscreteScheduler } from './kdpm2-ancestral-discrete.js';
+import { KDPM2DiscreteScheduler } from './kdpm2-discrete.js';
 import { LCMScheduler } from './lcm.js';
 import { LMSDiscreteScheduler } from './lms-discrete.js';
 import { PNDMScheduler } from './pndm.js';
@@ -36,6 +40,11 @@ export const SCHEDULER_CLASSES: Readonly<Record<string, SchedulerClass>> = Objec
   LCMScheduler,
   DPMSolverMultistepScheduler,
   UniPCMultistepScheduler,
+  // The DPM2 / DPM++ 2S / DPM++ SDE family (issue #15).
+  KDPM2DiscreteScheduler,
+  KDPM2AncestralDiscreteScheduler,
+  DPMSolverSinglestepScheduler,
+  DPMSolverSDEScheduler,
 } as Record<string, SchedulerClass>);
 
 function knownClassNames(): string {
@@ -159,6 +168,23 @@ export const SCHEDULER_ALIASES: readonly SchedulerAlias[] = Object.freeze(
     { name: 'PNDM', className: 'PNDMScheduler', overrides: {} },
     { name: 'UniPC', className: 'UniPCMultistepScheduler', overrides: {} },
     { name: 'LCM', className: 'LCMScheduler', overrides: {} },
+    // The DPM2 / DPM++ 2S / DPM++ SDE family (issue #15).
+    { name: 'DPM2', className: 'KDPM2DiscreteScheduler', overrides: { use_karras_sigmas: false } },
+    { name: 'DPM2 Karras', className: 'KDPM2DiscreteScheduler', overrides: { use_karras_sigmas: true } },
+    { name: 'DPM2 a', className: 'KDPM2AncestralDiscreteScheduler', overrides: { use_karras_sigmas: false } },
+    { name: 'DPM2 a Karras', className: 'KDPM2AncestralDiscreteScheduler', overrides: { use_karras_sigmas: true } },
+    {
+      name: 'DPM++ 2S',
+      className: 'DPMSolverSinglestepScheduler',
+      overrides: { algorithm_type: 'dpmsolver++', solver_order: 2, use_karras_sigmas: false },
+    },
+    {
+      name: 'DPM++ 2S Karras',
+      className: 'DPMSolverSinglestepScheduler',
+      overrides: { algorithm_type: 'dpmsolver++', solver_order: 2, use_karras_sigmas: true },
+    },
+    { name: 'DPM++ SDE', className: 'DPMSolverSDEScheduler', overrides: { use_karras_sigmas: false } },
+    { name: 'DPM++ SDE Karras', className: 'DPMSolverSDEScheduler', overrides: { use_karras_sigmas: true } },
   ].map((alias) => Object.freeze({ ...alias, overrides: Object.freeze(alias.overrides) })),
 );
 

@@ -8,9 +8,13 @@
 import { Tensor, type TensorLike } from '@denoise/core';
 import { DDIMScheduler } from '../src/ddim.js';
 import { DDIMInverseScheduler } from '../src/ddim-inverse.js';
+import { DPMSolverSDEScheduler } from '../src/dpm-solver-sde.js';
+import { DPMSolverSinglestepScheduler } from '../src/dpm-solver-singlestep.js';
 import { EulerAncestralDiscreteScheduler } from '../src/euler-ancestral-discrete.js';
 import { EulerDiscreteScheduler } from '../src/euler-discrete.js';
 import { HeunDiscreteScheduler } from '../src/heun-discrete.js';
+import { KDPM2AncestralDiscreteScheduler } from '../src/kdpm2-ancestral-discrete.js';
+import { KDPM2DiscreteScheduler } from '../src/kdpm2-discrete.js';
 import { LCMScheduler } from '../src/lcm.js';
 import { LMSDiscreteScheduler } from '../src/lms-discrete.js';
 import { PNDMScheduler } from '../src/pndm.js';
@@ -30,8 +34,17 @@ const SD_SCHEDULE = { beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_
 /** ᾱ of the VP model input at σ. */
 const alphaBarOfSigma = (sigma: number) => 1 / (1 + sigma * sigma);
 
+/** The σ the model sees at schedule index `i`: `sigmas[i]`, except for the DPM2 midpoints. */
+type ModelSigma = (scheduler: SigmaScheduler<SigmaSchedulerConfig>, i: number) => number;
+
+const scheduleSigma: ModelSigma = (scheduler, i) => scheduler.sigmas[i];
+
 /** Runs a sigma-based scheduler: noise × initNoiseSigma, the exact ε̂ for the scaled input at each step's σ. */
-function runSigmaScheduler<C extends SigmaSchedulerConfig>(scheduler: SigmaScheduler<C>, seed: number): TensorLike {
+function runSigmaScheduler<C extends SigmaSchedulerConfig>(
+  scheduler: SigmaScheduler<C>,
+  seed: number,
+  modelSigma: ModelSigma = scheduleSigma,
+): TensorLike {
   const generator = seededNormal(seed);
   const noise = generator.randn([SAMPLES, 1]);
   let x: TensorLike = new Tensor(
@@ -40,7 +53,7 @@ function runSigmaScheduler<C extends SigmaSchedulerConfig>(scheduler: SigmaSched
   );
   scheduler.timesteps.forEach((t, i) => {
     const input = scheduler.scaleModelInput(x, t);
-    const eps = exactPrediction(TEST_MIXTURE, input, alphaBarOfSigma(scheduler.sigmas[i]));
+    const eps = exactPrediction(TEST_MIXTURE, input, alphaBarOfSigma(modelSigma(scheduler, i)));
     x = scheduler.step(eps, t, x, { generator }).prevSample;
   });
   return x;
@@ -54,6 +67,17 @@ function runDiscreteScheduler(scheduler: Scheduler, seed: number): TensorLike {
     const eps = exactPrediction(TEST_MIXTURE, x, scheduler.alphasCumprod[t]);
     x = scheduler.step(eps, t, x, { generator }).prevSample;
   }
+  return x;
+}
+
+/** Runs a DPM-Solver-style scheduler on x_t = α·x_0 + σ_t·ε: the exact ε̂ at ᾱ = 1/(1 + σ²) of each step's σ. */
+function runSolver(scheduler: Scheduler & { readonly sigmas: Float64Array }, seed: number): TensorLike {
+  const generator = seededNormal(seed);
+  let x: TensorLike = generator.randn([SAMPLES, 1]);
+  scheduler.timesteps.forEach((t, i) => {
+    const eps = exactPrediction(TEST_MIXTURE, x, alphaBarOfSigma(scheduler.sigmas[i]));
+    x = scheduler.step(eps, t, x, { generator }).prevSample;
+  });
   return x;
 }
 
@@ -96,13 +120,17 @@ export interface AccuracyCase {
   distance(steps: number, seed?: number): number;
 }
 
-function sigmaCase(name: string, make: () => SigmaScheduler<SigmaSchedulerConfig>): AccuracyCase {
+function sigmaCase(
+  name: string,
+  make: () => SigmaScheduler<SigmaSchedulerConfig>,
+  modelSigma: ModelSigma = scheduleSigma,
+): AccuracyCase {
   return {
     name,
     distance(steps, seed = 1) {
       const scheduler = make();
       scheduler.setTimesteps(steps);
-      return wasserstein1(TEST_MIXTURE, runSigmaScheduler(scheduler, seed));
+      return wasserstein1(TEST_MIXTURE, runSigmaScheduler(scheduler, seed, modelSigma));
     },
   };
 }
@@ -118,14 +146,47 @@ function discreteCase(name: string, make: () => Scheduler): AccuracyCase {
   };
 }
 
+function solverCase(name: string, make: () => Scheduler & { readonly sigmas: Float64Array }): AccuracyCase {
+  return {
+    name,
+    distance(steps, seed = 1) {
+      const scheduler = make();
+      scheduler.setTimesteps(steps);
+      return wasserstein1(TEST_MIXTURE, runSolver(scheduler, seed));
+    },
+  };
+}
+
+/** DPM2's corrector (odd indices of a run from the start) evaluates the model at the step's midpoint σ. */
+const dpm2Sigma: ModelSigma = (scheduler, i) =>
+  i % 2 === 0 ? scheduler.sigmas[i] : (scheduler as KDPM2DiscreteScheduler).sigmasInterpol[i];
+const dpm2AncestralSigma: ModelSigma = (scheduler, i) =>
+  i % 2 === 0 ? scheduler.sigmas[i] : (scheduler as KDPM2AncestralDiscreteScheduler).sigmasInterpol[i - 1];
+/** DPM++ SDE's second half evaluates the model at σ_mid = √(σ_i σ_{i+1}). */
+const sdeSigma: ModelSigma = (scheduler, i) =>
+  i % 2 === 0 ? scheduler.sigmas[i] : Math.sqrt(scheduler.sigmas[i - 1] * scheduler.sigmas[i]);
+
 /** The rows of the table, by scheduler. */
 export const ACCURACY_CASES: readonly AccuracyCase[] = [
   sigmaCase('Euler', () => new EulerDiscreteScheduler(SD_SCHEDULE)),
   sigmaCase('Euler, Karras sigmas', () => new EulerDiscreteScheduler({ ...SD_SCHEDULE, use_karras_sigmas: true })),
   sigmaCase('Euler a', () => new EulerAncestralDiscreteScheduler(SD_SCHEDULE)),
   sigmaCase('Heun', () => new HeunDiscreteScheduler(SD_SCHEDULE)),
+  sigmaCase('DPM2', () => new KDPM2DiscreteScheduler(SD_SCHEDULE), dpm2Sigma),
+  sigmaCase('DPM2 Karras', () => new KDPM2DiscreteScheduler({ ...SD_SCHEDULE, use_karras_sigmas: true }), dpm2Sigma),
+  sigmaCase('DPM2 a', () => new KDPM2AncestralDiscreteScheduler(SD_SCHEDULE), dpm2AncestralSigma),
+  sigmaCase(
+    'DPM2 a Karras',
+    () => new KDPM2AncestralDiscreteScheduler({ ...SD_SCHEDULE, use_karras_sigmas: true }),
+    dpm2AncestralSigma,
+  ),
   sigmaCase('LMS', () => new LMSDiscreteScheduler(SD_SCHEDULE)),
   sigmaCase('LMS Karras', () => new LMSDiscreteScheduler({ ...SD_SCHEDULE, use_karras_sigmas: true })),
+  sigmaCase('DPM++ SDE', () => new DPMSolverSDEScheduler(SD_SCHEDULE), sdeSigma),
+  sigmaCase('DPM++ SDE Karras', () => new DPMSolverSDEScheduler({ ...SD_SCHEDULE, use_karras_sigmas: true }), sdeSigma),
+  solverCase('DPM++ 2S', () => new DPMSolverSinglestepScheduler(SD_SCHEDULE)),
+  solverCase('DPM++ 2S Karras', () => new DPMSolverSinglestepScheduler({ ...SD_SCHEDULE, use_karras_sigmas: true })),
+  solverCase('DPM++ 3S (solver_order 3)', () => new DPMSolverSinglestepScheduler({ ...SD_SCHEDULE, solver_order: 3 })),
   discreteCase('PNDM (PRK + PLMS)', () => new PNDMScheduler(SD_SCHEDULE)),
   discreteCase('PNDM, skip_prk_steps', () => new PNDMScheduler({ ...SD_SCHEDULE, skip_prk_steps: true })),
   discreteCase('LCM (exact model, not distilled)', () => new LCMScheduler(SD_SCHEDULE)),

@@ -109,9 +109,12 @@ describe('scheduler registry', () => {
       expect(names).toContain(ui);
     }
     for (const ui of ['LMS Karras', 'DDIM', 'PNDM', 'UniPC', 'LCM']) expect(names).toContain(ui);
+    for (const ui of ['DPM2', 'DPM2 Karras', 'DPM2 a', 'DPM2 a Karras', 'DPM++ 2S', 'DPM++ 2S Karras'])
+      expect(names).toContain(ui);
+    for (const ui of ['DPM++ SDE', 'DPM++ SDE Karras']) expect(names).toContain(ui);
     expect(() => getScheduler('DPM++ 3M')).toThrow(ConfigError);
     expect(() => getScheduler('DPM++ 3M')).toThrow(/Known names: "DPM\+\+ 2M", .*"Euler a"/);
-    expect(() => schedulerFromConfig({ _class_name: 'KDPM2DiscreteScheduler' })).toThrow(
+    expect(() => schedulerFromConfig({ _class_name: 'KarrasVeScheduler' })).toThrow(
       /denoise implements: DDPMScheduler/,
     );
     expect(() => schedulerFromConfig({ beta_start: 0.1 })).toThrow(/_class_name/);

@@ -182,6 +182,98 @@ describe.each(CLASS_NAMES)('%s: bad scheduler_config.json', (className) => {
   });
 });
 
+describe('the DPM2 / DPM++ 2S / DPM++ SDE family (issue #15)', () => {
+  const quiet = { onWarning: () => {} };
+
+  it('unsupported key values are config errors naming the key and the allowed values', () => {
+    for (const className of ['KDPM2DiscreteScheduler', 'KDPM2AncestralDiscreteScheduler', 'DPMSolverSDEScheduler']) {
+      const build = (config: Record<string, unknown>) => new SCHEDULER_CLASSES[className](config, quiet);
+      expectError(() => build({ prediction_type: 'flow_prediction' }), ConfigError, /"prediction_type"/, /"epsilon"/);
+      expectError(() => build({ timestep_spacing: 'even' }), ConfigError, /"timestep_spacing"/, /"trailing"/);
+      expectError(() => build({ use_karras_sigmas: 'yes' }), ConfigError, /"use_karras_sigmas"/, /true or false/);
+      expectError(
+        () => build({ use_karras_sigmas: true, use_beta_sigmas: true }),
+        ConfigError,
+        new RegExp(`${className}: only one of use_karras_sigmas`),
+      );
+    }
+  });
+
+  it('DPM++ 2S: unsupported algorithm types, orders and final sigmas are config errors', () => {
+    const build = (config: Record<string, unknown>) =>
+      new SCHEDULER_CLASSES.DPMSolverSinglestepScheduler(config, quiet);
+    expectError(
+      () => build({ algorithm_type: 'sde-dpmsolver' }),
+      ConfigError,
+      /"algorithm_type"/,
+      /"dpmsolver", "dpmsolver\+\+", "sde-dpmsolver\+\+"/,
+    );
+    expectError(() => build({ solver_order: 4 }), ConfigError, /"solver_order"/, /<= 3/);
+    expectError(() => build({ solver_type: 'rk4' }), ConfigError, /"solver_type"/, /"midpoint", "heun"/);
+    expectError(() => build({ final_sigmas_type: 'one' }), ConfigError, /"final_sigmas_type"/, /"sigma_min"/);
+    expectError(() => build({ algorithm_type: 'dpmsolver' }), ConfigError, /final_sigmas_type "zero"/, /"sigma_min"/);
+    expectError(() => build({ use_karras_sigmas: true, use_beta_sigmas: true }), ConfigError, /pick one spacing/);
+    expectError(() => build({ use_flow_sigmas: true }), ConfigError, /use_flow_sigmas/);
+    expect(build({ algorithm_type: 'deis', solver_type: 'bh2' }).config).toMatchObject({
+      algorithm_type: 'dpmsolver++',
+      solver_type: 'midpoint',
+    });
+  });
+
+  it('DPM2 a from σ = 4096 (zero terminal SNR, T = 2): σ_down does not cancel to 0 in float32 (fuzz)', () => {
+    const s = new SCHEDULER_CLASSES.KDPM2AncestralDiscreteScheduler({
+      num_train_timesteps: 2,
+      rescale_betas_zero_snr: true,
+    });
+    s.setTimesteps(2);
+    expect((s as unknown as { sigmasDown: Float64Array }).sigmasDown[0]).toBeGreaterThan(0);
+    const random = new RandomGenerator(0);
+    let x = filled(1);
+    for (const t of s.timesteps) x = s.step(filled(0.5), t, x, { generator: random }).prevSample;
+    expect(x.data.every(Number.isFinite)).toBe(true);
+  });
+
+  it('DPM++ SDE: a noise_sampler_seed that is not a non-negative integer is a config error', () => {
+    for (const seed of [-1, 0.5, '7', 2 ** 60]) {
+      expectError(
+        () => new SCHEDULER_CLASSES.DPMSolverSDEScheduler({ noise_sampler_seed: seed }, quiet),
+        ConfigError,
+        /"noise_sampler_seed"/,
+        /integer >= 0/,
+      );
+    }
+  });
+
+  it('a generator that is not a NoiseGenerator, at the step that draws noise', () => {
+    const sde = ready('DPMSolverSinglestepScheduler', { algorithm_type: 'sde-dpmsolver++' });
+    expectError(
+      () => sde.step(filled(0.1), sde.timesteps[0], filled(0.1), { generator: {} as unknown as RandomGenerator }),
+      InvalidArgumentError,
+      /generator must be a NoiseGenerator/,
+    );
+    const brownian = ready('DPMSolverSDEScheduler');
+    expectError(
+      () =>
+        brownian.step(filled(0.1), brownian.timesteps[0], filled(0.1), {
+          generator: 'seed' as unknown as RandomGenerator,
+        }),
+      InvalidArgumentError,
+      /generator must be a NoiseGenerator/,
+    );
+    // DPM2 a draws its noise in the second half of each step.
+    const s = ready('KDPM2AncestralDiscreteScheduler');
+    s.step(filled(0.1), s.timesteps[0], filled(0.1));
+    for (const generator of [42, Math.random, {}, 'seed']) {
+      expectError(
+        () => s.step(filled(0.1), s.timesteps[1], filled(0.1), { generator: generator as unknown as RandomGenerator }),
+        InvalidArgumentError,
+        /generator must be a NoiseGenerator/,
+        /new RandomGenerator\(seed\)/,
+      );
+    }
+  });
+});
+
 describe('registry: unknown names and files without a class', () => {
   it('an unknown scheduler name lists the known names', () => {
     expectError(() => getScheduler('DPM++ 9M'), ConfigError, /Unknown scheduler "DPM\+\+ 9M"/, /"Euler a"/);

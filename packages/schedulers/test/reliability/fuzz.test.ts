@@ -73,6 +73,7 @@ const validValues: Record<string, fc.Arbitrary<unknown>> = {
   skip_prk_steps: fc.boolean(),
   predict_x0: fc.boolean(),
   disable_corrector: fc.array(fc.integer({ min: 0, max: 5 }), { maxLength: 2 }),
+  noise_sampler_seed: fc.constantFrom(null, 0, 42),
 };
 
 interface FuzzCase {
