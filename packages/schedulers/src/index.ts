@@ -20,6 +20,15 @@ export {
 } from './dpm-solver-multistep.js';
 export * from './euler-ancestral-discrete.js';
 export * from './euler-discrete.js';
+export type {
+  FlowMatchEulerDiscreteSchedulerConfig,
+  FlowMatchSetTimestepsOptions,
+} from './flow-match-euler-discrete.js';
+export {
+  FLOW_MATCH_EULER_DISCRETE_CONFIG_SPEC,
+  FlowMatchEulerDiscreteScheduler,
+  flowMatchMu,
+} from './flow-match-euler-discrete.js';
 export * from './heun-discrete.js';
 export * from './lcm.js';
 export * from './lms-discrete.js';

@@ -5,6 +5,7 @@ import { DDPMScheduler } from './ddpm.js';
 import { DPMSolverMultistepScheduler } from './dpm-solver-multistep.js';
 import { EulerAncestralDiscreteScheduler } from './euler-ancestral-discrete.js';
 import { EulerDiscreteScheduler } from './euler-discrete.js';
+import { FlowMatchEulerDiscreteScheduler } from './flow-match-euler-discrete.js';
 import { HeunDiscreteScheduler } from './heun-discrete.js';
 import { LCMScheduler } from './lcm.js';
 import { LMSDiscreteScheduler } from './lms-discrete.js';
@@ -36,6 +37,8 @@ export const SCHEDULER_CLASSES: Readonly<Record<string, SchedulerClass>> = Objec
   LCMScheduler,
   DPMSolverMultistepScheduler,
   UniPCMultistepScheduler,
+  // Issue #15 (zoo, part 2): flow matching, EDM, DEIS, TCD, iPNDM.
+  FlowMatchEulerDiscreteScheduler,
 } as Record<string, SchedulerClass>);
 
 function knownClassNames(): string {
@@ -138,6 +141,8 @@ export const SCHEDULER_ALIASES: readonly SchedulerAlias[] = Object.freeze(
     { name: 'PNDM', className: 'PNDMScheduler', overrides: {} },
     { name: 'UniPC', className: 'UniPCMultistepScheduler', overrides: {} },
     { name: 'LCM', className: 'LCMScheduler', overrides: {} },
+    // Issue #15 (zoo, part 2): flow matching, EDM, DEIS, TCD, iPNDM.
+    { name: 'Flow Euler', className: 'FlowMatchEulerDiscreteScheduler', overrides: {} },
   ].map((alias) => Object.freeze({ ...alias, overrides: Object.freeze(alias.overrides) })),
 );
 

@@ -10,13 +10,21 @@ import { DDIMScheduler } from '../src/ddim.js';
 import { DDIMInverseScheduler } from '../src/ddim-inverse.js';
 import { EulerAncestralDiscreteScheduler } from '../src/euler-ancestral-discrete.js';
 import { EulerDiscreteScheduler } from '../src/euler-discrete.js';
+import { FlowMatchEulerDiscreteScheduler } from '../src/flow-match-euler-discrete.js';
 import { HeunDiscreteScheduler } from '../src/heun-discrete.js';
 import { LCMScheduler } from '../src/lcm.js';
 import { LMSDiscreteScheduler } from '../src/lms-discrete.js';
 import { PNDMScheduler } from '../src/pndm.js';
 import type { Scheduler } from '../src/scheduler.js';
 import type { SigmaScheduler, SigmaSchedulerConfig } from '../src/sigma-scheduler.js';
-import { exactPrediction, type GaussianMixture, seededNormal, TEST_MIXTURE, wasserstein1 } from './helpers/mixture.js';
+import {
+  exactFlowVelocity,
+  exactPrediction,
+  type GaussianMixture,
+  seededNormal,
+  TEST_MIXTURE,
+  wasserstein1,
+} from './helpers/mixture.js';
 
 /** Samples per run: the Monte Carlo floor of the distance is about 0.8·σ/√N ≈ 0.01. */
 export const SAMPLES = 2000;
@@ -54,6 +62,15 @@ function runDiscreteScheduler(scheduler: Scheduler, seed: number): TensorLike {
     const eps = exactPrediction(TEST_MIXTURE, x, scheduler.alphasCumprod[t]);
     x = scheduler.step(eps, t, x, { generator }).prevSample;
   }
+  return x;
+}
+
+/** Runs a rectified-flow scheduler from pure noise (σ = 1) with the mixture's exact velocity at each step's σ. */
+function runFlowScheduler(scheduler: FlowMatchEulerDiscreteScheduler, seed: number): TensorLike {
+  let x: TensorLike = seededNormal(seed).randn([SAMPLES, 1]);
+  scheduler.timesteps.forEach((t, i) => {
+    x = scheduler.step(exactFlowVelocity(TEST_MIXTURE, x, scheduler.sigmas[i]), t, x).prevSample;
+  });
   return x;
 }
 
@@ -118,6 +135,17 @@ function discreteCase(name: string, make: () => Scheduler): AccuracyCase {
   };
 }
 
+function flowCase(name: string, make: () => FlowMatchEulerDiscreteScheduler): AccuracyCase {
+  return {
+    name,
+    distance(steps, seed = 1) {
+      const scheduler = make();
+      scheduler.setTimesteps(steps);
+      return wasserstein1(TEST_MIXTURE, runFlowScheduler(scheduler, seed));
+    },
+  };
+}
+
 /** The rows of the table, by scheduler. */
 export const ACCURACY_CASES: readonly AccuracyCase[] = [
   sigmaCase('Euler', () => new EulerDiscreteScheduler(SD_SCHEDULE)),
@@ -130,6 +158,8 @@ export const ACCURACY_CASES: readonly AccuracyCase[] = [
   discreteCase('PNDM, skip_prk_steps', () => new PNDMScheduler({ ...SD_SCHEDULE, skip_prk_steps: true })),
   discreteCase('LCM (exact model, not distilled)', () => new LCMScheduler(SD_SCHEDULE)),
   discreteCase('DDIM (reference, base engineer)', () => new DDIMScheduler({ ...SD_SCHEDULE, clip_sample: false })),
+  flowCase('Flow Euler (exact velocity)', () => new FlowMatchEulerDiscreteScheduler()),
+  flowCase('Flow Euler, shift 3 (SD3)', () => new FlowMatchEulerDiscreteScheduler({ shift: 3 })),
   {
     name: 'DDIM inverse → N(0, 1)',
     distance(steps, seed = 1) {

@@ -17,6 +17,14 @@ import { getScheduler, SCHEDULER_CLASSES, schedulerFromConfig } from '../../src/
 import type { Scheduler } from '../../src/scheduler.js';
 
 const CLASS_NAMES = Object.keys(SCHEDULER_CLASSES);
+/** The classes configured by a β schedule (the others, flow matching and EDM, are defined by σ directly). */
+const BETA_SCHEDULE_CLASSES = CLASS_NAMES.filter((name) => 'beta_schedule' in new SCHEDULER_CLASSES[name]().config);
+/** Continuous-time schedulers: any number of steps fits their σ range, as in diffusers. */
+const CONTINUOUS_TIME_CLASSES = [
+  'FlowMatchEulerDiscreteScheduler',
+  'EDMEulerScheduler',
+  'EDMDPMSolverMultistepScheduler',
+];
 const DIMS = [1, 2, 2, 2];
 
 function filled(value: number, dims: readonly number[] = DIMS): Tensor {
@@ -59,7 +67,13 @@ describe.each(CLASS_NAMES)('%s: bad arguments', (className) => {
     expectError(() => fresh().setTimesteps(0), InvalidArgumentError, /numInferenceSteps/, /positive integer/, /got 0/);
     expectError(() => fresh().setTimesteps(2.5), InvalidArgumentError, /positive integer/, /2\.5/);
     expectError(() => fresh().setTimesteps(Number.NaN), InvalidArgumentError, /positive integer/, /NaN/);
-    expectError(() => fresh().setTimesteps(1001), InvalidArgumentError, /1001/, /num_train_timesteps \(1000\)/);
+    if (CONTINUOUS_TIME_CLASSES.includes(className)) {
+      const many = fresh();
+      many.setTimesteps(1001);
+      expect(many.timesteps).toHaveLength(1001);
+    } else {
+      expectError(() => fresh().setTimesteps(1001), InvalidArgumentError, /1001/, /num_train_timesteps \(1000\)/);
+    }
   });
 
   it('timesteps that are not in the schedule: fractional, negative, NaN, past the end', () => {
@@ -73,7 +87,7 @@ describe.each(CLASS_NAMES)('%s: bad arguments', (className) => {
     }
     const s = ready(className);
     const fractional = first(s) + 0.5;
-    expectError(() => s.step(filled(0.1), fractional, filled(0.1)), InvalidArgumentError, /Timestep \d+\.5/);
+    expectError(() => s.step(filled(0.1), fractional, filled(0.1)), InvalidArgumentError, /Timestep -?\d+\.\d*5/);
   });
 
   it('model output and sample of different shapes, or dims that do not match the data', () => {
@@ -148,7 +162,7 @@ describe.each(CLASS_NAMES)('%s: bad scheduler_config.json', (className) => {
     expect(scheduler.toJSON()).toEqual(build({}).toJSON());
   });
 
-  it('wrong types are config errors naming the key, the allowed values and what was given', () => {
+  it('a wrong num_train_timesteps or a config that is not an object is a config error', () => {
     expectError(
       () => build({ num_train_timesteps: '1000' }),
       ConfigError,
@@ -156,16 +170,24 @@ describe.each(CLASS_NAMES)('%s: bad scheduler_config.json', (className) => {
       /integer/,
       /"1000"/,
     );
-    expectError(() => build({ beta_schedule: 'cosine' }), ConfigError, /"beta_schedule"/, /"scaled_linear"/);
-    expectError(() => build({ rescale_betas_zero_snr: 'yes' }), ConfigError, /true or false/);
-    expectError(() => build({ trained_betas: 'none' }), ConfigError, /list of finite numbers or null/);
+    expectError(() => build({ num_train_timesteps: 0 }), ConfigError, /"num_train_timesteps"/, />= 1/);
+    expectError(() => build({ num_train_timesteps: 1e30 }), ConfigError, /<= 1000000/);
     expectError(() => build([]), ConfigError, /expects a config object/);
     expectError(() => build('{"beta_start": 0.1}'), ConfigError, /expects a config object/);
   });
+});
+
+describe.each(BETA_SCHEDULE_CLASSES)('%s: bad β schedule in scheduler_config.json', (className) => {
+  const build = (config: unknown, onWarning: (m: string) => void = () => {}) =>
+    new SCHEDULER_CLASSES[className](config as Record<string, unknown>, { onWarning });
+
+  it('wrong types are config errors naming the key, the allowed values and what was given', () => {
+    expectError(() => build({ beta_schedule: 'cosine' }), ConfigError, /"beta_schedule"/, /"scaled_linear"/);
+    expectError(() => build({ rescale_betas_zero_snr: 'yes' }), ConfigError, /true or false/);
+    expectError(() => build({ trained_betas: 'none' }), ConfigError, /list of finite numbers or null/);
+  });
 
   it('impossible values are config errors', () => {
-    expectError(() => build({ num_train_timesteps: 0 }), ConfigError, /"num_train_timesteps"/, />= 1/);
-    expectError(() => build({ num_train_timesteps: 1e30 }), ConfigError, /<= 1000000/);
     expectError(() => build({ beta_start: -0.1 }), ConfigError, /"beta_start"/, />= 0/);
     expectError(() => build({ beta_end: Number.NaN }), ConfigError, /"beta_end"/);
     expectError(() => build({ trained_betas: [0.1, 0.2] }), ConfigError, /2 values/, /one β per training timestep/);
@@ -190,9 +212,9 @@ describe('registry: unknown names and files without a class', () => {
 
   it('an unknown or missing _class_name in scheduler_config.json', () => {
     expectError(
-      () => schedulerFromConfig({ _class_name: 'FlowMatchEulerDiscreteScheduler' }),
+      () => schedulerFromConfig({ _class_name: 'ScoreSdeVeScheduler' }),
       ConfigError,
-      /Unknown scheduler class "FlowMatchEulerDiscreteScheduler"/,
+      /Unknown scheduler class "ScoreSdeVeScheduler"/,
       /EulerDiscreteScheduler/,
     );
     expectError(() => schedulerFromConfig({ beta_start: 0.1 }), ConfigError, /no "_class_name"/, /getScheduler/);
