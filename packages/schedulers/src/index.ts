@@ -18,6 +18,12 @@ export {
   DPM_SOLVER_MULTISTEP_CONFIG_SPEC,
   DPMSolverMultistepScheduler,
 } from './dpm-solver-multistep.js';
+export type {
+  EDMEulerSchedulerConfig,
+  EDMEulerSetTimestepsOptions,
+  EDMEulerStepOptions,
+} from './edm-euler.js';
+export { EDM_EULER_CONFIG_SPEC, EDMEulerScheduler } from './edm-euler.js';
 export * from './euler-ancestral-discrete.js';
 export * from './euler-discrete.js';
 export type {

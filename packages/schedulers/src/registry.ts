@@ -3,6 +3,7 @@ import { DDIMScheduler } from './ddim.js';
 import { DDIMInverseScheduler } from './ddim-inverse.js';
 import { DDPMScheduler } from './ddpm.js';
 import { DPMSolverMultistepScheduler } from './dpm-solver-multistep.js';
+import { EDMEulerScheduler } from './edm-euler.js';
 import { EulerAncestralDiscreteScheduler } from './euler-ancestral-discrete.js';
 import { EulerDiscreteScheduler } from './euler-discrete.js';
 import { FlowMatchEulerDiscreteScheduler } from './flow-match-euler-discrete.js';
@@ -39,6 +40,7 @@ export const SCHEDULER_CLASSES: Readonly<Record<string, SchedulerClass>> = Objec
   UniPCMultistepScheduler,
   // Issue #15 (zoo, part 2): flow matching, EDM, DEIS, TCD, iPNDM.
   FlowMatchEulerDiscreteScheduler,
+  EDMEulerScheduler,
 } as Record<string, SchedulerClass>);
 
 function knownClassNames(): string {
@@ -143,6 +145,7 @@ export const SCHEDULER_ALIASES: readonly SchedulerAlias[] = Object.freeze(
     { name: 'LCM', className: 'LCMScheduler', overrides: {} },
     // Issue #15 (zoo, part 2): flow matching, EDM, DEIS, TCD, iPNDM.
     { name: 'Flow Euler', className: 'FlowMatchEulerDiscreteScheduler', overrides: {} },
+    { name: 'Euler (EDM)', className: 'EDMEulerScheduler', overrides: {} },
   ].map((alias) => Object.freeze({ ...alias, overrides: Object.freeze(alias.overrides) })),
 );
 

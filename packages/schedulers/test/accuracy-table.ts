@@ -8,6 +8,7 @@
 import { Tensor, type TensorLike } from '@denoise/core';
 import { DDIMScheduler } from '../src/ddim.js';
 import { DDIMInverseScheduler } from '../src/ddim-inverse.js';
+import { EDMEulerScheduler } from '../src/edm-euler.js';
 import { EulerAncestralDiscreteScheduler } from '../src/euler-ancestral-discrete.js';
 import { EulerDiscreteScheduler } from '../src/euler-discrete.js';
 import { FlowMatchEulerDiscreteScheduler } from '../src/flow-match-euler-discrete.js';
@@ -21,6 +22,7 @@ import {
   exactFlowVelocity,
   exactPrediction,
   type GaussianMixture,
+  posterior,
   seededNormal,
   TEST_MIXTURE,
   wasserstein1,
@@ -70,6 +72,44 @@ function runFlowScheduler(scheduler: FlowMatchEulerDiscreteScheduler, seed: numb
   let x: TensorLike = seededNormal(seed).randn([SAMPLES, 1]);
   scheduler.timesteps.forEach((t, i) => {
     x = scheduler.step(exactFlowVelocity(TEST_MIXTURE, x, scheduler.sigmas[i]), t, x).prevSample;
+  });
+  return x;
+}
+
+/**
+ * The exact EDM network output F at x = x_0 + σ·ε: the denoiser D = E[x_0 | x] is the VP posterior mean of
+ * x/√(1 + σ²) at ᾱ = 1/(1 + σ²), and F = (D − c_skip·x)/c_out with EDM's c_skip, c_out (`epsilon` sign).
+ */
+export function exactEdmOutput(x: TensorLike, sigma: number, sigmaData = 0.5): Tensor {
+  const scale = 1 / Math.sqrt(1 + sigma * sigma);
+  const { mean } = posterior(
+    TEST_MIXTURE,
+    x.data.map((v) => v * scale),
+    scale * scale,
+  );
+  const cSkip = sigmaData ** 2 / (sigma * sigma + sigmaData ** 2);
+  const cOut = (sigma * sigmaData) / Math.sqrt(sigma * sigma + sigmaData ** 2);
+  return new Tensor(
+    Float32Array.from(mean, (d, i) => (d - cSkip * x.data[i]) / cOut),
+    x.dims,
+  );
+}
+
+/** A scheduler in EDM's σ parametrisation, as the EDM runs below see it. */
+interface EdmScheduler extends Scheduler {
+  readonly sigmas: Float64Array;
+}
+
+/** Runs an EDM scheduler: noise × initNoiseSigma, the exact F at each step's σ (its inputs: x and σ). */
+function runEdmScheduler(scheduler: EdmScheduler, seed: number): TensorLike {
+  const generator = seededNormal(seed);
+  const noise = generator.randn([SAMPLES, 1]);
+  let x: TensorLike = new Tensor(
+    noise.data.map((v) => v * scheduler.initNoiseSigma),
+    noise.dims,
+  );
+  scheduler.timesteps.forEach((t, i) => {
+    x = scheduler.step(exactEdmOutput(x, scheduler.sigmas[i]), t, x, { generator }).prevSample;
   });
   return x;
 }
@@ -146,6 +186,17 @@ function flowCase(name: string, make: () => FlowMatchEulerDiscreteScheduler): Ac
   };
 }
 
+function edmCase(name: string, make: () => EdmScheduler): AccuracyCase {
+  return {
+    name,
+    distance(steps, seed = 1) {
+      const scheduler = make();
+      scheduler.setTimesteps(steps);
+      return wasserstein1(TEST_MIXTURE, runEdmScheduler(scheduler, seed));
+    },
+  };
+}
+
 /** The rows of the table, by scheduler. */
 export const ACCURACY_CASES: readonly AccuracyCase[] = [
   sigmaCase('Euler', () => new EulerDiscreteScheduler(SD_SCHEDULE)),
@@ -158,6 +209,8 @@ export const ACCURACY_CASES: readonly AccuracyCase[] = [
   discreteCase('PNDM, skip_prk_steps', () => new PNDMScheduler({ ...SD_SCHEDULE, skip_prk_steps: true })),
   discreteCase('LCM (exact model, not distilled)', () => new LCMScheduler(SD_SCHEDULE)),
   discreteCase('DDIM (reference, base engineer)', () => new DDIMScheduler({ ...SD_SCHEDULE, clip_sample: false })),
+  edmCase('Euler (EDM), Karras σ', () => new EDMEulerScheduler()),
+  edmCase('Euler (EDM), exponential σ', () => new EDMEulerScheduler({ sigma_schedule: 'exponential' })),
   flowCase('Flow Euler (exact velocity)', () => new FlowMatchEulerDiscreteScheduler()),
   flowCase('Flow Euler, shift 3 (SD3)', () => new FlowMatchEulerDiscreteScheduler({ shift: 3 })),
   {
