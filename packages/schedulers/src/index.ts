@@ -8,6 +8,8 @@
 export * from './ddim.js';
 export * from './ddim-inverse.js';
 export * from './ddpm.js';
+export type { DEISMultistepSchedulerConfig } from './deis-multistep.js';
+export { DEIS_MULTISTEP_CONFIG_SPEC, DEISMultistepScheduler } from './deis-multistep.js';
 export type {
   DPMSolverAlgorithmType,
   DPMSolverMultistepSchedulerConfig,

@@ -2,6 +2,7 @@ import { ConfigError } from '@denoise/core';
 import { DDIMScheduler } from './ddim.js';
 import { DDIMInverseScheduler } from './ddim-inverse.js';
 import { DDPMScheduler } from './ddpm.js';
+import { DEISMultistepScheduler } from './deis-multistep.js';
 import { DPMSolverMultistepScheduler } from './dpm-solver-multistep.js';
 import { EDMEulerScheduler } from './edm-euler.js';
 import { EulerAncestralDiscreteScheduler } from './euler-ancestral-discrete.js';
@@ -41,6 +42,7 @@ export const SCHEDULER_CLASSES: Readonly<Record<string, SchedulerClass>> = Objec
   // Issue #15 (zoo, part 2): flow matching, EDM, DEIS, TCD, iPNDM.
   FlowMatchEulerDiscreteScheduler,
   EDMEulerScheduler,
+  DEISMultistepScheduler,
 } as Record<string, SchedulerClass>);
 
 function knownClassNames(): string {
@@ -146,6 +148,7 @@ export const SCHEDULER_ALIASES: readonly SchedulerAlias[] = Object.freeze(
     // Issue #15 (zoo, part 2): flow matching, EDM, DEIS, TCD, iPNDM.
     { name: 'Flow Euler', className: 'FlowMatchEulerDiscreteScheduler', overrides: {} },
     { name: 'Euler (EDM)', className: 'EDMEulerScheduler', overrides: {} },
+    { name: 'DEIS', className: 'DEISMultistepScheduler', overrides: {} },
   ].map((alias) => Object.freeze({ ...alias, overrides: Object.freeze(alias.overrides) })),
 );
 

@@ -8,6 +8,7 @@
 import { Tensor, type TensorLike } from '@denoise/core';
 import { DDIMScheduler } from '../src/ddim.js';
 import { DDIMInverseScheduler } from '../src/ddim-inverse.js';
+import { DEISMultistepScheduler } from '../src/deis-multistep.js';
 import { EDMEulerScheduler } from '../src/edm-euler.js';
 import { EulerAncestralDiscreteScheduler } from '../src/euler-ancestral-discrete.js';
 import { EulerDiscreteScheduler } from '../src/euler-discrete.js';
@@ -209,6 +210,9 @@ export const ACCURACY_CASES: readonly AccuracyCase[] = [
   discreteCase('PNDM, skip_prk_steps', () => new PNDMScheduler({ ...SD_SCHEDULE, skip_prk_steps: true })),
   discreteCase('LCM (exact model, not distilled)', () => new LCMScheduler(SD_SCHEDULE)),
   discreteCase('DDIM (reference, base engineer)', () => new DDIMScheduler({ ...SD_SCHEDULE, clip_sample: false })),
+  discreteCase('DEIS 1 (DDIM)', () => new DEISMultistepScheduler({ ...SD_SCHEDULE, solver_order: 1 })),
+  discreteCase('DEIS 2', () => new DEISMultistepScheduler(SD_SCHEDULE)),
+  discreteCase('DEIS 3', () => new DEISMultistepScheduler({ ...SD_SCHEDULE, solver_order: 3 })),
   edmCase('Euler (EDM), Karras σ', () => new EDMEulerScheduler()),
   edmCase('Euler (EDM), exponential σ', () => new EDMEulerScheduler({ sigma_schedule: 'exponential' })),
   flowCase('Flow Euler (exact velocity)', () => new FlowMatchEulerDiscreteScheduler()),

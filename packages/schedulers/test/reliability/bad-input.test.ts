@@ -128,7 +128,10 @@ describe.each(CLASS_NAMES)('%s: bad arguments', (className) => {
 
   it('a generator that is not a NoiseGenerator, where the step draws noise', () => {
     // Deterministic steps ignore `generator`; the stochastic ones must say what they need.
-    const stochastic = ready(className, { algorithm_type: 'sde-dpmsolver++' });
+    const stochastic = ready(
+      className,
+      className === 'DPMSolverMultistepScheduler' ? { algorithm_type: 'sde-dpmsolver++' } : {},
+    );
     const needsNoise = ['DDPMScheduler', 'EulerAncestralDiscreteScheduler', 'LCMScheduler', 'DDIMScheduler'].includes(
       className,
     );
@@ -235,8 +238,8 @@ describe('degenerate schedules found by the fuzz: each now samples finite values
     return x.data;
   }
 
-  it('DPM-Solver and UniPC after a timestep repeated by rounding (T = 4, 4 steps: 3, 2, 2, 1)', () => {
-    for (const className of ['DPMSolverMultistepScheduler', 'UniPCMultistepScheduler']) {
+  it('DPM-Solver, UniPC and DEIS after a timestep repeated by rounding (T = 4, 4 steps: 3, 2, 2, 1)', () => {
+    for (const className of ['DPMSolverMultistepScheduler', 'UniPCMultistepScheduler', 'DEISMultistepScheduler']) {
       const scheduler = new SCHEDULER_CLASSES[className]({ num_train_timesteps: 4 });
       scheduler.setTimesteps(4);
       expect(scheduler.timesteps).toEqual([3, 2, 2, 1]);
