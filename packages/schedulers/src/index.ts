@@ -46,5 +46,12 @@ export * from './schedule.js';
 export * from './scheduler.js';
 export * from './sigma-scheduler.js';
 export * from './sigmas.js';
+export type {
+  TCDSchedulerConfig,
+  TCDSchedulerOutput,
+  TCDSetTimestepsOptions,
+  TCDStepOptions,
+} from './tcd.js';
+export { TCD_CONFIG_SPEC, TCDScheduler } from './tcd.js';
 export type { UniPCMultistepSchedulerConfig, UniPCSolverType } from './unipc-multistep.js';
 export { UNIPC_MULTISTEP_CONFIG_SPEC, UniPCMultistepScheduler } from './unipc-multistep.js';

@@ -13,6 +13,7 @@ import { LCMScheduler } from './lcm.js';
 import { LMSDiscreteScheduler } from './lms-discrete.js';
 import { PNDMScheduler } from './pndm.js';
 import type { Scheduler, SchedulerOptions } from './scheduler.js';
+import { TCDScheduler } from './tcd.js';
 import { UniPCMultistepScheduler } from './unipc-multistep.js';
 
 /** A scheduler class as the registry sees it: constructible from a config, with its compatible class names. */
@@ -43,6 +44,7 @@ export const SCHEDULER_CLASSES: Readonly<Record<string, SchedulerClass>> = Objec
   FlowMatchEulerDiscreteScheduler,
   EDMEulerScheduler,
   DEISMultistepScheduler,
+  TCDScheduler,
 } as Record<string, SchedulerClass>);
 
 function knownClassNames(): string {
@@ -149,6 +151,7 @@ export const SCHEDULER_ALIASES: readonly SchedulerAlias[] = Object.freeze(
     { name: 'Flow Euler', className: 'FlowMatchEulerDiscreteScheduler', overrides: {} },
     { name: 'Euler (EDM)', className: 'EDMEulerScheduler', overrides: {} },
     { name: 'DEIS', className: 'DEISMultistepScheduler', overrides: {} },
+    { name: 'TCD', className: 'TCDScheduler', overrides: {} },
   ].map((alias) => Object.freeze({ ...alias, overrides: Object.freeze(alias.overrides) })),
 );
 

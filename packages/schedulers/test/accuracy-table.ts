@@ -19,6 +19,7 @@ import { LMSDiscreteScheduler } from '../src/lms-discrete.js';
 import { PNDMScheduler } from '../src/pndm.js';
 import type { Scheduler } from '../src/scheduler.js';
 import type { SigmaScheduler, SigmaSchedulerConfig } from '../src/sigma-scheduler.js';
+import { TCDScheduler } from '../src/tcd.js';
 import {
   exactFlowVelocity,
   exactPrediction,
@@ -210,6 +211,7 @@ export const ACCURACY_CASES: readonly AccuracyCase[] = [
   discreteCase('PNDM, skip_prk_steps', () => new PNDMScheduler({ ...SD_SCHEDULE, skip_prk_steps: true })),
   discreteCase('LCM (exact model, not distilled)', () => new LCMScheduler(SD_SCHEDULE)),
   discreteCase('DDIM (reference, base engineer)', () => new DDIMScheduler({ ...SD_SCHEDULE, clip_sample: false })),
+  discreteCase('TCD, γ = 0.3 (exact model, not distilled)', () => new TCDScheduler(SD_SCHEDULE)),
   discreteCase('DEIS 1 (DDIM)', () => new DEISMultistepScheduler({ ...SD_SCHEDULE, solver_order: 1 })),
   discreteCase('DEIS 2', () => new DEISMultistepScheduler(SD_SCHEDULE)),
   discreteCase('DEIS 3', () => new DEISMultistepScheduler({ ...SD_SCHEDULE, solver_order: 3 })),
