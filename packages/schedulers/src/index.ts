@@ -38,6 +38,8 @@ export {
   flowMatchMu,
 } from './flow-match-euler-discrete.js';
 export * from './heun-discrete.js';
+export type { IPNDMSchedulerConfig } from './ipndm.js';
+export { IPNDM_CONFIG_SPEC, IPNDMScheduler } from './ipndm.js';
 export * from './lcm.js';
 export * from './lms-discrete.js';
 export * from './pndm.js';

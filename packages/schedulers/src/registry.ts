@@ -9,6 +9,7 @@ import { EulerAncestralDiscreteScheduler } from './euler-ancestral-discrete.js';
 import { EulerDiscreteScheduler } from './euler-discrete.js';
 import { FlowMatchEulerDiscreteScheduler } from './flow-match-euler-discrete.js';
 import { HeunDiscreteScheduler } from './heun-discrete.js';
+import { IPNDMScheduler } from './ipndm.js';
 import { LCMScheduler } from './lcm.js';
 import { LMSDiscreteScheduler } from './lms-discrete.js';
 import { PNDMScheduler } from './pndm.js';
@@ -45,6 +46,7 @@ export const SCHEDULER_CLASSES: Readonly<Record<string, SchedulerClass>> = Objec
   EDMEulerScheduler,
   DEISMultistepScheduler,
   TCDScheduler,
+  IPNDMScheduler,
 } as Record<string, SchedulerClass>);
 
 function knownClassNames(): string {
@@ -152,6 +154,7 @@ export const SCHEDULER_ALIASES: readonly SchedulerAlias[] = Object.freeze(
     { name: 'Euler (EDM)', className: 'EDMEulerScheduler', overrides: {} },
     { name: 'DEIS', className: 'DEISMultistepScheduler', overrides: {} },
     { name: 'TCD', className: 'TCDScheduler', overrides: {} },
+    { name: 'IPNDM', className: 'IPNDMScheduler', overrides: {} },
   ].map((alias) => Object.freeze({ ...alias, overrides: Object.freeze(alias.overrides) })),
 );
 

@@ -14,6 +14,7 @@ import { EulerAncestralDiscreteScheduler } from '../src/euler-ancestral-discrete
 import { EulerDiscreteScheduler } from '../src/euler-discrete.js';
 import { FlowMatchEulerDiscreteScheduler } from '../src/flow-match-euler-discrete.js';
 import { HeunDiscreteScheduler } from '../src/heun-discrete.js';
+import { IPNDMScheduler } from '../src/ipndm.js';
 import { LCMScheduler } from '../src/lcm.js';
 import { LMSDiscreteScheduler } from '../src/lms-discrete.js';
 import { PNDMScheduler } from '../src/pndm.js';
@@ -112,6 +113,16 @@ function runEdmScheduler(scheduler: EdmScheduler, seed: number): TensorLike {
   );
   scheduler.timesteps.forEach((t, i) => {
     x = scheduler.step(exactEdmOutput(x, scheduler.sigmas[i]), t, x, { generator }).prevSample;
+  });
+  return x;
+}
+
+/** Runs iPNDM on its own schedule with the exact v̂ (ᾱ = α² at each step's α). */
+function runIpndm(scheduler: IPNDMScheduler, seed: number): TensorLike {
+  let x: TensorLike = seededNormal(seed).randn([SAMPLES, 1]);
+  scheduler.timesteps.forEach((t, i) => {
+    const v = exactPrediction(TEST_MIXTURE, x, scheduler.signalScales[i] ** 2, 'v_prediction');
+    x = scheduler.step(v, t, x).prevSample;
   });
   return x;
 }
@@ -219,6 +230,14 @@ export const ACCURACY_CASES: readonly AccuracyCase[] = [
   edmCase('Euler (EDM), exponential σ', () => new EDMEulerScheduler({ sigma_schedule: 'exponential' })),
   flowCase('Flow Euler (exact velocity)', () => new FlowMatchEulerDiscreteScheduler()),
   flowCase('Flow Euler, shift 3 (SD3)', () => new FlowMatchEulerDiscreteScheduler({ shift: 3 })),
+  {
+    name: 'iPNDM (exact v̂ on its own schedule)',
+    distance(steps, seed = 1) {
+      const scheduler = new IPNDMScheduler();
+      scheduler.setTimesteps(steps);
+      return wasserstein1(TEST_MIXTURE, runIpndm(scheduler, seed));
+    },
+  },
   {
     name: 'DDIM inverse → N(0, 1)',
     distance(steps, seed = 1) {

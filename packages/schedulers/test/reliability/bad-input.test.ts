@@ -24,6 +24,7 @@ const CONTINUOUS_TIME_CLASSES = [
   'FlowMatchEulerDiscreteScheduler',
   'EDMEulerScheduler',
   'EDMDPMSolverMultistepScheduler',
+  'IPNDMScheduler',
 ];
 const DIMS = [1, 2, 2, 2];
 
