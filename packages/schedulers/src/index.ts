@@ -20,6 +20,11 @@ export {
   DPM_SOLVER_MULTISTEP_CONFIG_SPEC,
   DPMSolverMultistepScheduler,
 } from './dpm-solver-multistep.js';
+export type { EDMDPMSolverMultistepSchedulerConfig } from './edm-dpm-solver-multistep.js';
+export {
+  EDM_DPM_SOLVER_MULTISTEP_CONFIG_SPEC,
+  EDMDPMSolverMultistepScheduler,
+} from './edm-dpm-solver-multistep.js';
 export type {
   EDMEulerSchedulerConfig,
   EDMEulerSetTimestepsOptions,

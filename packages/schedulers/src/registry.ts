@@ -4,6 +4,7 @@ import { DDIMInverseScheduler } from './ddim-inverse.js';
 import { DDPMScheduler } from './ddpm.js';
 import { DEISMultistepScheduler } from './deis-multistep.js';
 import { DPMSolverMultistepScheduler } from './dpm-solver-multistep.js';
+import { EDMDPMSolverMultistepScheduler } from './edm-dpm-solver-multistep.js';
 import { EDMEulerScheduler } from './edm-euler.js';
 import { EulerAncestralDiscreteScheduler } from './euler-ancestral-discrete.js';
 import { EulerDiscreteScheduler } from './euler-discrete.js';
@@ -47,6 +48,7 @@ export const SCHEDULER_CLASSES: Readonly<Record<string, SchedulerClass>> = Objec
   DEISMultistepScheduler,
   TCDScheduler,
   IPNDMScheduler,
+  EDMDPMSolverMultistepScheduler,
 } as Record<string, SchedulerClass>);
 
 function knownClassNames(): string {

@@ -9,6 +9,7 @@ import { Tensor, type TensorLike } from '@denoise/core';
 import { DDIMScheduler } from '../src/ddim.js';
 import { DDIMInverseScheduler } from '../src/ddim-inverse.js';
 import { DEISMultistepScheduler } from '../src/deis-multistep.js';
+import { EDMDPMSolverMultistepScheduler } from '../src/edm-dpm-solver-multistep.js';
 import { EDMEulerScheduler } from '../src/edm-euler.js';
 import { EulerAncestralDiscreteScheduler } from '../src/euler-ancestral-discrete.js';
 import { EulerDiscreteScheduler } from '../src/euler-discrete.js';
@@ -228,6 +229,9 @@ export const ACCURACY_CASES: readonly AccuracyCase[] = [
   discreteCase('DEIS 3', () => new DEISMultistepScheduler({ ...SD_SCHEDULE, solver_order: 3 })),
   edmCase('Euler (EDM), Karras σ', () => new EDMEulerScheduler()),
   edmCase('Euler (EDM), exponential σ', () => new EDMEulerScheduler({ sigma_schedule: 'exponential' })),
+  edmCase('EDM DPM++ 2M', () => new EDMDPMSolverMultistepScheduler()),
+  edmCase('EDM DPM++ 3M', () => new EDMDPMSolverMultistepScheduler({ solver_order: 3 })),
+  edmCase('EDM DPM++ 2M SDE', () => new EDMDPMSolverMultistepScheduler({ algorithm_type: 'sde-dpmsolver++' })),
   flowCase('Flow Euler (exact velocity)', () => new FlowMatchEulerDiscreteScheduler()),
   flowCase('Flow Euler, shift 3 (SD3)', () => new FlowMatchEulerDiscreteScheduler({ shift: 3 })),
   {
