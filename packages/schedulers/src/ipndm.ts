@@ -1,4 +1,5 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { linearCombination } from './linear-combination.js';
 import type { NoiseScheduleConfig } from './schedule.js';
 import {
   assertFiniteStepResult,
@@ -13,6 +14,14 @@ import {
 } from './scheduler.js';
 
 const f32 = Math.fround;
+
+/** The Adams–Bashforth weights of e_0 (newest) … e_{k−1} for orders 1–4 (iPNDM's warm-up and its 4-step rule). */
+const ADAMS_BASHFORTH: readonly (readonly number[])[] = [
+  [1],
+  [3 / 2, -1 / 2],
+  [23 / 12, -16 / 12, 5 / 12],
+  [55 / 24, -59 / 24, 37 / 24, -9 / 24],
+];
 
 /** The config of {@link IPNDMScheduler}: diffusers' `IPNDMScheduler` keys and defaults. */
 export interface IPNDMSchedulerConfig {
@@ -70,6 +79,8 @@ export class IPNDMScheduler extends Scheduler<IPNDMSchedulerConfig & NoiseSchedu
   private newest = -1;
   /** How many e the history holds (at most 4). Like diffusers' `ets`, it is cleared only by `setTimesteps`. */
   private count = 0;
+  private readonly terms = new Array<Float32Array>(5);
+  private readonly weights = new Float64Array(5);
 
   /**
    * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
@@ -137,8 +148,7 @@ export class IPNDMScheduler extends Scheduler<IPNDMSchedulerConfig & NoiseSchedu
 
   /**
    * One iPNDM step: e = σ·x + α·m joins the history, ê is its Adams–Bashforth extrapolation (orders 1–4 as the
-   * history grows), and `x' = α'·(x − σ·ê)/max(α, 10⁻⁸) + σ'·ê`. Arithmetic is rounded to float32 as torch does, since
-   * the first step divides by 10⁻⁸ (α = 0 at σ = 1) and amplifies any rounding difference.
+   * history grows), and `x' = α'·(x − σ·ê)/max(α, 10⁻⁸) + σ'·ê`.
    *
    * @param modelOutput - the network output m
    * @param timestep - the current timestep, one of {@link Scheduler.timesteps}
@@ -164,35 +174,51 @@ export class IPNDMScheduler extends Scheduler<IPNDMSchedulerConfig & NoiseSchedu
       }
       this.history = Array.from({ length: 4 }, () => new Float32Array(n));
     }
-    const sigma = f32(this.sigmas[i]);
-    const alpha = f32(this.signalScales[i]);
-    const nextSigma = f32(this.sigmas[i + 1]);
-    const nextAlpha = f32(this.signalScales[i + 1]);
-    const divisor = f32(Math.max(alpha, 1e-8));
+    const sigma = this.sigmas[i];
+    const alpha = this.signalScales[i];
+    const nextSigma = this.sigmas[i + 1];
+    const nextAlpha = this.signalScales[i + 1];
     const x = sample.data;
     const m = modelOutput.data;
     const slot = (this.newest + 1) % 4;
     const e0 = this.history[slot];
-    for (let k = 0; k < n; k++) e0[k] = f32(f32(x[k] * sigma) + f32(m[k] * alpha));
     const order = Math.min(this.count + 1, 4);
-    const [e1, e2, e3] = [1, 2, 3].map((back) => this.history[(slot + 4 - back) % 4]);
+    const terms = this.terms;
+    for (let back = 0; back < 4; back++) terms[back + 1] = this.history[(slot + 4 - back) % 4];
     const prev = new Float32Array(n);
     let nonFinite = 0;
-    for (let k = 0; k < n; k++) {
-      // Adams–Bashforth extrapolation of e (Zhang & Chen 2022, iPNDM), in torch's order of float32 operations.
-      let extrapolated: number;
-      if (order === 1) extrapolated = e0[k];
-      else if (order === 2) extrapolated = f32(f32(f32(3 * e0[k]) - e1[k]) / 2);
-      else if (order === 3) {
-        extrapolated = f32(f32(f32(f32(23 * e0[k]) - f32(16 * e1[k])) + f32(5 * e2[k])) / 12);
-      } else {
-        const sum = f32(f32(f32(f32(55 * e0[k]) - f32(59 * e1[k])) + f32(37 * e2[k])) - f32(9 * e3[k]));
-        extrapolated = f32(f32(1 / 24) * sum);
+    if (alpha > 0) {
+      for (let k = 0; k < n; k++) e0[k] = x[k] * sigma + m[k] * alpha;
+      // x' = α'·(x − σ·ê)/α + σ'·ê = (α'/α)·x + (σ' − α'σ/α)·Σ_j c_j·e_j, one pass over x and the history.
+      const onExtrapolation = nextSigma - (nextAlpha * sigma) / alpha;
+      const weights = this.weights;
+      weights[0] = nextAlpha / alpha;
+      for (let j = 0; j < order; j++) weights[j + 1] = onExtrapolation * ADAMS_BASHFORTH[order - 1][j];
+      terms[0] = x;
+      linearCombination(prev, weights, terms, order + 1);
+      for (let k = 0; k < n; k++) nonFinite += prev[k] * 0;
+    } else {
+      // α = 0 (σ = 1, the first timestep): diffusers divides x − σ·ê by 10⁻⁸, which amplifies every rounding
+      // difference 10⁸-fold, so this step follows torch's float32 operations one by one.
+      const [s, a, s1, a1] = [f32(sigma), f32(alpha), f32(nextSigma), f32(nextAlpha)];
+      const divisor = f32(1e-8);
+      const [, , e1, e2, e3] = terms;
+      for (let k = 0; k < n; k++) e0[k] = f32(f32(x[k] * s) + f32(m[k] * a));
+      for (let k = 0; k < n; k++) {
+        let extrapolated: number;
+        if (order === 1) extrapolated = e0[k];
+        else if (order === 2) extrapolated = f32(f32(f32(3 * e0[k]) - e1[k]) / 2);
+        else if (order === 3) {
+          extrapolated = f32(f32(f32(f32(23 * e0[k]) - f32(16 * e1[k])) + f32(5 * e2[k])) / 12);
+        } else {
+          const sum = f32(f32(f32(f32(55 * e0[k]) - f32(59 * e1[k])) + f32(37 * e2[k])) - f32(9 * e3[k]));
+          extrapolated = f32(f32(1 / 24) * sum);
+        }
+        const predicted = f32(f32(x[k] - f32(s * extrapolated)) / divisor);
+        const value = f32(f32(a1 * predicted) + f32(extrapolated * s1));
+        prev[k] = value;
+        nonFinite += value * 0;
       }
-      const predicted = f32(f32(x[k] - f32(sigma * extrapolated)) / divisor);
-      const value = f32(f32(nextAlpha * predicted) + f32(extrapolated * nextSigma));
-      prev[k] = value;
-      nonFinite += value * 0;
     }
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     this.newest = slot;

@@ -332,3 +332,50 @@ describe('degenerate schedules found by the fuzz: each now samples finite values
     );
   });
 });
+
+describe('the schedulers of issue #15: their own unsupported values are config errors naming key and choices', () => {
+  const build = (className: string, config: Record<string, unknown>) =>
+    new SCHEDULER_CLASSES[className](config, { onWarning: () => {} });
+  const cases: [className: string, config: Record<string, unknown>, ...patterns: RegExp[]][] = [
+    ['FlowMatchEulerDiscreteScheduler', { shift: -1 }, /"shift" must be a finite number > 0/],
+    ['FlowMatchEulerDiscreteScheduler', { time_shift_type: 'cubic' }, /"time_shift_type"/, /"exponential", "linear"/],
+    ['FlowMatchEulerDiscreteScheduler', { use_dynamic_shifting: 'yes' }, /true or false/],
+    ['FlowMatchEulerDiscreteScheduler', { shift_terminal: 2 }, /"shift_terminal"/, /<= 1/],
+    ['FlowMatchEulerDiscreteScheduler', { use_karras_sigmas: true, use_exponential_sigmas: true }, /only one of/],
+    ['EDMEulerScheduler', { sigma_schedule: 'linear' }, /"sigma_schedule"/, /"karras", "exponential"/],
+    ['EDMEulerScheduler', { prediction_type: 'sample' }, /"prediction_type"/, /"epsilon", "v_prediction"/],
+    ['EDMEulerScheduler', { final_sigmas_type: 'one' }, /"final_sigmas_type"/, /"zero", "sigma_min"/],
+    ['EDMEulerScheduler', { sigma_min: 0 }, /"sigma_min" must be a finite number > 0/],
+    ['EDMDPMSolverMultistepScheduler', { algorithm_type: 'dpmsolver' }, /"algorithm_type"/, /"sde-dpmsolver\+\+"/],
+    ['EDMDPMSolverMultistepScheduler', { algorithm_type: 'sde-dpmsolver++', solver_order: 3 }, /solver_order 1 or 2/],
+    ['EDMDPMSolverMultistepScheduler', { solver_type: 'bh3' }, /"solver_type"/, /"midpoint", "heun"/],
+    ['DEISMultistepScheduler', { algorithm_type: 'unipc' }, /"algorithm_type" must be one of "deis"/],
+    ['DEISMultistepScheduler', { solver_type: 'bh3' }, /"solver_type" must be one of "logrho"/],
+    ['DEISMultistepScheduler', { beta_schedule: 'sigmoid' }, /"beta_schedule"/, /"squaredcos_cap_v2"/],
+    ['DEISMultistepScheduler', { use_flow_sigmas: true }, /use_flow_sigmas/, /FlowMatchEulerDiscreteScheduler/],
+    ['TCDScheduler', { beta_schedule: 'sigmoid' }, /"beta_schedule"/, /"squaredcos_cap_v2"/],
+    ['TCDScheduler', { rescale_betas_zero_snr: true }, /ε-prediction cannot give x̂_0/, /v_prediction/],
+    ['IPNDMScheduler', { trained_betas: [0.1, 0.2] }, /"trained_betas" must be null/],
+  ];
+
+  it.each(cases)('%s %j', (className, config, ...patterns) => {
+    expectError(() => build(className, config), ConfigError, ...patterns);
+  });
+
+  it('bad arguments of their setTimesteps and step', () => {
+    const flow = build('FlowMatchEulerDiscreteScheduler', { use_dynamic_shifting: true });
+    expectError(() => flow.setTimesteps(4), InvalidArgumentError, /needs a finite mu/, /flowMatchMu/);
+    const tcd = ready('TCDScheduler');
+    expectError(
+      () => tcd.step(filled(0.1), tcd.timesteps[0], filled(0.1), { eta: 2 }),
+      InvalidArgumentError,
+      /eta \(the paper's γ\) must be in \[0, 1\], got 2/,
+    );
+    const edm = build('EDMEulerScheduler', {});
+    expectError(
+      () => edm.setTimesteps({ sigmas: [0.5, 2] } as never),
+      InvalidArgumentError,
+      /ramp positions in \[0, 1\]/,
+    );
+  });
+});
