@@ -235,7 +235,7 @@ export const ACCURACY_CASES: readonly AccuracyCase[] = [
   flowCase('Flow Euler (exact velocity)', () => new FlowMatchEulerDiscreteScheduler()),
   flowCase('Flow Euler, shift 3 (SD3)', () => new FlowMatchEulerDiscreteScheduler({ shift: 3 })),
   {
-    name: 'iPNDM (exact v̂ on its own schedule)',
+    name: 'iPNDM (exact v-prediction, own schedule)',
     distance(steps, seed = 1) {
       const scheduler = new IPNDMScheduler();
       scheduler.setTimesteps(steps);

@@ -136,7 +136,7 @@ describe('DEISMultistepScheduler: schedule and bad input', () => {
   });
 
   it('refuses the flow-matching options, two spacings, and a sigmoid β schedule (diffusers has none for DEIS)', () => {
-    expect(() => deis({ use_flow_sigmas: true } as object)).toThrow(/FlowMatchEulerDiscreteScheduler/);
+    expect(() => deis({ use_flow_sigmas: true })).toThrow(/FlowMatchEulerDiscreteScheduler/);
     expect(() => deis({ use_karras_sigmas: true, use_beta_sigmas: true })).toThrow(ConfigError);
     expect(() => deis({ beta_schedule: 'sigmoid' as 'linear' })).toThrow(/"beta_schedule" must be one of/);
     expect(() => deis({ algorithm_type: 'unipc' as 'deis' })).toThrow(/"algorithm_type" must be one of "deis"/);

@@ -77,7 +77,9 @@ describe('EDMDPMSolverMultistepScheduler: the solver', () => {
     dpm.setTimesteps(8);
     euler.setTimesteps(8);
     // The same σ up to float32 rounding (diffusers computes this schedule in float32, Euler's in float64).
-    dpm.sigmas.forEach((s, i) => expect(Math.abs(s - (i < 8 ? euler.sigmas[i] : 0))).toBeLessThanOrEqual(1e-6 * s));
+    dpm.sigmas.forEach((s, i) => {
+      expect(Math.abs(s - (i < 8 ? euler.sigmas[i] : 0))).toBeLessThanOrEqual(1e-6 * s);
+    });
     let a: TensorLike = dummySampleDeter();
     let b: TensorLike = dummySampleDeter();
     for (const t of dpm.timesteps) {

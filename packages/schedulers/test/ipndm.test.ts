@@ -21,13 +21,15 @@ describe('IPNDMScheduler', () => {
     expect(scheduler.timesteps).toHaveLength(1000);
     scheduler.setTimesteps(4);
     expect(scheduler.timesteps[0]).toBe(1);
-    [1, 0.5 + Math.SQRT1_2 / 2, 0.5, 0.5 - Math.SQRT1_2 / 2, 0].forEach((sigma, i) =>
-      expect(scheduler.sigmas[i]).toBeCloseTo(sigma, 6),
-    );
-    scheduler.sigmas.forEach((s, i) => expect(scheduler.signalScales[i]).toBeCloseTo(Math.sqrt(1 - s * s), 6));
-    scheduler.timesteps.forEach((t, i) =>
-      expect(t).toBeCloseTo((2 / Math.PI) * Math.atan2(scheduler.sigmas[i], scheduler.signalScales[i]), 6),
-    );
+    [1, 0.5 + Math.SQRT1_2 / 2, 0.5, 0.5 - Math.SQRT1_2 / 2, 0].forEach((sigma, i) => {
+      expect(scheduler.sigmas[i]).toBeCloseTo(sigma, 6);
+    });
+    scheduler.sigmas.forEach((s, i) => {
+      expect(scheduler.signalScales[i]).toBeCloseTo(Math.sqrt(1 - s * s), 6);
+    });
+    scheduler.timesteps.forEach((t, i) => {
+      expect(t).toBeCloseTo((2 / Math.PI) * Math.atan2(scheduler.sigmas[i], scheduler.signalScales[i]), 6);
+    });
   });
 
   it('with a constant e the Adams–Bashforth extrapolation is e itself: every step is the exact DDIM step', () => {
@@ -55,12 +57,16 @@ describe('IPNDMScheduler', () => {
         (v) => (scheduler.signalScales[i + 1] * (v - sigma * c)) / alpha + scheduler.sigmas[i + 1] * c,
       );
       x = scheduler.step(m, t, x).prevSample;
-      x.data.forEach((v, k) => expect(v).toBeCloseTo(expected[k], 5));
+      x.data.forEach((v, k) => {
+        expect(v).toBeCloseTo(expected[k], 5);
+      });
     });
   });
 
   it('driven by the exact mixture v̂ (its schedule: ᾱ = α²), more steps get closer to the true distribution', () => {
-    const [d5, d20, d50] = [5, 20, 50].map((steps) => mixtureDistance('iPNDM (exact v̂ on its own schedule)', steps));
+    const [d5, d20, d50] = [5, 20, 50].map((steps) =>
+      mixtureDistance('iPNDM (exact v-prediction, own schedule)', steps),
+    );
     expect(d20).toBeLessThan(d5 * 0.6);
     expect(d50).toBeLessThan(0.04);
   });
