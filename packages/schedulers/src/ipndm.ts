@@ -188,7 +188,12 @@ export class IPNDMScheduler extends Scheduler<IPNDMSchedulerConfig & NoiseSchedu
     const prev = new Float32Array(n);
     let nonFinite = 0;
     if (alpha > 0) {
-      for (let k = 0; k < n; k++) e0[k] = x[k] * sigma + m[k] * alpha;
+      // σ, α > 0 here, so e is finite exactly when both inputs are: the check rides on this pass.
+      for (let k = 0; k < n; k++) {
+        const value = x[k] * sigma + m[k] * alpha;
+        e0[k] = value;
+        nonFinite += value * 0;
+      }
       // x' = α'·(x − σ·ê)/α + σ'·ê = (α'/α)·x + (σ' − α'σ/α)·Σ_j c_j·e_j, one pass over x and the history.
       const onExtrapolation = nextSigma - (nextAlpha * sigma) / alpha;
       const weights = this.weights;
@@ -196,7 +201,6 @@ export class IPNDMScheduler extends Scheduler<IPNDMSchedulerConfig & NoiseSchedu
       for (let j = 0; j < order; j++) weights[j + 1] = onExtrapolation * ADAMS_BASHFORTH[order - 1][j];
       terms[0] = x;
       linearCombination(prev, weights, terms, order + 1);
-      for (let k = 0; k < n; k++) nonFinite += prev[k] * 0;
     } else {
       // α = 0 (σ = 1, the first timestep): diffusers divides x − σ·ê by 10⁻⁸, which amplifies every rounding
       // difference 10⁸-fold, so this step follows torch's float32 operations one by one.
