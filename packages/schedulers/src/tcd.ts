@@ -262,7 +262,7 @@ export class TCDScheduler extends Scheduler<TCDSchedulerConfig> {
         const value = c * x[i] + d * m[i];
         predicted[i] = value;
         nonFinite += value * 0;
-        prev[i] = keep * predicted[i] + added * noise[i];
+        prev[i] = keep * value + added * noise[i];
       }
     } else {
       for (let i = 0; i < n; i++) {
