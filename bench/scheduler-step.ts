@@ -28,6 +28,13 @@ const CASES: readonly SchedulerCase[] = [
   { className: 'KDPM2AncestralDiscreteScheduler', maxRatio: 3 },
   { className: 'DPMSolverSinglestepScheduler', maxRatio: 5 },
   { className: 'DPMSolverSDEScheduler', maxRatio: 3 },
+  // Issue #15 (zoo, part 2): flow matching, EDM, TCD single-step; DEIS, iPNDM, EDM DPM-Solver multistep.
+  { className: 'FlowMatchEulerDiscreteScheduler', maxRatio: 3 },
+  { className: 'EDMEulerScheduler', maxRatio: 3 },
+  { className: 'TCDScheduler', maxRatio: 3 },
+  { className: 'DEISMultistepScheduler', maxRatio: 5 },
+  { className: 'IPNDMScheduler', maxRatio: 5 },
+  { className: 'EDMDPMSolverMultistepScheduler', maxRatio: 5 },
 ];
 
 /**

@@ -1,4 +1,5 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import type { VarianceType } from './ddpm.js';
 import {
   type AlphaSigmaLambda,
   addNoiseAtSigmas,
@@ -83,8 +84,11 @@ export interface DPMSolverSinglestepSchedulerConfig extends NoiseScheduleConfig,
   final_sigmas_type: 'zero' | 'sigma_min';
   /** Timesteps whose λ lies below this value are not used; `null` (diffusers' `-inf`) means no clipping. */
   lambda_min_clipped: number | null;
-  /** Set for models that also predict a variance; only the prediction half of the channels is used. */
-  variance_type: 'learned' | 'learned_range' | null;
+  /**
+   * `learned` / `learned_range` for models that also predict a variance (only the prediction half of the channels
+   * is used); DDPM's fixed types load as a plain output.
+   */
+  variance_type: VarianceType | null;
 }
 
 /** diffusers loads other schedulers' `algorithm_type` `"deis"` as DPM-Solver++. */
@@ -284,7 +288,9 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
         'Call setTimesteps before step: DPMSolverSinglestepScheduler has no schedule yet.',
       );
     }
-    const stride = predictionStride(modelOutput, sample, this.config.variance_type !== null);
+    const { variance_type } = this.config;
+    const learned = variance_type === 'learned' || variance_type === 'learned_range';
+    const stride = predictionStride(modelOutput, sample, learned, 'set variance_type to "learned_range" to use them');
     const start = timestep === this.timesteps[0] ? 0 : undefined;
     this.stepIndex ??= this.beginIndex ?? start ?? scheduleIndexOf(this.timesteps, timestep);
     const i = this.stepIndex;

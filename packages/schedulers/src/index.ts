@@ -8,6 +8,8 @@
 export * from './ddim.js';
 export * from './ddim-inverse.js';
 export * from './ddpm.js';
+export type { DEISMultistepSchedulerConfig } from './deis-multistep.js';
+export { DEIS_MULTISTEP_CONFIG_SPEC, DEISMultistepScheduler } from './deis-multistep.js';
 export type {
   DPMSolverAlgorithmType,
   DPMSolverMultistepSchedulerConfig,
@@ -33,9 +35,31 @@ export {
   DPMSolverSinglestepScheduler,
   singlestepOrders,
 } from './dpm-solver-singlestep.js';
+export type { EDMDPMSolverMultistepSchedulerConfig } from './edm-dpm-solver-multistep.js';
+export {
+  EDM_DPM_SOLVER_MULTISTEP_CONFIG_SPEC,
+  EDMDPMSolverMultistepScheduler,
+} from './edm-dpm-solver-multistep.js';
+export type {
+  EDMEulerSchedulerConfig,
+  EDMEulerSetTimestepsOptions,
+  EDMEulerStepOptions,
+} from './edm-euler.js';
+export { EDM_EULER_CONFIG_SPEC, EDMEulerScheduler } from './edm-euler.js';
 export * from './euler-ancestral-discrete.js';
 export * from './euler-discrete.js';
+export type {
+  FlowMatchEulerDiscreteSchedulerConfig,
+  FlowMatchSetTimestepsOptions,
+} from './flow-match-euler-discrete.js';
+export {
+  FLOW_MATCH_EULER_DISCRETE_CONFIG_SPEC,
+  FlowMatchEulerDiscreteScheduler,
+  flowMatchMu,
+} from './flow-match-euler-discrete.js';
 export * from './heun-discrete.js';
+export type { IPNDMSchedulerConfig } from './ipndm.js';
+export { IPNDM_CONFIG_SPEC, IPNDMScheduler } from './ipndm.js';
 export type { KDPM2AncestralDiscreteSchedulerConfig } from './kdpm2-ancestral-discrete.js';
 export {
   KDPM2_ANCESTRAL_DISCRETE_CONFIG_SPEC,
@@ -51,5 +75,12 @@ export * from './schedule.js';
 export * from './scheduler.js';
 export * from './sigma-scheduler.js';
 export * from './sigmas.js';
+export type {
+  TCDSchedulerConfig,
+  TCDSchedulerOutput,
+  TCDSetTimestepsOptions,
+  TCDStepOptions,
+} from './tcd.js';
+export { TCD_CONFIG_SPEC, TCDScheduler } from './tcd.js';
 export type { UniPCMultistepSchedulerConfig, UniPCSolverType } from './unipc-multistep.js';
 export { UNIPC_MULTISTEP_CONFIG_SPEC, UniPCMultistepScheduler } from './unipc-multistep.js';

@@ -2,18 +2,24 @@ import { ConfigError } from '@denoise/core';
 import { DDIMScheduler } from './ddim.js';
 import { DDIMInverseScheduler } from './ddim-inverse.js';
 import { DDPMScheduler } from './ddpm.js';
+import { DEISMultistepScheduler } from './deis-multistep.js';
 import { DPMSolverMultistepScheduler } from './dpm-solver-multistep.js';
 import { DPMSolverSDEScheduler } from './dpm-solver-sde.js';
 import { DPMSolverSinglestepScheduler } from './dpm-solver-singlestep.js';
+import { EDMDPMSolverMultistepScheduler } from './edm-dpm-solver-multistep.js';
+import { EDMEulerScheduler } from './edm-euler.js';
 import { EulerAncestralDiscreteScheduler } from './euler-ancestral-discrete.js';
 import { EulerDiscreteScheduler } from './euler-discrete.js';
+import { FlowMatchEulerDiscreteScheduler } from './flow-match-euler-discrete.js';
 import { HeunDiscreteScheduler } from './heun-discrete.js';
+import { IPNDMScheduler } from './ipndm.js';
 import { KDPM2AncestralDiscreteScheduler } from './kdpm2-ancestral-discrete.js';
 import { KDPM2DiscreteScheduler } from './kdpm2-discrete.js';
 import { LCMScheduler } from './lcm.js';
 import { LMSDiscreteScheduler } from './lms-discrete.js';
 import { PNDMScheduler } from './pndm.js';
 import type { Scheduler, SchedulerOptions } from './scheduler.js';
+import { TCDScheduler } from './tcd.js';
 import { UniPCMultistepScheduler } from './unipc-multistep.js';
 
 /** A scheduler class as the registry sees it: constructible from a config, with its compatible class names. */
@@ -45,6 +51,13 @@ export const SCHEDULER_CLASSES: Readonly<Record<string, SchedulerClass>> = Objec
   KDPM2AncestralDiscreteScheduler,
   DPMSolverSinglestepScheduler,
   DPMSolverSDEScheduler,
+  // Issue #15 (zoo, part 2): flow matching, EDM, DEIS, TCD, iPNDM.
+  FlowMatchEulerDiscreteScheduler,
+  EDMEulerScheduler,
+  DEISMultistepScheduler,
+  TCDScheduler,
+  IPNDMScheduler,
+  EDMDPMSolverMultistepScheduler,
 } as Record<string, SchedulerClass>);
 
 function knownClassNames(): string {
@@ -185,6 +198,12 @@ export const SCHEDULER_ALIASES: readonly SchedulerAlias[] = Object.freeze(
     },
     { name: 'DPM++ SDE', className: 'DPMSolverSDEScheduler', overrides: { use_karras_sigmas: false } },
     { name: 'DPM++ SDE Karras', className: 'DPMSolverSDEScheduler', overrides: { use_karras_sigmas: true } },
+    // Issue #15 (zoo, part 2): flow matching, EDM, DEIS, TCD, iPNDM.
+    { name: 'Flow Euler', className: 'FlowMatchEulerDiscreteScheduler', overrides: {} },
+    { name: 'Euler (EDM)', className: 'EDMEulerScheduler', overrides: {} },
+    { name: 'DEIS', className: 'DEISMultistepScheduler', overrides: {} },
+    { name: 'TCD', className: 'TCDScheduler', overrides: {} },
+    { name: 'IPNDM', className: 'IPNDMScheduler', overrides: {} },
   ].map((alias) => Object.freeze({ ...alias, overrides: Object.freeze(alias.overrides) })),
 );
 

@@ -8,11 +8,16 @@
 import { Tensor, type TensorLike } from '@denoise/core';
 import { DDIMScheduler } from '../src/ddim.js';
 import { DDIMInverseScheduler } from '../src/ddim-inverse.js';
+import { DEISMultistepScheduler } from '../src/deis-multistep.js';
 import { DPMSolverSDEScheduler } from '../src/dpm-solver-sde.js';
 import { DPMSolverSinglestepScheduler } from '../src/dpm-solver-singlestep.js';
+import { EDMDPMSolverMultistepScheduler } from '../src/edm-dpm-solver-multistep.js';
+import { EDMEulerScheduler } from '../src/edm-euler.js';
 import { EulerAncestralDiscreteScheduler } from '../src/euler-ancestral-discrete.js';
 import { EulerDiscreteScheduler } from '../src/euler-discrete.js';
+import { FlowMatchEulerDiscreteScheduler } from '../src/flow-match-euler-discrete.js';
 import { HeunDiscreteScheduler } from '../src/heun-discrete.js';
+import { IPNDMScheduler } from '../src/ipndm.js';
 import { KDPM2AncestralDiscreteScheduler } from '../src/kdpm2-ancestral-discrete.js';
 import { KDPM2DiscreteScheduler } from '../src/kdpm2-discrete.js';
 import { LCMScheduler } from '../src/lcm.js';
@@ -20,7 +25,16 @@ import { LMSDiscreteScheduler } from '../src/lms-discrete.js';
 import { PNDMScheduler } from '../src/pndm.js';
 import type { Scheduler } from '../src/scheduler.js';
 import type { SigmaScheduler, SigmaSchedulerConfig } from '../src/sigma-scheduler.js';
-import { exactPrediction, type GaussianMixture, seededNormal, TEST_MIXTURE, wasserstein1 } from './helpers/mixture.js';
+import { TCDScheduler } from '../src/tcd.js';
+import {
+  exactFlowVelocity,
+  exactPrediction,
+  type GaussianMixture,
+  posterior,
+  seededNormal,
+  TEST_MIXTURE,
+  wasserstein1,
+} from './helpers/mixture.js';
 
 /** Samples per run: the Monte Carlo floor of the distance is about 0.8·σ/√N ≈ 0.01. */
 export const SAMPLES = 2000;
@@ -77,6 +91,63 @@ function runSolver(scheduler: Scheduler & { readonly sigmas: Float64Array }, see
   scheduler.timesteps.forEach((t, i) => {
     const eps = exactPrediction(TEST_MIXTURE, x, alphaBarOfSigma(scheduler.sigmas[i]));
     x = scheduler.step(eps, t, x, { generator }).prevSample;
+  });
+  return x;
+}
+
+/** Runs a rectified-flow scheduler from pure noise (σ = 1) with the mixture's exact velocity at each step's σ. */
+function runFlowScheduler(scheduler: FlowMatchEulerDiscreteScheduler, seed: number): TensorLike {
+  let x: TensorLike = seededNormal(seed).randn([SAMPLES, 1]);
+  scheduler.timesteps.forEach((t, i) => {
+    x = scheduler.step(exactFlowVelocity(TEST_MIXTURE, x, scheduler.sigmas[i]), t, x).prevSample;
+  });
+  return x;
+}
+
+/**
+ * The exact EDM network output F at x = x_0 + σ·ε: the denoiser D = E[x_0 | x] is the VP posterior mean of
+ * x/√(1 + σ²) at ᾱ = 1/(1 + σ²), and F = (D − c_skip·x)/c_out with EDM's c_skip, c_out (`epsilon` sign).
+ */
+export function exactEdmOutput(x: TensorLike, sigma: number, sigmaData = 0.5): Tensor {
+  const scale = 1 / Math.sqrt(1 + sigma * sigma);
+  const { mean } = posterior(
+    TEST_MIXTURE,
+    x.data.map((v) => v * scale),
+    scale * scale,
+  );
+  const cSkip = sigmaData ** 2 / (sigma * sigma + sigmaData ** 2);
+  const cOut = (sigma * sigmaData) / Math.sqrt(sigma * sigma + sigmaData ** 2);
+  return new Tensor(
+    Float32Array.from(mean, (d, i) => (d - cSkip * x.data[i]) / cOut),
+    x.dims,
+  );
+}
+
+/** A scheduler in EDM's σ parametrisation, as the EDM runs below see it. */
+interface EdmScheduler extends Scheduler {
+  readonly sigmas: Float64Array;
+}
+
+/** Runs an EDM scheduler: noise × initNoiseSigma, the exact F at each step's σ (its inputs: x and σ). */
+function runEdmScheduler(scheduler: EdmScheduler, seed: number): TensorLike {
+  const generator = seededNormal(seed);
+  const noise = generator.randn([SAMPLES, 1]);
+  let x: TensorLike = new Tensor(
+    noise.data.map((v) => v * scheduler.initNoiseSigma),
+    noise.dims,
+  );
+  scheduler.timesteps.forEach((t, i) => {
+    x = scheduler.step(exactEdmOutput(x, scheduler.sigmas[i]), t, x, { generator }).prevSample;
+  });
+  return x;
+}
+
+/** Runs iPNDM on its own schedule with the exact v̂ (ᾱ = α² at each step's α). */
+function runIpndm(scheduler: IPNDMScheduler, seed: number): TensorLike {
+  let x: TensorLike = seededNormal(seed).randn([SAMPLES, 1]);
+  scheduler.timesteps.forEach((t, i) => {
+    const v = exactPrediction(TEST_MIXTURE, x, scheduler.signalScales[i] ** 2, 'v_prediction');
+    x = scheduler.step(v, t, x).prevSample;
   });
   return x;
 }
@@ -166,6 +237,28 @@ const dpm2AncestralSigma: ModelSigma = (scheduler, i) =>
 const sdeSigma: ModelSigma = (scheduler, i) =>
   i % 2 === 0 ? scheduler.sigmas[i] : Math.sqrt(scheduler.sigmas[i - 1] * scheduler.sigmas[i]);
 
+function flowCase(name: string, make: () => FlowMatchEulerDiscreteScheduler): AccuracyCase {
+  return {
+    name,
+    distance(steps, seed = 1) {
+      const scheduler = make();
+      scheduler.setTimesteps(steps);
+      return wasserstein1(TEST_MIXTURE, runFlowScheduler(scheduler, seed));
+    },
+  };
+}
+
+function edmCase(name: string, make: () => EdmScheduler): AccuracyCase {
+  return {
+    name,
+    distance(steps, seed = 1) {
+      const scheduler = make();
+      scheduler.setTimesteps(steps);
+      return wasserstein1(TEST_MIXTURE, runEdmScheduler(scheduler, seed));
+    },
+  };
+}
+
 /** The rows of the table, by scheduler. */
 export const ACCURACY_CASES: readonly AccuracyCase[] = [
   sigmaCase('Euler', () => new EulerDiscreteScheduler(SD_SCHEDULE)),
@@ -191,6 +284,25 @@ export const ACCURACY_CASES: readonly AccuracyCase[] = [
   discreteCase('PNDM, skip_prk_steps', () => new PNDMScheduler({ ...SD_SCHEDULE, skip_prk_steps: true })),
   discreteCase('LCM (exact model, not distilled)', () => new LCMScheduler(SD_SCHEDULE)),
   discreteCase('DDIM (reference, base engineer)', () => new DDIMScheduler({ ...SD_SCHEDULE, clip_sample: false })),
+  discreteCase('TCD, γ = 0.3 (exact model, not distilled)', () => new TCDScheduler(SD_SCHEDULE)),
+  discreteCase('DEIS 1 (DDIM)', () => new DEISMultistepScheduler({ ...SD_SCHEDULE, solver_order: 1 })),
+  discreteCase('DEIS 2', () => new DEISMultistepScheduler(SD_SCHEDULE)),
+  discreteCase('DEIS 3', () => new DEISMultistepScheduler({ ...SD_SCHEDULE, solver_order: 3 })),
+  edmCase('Euler (EDM), Karras σ', () => new EDMEulerScheduler()),
+  edmCase('Euler (EDM), exponential σ', () => new EDMEulerScheduler({ sigma_schedule: 'exponential' })),
+  edmCase('EDM DPM++ 2M', () => new EDMDPMSolverMultistepScheduler()),
+  edmCase('EDM DPM++ 3M', () => new EDMDPMSolverMultistepScheduler({ solver_order: 3 })),
+  edmCase('EDM DPM++ 2M SDE', () => new EDMDPMSolverMultistepScheduler({ algorithm_type: 'sde-dpmsolver++' })),
+  flowCase('Flow Euler (exact velocity)', () => new FlowMatchEulerDiscreteScheduler()),
+  flowCase('Flow Euler, shift 3 (SD3)', () => new FlowMatchEulerDiscreteScheduler({ shift: 3 })),
+  {
+    name: 'iPNDM (exact v-prediction, own schedule)',
+    distance(steps, seed = 1) {
+      const scheduler = new IPNDMScheduler();
+      scheduler.setTimesteps(steps);
+      return wasserstein1(TEST_MIXTURE, runIpndm(scheduler, seed));
+    },
+  },
   {
     name: 'DDIM inverse → N(0, 1)',
     distance(steps, seed = 1) {

@@ -93,7 +93,7 @@ describe('scheduler/scheduler_config.json', () => {
     ['a wrong type', { beta_start: '0.1' }, /"beta_start" must be a finite number/],
     ['an impossible value', { num_train_timesteps: -5 }, /"num_train_timesteps" must be an integer >= 1/],
     ['an impossible schedule', { beta_end: 1, beta_schedule: 'linear' }, /ᾱ must fall strictly/],
-    ['an unknown class', { _class_name: 'FlowMatchEulerDiscreteScheduler' }, /Unknown scheduler class/],
+    ['an unknown class', { _class_name: 'ScoreSdeVeScheduler' }, /Unknown scheduler class/],
   ])('%s: INVALID_CONFIG naming the key', async (_, extra, why) => {
     const error = await loadError(config(extra));
     expect(error).toBeInstanceOf(ConfigError);

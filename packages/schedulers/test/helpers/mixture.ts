@@ -282,3 +282,45 @@ export function wasserstein1(mixture: GaussianMixture, samples: TensorLike, d = 
   }
   return distance;
 }
+
+/**
+ * The exact rectified-flow velocity of the mixture (Liu et al. 2022): for x_σ = (1 − σ)·x_0 + σ·ε the network's
+ * target is E[ε − x_0 | x_σ]. Substituting ε = (x_σ − (1 − σ)·x_0)/σ gives E[v | x_σ] = (x_σ − E[x_0 | x_σ])/σ, and
+ * for each component x_σ | k ~ N((1 − σ)·m_k, ((1 − σ)²·s_k² + σ²) I), so
+ * E[x_0 | x_σ, k] = m_k + (1 − σ)·s_k² / ((1 − σ)²·s_k² + σ²) · (x_σ − (1 − σ)·m_k), weighted by the posterior
+ * over components (a softmax of the component log-densities).
+ */
+export function exactFlowVelocity(mixture: GaussianMixture, x: TensorLike, sigma: number): Tensor {
+  const K = mixture.weights.length;
+  const D = mixture.means[0].length;
+  const N = x.data.length / D;
+  const a = 1 - sigma;
+  const marginalVar = mixture.stds.map((s) => a * a * s * s + sigma * sigma);
+  const logW = new Float64Array(K);
+  const out = new Float32Array(x.data.length);
+  for (let n = 0; n < N; n++) {
+    let maxLog = -Infinity;
+    for (let k = 0; k < K; k++) {
+      let sq = 0;
+      for (let d = 0; d < D; d++) sq += (x.data[n * D + d] - a * mixture.means[k][d]) ** 2;
+      logW[k] = Math.log(mixture.weights[k]) - 0.5 * D * Math.log(marginalVar[k]) - sq / (2 * marginalVar[k]);
+      maxLog = Math.max(maxLog, logW[k]);
+    }
+    let total = 0;
+    for (let k = 0; k < K; k++) {
+      logW[k] = Math.exp(logW[k] - maxLog);
+      total += logW[k];
+    }
+    for (let d = 0; d < D; d++) {
+      const xi = x.data[n * D + d];
+      let x0 = 0;
+      for (let k = 0; k < K; k++) {
+        const m = mixture.means[k][d];
+        const gain = (a * mixture.stds[k] ** 2) / marginalVar[k];
+        x0 += (logW[k] / total) * (m + gain * (xi - a * m));
+      }
+      out[n * D + d] = (xi - x0) / sigma;
+    }
+  }
+  return new Tensor(out, x.dims);
+}

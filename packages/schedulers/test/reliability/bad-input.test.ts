@@ -17,6 +17,15 @@ import { getScheduler, SCHEDULER_CLASSES, schedulerFromConfig } from '../../src/
 import type { Scheduler } from '../../src/scheduler.js';
 
 const CLASS_NAMES = Object.keys(SCHEDULER_CLASSES);
+/** The classes configured by a β schedule (the others, flow matching and EDM, are defined by σ directly). */
+const BETA_SCHEDULE_CLASSES = CLASS_NAMES.filter((name) => 'beta_schedule' in new SCHEDULER_CLASSES[name]().config);
+/** Continuous-time schedulers: any number of steps fits their σ range, as in diffusers. */
+const CONTINUOUS_TIME_CLASSES = [
+  'FlowMatchEulerDiscreteScheduler',
+  'EDMEulerScheduler',
+  'EDMDPMSolverMultistepScheduler',
+  'IPNDMScheduler',
+];
 const DIMS = [1, 2, 2, 2];
 
 function filled(value: number, dims: readonly number[] = DIMS): Tensor {
@@ -59,7 +68,13 @@ describe.each(CLASS_NAMES)('%s: bad arguments', (className) => {
     expectError(() => fresh().setTimesteps(0), InvalidArgumentError, /numInferenceSteps/, /positive integer/, /got 0/);
     expectError(() => fresh().setTimesteps(2.5), InvalidArgumentError, /positive integer/, /2\.5/);
     expectError(() => fresh().setTimesteps(Number.NaN), InvalidArgumentError, /positive integer/, /NaN/);
-    expectError(() => fresh().setTimesteps(1001), InvalidArgumentError, /1001/, /num_train_timesteps \(1000\)/);
+    if (CONTINUOUS_TIME_CLASSES.includes(className)) {
+      const many = fresh();
+      many.setTimesteps(1001);
+      expect(many.timesteps).toHaveLength(1001);
+    } else {
+      expectError(() => fresh().setTimesteps(1001), InvalidArgumentError, /1001/, /num_train_timesteps \(1000\)/);
+    }
   });
 
   it('timesteps that are not in the schedule: fractional, negative, NaN, past the end', () => {
@@ -73,7 +88,7 @@ describe.each(CLASS_NAMES)('%s: bad arguments', (className) => {
     }
     const s = ready(className);
     const fractional = first(s) + 0.5;
-    expectError(() => s.step(filled(0.1), fractional, filled(0.1)), InvalidArgumentError, /Timestep \d+\.5/);
+    expectError(() => s.step(filled(0.1), fractional, filled(0.1)), InvalidArgumentError, /Timestep -?\d+\.\d*5/);
   });
 
   it('model output and sample of different shapes, or dims that do not match the data', () => {
@@ -114,7 +129,10 @@ describe.each(CLASS_NAMES)('%s: bad arguments', (className) => {
 
   it('a generator that is not a NoiseGenerator, where the step draws noise', () => {
     // Deterministic steps ignore `generator`; the stochastic ones must say what they need.
-    const stochastic = ready(className, { algorithm_type: 'sde-dpmsolver++' });
+    const stochastic = ready(
+      className,
+      className === 'DPMSolverMultistepScheduler' ? { algorithm_type: 'sde-dpmsolver++' } : {},
+    );
     const needsNoise = ['DDPMScheduler', 'EulerAncestralDiscreteScheduler', 'LCMScheduler', 'DDIMScheduler'].includes(
       className,
     );
@@ -148,7 +166,7 @@ describe.each(CLASS_NAMES)('%s: bad scheduler_config.json', (className) => {
     expect(scheduler.toJSON()).toEqual(build({}).toJSON());
   });
 
-  it('wrong types are config errors naming the key, the allowed values and what was given', () => {
+  it('a wrong num_train_timesteps or a config that is not an object is a config error', () => {
     expectError(
       () => build({ num_train_timesteps: '1000' }),
       ConfigError,
@@ -156,16 +174,24 @@ describe.each(CLASS_NAMES)('%s: bad scheduler_config.json', (className) => {
       /integer/,
       /"1000"/,
     );
-    expectError(() => build({ beta_schedule: 'cosine' }), ConfigError, /"beta_schedule"/, /"scaled_linear"/);
-    expectError(() => build({ rescale_betas_zero_snr: 'yes' }), ConfigError, /true or false/);
-    expectError(() => build({ trained_betas: 'none' }), ConfigError, /list of finite numbers or null/);
+    expectError(() => build({ num_train_timesteps: 0 }), ConfigError, /"num_train_timesteps"/, />= 1/);
+    expectError(() => build({ num_train_timesteps: 1e30 }), ConfigError, /<= 1000000/);
     expectError(() => build([]), ConfigError, /expects a config object/);
     expectError(() => build('{"beta_start": 0.1}'), ConfigError, /expects a config object/);
   });
+});
+
+describe.each(BETA_SCHEDULE_CLASSES)('%s: bad β schedule in scheduler_config.json', (className) => {
+  const build = (config: unknown, onWarning: (m: string) => void = () => {}) =>
+    new SCHEDULER_CLASSES[className](config as Record<string, unknown>, { onWarning });
+
+  it('wrong types are config errors naming the key, the allowed values and what was given', () => {
+    expectError(() => build({ beta_schedule: 'cosine' }), ConfigError, /"beta_schedule"/, /"scaled_linear"/);
+    expectError(() => build({ rescale_betas_zero_snr: 'yes' }), ConfigError, /true or false/);
+    expectError(() => build({ trained_betas: 'none' }), ConfigError, /list of finite numbers or null/);
+  });
 
   it('impossible values are config errors', () => {
-    expectError(() => build({ num_train_timesteps: 0 }), ConfigError, /"num_train_timesteps"/, />= 1/);
-    expectError(() => build({ num_train_timesteps: 1e30 }), ConfigError, /<= 1000000/);
     expectError(() => build({ beta_start: -0.1 }), ConfigError, /"beta_start"/, />= 0/);
     expectError(() => build({ beta_end: Number.NaN }), ConfigError, /"beta_end"/);
     expectError(() => build({ trained_betas: [0.1, 0.2] }), ConfigError, /2 values/, /one β per training timestep/);
@@ -282,9 +308,9 @@ describe('registry: unknown names and files without a class', () => {
 
   it('an unknown or missing _class_name in scheduler_config.json', () => {
     expectError(
-      () => schedulerFromConfig({ _class_name: 'FlowMatchEulerDiscreteScheduler' }),
+      () => schedulerFromConfig({ _class_name: 'ScoreSdeVeScheduler' }),
       ConfigError,
-      /Unknown scheduler class "FlowMatchEulerDiscreteScheduler"/,
+      /Unknown scheduler class "ScoreSdeVeScheduler"/,
       /EulerDiscreteScheduler/,
     );
     expectError(() => schedulerFromConfig({ beta_start: 0.1 }), ConfigError, /no "_class_name"/, /getScheduler/);
@@ -305,8 +331,8 @@ describe('degenerate schedules found by the fuzz: each now samples finite values
     return x.data;
   }
 
-  it('DPM-Solver and UniPC after a timestep repeated by rounding (T = 4, 4 steps: 3, 2, 2, 1)', () => {
-    for (const className of ['DPMSolverMultistepScheduler', 'UniPCMultistepScheduler']) {
+  it('DPM-Solver, UniPC and DEIS after a timestep repeated by rounding (T = 4, 4 steps: 3, 2, 2, 1)', () => {
+    for (const className of ['DPMSolverMultistepScheduler', 'UniPCMultistepScheduler', 'DEISMultistepScheduler']) {
       const scheduler = new SCHEDULER_CLASSES[className]({ num_train_timesteps: 4 });
       scheduler.setTimesteps(4);
       expect(scheduler.timesteps).toEqual([3, 2, 2, 1]);
@@ -510,5 +536,52 @@ describe('DPM-Solver and UniPC: flow-matching and learned-variance settings', ()
     expectError(() => unipc.step(doubled, unipc.timesteps[0], x), InvalidArgumentError, /DPMSolverMultistepScheduler/);
     // Other shapes are still a plain dims mismatch.
     expectError(() => learned.step(filled(0.1, [1, 3, 2, 2]), learned.timesteps[0], x), InvalidArgumentError);
+  });
+});
+
+describe('the schedulers of issue #15: their own unsupported values are config errors naming key and choices', () => {
+  const build = (className: string, config: Record<string, unknown>) =>
+    new SCHEDULER_CLASSES[className](config, { onWarning: () => {} });
+  const cases: [className: string, config: Record<string, unknown>, ...patterns: RegExp[]][] = [
+    ['FlowMatchEulerDiscreteScheduler', { shift: -1 }, /"shift" must be a finite number > 0/],
+    ['FlowMatchEulerDiscreteScheduler', { time_shift_type: 'cubic' }, /"time_shift_type"/, /"exponential", "linear"/],
+    ['FlowMatchEulerDiscreteScheduler', { use_dynamic_shifting: 'yes' }, /true or false/],
+    ['FlowMatchEulerDiscreteScheduler', { shift_terminal: 2 }, /"shift_terminal"/, /<= 1/],
+    ['FlowMatchEulerDiscreteScheduler', { use_karras_sigmas: true, use_exponential_sigmas: true }, /only one of/],
+    ['EDMEulerScheduler', { sigma_schedule: 'linear' }, /"sigma_schedule"/, /"karras", "exponential"/],
+    ['EDMEulerScheduler', { prediction_type: 'sample' }, /"prediction_type"/, /"epsilon", "v_prediction"/],
+    ['EDMEulerScheduler', { final_sigmas_type: 'one' }, /"final_sigmas_type"/, /"zero", "sigma_min"/],
+    ['EDMEulerScheduler', { sigma_min: 0 }, /"sigma_min" must be a finite number > 0/],
+    ['EDMDPMSolverMultistepScheduler', { algorithm_type: 'dpmsolver' }, /"algorithm_type"/, /"sde-dpmsolver\+\+"/],
+    ['EDMDPMSolverMultistepScheduler', { algorithm_type: 'sde-dpmsolver++', solver_order: 3 }, /solver_order 1 or 2/],
+    ['EDMDPMSolverMultistepScheduler', { solver_type: 'bh3' }, /"solver_type"/, /"midpoint", "heun"/],
+    ['DEISMultistepScheduler', { algorithm_type: 'unipc' }, /"algorithm_type" must be one of "deis"/],
+    ['DEISMultistepScheduler', { solver_type: 'bh3' }, /"solver_type" must be one of "logrho"/],
+    ['DEISMultistepScheduler', { beta_schedule: 'sigmoid' }, /"beta_schedule"/, /"squaredcos_cap_v2"/],
+    ['DEISMultistepScheduler', { use_flow_sigmas: true }, /use_flow_sigmas/, /FlowMatchEulerDiscreteScheduler/],
+    ['TCDScheduler', { beta_schedule: 'sigmoid' }, /"beta_schedule"/, /"squaredcos_cap_v2"/],
+    ['TCDScheduler', { rescale_betas_zero_snr: true }, /ε-prediction cannot give x̂_0/, /v_prediction/],
+    ['IPNDMScheduler', { trained_betas: [0.1, 0.2] }, /"trained_betas" must be null/],
+  ];
+
+  it.each(cases)('%s %j', (className, config, ...patterns) => {
+    expectError(() => build(className, config), ConfigError, ...patterns);
+  });
+
+  it('bad arguments of their setTimesteps and step', () => {
+    const flow = build('FlowMatchEulerDiscreteScheduler', { use_dynamic_shifting: true });
+    expectError(() => flow.setTimesteps(4), InvalidArgumentError, /needs a finite mu/, /flowMatchMu/);
+    const tcd = ready('TCDScheduler');
+    expectError(
+      () => tcd.step(filled(0.1), tcd.timesteps[0], filled(0.1), { eta: 2 }),
+      InvalidArgumentError,
+      /eta \(the paper's γ\) must be in \[0, 1\], got 2/,
+    );
+    const edm = build('EDMEulerScheduler', {});
+    expectError(
+      () => edm.setTimesteps({ sigmas: [0.5, 2] } as never),
+      InvalidArgumentError,
+      /ramp positions in \[0, 1\]/,
+    );
   });
 });
