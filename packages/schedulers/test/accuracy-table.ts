@@ -15,7 +15,7 @@ import { LCMScheduler } from '../src/lcm.js';
 import { LMSDiscreteScheduler } from '../src/lms-discrete.js';
 import { PNDMScheduler } from '../src/pndm.js';
 import type { Scheduler } from '../src/scheduler.js';
-import type { SigmaScheduler, SigmaSchedulerConfig } from '../src/sigma-scheduler.js';
+import type { SigmaScheduler, SigmaSchedulerBaseConfig } from '../src/sigma-scheduler.js';
 import { exactPrediction, type GaussianMixture, seededNormal, TEST_MIXTURE, wasserstein1 } from './helpers/mixture.js';
 
 /** Samples per run: the Monte Carlo floor of the distance is about 0.8·σ/√N ≈ 0.01. */
@@ -31,7 +31,7 @@ const SD_SCHEDULE = { beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_
 const alphaBarOfSigma = (sigma: number) => 1 / (1 + sigma * sigma);
 
 /** Runs a sigma-based scheduler: noise × initNoiseSigma, the exact ε̂ for the scaled input at each step's σ. */
-function runSigmaScheduler<C extends SigmaSchedulerConfig>(scheduler: SigmaScheduler<C>, seed: number): TensorLike {
+function runSigmaScheduler<C extends SigmaSchedulerBaseConfig>(scheduler: SigmaScheduler<C>, seed: number): TensorLike {
   const generator = seededNormal(seed);
   const noise = generator.randn([SAMPLES, 1]);
   let x: TensorLike = new Tensor(
@@ -96,7 +96,7 @@ export interface AccuracyCase {
   distance(steps: number, seed?: number): number;
 }
 
-function sigmaCase(name: string, make: () => SigmaScheduler<SigmaSchedulerConfig>): AccuracyCase {
+function sigmaCase(name: string, make: () => SigmaScheduler<SigmaSchedulerBaseConfig>): AccuracyCase {
   return {
     name,
     distance(steps, seed = 1) {
