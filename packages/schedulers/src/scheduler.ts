@@ -395,15 +395,22 @@ export const configField = {
 };
 
 /**
- * The keys of `raw` that a scheduler ignores without a word, as diffusers' `extract_init_dict` does: keys of any
- * class in `compatibles` and keys of the config's own `_class_name` (both per {@link DIFFUSERS_CONFIG_KEYS}).
+ * The keys a scheduler ignores without a word, as diffusers' `extract_init_dict` does: keys of any class in
+ * `compatibles` and keys of the config's own `_class_name` (both per {@link DIFFUSERS_CONFIG_KEYS}), except the
+ * keys of the scheduler's own diffusers namesake: one of those that denoise does not implement is worth a warning,
+ * since diffusers would act on it.
  */
-function keysKnownElsewhere(raw: Record<string, unknown>, compatibles: readonly string[]): Set<string> {
+function keysOfOtherClasses(
+  className: string,
+  raw: Record<string, unknown>,
+  compatibles: readonly string[],
+): Set<string> {
   const origin = typeof raw._class_name === 'string' ? raw._class_name : undefined;
   const known = new Set<string>();
-  for (const className of origin === undefined ? compatibles : [...compatibles, origin]) {
-    for (const key of DIFFUSERS_CONFIG_KEYS[className] ?? []) known.add(key);
+  for (const other of origin === undefined ? compatibles : [...compatibles, origin]) {
+    for (const key of DIFFUSERS_CONFIG_KEYS[other] ?? []) known.add(key);
   }
+  for (const key of DIFFUSERS_CONFIG_KEYS[className] ?? []) known.delete(key);
   return known;
 }
 
@@ -412,7 +419,8 @@ function keysKnownElsewhere(raw: Record<string, unknown>, compatibles: readonly 
  * validated, missing keys get their diffusers default, metadata keys starting with `_` (`_class_name`,
  * `_diffusers_version`) are skipped, and any other key is ignored. As in diffusers, keys that a compatible class
  * or the config's own `_class_name` takes are ignored silently (a PNDM config's `skip_prk_steps` given to Euler);
- * the rest are reported in one warning through `onWarning` (the same warning once per handler).
+ * the rest, and keys of this class's diffusers namesake that denoise does not implement, are reported in one
+ * warning through `onWarning` (the same warning once per handler).
  *
  * @param className - the scheduler's class name, for messages
  * @param spec - the keys the scheduler understands
@@ -444,8 +452,8 @@ export function resolveConfig<C extends object>(
   }
   const ignored = Object.keys(raw).filter((key) => !key.startsWith('_') && !(key in spec));
   if (ignored.length > 0) {
-    const knownElsewhere = keysKnownElsewhere(raw, compatibles);
-    const unknown = ignored.filter((key) => !knownElsewhere.has(key));
+    const otherClassKeys = keysOfOtherClasses(className, raw, compatibles);
+    const unknown = ignored.filter((key) => !otherClassKeys.has(key));
     if (unknown.length > 0) {
       const list = unknown.map((key) => `"${key}"`).join(', ');
       const keys = unknown.length === 1 ? 'key' : 'keys';
@@ -743,7 +751,11 @@ function swap(values: Float32Array, i: number, j: number): void {
  * @param ratio - the quantile, in [0, 1]
  */
 export function quantileInPlace(values: Float32Array, ratio: number): number {
-  const rank = ratio * (values.length - 1);
+  return valueAtRank(values, ratio * (values.length - 1));
+}
+
+/** The value at fractional rank `rank` of `values`, interpolating between the two neighbouring order statistics. */
+function valueAtRank(values: Float32Array, rank: number): number {
   const below = Math.floor(rank);
   selectInPlace(values, below);
   const low = values[below];
@@ -752,6 +764,59 @@ export function quantileInPlace(values: Float32Array, ratio: number): number {
   let high = values[below + 1];
   for (let i = below + 2; i < values.length; i++) if (values[i] < high) high = values[i];
   return low + (rank - below) * (high - low);
+}
+
+/** How many values of a batch item {@link thresholdOfItem} samples to bound its quantile from below. */
+const THRESHOLD_SAMPLE_SIZE = 1024;
+
+/**
+ * Imagen's threshold s of one batch item of x̂_0 = a·x + b·m over [start, end), without writing |x̂_0| out: the
+ * quantile of a strided sample, four standard deviations of the sample quantile below the wanted rank, bounds the
+ * wanted quantile from below; one read pass collects the few values at or above that bound into `scratch`; the
+ * quantile is selected among them (every smaller value ranks below all of them). A sample that did not bound it
+ * (fewer candidates than values from the wanted rank up) falls back to selecting among all values.
+ */
+function thresholdOfItem(
+  x: Float32Array,
+  m: Float32Array,
+  a: number,
+  b: number,
+  start: number,
+  end: number,
+  clamp: ThresholdingConfig,
+  scratch: Float32Array,
+): number {
+  const n = end - start;
+  const rank = clamp.dynamic_thresholding_ratio * (n - 1);
+  const stride = Math.floor(n / THRESHOLD_SAMPLE_SIZE);
+  let candidates = 0;
+  if (stride >= 2) {
+    const p = rank / (n - 1);
+    const margin = 4 * Math.sqrt(THRESHOLD_SAMPLE_SIZE * p * (1 - p));
+    const sampleRank = Math.floor(p * (THRESHOLD_SAMPLE_SIZE - 1) - margin) - 1;
+    if (sampleRank >= 0) {
+      for (let j = 0; j < THRESHOLD_SAMPLE_SIZE; j++) {
+        const i = start + j * stride;
+        scratch[j] = Math.abs(a * x[i] + b * m[i]);
+      }
+      const sample = scratch.subarray(0, THRESHOLD_SAMPLE_SIZE);
+      selectInPlace(sample, sampleRank);
+      const lowerBound = sample[sampleRank];
+      for (let i = start; i < end; i++) {
+        const value = Math.abs(a * x[i] + b * m[i]);
+        if (value >= lowerBound) scratch[candidates++] = value;
+      }
+    }
+  }
+  const smaller = n - candidates;
+  let quantile: number;
+  if (candidates > 0 && rank >= smaller) {
+    quantile = valueAtRank(scratch.subarray(0, candidates), rank - smaller);
+  } else {
+    for (let i = start; i < end; i++) scratch[i - start] = Math.abs(a * x[i] + b * m[i]);
+    quantile = valueAtRank(scratch.subarray(0, n), rank);
+  }
+  return Math.min(Math.max(quantile, 1), clamp.sample_max_value);
 }
 
 /**
@@ -840,9 +905,8 @@ export interface OriginalSampleStepBuffers {
 /**
  * One DDPM-family step in a single pass where the config allows it: x̂_0 = a·x_t + b·m (MATH.md §2), clipped to
  * ±`clip_sample_range` or, with thresholding, clamped to ±s and divided by s, then the update of `weights`. Clipping
- * costs nothing beyond two comparisons per element; thresholding adds one pass per batch item that collects
- * |x̂_0| and a selection (not a sort) of its quantile, and recomputes x̂_0 in the update pass instead of reading
- * it back. Returns Σ 0·x̂_0 before clamping (0 unless an input is NaN or ±Infinity, which clamping could hide) for
+ * costs a few arithmetic operations per element; thresholding adds one read pass per batch item that finds s
+ * (see `thresholdOfItem`), and recomputes x̂_0 in the update pass instead of reading it back. Returns Σ 0·x̂_0 before clamping (0 unless an input is NaN or ±Infinity, which clamping could hide) for
  * {@link assertFiniteStepResult}.
  *
  * @param buffers - the step's inputs and outputs
@@ -865,18 +929,21 @@ export function stepFromOriginalSample(
   }
   const batch = buffers.sample.dims[0];
   const itemSize = x.length / batch;
-  const absValues = buffers.scratch.subarray(0, itemSize);
   let nonFinite = 0;
   for (let item = 0; item < batch; item++) {
     const start = item * itemSize;
-    for (let i = 0; i < itemSize; i++) absValues[i] = Math.abs(a * x[start + i] + b * m[start + i]);
-    const s = dynamicThreshold(absValues, clamp.dynamic_thresholding_ratio, clamp.sample_max_value);
+    const s = thresholdOfItem(x, m, a, b, start, start + itemSize, clamp, buffers.scratch);
     nonFinite += clampedUpdate(buffers, a, b, s, 1 / s, weights, start, start + itemSize);
   }
   return nonFinite;
 }
 
-/** The fused pass of {@link stepFromOriginalSample} over [start, end): x̂_0 = clamp(a·x + b·m, ±bound)·scale, then the update. */
+/**
+ * The fused pass of {@link stepFromOriginalSample} over [start, end): x̂_0 = clamp(a·x + b·m, ±bound)·scale, then the
+ * update. The clamp is (|r + bound| − |r − bound|)/2, which is exact up to rounding and has no branch: `Math.min`
+ * and `Math.max` compile to compare-and-branch, and on x̂_0 values scattered around the bound (the low-noise steps
+ * of `clip_sample`) the mispredictions made the step 3–4 times dearer. Without a bound there is no clamp at all.
+ */
 function clampedUpdate(
   buffers: OriginalSampleStepBuffers,
   a: number,
@@ -887,27 +954,31 @@ function clampedUpdate(
   start: number,
   end: number,
 ): number {
-  const { x0, prev, noise } = buffers;
+  const { x0, prev } = buffers;
   const x = buffers.sample.data;
   const m = buffers.modelOutput.data;
-  const { original, sample, output, noise: noiseWeight } = weights;
+  const { original, sample, output } = weights;
+  // Without noise, the loop reads m in its place with weight 0 (m is finite whenever the step succeeds), so one
+  // loop serves both cases.
+  const noise = buffers.noise ?? m;
+  const noiseWeight = buffers.noise ? weights.noise : 0;
   let nonFinite = 0;
-  if (noise === null) {
+  if (bound === Number.POSITIVE_INFINITY) {
     for (let i = start; i < end; i++) {
-      const raw = a * x[i] + b * m[i];
-      nonFinite += raw * 0;
-      const clamped = Math.min(Math.max(raw, -bound), bound) * scale;
-      x0[i] = clamped;
-      prev[i] = original * clamped + sample * x[i] + output * m[i];
+      const value = a * x[i] + b * m[i];
+      nonFinite += value * 0;
+      x0[i] = value;
+      prev[i] = original * value + sample * x[i] + output * m[i] + noiseWeight * noise[i];
     }
-  } else {
-    for (let i = start; i < end; i++) {
-      const raw = a * x[i] + b * m[i];
-      nonFinite += raw * 0;
-      const clamped = Math.min(Math.max(raw, -bound), bound) * scale;
-      x0[i] = clamped;
-      prev[i] = original * clamped + sample * x[i] + output * m[i] + noiseWeight * noise[i];
-    }
+    return nonFinite;
+  }
+  const halfScale = 0.5 * scale;
+  for (let i = start; i < end; i++) {
+    const raw = a * x[i] + b * m[i];
+    nonFinite += raw * 0;
+    const clamped = (Math.abs(raw + bound) - Math.abs(raw - bound)) * halfScale;
+    x0[i] = clamped;
+    prev[i] = original * clamped + sample * x[i] + output * m[i] + noiseWeight * noise[i];
   }
   return nonFinite;
 }
