@@ -16,7 +16,7 @@ import {
 } from '../src/index.js';
 
 /** Stable Diffusion 1.5's `scheduler/scheduler_config.json`. */
-const SD15_SCHEDULER = {
+const SD15_SCHEDULER: Record<string, unknown> = {
   _class_name: 'PNDMScheduler',
   _diffusers_version: '0.6.0',
   beta_end: 0.012,
