@@ -1,4 +1,4 @@
-import { ConfigError } from '@denoise/core';
+import { ConfigError, RandomGenerator } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
 import {
   DDIMInverseScheduler,
@@ -14,6 +14,7 @@ import {
   resolveConfig,
   SCHEDULER_CLASSES,
 } from '../src/index.js';
+import { dummyModel } from './helpers/diffusers-fixtures.js';
 
 /** Stable Diffusion 1.5's `scheduler/scheduler_config.json`. */
 const SD15_SCHEDULER: Record<string, unknown> = {
@@ -160,4 +161,27 @@ describe('fromConfig warnings, as diffusers: one warning per call, silent for ke
       'DPMSolverMultistepScheduler ignores the config key "use_flow_sigmas", which it does not use.',
     ]);
   });
+});
+
+describe('what denoise accepts beyond diffusers gives the result diffusers would give', () => {
+  it.each(['DDIMScheduler', 'EulerAncestralDiscreteScheduler', 'UniPCMultistepScheduler'])(
+    '%s: custom timesteps equal to its own schedule repeat the loop exactly',
+    (className) => {
+      const run = (setup: (s: InstanceType<(typeof SCHEDULER_CLASSES)[string]>) => void) => {
+        const scheduler = new SCHEDULER_CLASSES[className]({ ...SD15_SCHEDULER, timestep_spacing: 'leading' });
+        setup(scheduler);
+        const generator = new RandomGenerator(3);
+        let sample = new RandomGenerator(2).randn([1, 4, 8, 8]);
+        for (const t of scheduler.timesteps) {
+          const input = scheduler.scaleModelInput(sample, t);
+          sample = scheduler.step(dummyModel(input, t), t, sample, { generator }).prevSample;
+        }
+        return { sample: sample.data, timesteps: scheduler.timesteps };
+      };
+      const spaced = run((s) => s.setTimesteps(10));
+      const custom = run((s) => s.setTimesteps({ timesteps: spaced.timesteps }));
+      expect(custom.timesteps).toEqual(spaced.timesteps);
+      expect(custom.sample).toEqual(spaced.sample);
+    },
+  );
 });
