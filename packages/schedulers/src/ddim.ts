@@ -66,8 +66,13 @@ interface DDIMStepCoefficients {
  * Denoising Diffusion Implicit Models (Song et al. 2021, eq. 12): x_{t'} = √ᾱ_{t'} x̂_0 + √(1 − ᾱ_{t'} − σ²) ε̂ + σ z
  * with σ = η · √((1 − ᾱ_{t'})/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_{t'})) (MATH.md §5). η = 0 (the default) is deterministic.
  *
- * As in diffusers, the step from t goes to t − T // n whatever the `timestep_spacing`; with custom timesteps
- * (which diffusers' DDIM does not offer) it goes to the next one of the list.
+ * As in diffusers, the step from t goes to t − T // n whatever the `timestep_spacing`, from any integer training
+ * timestep (not only those of the schedule). `clip_sample` (diffusers' default) and `thresholding` are applied in
+ * the step's single pass over the data.
+ *
+ * Differences from diffusers: custom timesteps (`setTimesteps({ timesteps })`, which diffusers' DDIM does not
+ * offer), where each step goes to the next one of the list; zero terminal SNR with ε-prediction is a
+ * `ConfigError` (diffusers divides by √ᾱ = 0).
  *
  * @example
  * ```ts

@@ -107,7 +107,9 @@ interface DDPMStepCoefficients {
  *
  * Differences from diffusers: `fixed_large_log` uses σ² = β_t (diffusers takes the square root of log β_t and
  * returns NaN); `getVariance` always returns σ² (diffusers' `_get_variance` returns σ for `fixed_small_log` and a
- * log-variance for `learned_range`).
+ * log-variance for `learned_range`); `step` from a training timestep off the schedule goes to t − T // n (as
+ * diffusers' `DDPMParallelScheduler.batch_step_no_noise`; diffusers' `DDPMScheduler.step` fails there).
+ * `clip_sample` (diffusers' default) and `thresholding` are applied in the step's single pass over the data.
  *
  * @example
  * ```ts

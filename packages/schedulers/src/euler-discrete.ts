@@ -123,6 +123,9 @@ export interface EulerStepOptions extends StepOptions {
  * optional churn): `x_{i+1} = x_i + (σ_{i+1} − σ̂_i) · (x_i − x̂_0)/σ̂_i`. The "Euler" sampler of UIs; with
  * `timestep_spacing: 'trailing'` it is the SD-Turbo / zero-SNR setup.
  *
+ * Differences from diffusers: `setTimesteps({ sigmas })` as well as timesteps; `prediction_type:
+ * 'original_sample'` (diffusers' old name of `sample`) is stored as `sample`.
+ *
  * @example
  * ```ts
  * const scheduler = EulerDiscreteScheduler.fromConfig({ ...sdConfig, use_karras_sigmas: true });

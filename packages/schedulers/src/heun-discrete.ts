@@ -65,6 +65,8 @@ export const HEUN_DISCRETE_CONFIG_SPEC: ConfigSpec<HeunDiscreteSchedulerConfig> 
  * `x_{i+1} = x_i + (σ_{i+1} − σ_i) · (d_i + d_{i+1})/2`. Each step costs two model evaluations, so the schedule
  * lists every timestep after the first twice (`order = 2`); call `step` once per listed timestep.
  *
+ * As diffusers' class, it takes `beta_schedule: 'exp'` and has no `rescale_betas_zero_snr`.
+ *
  * @example
  * ```ts
  * const scheduler = HeunDiscreteScheduler.fromConfig(sdConfig);

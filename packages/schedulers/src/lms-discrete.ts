@@ -68,6 +68,9 @@ const MAX_ORDER = 4;
  * sigmas σ_i, σ_{i−1}, … from σ_i to σ_{i+1} (Adams–Bashforth with variable steps). The slopes of a run are kept
  * until the next `setTimesteps`.
  *
+ * Differences from diffusers: the coefficients are integrated exactly (3-point Gauss–Legendre) where diffusers
+ * calls `scipy.integrate.quad` to a relative 1e-4. Like diffusers' class, it has no `rescale_betas_zero_snr`.
+ *
  * @example
  * ```ts
  * const scheduler = LMSDiscreteScheduler.fromConfig({ ...sdConfig, use_karras_sigmas: true }); // "LMS Karras"

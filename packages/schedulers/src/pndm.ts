@@ -60,6 +60,10 @@ export const PNDM_CONFIG_SPEC: ConfigSpec<PNDMSchedulerConfig> = {
  * Diffusion's config) PLMS starts at once with lower orders and one extra model call.
  *
  * Call `step` once per entry of {@link Scheduler.timesteps}; the history is reset by `setTimesteps`.
+ *
+ * Differences from diffusers: with Runge–Kutta steps, 2 or 3 inference steps run (the warm-up covers the base
+ * timesteps there are; diffusers fails to lay it out from fewer than 4), 1 is refused. Like diffusers' class, it has
+ * no `rescale_betas_zero_snr`: the key of a zero-SNR config is dropped.
  */
 export class PNDMScheduler extends Scheduler<PNDMSchedulerConfig> {
   /** The classes whose configs this one accepts. */
