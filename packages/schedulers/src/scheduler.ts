@@ -767,7 +767,7 @@ function valueAtRank(values: Float32Array, rank: number): number {
 }
 
 /** How many values of a batch item {@link thresholdOfItem} samples to bound its quantile from below. */
-const THRESHOLD_SAMPLE_SIZE = 1024;
+const THRESHOLD_SAMPLE_SIZE = 256;
 
 /**
  * Imagen's threshold s of one batch item of x̂_0 = a·x + b·m over [start, end), without writing |x̂_0| out: the

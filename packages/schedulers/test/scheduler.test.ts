@@ -115,8 +115,8 @@ describe('stepFromOriginalSample: clipping and thresholding fused into the step 
     const noise = generator.randn(dims).data;
     // Spatial structure and scale so that x̂_0 crosses the bounds: a ramp across each item, times 3.
     for (let i = 0; i < sample.data.length; i++) sample.data[i] = 3 * (sample.data[i] + ((i % 4096) / 4096 - 0.5));
-    // Every 4th value of an item (the stride of the 1,024-value sample for 4,096 values) large: the sample's bound
-    // then lies above the wanted quantile and the threshold must come from all values.
+    // Every 4th value of an item large: the threshold's sample of 256 of 4,096 values takes every 16th, so it sees
+    // only large ones, its bound lies above the wanted quantile, and the threshold must come from all values.
     if (outliersOnStride) for (let i = 0; i < sample.data.length; i += 4) sample.data[i] += 40;
     const n = sample.data.length;
     const x0 = new Float32Array(n);
