@@ -7,6 +7,11 @@ import { type PairedTiming, pairedTimings, type Summary, summarize } from './sta
 /** One scheduler of target 1 and the largest step / baseline ratio it may show. */
 interface SchedulerCase {
   className: string;
+  /**
+   * The config the scheduler is built from, when not {@link SD_SCHEDULER_CONFIG}, and how the table names it
+   * (after the class name).
+   */
+  variant?: { label: string; config: Record<string, unknown> };
   /** The brief's bound on step / baseline; `undefined` where the brief sets none (shown for reference). */
   maxRatio: number | undefined;
 }
@@ -14,6 +19,12 @@ interface SchedulerCase {
 const CASES: readonly SchedulerCase[] = [
   { className: 'DDPMScheduler', maxRatio: 3 },
   { className: 'DDIMScheduler', maxRatio: 3 },
+  // diffusers' own defaults (linear β, clip_sample: true), as the original DDPM checkpoints such as
+  // google/ddpm-cifar10-32 set them, and Imagen's dynamic thresholding on top.
+  { className: 'DDPMScheduler', maxRatio: 3, variant: { label: 'defaults', config: {} } },
+  { className: 'DDIMScheduler', maxRatio: 3, variant: { label: 'defaults', config: {} } },
+  { className: 'DDPMScheduler', maxRatio: 3, variant: { label: 'thresholding', config: { thresholding: true } } },
+  { className: 'DDIMScheduler', maxRatio: 3, variant: { label: 'thresholding', config: { thresholding: true } } },
   { className: 'EulerDiscreteScheduler', maxRatio: 3 },
   { className: 'LCMScheduler', maxRatio: 3 },
   { className: 'EulerAncestralDiscreteScheduler', maxRatio: undefined },
@@ -68,6 +79,7 @@ interface StepInputs {
 
 /** The target-1 figures of one scheduler at one sample shape. */
 export interface SchedulerStepResult {
+  /** The class name, followed by the variant's label for a case not built from SD 1.5's config. */
   className: string;
   dims: readonly number[];
   timing: PairedTiming;
@@ -170,12 +182,12 @@ export function benchSchedulerSteps(rounds: number): (SchedulerStepResult | Miss
       noise: generator.randn(dims),
       baselineOut: new Float32Array(dims.reduce((a, b) => a * b, 1)),
     };
-    for (const { className, maxRatio } of CASES) {
+    for (const { className, maxRatio, variant } of CASES) {
       const SchedulerClass = exports[className];
       if (!SchedulerClass) continue;
-      const scheduler = new SchedulerClass({ ...SD_SCHEDULER_CONFIG }, { onWarning: () => {} });
+      const scheduler = new SchedulerClass({ ...(variant?.config ?? SD_SCHEDULER_CONFIG) }, { onWarning: () => {} });
       cases.push({
-        className,
+        className: variant ? `${className} (${variant.label})` : className,
         maxRatio,
         inputs,
         stepper: new Stepper(scheduler, inputs.modelOutput, inputs.sample, inputs.noise),

@@ -1,8 +1,6 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { type NoiseScheduleConfig, spacedTimesteps, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
 import {
-  applyDynamicThresholding,
-  assertFiniteStepInputs,
   assertFiniteStepResult,
   assertPredictionDefinedAtZeroSnr,
   assertStepTensors,
@@ -20,8 +18,10 @@ import {
   type SchedulerOutput,
   type SetTimestepsOptions,
   type StepOptions,
+  stepFromOriginalSample,
   THRESHOLDING_SPEC,
   type ThresholdingConfig,
+  type UpdateWeights,
 } from './scheduler.js';
 
 /** The config of {@link DDIMScheduler}: diffusers' `DDIMScheduler` keys and defaults. */
@@ -66,8 +66,13 @@ interface DDIMStepCoefficients {
  * Denoising Diffusion Implicit Models (Song et al. 2021, eq. 12): x_{t'} = √ᾱ_{t'} x̂_0 + √(1 − ᾱ_{t'} − σ²) ε̂ + σ z
  * with σ = η · √((1 − ᾱ_{t'})/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_{t'})) (MATH.md §5). η = 0 (the default) is deterministic.
  *
- * As in diffusers, the step from t goes to t − T // n whatever the `timestep_spacing`; with custom timesteps
- * (which diffusers' DDIM does not offer) it goes to the next one of the list.
+ * As in diffusers, the step from t goes to t − T // n whatever the `timestep_spacing`, from any integer training
+ * timestep (not only those of the schedule). `clip_sample` (diffusers' default) and `thresholding` are applied in
+ * the step's single pass over the data.
+ *
+ * Differences from diffusers: custom timesteps (`setTimesteps({ timesteps })`, which diffusers' DDIM does not
+ * offer), where each step goes to the next one of the list; zero terminal SNR with ε-prediction is a
+ * `ConfigError` (diffusers divides by √ᾱ = 0).
  *
  * @example
  * ```ts
@@ -113,25 +118,22 @@ export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
     this.numInferenceSteps = numInferenceSteps;
     this.timesteps =
       timesteps ?? spacedTimesteps(this.config.timestep_spacing, numInferenceSteps, T, this.config.steps_offset);
-    const stride = Math.floor(T / numInferenceSteps);
     this.coefficients = new Map();
     this.timesteps.forEach((t, i) => {
-      const prev = timesteps ? (i + 1 < timesteps.length ? timesteps[i + 1] : -1) : t - stride;
-      const alphaBar = this.alphaCumprodAt(t);
-      this.coefficients.set(t, {
-        prev,
-        sqrtAlphaBar: Math.sqrt(alphaBar),
-        sqrtOneMinusAlphaBar: Math.sqrt(1 - alphaBar),
-        alphaBarPrev: this.alphaBarBefore(prev),
-        variance: this.getVariance(t, prev),
-      });
+      const prev = timesteps ? (i + 1 < timesteps.length ? timesteps[i + 1] : -1) : t - this.stride;
+      this.coefficients.set(t, this.stepCoefficients(t, prev));
     });
   }
 
+  /** T // n: how far a step goes back in diffusers' DDIM (`num_train_timesteps // num_inference_steps`). */
+  private get stride(): number {
+    return Math.floor(this.config.num_train_timesteps / (this.numInferenceSteps ?? 1));
+  }
+
   /**
-   * The timestep a step from `timestep` lands on (−1 means the fully denoised end).
+   * The timestep a step from `timestep` lands on (−1 or below means the fully denoised end).
    *
-   * @param timestep - a timestep of the current schedule
+   * @param timestep - a timestep of the current schedule, or any training timestep (see {@link DDIMScheduler.step})
    */
   previousTimestep(timestep: number): number {
     return this.coefficientsAt(timestep).prev;
@@ -154,8 +156,12 @@ export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
    * One DDIM step x_t → x_{t'} (MATH.md §5). Options: `eta` (default 0), `useClippedModelOutput` (recompute ε̂ from
    * the clipped x̂_0, as GLIDE does), and for η > 0 the noise: `noise` or `generator`, not both.
    *
+   * As in diffusers, `timestep` may be any integer training timestep, not only one of {@link Scheduler.timesteps}
+   * (custom loops, SDEdit-style starts): the step then goes to t' = t − T // n (n the number of inference steps),
+   * with ᾱ_{t'} = 1 or ᾱ_0 (`set_alpha_to_one`) when t' < 0. Timesteps outside [0, T) or not integers throw.
+   *
    * @param modelOutput - ε̂, x̂_0 or v̂ (per `prediction_type`)
-   * @param timestep - the current timestep
+   * @param timestep - the current timestep: one of the schedule, or any integer in [0, num_train_timesteps)
    * @param sample - x_t
    * @param options - `eta`, `useClippedModelOutput`, `generator` or `noise`
    */
@@ -181,91 +187,40 @@ export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
         `eta = ${eta} makes the DDIM noise variance exceed 1 − ᾱ_prev at timestep ${timestep}; use eta <= 1.`,
       );
     }
-    // x_{t'} = √ᾱ_{t'}·x̂_0 + √(1 − ᾱ_{t'} − σ²)·ε̂ + σ·z (DDIM eq. 12).
-    const update = {
-      sampleWeight: Math.sqrt(c.alphaBarPrev),
-      directionWeight: Math.sqrt(Math.max(directionSquared, 0)),
-      noiseWeight: std,
+    const alpha = c.sqrtAlphaBar;
+    const sigma = c.sqrtOneMinusAlphaBar;
+    const { prediction_type } = this.config;
+    // ε̂ = aEps·x_t + bEps·m (MATH.md §2), or with useClippedModelOutput ε̂ = (x_t − √ᾱ·x̂_0)/√(1 − ᾱ) from the
+    // clamped x̂_0, as GLIDE does.
+    const [aEps, bEps] = options.useClippedModelOutput
+      ? [1 / sigma, 0]
+      : noisePredictionWeights(prediction_type, alpha, sigma);
+    const epsilonPerOriginal = options.useClippedModelOutput ? -alpha / sigma : 0;
+    // x_{t'} = √ᾱ_{t'}·x̂_0 + √(1 − ᾱ_{t'} − σ²)·ε̂ + σ·z (DDIM eq. 12), with ε̂ written out in x̂_0, x_t and m.
+    const directionWeight = Math.sqrt(Math.max(directionSquared, 0));
+    const weights: UpdateWeights = {
+      original: Math.sqrt(c.alphaBarPrev) + directionWeight * epsilonPerOriginal,
+      sample: directionWeight * aEps,
+      output: directionWeight * bEps,
+      noise: std,
     };
     const noise = eta > 0 ? this.drawNoise(options, sample) : null;
     const n = sample.data.length;
     const x0 = new Float32Array(n);
     const prev = new Float32Array(n);
-    const { thresholding, clip_sample } = this.config;
-    if (thresholding || clip_sample || options.useClippedModelOutput) {
-      this.clampedStep(modelOutput, timestep, sample, options, c, update, noise, x0, prev);
-      return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
-    }
-
-    // The common case in one pass: x̂_0 = a·x_t + b·m and ε̂ = a'·x_t + b'·m (MATH.md §2), then the update.
-    const x = sample.data;
-    const m = modelOutput.data;
-    const { prediction_type } = this.config;
-    const [a, b] = originalSampleWeights(prediction_type, c.sqrtAlphaBar, c.sqrtOneMinusAlphaBar);
-    const [aEps, bEps] = noisePredictionWeights(prediction_type, c.sqrtAlphaBar, c.sqrtOneMinusAlphaBar);
-    const { sampleWeight, directionWeight, noiseWeight } = update;
-    let nonFinite = 0;
-    if (noise === null) {
-      for (let i = 0; i < n; i++) {
-        x0[i] = a * x[i] + b * m[i];
-        const value = sampleWeight * x0[i] + directionWeight * (aEps * x[i] + bEps * m[i]);
-        prev[i] = value;
-        nonFinite += value * 0;
-      }
-    } else {
-      for (let i = 0; i < n; i++) {
-        x0[i] = a * x[i] + b * m[i];
-        const value = sampleWeight * x0[i] + directionWeight * (aEps * x[i] + bEps * m[i]) + noiseWeight * noise[i];
-        prev[i] = value;
-        nonFinite += value * 0;
-      }
-    }
+    if (this.config.thresholding) this.ensureThresholdScratch(n / sample.dims[0]);
+    const nonFinite = stepFromOriginalSample(
+      { sample, modelOutput, noise, x0, prev, scratch: this.thresholdScratch },
+      originalSampleWeights(prediction_type, alpha, sigma),
+      this.config,
+      weights,
+    );
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }
 
-  /**
-   * The step of the configs that clamp x̂_0 (clipping, thresholding) or recompute ε̂ from it: x̂_0 in its own
-   * pass (thresholding needs all of an item's x̂_0), then the update. Clamping can make an Infinity finite, so
-   * these check their inputs up front.
-   */
-  private clampedStep(
-    modelOutput: TensorLike,
-    timestep: number,
-    sample: TensorLike,
-    options: StepOptions,
-    c: DDIMStepCoefficients,
-    update: { sampleWeight: number; directionWeight: number; noiseWeight: number },
-    noise: Float32Array | null,
-    x0: Float32Array,
-    prev: Float32Array,
-  ): void {
-    assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
-    const { prediction_type, thresholding, clip_sample, clip_sample_range } = this.config;
-    const n = sample.data.length;
-    const x = sample.data;
-    const m = modelOutput.data;
-    const [a, b] = originalSampleWeights(prediction_type, c.sqrtAlphaBar, c.sqrtOneMinusAlphaBar);
-    for (let i = 0; i < n; i++) x0[i] = a * x[i] + b * m[i];
-    if (thresholding) {
-      const itemSize = n / sample.dims[0];
-      if (this.thresholdScratch.length < itemSize) this.thresholdScratch = new Float32Array(itemSize);
-      const { dynamic_thresholding_ratio, sample_max_value } = this.config;
-      applyDynamicThresholding(x0, sample.dims[0], dynamic_thresholding_ratio, sample_max_value, this.thresholdScratch);
-    } else if (clip_sample) {
-      for (let i = 0; i < n; i++) x0[i] = Math.min(Math.max(x0[i], -clip_sample_range), clip_sample_range);
-    }
-    // ε̂ from the model output, or (use_clipped_model_output) from x̂_0 after clamping.
-    const [aEps, bEps] = options.useClippedModelOutput
-      ? [1 / c.sqrtOneMinusAlphaBar, -c.sqrtAlphaBar / c.sqrtOneMinusAlphaBar]
-      : noisePredictionWeights(prediction_type, c.sqrtAlphaBar, c.sqrtOneMinusAlphaBar);
-    const epsilonFrom = options.useClippedModelOutput ? x0 : m;
-    const { sampleWeight, directionWeight, noiseWeight } = update;
-    for (let i = 0; i < n; i++) {
-      let value = sampleWeight * x0[i] + directionWeight * (aEps * x[i] + bEps * epsilonFrom[i]);
-      if (noise) value += noiseWeight * noise[i];
-      prev[i] = value;
-    }
+  private ensureThresholdScratch(itemSize: number): void {
+    if (this.thresholdScratch.length < itemSize) this.thresholdScratch = new Float32Array(itemSize);
   }
 
   private alphaBarBefore(prevTimestep: number): number {
@@ -277,13 +232,20 @@ export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
     return this.varianceNoise(options, sample, this.noiseBuffer);
   }
 
+  /** The coefficients of a step from `timestep`: precomputed on the schedule, else for t − T // n (diffusers' rule). */
   private coefficientsAt(timestep: number): DDIMStepCoefficients {
-    const c = this.coefficients.get(timestep);
-    if (!c) {
-      throw new InvalidArgumentError(
-        `Timestep ${timestep} is not in the current schedule of DDIMScheduler; use one of scheduler.timesteps.`,
-      );
-    }
-    return c;
+    return this.coefficients.get(timestep) ?? this.stepCoefficients(timestep, timestep - this.stride);
+  }
+
+  /** Everything a step from training timestep `t` to `prev` needs (`prev < 0`: the end of sampling). */
+  private stepCoefficients(t: number, prev: number): DDIMStepCoefficients {
+    const alphaBar = this.alphaCumprodAt(t);
+    return {
+      prev,
+      sqrtAlphaBar: Math.sqrt(alphaBar),
+      sqrtOneMinusAlphaBar: Math.sqrt(1 - alphaBar),
+      alphaBarPrev: this.alphaBarBefore(prev),
+      variance: this.getVariance(t, prev),
+    };
   }
 }

@@ -1,5 +1,11 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import { type NoiseScheduleConfig, spacedTimesteps, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
+import {
+  COMMON_BETA_SCHEDULES,
+  type NoiseScheduleConfig,
+  spacedTimesteps,
+  TIMESTEP_SPACINGS,
+  type TimestepSpacing,
+} from './schedule.js';
 import {
   applyDynamicThresholding,
   assertFiniteStepInputs,
@@ -20,6 +26,7 @@ import {
   type SchedulerOutput,
   type SetTimestepsOptions,
   type StepOptions,
+  stepFromOriginalSample,
   THRESHOLDING_SPEC,
   type ThresholdingConfig,
 } from './scheduler.js';
@@ -68,6 +75,8 @@ export interface DDPMSchedulerConfig extends NoiseScheduleConfig, ThresholdingCo
 /** The keys, defaults and checks of {@link DDPMSchedulerConfig}. */
 export const DDPM_CONFIG_SPEC: ConfigSpec<DDPMSchedulerConfig> = {
   ...NOISE_SCHEDULE_SPEC,
+  // DDPM is the one diffusers class with the Laplace and GeoDiff sigmoid schedules.
+  beta_schedule: configField.oneOf([...COMMON_BETA_SCHEDULES, 'laplace', 'sigmoid'], 'linear'),
   ...THRESHOLDING_SPEC,
   variance_type: configField.oneOf(VARIANCE_TYPES, 'fixed_small'),
   clip_sample: configField.boolean(true),
@@ -98,7 +107,9 @@ interface DDPMStepCoefficients {
  *
  * Differences from diffusers: `fixed_large_log` uses σ² = β_t (diffusers takes the square root of log β_t and
  * returns NaN); `getVariance` always returns σ² (diffusers' `_get_variance` returns σ for `fixed_small_log` and a
- * log-variance for `learned_range`).
+ * log-variance for `learned_range`); `step` from a training timestep off the schedule goes to t − T // n (as
+ * diffusers' `DDPMParallelScheduler.batch_step_no_noise`; diffusers' `DDPMScheduler.step` fails there).
+ * `clip_sample` (diffusers' default) and `thresholding` are applied in the step's single pass over the data.
  *
  * @example
  * ```ts
@@ -148,9 +159,9 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
 
   /**
    * The timestep a step from `timestep` lands on: the next one of the schedule (−1 after the last), or
-   * `timestep − 1` before `setTimesteps`.
+   * `timestep − 1` before `setTimesteps`; from a training timestep off the schedule, `timestep − T // n`.
    *
-   * @param timestep - a timestep of the current schedule
+   * @param timestep - a timestep of the current schedule, or any training timestep (see {@link DDPMScheduler.step})
    */
   previousTimestep(timestep: number): number {
     return this.coefficientsAt(timestep).prev;
@@ -177,15 +188,20 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
    * sample's channels: the prediction, then the variance values. Noise comes from `options.noise` or
    * `options.generator` (one `randn` of the sample's shape per step with `timestep > 0`, like diffusers).
    *
+   * `timestep` may also be a training timestep off the schedule (custom loops, SDEdit-style starts): the step then
+   * goes to t − T // n (n the number of inference steps, T before `setTimesteps`), as diffusers'
+   * `DDPMParallelScheduler.batch_step_no_noise` does; ᾱ_prev = 1 below 0. Timesteps outside [0, T) or not integers
+   * throw.
+   *
    * @param modelOutput - ε̂, x̂_0 or v̂ (per `prediction_type`), with variance channels for learned types
-   * @param timestep - the current timestep
+   * @param timestep - the current timestep: one of the schedule, or any integer in [0, num_train_timesteps)
    * @param sample - x_t
    * @param options - `generator` or `noise`
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: StepOptions = {}): SchedulerOutput {
     assertTensorLike(sample, 'sample');
     assertTensorLike(modelOutput, 'modelOutput');
-    const { variance_type, prediction_type, thresholding, clip_sample } = this.config;
+    const { variance_type, prediction_type } = this.config;
     const learned = variance_type === 'learned' || variance_type === 'learned_range';
     this.checkModelOutputDims(modelOutput, sample, learned);
     const c = this.coefficientsAt(timestep);
@@ -196,41 +212,28 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
     const prev = new Float32Array(n);
     // diffusers draws noise whenever t > 0.
     const noise = timestep > 0 ? this.drawNoise(options, sample) : null;
-    if (learned || thresholding || clip_sample) {
-      this.clampedOrLearnedStep(modelOutput, timestep, sample, noise, a, b, x0, prev);
+    if (learned) {
+      this.learnedVarianceStep(modelOutput, timestep, sample, noise, a, b, x0, prev);
     } else {
-      // The common case in one pass: x̂_0, then μ̃ = x0Weight·x̂_0 + sampleWeight·x_t, plus σ·z.
-      const x = sample.data;
-      const m = modelOutput.data;
-      const { x0Weight, sampleWeight } = c;
-      let nonFinite = 0;
-      if (noise === null) {
-        for (let i = 0; i < n; i++) {
-          x0[i] = a * x[i] + b * m[i];
-          const value = x0Weight * x0[i] + sampleWeight * x[i];
-          prev[i] = value;
-          nonFinite += value * 0;
-        }
-      } else {
-        const sigma = this.stdDev(c, 0);
-        for (let i = 0; i < n; i++) {
-          x0[i] = a * x[i] + b * m[i];
-          const value = x0Weight * x0[i] + sampleWeight * x[i] + sigma * noise[i];
-          prev[i] = value;
-          nonFinite += value * 0;
-        }
-      }
+      // μ̃ = x0Weight·x̂_0 + sampleWeight·x_t, plus σ·z, with x̂_0 clipped or thresholded in the same pass.
+      if (this.config.thresholding) this.ensureThresholdScratch(n / sample.dims[0]);
+      const nonFinite = stepFromOriginalSample(
+        { sample, modelOutput, noise, x0, prev, scratch: this.thresholdScratch },
+        [a, b],
+        this.config,
+        { original: c.x0Weight, sample: c.sampleWeight, output: 0, noise: noise ? this.stdDev(c, 0) : 0 },
+      );
       assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     }
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }
 
   /**
-   * The step of the configs that clamp x̂_0 (clipping, thresholding) or read σ from the model's variance channels:
-   * x̂_0 in its own pass (thresholding needs all of an item's x̂_0), then μ̃ + σ·z. Clamping can make an Infinity
-   * finite, so these check their inputs up front.
+   * The step of the learned variance types, whose σ comes per element from the model's variance channels: x̂_0
+   * in its own pass (thresholding needs all of an item's x̂_0), then μ̃ + σ·z. Clamping can make an Infinity
+   * finite, so it checks its inputs up front.
    */
-  private clampedOrLearnedStep(
+  private learnedVarianceStep(
     modelOutput: TensorLike,
     timestep: number,
     sample: TensorLike,
@@ -243,14 +246,13 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
     assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     const c = this.coefficientsAt(timestep);
     const { thresholding, clip_sample, clip_sample_range } = this.config;
-    const learned = this.config.variance_type === 'learned' || this.config.variance_type === 'learned_range';
     const n = sample.data.length;
     const batch = sample.dims[0];
     const itemSize = n / batch;
     const x = sample.data;
     const out = modelOutput.data;
-    // With learned variance, item b's prediction starts at b·2·itemSize and its variance values follow it.
-    const outputStride = learned ? 2 * itemSize : itemSize;
+    // Item b's prediction starts at b·2·itemSize and its variance values follow it.
+    const outputStride = 2 * itemSize;
 
     for (let item = 0; item < batch; item++) {
       const base = item * itemSize;
@@ -258,24 +260,27 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
       for (let i = 0; i < itemSize; i++) x0[base + i] = a * x[base + i] + b * out[outBase + i];
     }
     if (thresholding) {
-      if (this.thresholdScratch.length < itemSize) this.thresholdScratch = new Float32Array(itemSize);
+      this.ensureThresholdScratch(itemSize);
       const { dynamic_thresholding_ratio, sample_max_value } = this.config;
       applyDynamicThresholding(x0, batch, dynamic_thresholding_ratio, sample_max_value, this.thresholdScratch);
     } else if (clip_sample) {
       for (let i = 0; i < n; i++) x0[i] = Math.min(Math.max(x0[i], -clip_sample_range), clip_sample_range);
     }
 
-    const sigma = noise && !learned ? this.stdDev(c, 0) : 0;
     for (let item = 0; item < batch; item++) {
       const base = item * itemSize;
       const varianceBase = item * outputStride + itemSize;
       for (let i = 0; i < itemSize; i++) {
         const k = base + i;
         let value = c.x0Weight * x0[k] + c.sampleWeight * x[k];
-        if (noise) value += (learned ? this.stdDev(c, out[varianceBase + i]) : sigma) * noise[k];
+        if (noise) value += this.stdDev(c, out[varianceBase + i]) * noise[k];
         prev[k] = value;
       }
     }
+  }
+
+  private ensureThresholdScratch(itemSize: number): void {
+    if (this.thresholdScratch.length < itemSize) this.thresholdScratch = new Float32Array(itemSize);
   }
 
   /** σ of a step for this config's variance type; `v` is the model's variance output (learned types only). */
@@ -303,14 +308,15 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
     return this.varianceNoise(options, sample, this.noiseBuffer);
   }
 
+  /**
+   * The coefficients of a step from `timestep`: precomputed on the schedule, else for a step to t − T // n (n the
+   * number of inference steps, T before `setTimesteps`), the rule of diffusers' `DDPMParallelScheduler`.
+   */
   private coefficientsAt(timestep: number): DDPMStepCoefficients {
     const c = this.coefficients.get(timestep);
-    if (!c) {
-      throw new InvalidArgumentError(
-        `Timestep ${timestep} is not in the current schedule of DDPMScheduler; use one of scheduler.timesteps.`,
-      );
-    }
-    return c;
+    if (c) return c;
+    const T = this.config.num_train_timesteps;
+    return this.stepCoefficients(timestep, timestep - Math.floor(T / (this.numInferenceSteps ?? T)));
   }
 
   private checkModelOutputDims(modelOutput: TensorLike, sample: TensorLike, learned: boolean): void {
@@ -340,22 +346,27 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
     for (let i = 0; i < timesteps.length; i++) {
       const t = timesteps[i];
       const prev = respaced ? (i + 1 < timesteps.length ? timesteps[i + 1] : -1) : t - 1;
-      const alphaBar = this.alphaCumprodAt(t);
-      const alphaBarPrev = prev >= 0 ? this.alphasCumprod[prev] : 1;
-      // Rounded to float32 as torch's division rounds it: β = 1 − α then carries diffusers' own cancellation
-      // error (up to 5e-4 relative at t = 1), which its published test values include.
-      const alpha = Math.fround(alphaBar / alphaBarPrev);
-      const beta = 1 - alpha;
-      const posteriorVariance = Math.max(((1 - alphaBarPrev) / (1 - alphaBar)) * beta, 1e-20);
-      this.coefficients.set(t, {
-        prev,
-        sqrtAlphaBar: Math.sqrt(alphaBar),
-        sqrtOneMinusAlphaBar: Math.sqrt(1 - alphaBar),
-        x0Weight: (Math.sqrt(alphaBarPrev) * beta) / (1 - alphaBar),
-        sampleWeight: (Math.sqrt(alpha) * (1 - alphaBarPrev)) / (1 - alphaBar),
-        logPosteriorVariance: Math.log(posteriorVariance),
-        logBeta: Math.log(beta),
-      });
+      this.coefficients.set(t, this.stepCoefficients(t, prev));
     }
+  }
+
+  /** The coefficients of a step from training timestep `t` to `prev` (MATH.md §2; `prev < 0`: ᾱ_prev = 1). */
+  private stepCoefficients(t: number, prev: number): DDPMStepCoefficients {
+    const alphaBar = this.alphaCumprodAt(t);
+    const alphaBarPrev = prev >= 0 ? this.alphasCumprod[prev] : 1;
+    // Rounded to float32 as torch's division rounds it: β = 1 − α then carries diffusers' own cancellation
+    // error (up to 5e-4 relative at t = 1), which its published test values include.
+    const alpha = Math.fround(alphaBar / alphaBarPrev);
+    const beta = 1 - alpha;
+    const posteriorVariance = Math.max(((1 - alphaBarPrev) / (1 - alphaBar)) * beta, 1e-20);
+    return {
+      prev,
+      sqrtAlphaBar: Math.sqrt(alphaBar),
+      sqrtOneMinusAlphaBar: Math.sqrt(1 - alphaBar),
+      x0Weight: (Math.sqrt(alphaBarPrev) * beta) / (1 - alphaBar),
+      sampleWeight: (Math.sqrt(alpha) * (1 - alphaBarPrev)) / (1 - alphaBar),
+      logPosteriorVariance: Math.log(posteriorVariance),
+      logBeta: Math.log(beta),
+    };
   }
 }

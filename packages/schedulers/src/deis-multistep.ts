@@ -8,19 +8,18 @@ import {
   multistepTimesteps,
   predictionStride,
   scheduleIndexOf,
-  solverAlphasCumprod,
 } from './dpm-solver-multistep.js';
 import { linearCombination } from './linear-combination.js';
-import { type NoiseScheduleConfig, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
+import { type BetaScheduleConfig, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
 import {
   applyDynamicThresholding,
   assertFiniteStepInputs,
   assertFiniteStepResult,
+  BETA_SCHEDULE_SPEC,
   type ConfigField,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
-  NOISE_SCHEDULE_SPEC,
   PREDICTION_TYPES,
   type PredictionType,
   Scheduler,
@@ -41,7 +40,7 @@ import {
  */
 
 /** The config of {@link DEISMultistepScheduler}: diffusers' `DEISMultistepScheduler` keys and defaults. */
-export interface DEISMultistepSchedulerConfig extends NoiseScheduleConfig, ThresholdingConfig {
+export interface DEISMultistepSchedulerConfig extends BetaScheduleConfig, ThresholdingConfig {
   /** The order of the multistep solver: 1, 2 or 3. */
   solver_order: number;
   /** What the model predicts. */
@@ -84,7 +83,7 @@ const solverTypeField: ConfigField<'logrho'> = {
 
 /** The keys, defaults and checks of {@link DEISMultistepSchedulerConfig}. */
 export const DEIS_MULTISTEP_CONFIG_SPEC: ConfigSpec<DEISMultistepSchedulerConfig> = {
-  ...NOISE_SCHEDULE_SPEC,
+  ...BETA_SCHEDULE_SPEC,
   ...THRESHOLDING_SPEC,
   // diffusers' DEIS has no sigmoid schedule.
   beta_schedule: configField.oneOf(['linear', 'scaled_linear', 'squaredcos_cap_v2'] as const, 'linear'),
@@ -127,7 +126,6 @@ export class DEISMultistepScheduler extends Scheduler<DEISMultistepSchedulerConf
   sigmas: Float64Array = new Float64Array(0);
 
   private coefficients: AlphaSigmaLambda = alphaSigmaLambda(new Float64Array(0));
-  private readonly solverAlphas: Float64Array;
   private stepIndex: number | undefined = undefined;
   private beginIndex: number | undefined = undefined;
   /** How many ε̂ of this run the history holds (diffusers' `lower_order_nums`, capped at the order). */
@@ -153,7 +151,6 @@ export class DEISMultistepScheduler extends Scheduler<DEISMultistepSchedulerConf
     }
     super('DEISMultistepScheduler', DEIS_MULTISTEP_CONFIG_SPEC, config, options);
     const c = this.config;
-    this.solverAlphas = solverAlphasCumprod(this.alphasCumprod, c.rescale_betas_zero_snr);
     if (Number(c.use_karras_sigmas) + Number(c.use_exponential_sigmas) + Number(c.use_beta_sigmas) > 1) {
       throw new ConfigError(
         'Only one of use_karras_sigmas, use_exponential_sigmas and use_beta_sigmas can be true; pick one spacing.',
@@ -180,7 +177,7 @@ export class DEISMultistepScheduler extends Scheduler<DEISMultistepSchedulerConf
     const spacedTimesteps = custom ?? multistepTimesteps(c.timestep_spacing, numInferenceSteps, T, T, c.steps_offset);
     // DEIS ends on the smallest σ of the range (σ at timestep 0, or the spacing's last σ), never on 0.
     const schedule = multistepSchedule(spacedTimesteps, {
-      alphasCumprod: this.solverAlphas,
+      alphasCumprod: this.alphasCumprod,
       karras: c.use_karras_sigmas,
       luLambdas: false,
       exponential: c.use_exponential_sigmas,

@@ -5,10 +5,10 @@ import {
   assertFiniteStepResult,
   assertStepTensors,
   assertTensorLike,
+  BETA_SCHEDULE_SPEC,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
-  NOISE_SCHEDULE_SPEC,
   type NoiseGenerator,
   PREDICTION_TYPES,
   type SchedulerConfigInput,
@@ -21,12 +21,12 @@ import {
   denoisedWeights,
   type SigmaScheduleKind,
   SigmaScheduler,
-  type SigmaSchedulerConfig,
+  type SigmaSchedulerBaseConfig,
 } from './sigma-scheduler.js';
 import { interpolateAt, sigmaToTimestep } from './sigmas.js';
 
 /** The config of {@link DPMSolverSDEScheduler}: diffusers' `DPMSolverSDEScheduler` keys and defaults. */
-export interface DPMSolverSDESchedulerConfig extends SigmaSchedulerConfig {
+export interface DPMSolverSDESchedulerConfig extends SigmaSchedulerBaseConfig {
   /** Use Karras et al.'s ρ = 7 sigma spacing (`null` counts as `false`). */
   use_karras_sigmas: boolean | null;
   /** Space sigmas evenly in log σ (`null` counts as `false`). */
@@ -44,7 +44,7 @@ const optionalFlag = configField.nullable(configField.boolean(false), false);
 
 /** The keys, defaults and checks of {@link DPMSolverSDESchedulerConfig}. */
 export const DPM_SOLVER_SDE_CONFIG_SPEC: ConfigSpec<DPMSolverSDESchedulerConfig> = {
-  ...NOISE_SCHEDULE_SPEC,
+  ...BETA_SCHEDULE_SPEC,
   beta_start: configField.number(0.00085, { min: 0, max: 1 }),
   beta_end: configField.number(0.012, { min: 0, max: 1 }),
   prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),

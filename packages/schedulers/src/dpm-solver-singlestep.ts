@@ -10,19 +10,18 @@ import {
   multistepTimesteps,
   predictionStride,
   scheduleIndexOf,
-  solverAlphasCumprod,
 } from './dpm-solver-multistep.js';
 import { linearCombination } from './linear-combination.js';
-import type { NoiseScheduleConfig } from './schedule.js';
+import type { BetaScheduleConfig } from './schedule.js';
 import {
   applyDynamicThresholding,
   assertFiniteStepInputs,
   assertFiniteStepResult,
+  BETA_SCHEDULE_SPEC,
   type ConfigField,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
-  NOISE_SCHEDULE_SPEC,
   noisePredictionWeights,
   originalSampleWeights,
   PREDICTION_TYPES,
@@ -59,7 +58,7 @@ export const DPM_SOLVER_SINGLESTEP_ALGORITHM_TYPES: readonly DPMSolverSinglestep
 ];
 
 /** The config of {@link DPMSolverSinglestepScheduler}: diffusers' `DPMSolverSinglestepScheduler` keys and defaults. */
-export interface DPMSolverSinglestepSchedulerConfig extends NoiseScheduleConfig, ThresholdingConfig {
+export interface DPMSolverSinglestepSchedulerConfig extends BetaScheduleConfig, ThresholdingConfig {
   /** The order of the singlestep solver: 1, 2 or 3 model evaluations per solver step. */
   solver_order: number;
   /** What the model predicts. */
@@ -102,7 +101,7 @@ const algorithmTypeField: ConfigField<DPMSolverSinglestepAlgorithmType> = {
 
 /** The keys, defaults and checks of {@link DPMSolverSinglestepSchedulerConfig}. */
 export const DPM_SOLVER_SINGLESTEP_CONFIG_SPEC: ConfigSpec<DPMSolverSinglestepSchedulerConfig> = {
-  ...NOISE_SCHEDULE_SPEC,
+  ...BETA_SCHEDULE_SPEC,
   ...THRESHOLDING_SPEC,
   solver_order: configField.number(2, { integer: true, min: 1, max: 3 }),
   prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),
@@ -179,7 +178,6 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
   orderList: readonly number[] = [];
 
   private coefficients: AlphaSigmaLambda = alphaSigmaLambda(new Float64Array(0));
-  private readonly solverAlphas: Float64Array;
   private stepIndex: number | undefined = undefined;
   private beginIndex: number | undefined = undefined;
   /** How many model outputs of this run the history holds, capped at the order. */
@@ -206,7 +204,6 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
     }
     super('DPMSolverSinglestepScheduler', DPM_SOLVER_SINGLESTEP_CONFIG_SPEC, config, options);
     const c = this.config;
-    this.solverAlphas = solverAlphasCumprod(this.alphasCumprod, c.rescale_betas_zero_snr);
     if (Number(c.use_karras_sigmas) + Number(c.use_exponential_sigmas) + Number(c.use_beta_sigmas) > 1) {
       throw new ConfigError(
         'Only one of use_karras_sigmas, use_exponential_sigmas and use_beta_sigmas can be true; pick one spacing.',
@@ -235,7 +232,7 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
       );
     }
     const schedule = multistepSchedule(custom ?? this.spacedTimesteps(numInferenceSteps), {
-      alphasCumprod: this.solverAlphas,
+      alphasCumprod: this.alphasCumprod,
       karras: c.use_karras_sigmas,
       luLambdas: false,
       exponential: c.use_exponential_sigmas,
@@ -351,7 +348,7 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
     let last = T;
     if (lambda_min_clipped !== null) {
       let clipped = 0;
-      for (const a of this.solverAlphas) if (0.5 * Math.log(a / (1 - a)) < lambda_min_clipped) clipped++;
+      for (const a of this.alphasCumprod) if (0.5 * Math.log(a / (1 - a)) < lambda_min_clipped) clipped++;
       last = T - clipped;
       if (last < 1) {
         throw new ConfigError(

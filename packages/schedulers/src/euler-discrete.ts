@@ -3,11 +3,13 @@ import { TIMESTEP_SPACINGS } from './schedule.js';
 import {
   assertFiniteStepResult,
   assertStepTensors,
+  type ConfigField,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
   NOISE_SCHEDULE_SPEC,
   PREDICTION_TYPES,
+  type PredictionType,
   type SchedulerConfigInput,
   type SchedulerOptions,
   type SchedulerOutput,
@@ -44,10 +46,21 @@ export interface EulerDiscreteSchedulerConfig extends SigmaSchedulerConfig {
 
 const optionalFlag = configField.nullable(configField.boolean(false), false);
 
+const predictionTypeOrAlias = configField.oneOf([...PREDICTION_TYPES, 'original_sample'] as const, 'epsilon');
+
+/** `prediction_type`, where diffusers' Euler also takes `original_sample`, its old name of `sample` (stored as `sample`). */
+const predictionTypeWithAlias: ConfigField<PredictionType> = {
+  default: 'epsilon',
+  parse(value, key) {
+    const type = predictionTypeOrAlias.parse(value, key);
+    return type === 'original_sample' ? 'sample' : type;
+  },
+};
+
 /** The keys, defaults and checks of {@link EulerDiscreteSchedulerConfig}. */
 export const EULER_DISCRETE_CONFIG_SPEC: ConfigSpec<EulerDiscreteSchedulerConfig> = {
   ...NOISE_SCHEDULE_SPEC,
-  prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),
+  prediction_type: predictionTypeWithAlias,
   interpolation_type: configField.oneOf(['linear', 'log_linear'] as const, 'linear'),
   use_karras_sigmas: optionalFlag,
   use_exponential_sigmas: optionalFlag,
@@ -109,6 +122,9 @@ export interface EulerStepOptions extends StepOptions {
  * The Euler method on the probability-flow ODE `dx/dσ = (x − x̂_0)/σ` (Karras et al. 2022, Algorithm 2 with
  * optional churn): `x_{i+1} = x_i + (σ_{i+1} − σ̂_i) · (x_i − x̂_0)/σ̂_i`. The "Euler" sampler of UIs; with
  * `timestep_spacing: 'trailing'` it is the SD-Turbo / zero-SNR setup.
+ *
+ * Differences from diffusers: `setTimesteps({ sigmas })` as well as timesteps; `prediction_type:
+ * 'original_sample'` (diffusers' old name of `sample`) is stored as `sample`.
  *
  * @example
  * ```ts
@@ -183,16 +199,18 @@ export class EulerDiscreteScheduler extends SigmaScheduler<EulerDiscreteSchedule
       if (this.config.interpolation_type === 'linear') {
         sigmas = interpolateAt(timesteps, training);
       } else {
-        // diffusers' log_linear: n + 1 sigmas evenly spaced in log σ from σ_max to σ_min.
+        // diffusers' log_linear: n + 1 sigmas evenly spaced in log σ from σ_max to σ_min (torch.linspace and exp
+        // in float32). The timesteps stay the spaced ones.
         const logMax = Math.log(training[training.length - 1]);
         const logMin = Math.log(training[0]);
-        sigmas = Float64Array.from({ length: n + 1 }, (_, i) => Math.exp(logMax + (i / n) * (logMin - logMax)));
+        sigmas = Float64Array.from({ length: n + 1 }, (_, i) =>
+          Math.fround(Math.exp(Math.fround(logMax + (i / n) * (logMin - logMax)))),
+        );
       }
       if (this.sigmaKind !== 'interpolated') {
-        const converted = this.convertSigmas(this.sigmaKind, sigmas, {
-          sigmaMin: this.config.sigma_min,
-          sigmaMax: this.config.sigma_max,
-        });
+        // n sigmas over the range of whichever interpolation ran, as diffusers converts with num_inference_steps.
+        const range = { sigmaMin: this.config.sigma_min, sigmaMax: this.config.sigma_max };
+        const converted = this.convertSigmas(this.sigmaKind, sigmas, range, n);
         sigmas = converted.sigmas;
         timesteps = converted.timesteps;
       }

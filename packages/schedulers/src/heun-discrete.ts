@@ -1,14 +1,14 @@
 import { Tensor, type TensorLike } from '@denoise/core';
 import { sigmaScheduleKind } from './euler-discrete.js';
-import { TIMESTEP_SPACINGS } from './schedule.js';
+import { COMMON_BETA_SCHEDULES, TIMESTEP_SPACINGS } from './schedule.js';
 import {
   assertFiniteStepInputs,
   assertFiniteStepResult,
   assertStepTensors,
+  BETA_SCHEDULE_SPEC,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
-  NOISE_SCHEDULE_SPEC,
   PREDICTION_TYPES,
   type SchedulerConfigInput,
   type SchedulerOptions,
@@ -20,12 +20,15 @@ import {
   denoisedWeights,
   type SigmaScheduleKind,
   SigmaScheduler,
-  type SigmaSchedulerConfig,
+  type SigmaSchedulerBaseConfig,
 } from './sigma-scheduler.js';
 import { interpolateAt } from './sigmas.js';
 
-/** The config of {@link HeunDiscreteScheduler}: diffusers' `HeunDiscreteScheduler` keys and defaults. */
-export interface HeunDiscreteSchedulerConfig extends SigmaSchedulerConfig {
+/**
+ * The config of {@link HeunDiscreteScheduler}: diffusers' `HeunDiscreteScheduler` keys and defaults (no
+ * `rescale_betas_zero_snr`; `beta_schedule` also takes `exp`).
+ */
+export interface HeunDiscreteSchedulerConfig extends SigmaSchedulerBaseConfig {
   /** Use Karras et al.'s ρ = 7 sigma spacing. */
   use_karras_sigmas: boolean | null;
   /** Space sigmas evenly in log σ. */
@@ -42,7 +45,8 @@ const optionalFlag = configField.nullable(configField.boolean(false), false);
 
 /** The keys, defaults and checks of {@link HeunDiscreteSchedulerConfig}. */
 export const HEUN_DISCRETE_CONFIG_SPEC: ConfigSpec<HeunDiscreteSchedulerConfig> = {
-  ...NOISE_SCHEDULE_SPEC,
+  ...BETA_SCHEDULE_SPEC,
+  beta_schedule: configField.oneOf([...COMMON_BETA_SCHEDULES, 'exp'], 'linear'),
   beta_start: configField.number(0.00085, { min: 0, max: 1 }),
   beta_end: configField.number(0.012, { min: 0, max: 1 }),
   prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),
@@ -60,6 +64,8 @@ export const HEUN_DISCRETE_CONFIG_SPEC: ConfigSpec<HeunDiscreteSchedulerConfig> 
  * from σ_i to σ_{i+1}, then a corrector that averages the slopes at both ends,
  * `x_{i+1} = x_i + (σ_{i+1} − σ_i) · (d_i + d_{i+1})/2`. Each step costs two model evaluations, so the schedule
  * lists every timestep after the first twice (`order = 2`); call `step` once per listed timestep.
+ *
+ * As diffusers' class, it takes `beta_schedule: 'exp'` and has no `rescale_betas_zero_snr`.
  *
  * @example
  * ```ts

@@ -5,10 +5,10 @@ import {
   assertFiniteStepResult,
   assertStepTensors,
   assertTensorLike,
+  BETA_SCHEDULE_SPEC,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
-  NOISE_SCHEDULE_SPEC,
   PREDICTION_TYPES,
   type SchedulerConfigInput,
   type SchedulerOptions,
@@ -20,12 +20,12 @@ import {
   denoisedWeights,
   type SigmaScheduleKind,
   SigmaScheduler,
-  type SigmaSchedulerConfig,
+  type SigmaSchedulerBaseConfig,
 } from './sigma-scheduler.js';
 import { interpolateAt, sigmaToTimestep } from './sigmas.js';
 
 /** The config of {@link KDPM2DiscreteScheduler}: diffusers' `KDPM2DiscreteScheduler` keys and defaults. */
-export interface KDPM2DiscreteSchedulerConfig extends SigmaSchedulerConfig {
+export interface KDPM2DiscreteSchedulerConfig extends SigmaSchedulerBaseConfig {
   /** Use Karras et al.'s ρ = 7 sigma spacing (`null` counts as `false`). */
   use_karras_sigmas: boolean | null;
   /** Space sigmas evenly in log σ (`null` counts as `false`). */
@@ -38,7 +38,7 @@ const optionalFlag = configField.nullable(configField.boolean(false), false);
 
 /** The keys, defaults and checks of {@link KDPM2DiscreteSchedulerConfig} (shared by the ancestral variant). */
 export const KDPM2_DISCRETE_CONFIG_SPEC: ConfigSpec<KDPM2DiscreteSchedulerConfig> = {
-  ...NOISE_SCHEDULE_SPEC,
+  ...BETA_SCHEDULE_SPEC,
   beta_start: configField.number(0.00085, { min: 0, max: 1 }),
   beta_end: configField.number(0.012, { min: 0, max: 1 }),
   prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),

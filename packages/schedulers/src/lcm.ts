@@ -49,7 +49,7 @@ export const LCM_CONFIG_SPEC: ConfigSpec<LCMSchedulerConfig> = {
   ...THRESHOLDING_SPEC,
   beta_start: configField.number(0.00085, { min: 0, max: 1 }),
   beta_end: configField.number(0.012, { min: 0, max: 1 }),
-  beta_schedule: configField.oneOf(['linear', 'scaled_linear', 'squaredcos_cap_v2', 'sigmoid'], 'scaled_linear'),
+  beta_schedule: configField.oneOf(['linear', 'scaled_linear', 'squaredcos_cap_v2'], 'scaled_linear'),
   original_inference_steps: configField.number(50, { integer: true, min: 1 }),
   clip_sample: configField.boolean(false),
   clip_sample_range: configField.number(1, { above: 0 }),

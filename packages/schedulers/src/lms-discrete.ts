@@ -4,10 +4,10 @@ import { TIMESTEP_SPACINGS } from './schedule.js';
 import {
   assertFiniteStepResult,
   assertStepTensors,
+  BETA_SCHEDULE_SPEC,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
-  NOISE_SCHEDULE_SPEC,
   PREDICTION_TYPES,
   type SchedulerConfigInput,
   type SchedulerOptions,
@@ -19,12 +19,15 @@ import {
   denoisedWeights,
   type SigmaScheduleKind,
   SigmaScheduler,
-  type SigmaSchedulerConfig,
+  type SigmaSchedulerBaseConfig,
 } from './sigma-scheduler.js';
 import { interpolateAt } from './sigmas.js';
 
-/** The config of {@link LMSDiscreteScheduler}: diffusers' `LMSDiscreteScheduler` keys and defaults. */
-export interface LMSDiscreteSchedulerConfig extends SigmaSchedulerConfig {
+/**
+ * The config of {@link LMSDiscreteScheduler}: diffusers' `LMSDiscreteScheduler` keys and defaults (no
+ * `rescale_betas_zero_snr`).
+ */
+export interface LMSDiscreteSchedulerConfig extends SigmaSchedulerBaseConfig {
   /** Use Karras et al.'s ρ = 7 sigma spacing ("LMS Karras"). */
   use_karras_sigmas: boolean | null;
   /** Space sigmas evenly in log σ. */
@@ -37,7 +40,7 @@ const optionalFlag = configField.nullable(configField.boolean(false), false);
 
 /** The keys, defaults and checks of {@link LMSDiscreteSchedulerConfig}. */
 export const LMS_DISCRETE_CONFIG_SPEC: ConfigSpec<LMSDiscreteSchedulerConfig> = {
-  ...NOISE_SCHEDULE_SPEC,
+  ...BETA_SCHEDULE_SPEC,
   prediction_type: configField.oneOf(PREDICTION_TYPES, 'epsilon'),
   use_karras_sigmas: optionalFlag,
   use_exponential_sigmas: optionalFlag,
@@ -64,6 +67,9 @@ const MAX_ORDER = 4;
  * `x_{i+1} = x_i + Σ_k c_k · d_{i−k}`, where `c_k` integrates the Lagrange basis polynomial through the past
  * sigmas σ_i, σ_{i−1}, … from σ_i to σ_{i+1} (Adams–Bashforth with variable steps). The slopes of a run are kept
  * until the next `setTimesteps`.
+ *
+ * Differences from diffusers: the coefficients are integrated exactly (3-point Gauss–Legendre) where diffusers
+ * calls `scipy.integrate.quad` to a relative 1e-4. Like diffusers' class, it has no `rescale_betas_zero_snr`.
  *
  * @example
  * ```ts

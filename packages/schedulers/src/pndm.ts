@@ -1,14 +1,14 @@
-import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import type { NoiseScheduleConfig } from './schedule.js';
+import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import type { BetaScheduleConfig } from './schedule.js';
 import { spacedTimesteps, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
 import {
   assertFiniteStepInputs,
   assertFiniteStepResult,
   assertStepTensors,
+  BETA_SCHEDULE_SPEC,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
-  NOISE_SCHEDULE_SPEC,
   Scheduler,
   type SchedulerConfigInput,
   type SchedulerOptions,
@@ -25,8 +25,10 @@ const PLMS_WEIGHTS: readonly (readonly number[])[] = [
   [55 / 24, -59 / 24, 37 / 24, -9 / 24],
 ];
 
-/** The config of {@link PNDMScheduler}: diffusers' `PNDMScheduler` keys and defaults. */
-export interface PNDMSchedulerConfig extends NoiseScheduleConfig {
+/**
+ * The config of {@link PNDMScheduler}: diffusers' `PNDMScheduler` keys and defaults (no `rescale_betas_zero_snr`).
+ */
+export interface PNDMSchedulerConfig extends BetaScheduleConfig {
   /** Start with linear multistep (PLMS) steps right away instead of three Runge–Kutta (PRK) steps. */
   skip_prk_steps: boolean;
   /** At the last step use ᾱ_prev = 1; otherwise ᾱ_0. */
@@ -41,7 +43,7 @@ export interface PNDMSchedulerConfig extends NoiseScheduleConfig {
 
 /** The keys, defaults and checks of {@link PNDMSchedulerConfig}. */
 export const PNDM_CONFIG_SPEC: ConfigSpec<PNDMSchedulerConfig> = {
-  ...NOISE_SCHEDULE_SPEC,
+  ...BETA_SCHEDULE_SPEC,
   skip_prk_steps: configField.boolean(false),
   set_alpha_to_one: configField.boolean(false),
   prediction_type: configField.oneOf(['epsilon', 'v_prediction'] as const, 'epsilon'),
@@ -58,6 +60,10 @@ export const PNDM_CONFIG_SPEC: ConfigSpec<PNDMSchedulerConfig> = {
  * Diffusion's config) PLMS starts at once with lower orders and one extra model call.
  *
  * Call `step` once per entry of {@link Scheduler.timesteps}; the history is reset by `setTimesteps`.
+ *
+ * Differences from diffusers: with Runge–Kutta steps, 2 or 3 inference steps run (the warm-up covers the base
+ * timesteps there are; diffusers fails to lay it out from fewer than 4), 1 is refused. Like diffusers' class, it has
+ * no `rescale_betas_zero_snr`: the key of a zero-SNR config is dropped.
  */
 export class PNDMScheduler extends Scheduler<PNDMSchedulerConfig> {
   /** The classes whose configs this one accepts. */
@@ -87,13 +93,6 @@ export class PNDMScheduler extends Scheduler<PNDMSchedulerConfig> {
    */
   constructor(config: SchedulerConfigInput<PNDMSchedulerConfig> = {}, options?: SchedulerOptions) {
     super('PNDMScheduler', PNDM_CONFIG_SPEC, config, options);
-    if (this.config.rescale_betas_zero_snr) {
-      // Both PNDM updates scale by √(ᾱ_prev/ᾱ_t), infinite at ᾱ = 0 whatever the model predicts.
-      throw new ConfigError(
-        'PNDMScheduler cannot step from the ᾱ = 0 of rescale_betas_zero_snr (its update divides by √ᾱ); set it to ' +
-          'false, or use DDIMScheduler or EulerDiscreteScheduler with prediction_type "v_prediction".',
-      );
-    }
   }
 
   /** ᾱ of the target of the last step: 1 with `set_alpha_to_one`, else ᾱ_0. */

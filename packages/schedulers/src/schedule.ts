@@ -8,11 +8,24 @@ import { ConfigError } from '@denoise/core';
  * float32 tensor), widened to float64 so that the step arithmetic can run in double precision.
  */
 
-/** The named β schedules of diffusers' `beta_schedule`. */
-export type BetaSchedule = 'linear' | 'scaled_linear' | 'squaredcos_cap_v2' | 'sigmoid';
+/**
+ * The named β schedules of diffusers' `beta_schedule`. Every class accepts `linear`, `scaled_linear` and
+ * `squaredcos_cap_v2`; `laplace` and `sigmoid` only DDPM, `exp` only Heun, as in diffusers.
+ */
+export type BetaSchedule = 'linear' | 'scaled_linear' | 'squaredcos_cap_v2' | 'laplace' | 'sigmoid' | 'exp';
 
-/** All values `beta_schedule` accepts. */
-export const BETA_SCHEDULES: readonly BetaSchedule[] = ['linear', 'scaled_linear', 'squaredcos_cap_v2', 'sigmoid'];
+/** All values `beta_schedule` takes in one class or another (see {@link BetaSchedule}). */
+export const BETA_SCHEDULES: readonly BetaSchedule[] = [
+  'linear',
+  'scaled_linear',
+  'squaredcos_cap_v2',
+  'laplace',
+  'sigmoid',
+  'exp',
+];
+
+/** The `beta_schedule` values every scheduler class accepts. */
+export const COMMON_BETA_SCHEDULES: readonly BetaSchedule[] = ['linear', 'scaled_linear', 'squaredcos_cap_v2'];
 
 /** How inference timesteps are placed over the training timesteps (diffusers' `timestep_spacing`). */
 export type TimestepSpacing = 'leading' | 'linspace' | 'trailing';
@@ -21,7 +34,7 @@ export type TimestepSpacing = 'leading' | 'linspace' | 'trailing';
 export const TIMESTEP_SPACINGS: readonly TimestepSpacing[] = ['leading', 'linspace', 'trailing'];
 
 /** The config keys that define a β schedule, as in every diffusers `scheduler_config.json`. */
-export interface NoiseScheduleConfig {
+export interface BetaScheduleConfig {
   /** Number of diffusion steps the model was trained with (T). */
   num_train_timesteps: number;
   /** β_0 of the `linear`, `scaled_linear` and `sigmoid` schedules. */
@@ -32,6 +45,13 @@ export interface NoiseScheduleConfig {
   beta_schedule: BetaSchedule;
   /** Explicit β values (length T), overriding `beta_schedule`. */
   trained_betas: number[] | null;
+}
+
+/**
+ * {@link BetaScheduleConfig} plus `rescale_betas_zero_snr`, which most diffusers classes take (LMS, Heun and PNDM
+ * do not: their diffusers namesakes have no such key and `from_config` drops it).
+ */
+export interface NoiseScheduleConfig extends BetaScheduleConfig {
   /** Rescale the schedule so the last step has zero SNR (Lin et al. 2023, Algorithm 1). */
   rescale_betas_zero_snr: boolean;
 }
@@ -52,6 +72,44 @@ function linspaceFloat32(start: number, end: number, n: number): Float64Array {
   return out;
 }
 
+/** The continuous ᾱ(t), t ∈ [0, 1], that diffusers' `betas_for_alpha_bar` discretises (`alpha_transform_type`). */
+export type AlphaBarTransform = 'cosine' | 'exp' | 'laplace';
+
+const ALPHA_BAR_FUNCTIONS: Record<AlphaBarTransform, (t: number) => number> = {
+  // IDDPM (Nichol & Dhariwal 2021, eq. 17), s = 0.008.
+  cosine: (t) => Math.cos(((t + 0.008) / 1.008) * (Math.PI / 2)) ** 2,
+  exp: (t) => Math.exp(-12 * t),
+  // A Laplace distribution of log-SNR λ around 0 (Hang et al. 2024), written as diffusers writes it: it returns
+  // √(SNR/(1 + SNR)) as ᾱ, and 1e-6 keeps the log finite at t = 1.
+  laplace: (t) => {
+    const sign = 0.5 - t >= 0 ? 1 : -1;
+    const snr = Math.exp(-0.5 * sign * Math.log(1 - 2 * Math.abs(0.5 - t) + 1e-6));
+    return Math.sqrt(snr / (1 + snr));
+  },
+};
+
+/**
+ * β_t = min(1 − ᾱ((t+1)/T)/ᾱ(t/T), maxBeta) for a continuous ᾱ (diffusers' `betas_for_alpha_bar`, computed in
+ * double precision and stored as float32).
+ *
+ * @param numTrainTimesteps - T
+ * @param transform - which ᾱ(t)
+ * @param maxBeta - the cap that keeps β < 1 near t = T
+ */
+export function betasForAlphaBar(
+  numTrainTimesteps: number,
+  transform: AlphaBarTransform,
+  maxBeta = 0.999,
+): Float64Array {
+  const alphaBar = ALPHA_BAR_FUNCTIONS[transform];
+  const betas = new Float64Array(numTrainTimesteps);
+  for (let i = 0; i < numTrainTimesteps; i++) {
+    const ratio = alphaBar((i + 1) / numTrainTimesteps) / alphaBar(i / numTrainTimesteps);
+    betas[i] = Math.fround(Math.min(1 - ratio, maxBeta));
+  }
+  return betas;
+}
+
 /**
  * The IDDPM cosine schedule (Nichol & Dhariwal 2021, eq. 17): ᾱ(t) = cos²((t/T + s)/(1 + s) · π/2), s = 0.008,
  * β_t = min(1 − ᾱ((t+1)/T)/ᾱ(t/T), maxBeta). This is diffusers' `betas_for_alpha_bar` (`squaredcos_cap_v2`).
@@ -60,13 +118,7 @@ function linspaceFloat32(start: number, end: number, n: number): Float64Array {
  * @param maxBeta - the cap that keeps β < 1 near t = T
  */
 export function cosineBetas(numTrainTimesteps: number, maxBeta = 0.999): Float64Array {
-  const alphaBar = (t: number) => Math.cos(((t + 0.008) / 1.008) * (Math.PI / 2)) ** 2;
-  const betas = new Float64Array(numTrainTimesteps);
-  for (let i = 0; i < numTrainTimesteps; i++) {
-    const ratio = alphaBar((i + 1) / numTrainTimesteps) / alphaBar(i / numTrainTimesteps);
-    betas[i] = Math.fround(Math.min(1 - ratio, maxBeta));
-  }
-  return betas;
+  return betasForAlphaBar(numTrainTimesteps, 'cosine', maxBeta);
 }
 
 /**
@@ -99,12 +151,15 @@ export function rescaleZeroTerminalSnr(betas: ArrayLike<number>): Float64Array {
 
 /**
  * β_0 … β_{T−1} for a config: `trained_betas` when given, else the named `beta_schedule` (MATH.md §4), then
- * optionally rescaled to zero terminal SNR.
+ * rescaled to zero terminal SNR when the config has `rescale_betas_zero_snr: true`. Which schedules a class
+ * accepts is its config spec's business; this computes any of them.
  *
  * @param config - the schedule keys of a scheduler config
  * @throws ConfigError when `trained_betas` has the wrong length or the schedule yields β outside [0, 1]
  */
-export function betasFromConfig(config: NoiseScheduleConfig): Float64Array {
+export function betasFromConfig(
+  config: BetaScheduleConfig & { readonly rescale_betas_zero_snr?: boolean },
+): Float64Array {
   const { num_train_timesteps: steps, beta_start: start, beta_end: end } = config;
   let betas: Float64Array;
   if (config.trained_betas) {
@@ -122,8 +177,13 @@ export function betasFromConfig(config: NoiseScheduleConfig): Float64Array {
     betas = linspaceFloat32(Math.sqrt(start), Math.sqrt(end), steps).map((b) => Math.fround(b * b));
   } else if (config.beta_schedule === 'sigmoid') {
     betas = linspaceFloat32(-6, 6, steps).map((x) => Math.fround((1 / (1 + Math.exp(-x))) * (end - start) + start));
-  } else {
+  } else if (config.beta_schedule === 'squaredcos_cap_v2') {
     betas = cosineBetas(steps);
+  } else if (config.beta_schedule === undefined) {
+    // σ-defined classes (flow matching, EDM) declare no β keys; their unused ᾱ table is the cosine one.
+    betas = cosineBetas(steps);
+  } else {
+    betas = betasForAlphaBar(steps, config.beta_schedule);
   }
   if (config.rescale_betas_zero_snr) betas = rescaleZeroTerminalSnr(betas);
   for (let i = 0; i < steps; i++) {

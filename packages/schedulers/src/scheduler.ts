@@ -6,7 +6,13 @@ import {
   Tensor,
   type TensorLike,
 } from '@denoise/core';
-import { alphasCumprodFromBetas, betasFromConfig, type NoiseScheduleConfig } from './schedule.js';
+import {
+  alphasCumprodFromBetas,
+  type BetaScheduleConfig,
+  betasFromConfig,
+  COMMON_BETA_SCHEDULES,
+  type NoiseScheduleConfig,
+} from './schedule.js';
 
 /** The kinds of network output a scheduler can interpret (diffusers' `prediction_type`, MATH.md §2). */
 export type PredictionType = 'epsilon' | 'sample' | 'v_prediction';
@@ -35,6 +41,190 @@ export const KARRAS_DIFFUSION_SCHEDULERS: readonly string[] = [
   'DPMSolverSDEScheduler',
   'EDMEulerScheduler',
 ];
+
+/**
+ * The config keys of diffusers' scheduler classes (the parameters of each `__init__`), for the classes denoise
+ * implements or that their configs come from. Config resolution stays silent about a key another compatible
+ * class, or the config's own `_class_name`, takes (diffusers' `extract_init_dict`).
+ */
+export const DIFFUSERS_CONFIG_KEYS: Readonly<Record<string, readonly string[]>> = (() => {
+  const betas = ['num_train_timesteps', 'beta_start', 'beta_end', 'beta_schedule', 'trained_betas'];
+  const thresholding = ['thresholding', 'dynamic_thresholding_ratio', 'sample_max_value'];
+  const sigmaKinds = ['use_karras_sigmas', 'use_exponential_sigmas', 'use_beta_sigmas'];
+  const spacing = ['timestep_spacing', 'steps_offset'];
+  const flow = ['use_flow_sigmas', 'flow_shift'];
+  const shifting = ['use_dynamic_shifting', 'time_shift_type'];
+  const edm = [
+    'sigma_min',
+    'sigma_max',
+    'sigma_data',
+    'sigma_schedule',
+    'num_train_timesteps',
+    'prediction_type',
+    'rho',
+  ];
+  const consistency = [
+    ...betas,
+    'original_inference_steps',
+    'clip_sample',
+    'clip_sample_range',
+    'set_alpha_to_one',
+    'steps_offset',
+    'prediction_type',
+    ...thresholding,
+    'timestep_spacing',
+    'timestep_scaling',
+    'rescale_betas_zero_snr',
+  ];
+  return {
+    DDIMScheduler: [
+      ...betas,
+      'clip_sample',
+      'set_alpha_to_one',
+      'steps_offset',
+      'prediction_type',
+      ...thresholding,
+      'clip_sample_range',
+      'timestep_spacing',
+      'rescale_betas_zero_snr',
+    ],
+    DDIMInverseScheduler: [
+      ...betas,
+      'clip_sample',
+      'set_alpha_to_one',
+      'steps_offset',
+      'prediction_type',
+      'clip_sample_range',
+      'timestep_spacing',
+      'rescale_betas_zero_snr',
+    ],
+    DDPMScheduler: [
+      ...betas,
+      'variance_type',
+      'clip_sample',
+      'prediction_type',
+      ...thresholding,
+      'clip_sample_range',
+      ...spacing,
+      'rescale_betas_zero_snr',
+    ],
+    PNDMScheduler: [...betas, 'skip_prk_steps', 'set_alpha_to_one', 'prediction_type', ...spacing],
+    LMSDiscreteScheduler: [...betas, ...sigmaKinds, 'prediction_type', ...spacing],
+    EulerDiscreteScheduler: [
+      ...betas,
+      'prediction_type',
+      'interpolation_type',
+      ...sigmaKinds,
+      'sigma_min',
+      'sigma_max',
+      'timestep_spacing',
+      'timestep_type',
+      'steps_offset',
+      'rescale_betas_zero_snr',
+      'final_sigmas_type',
+    ],
+    HeunDiscreteScheduler: [...betas, 'prediction_type', ...sigmaKinds, 'clip_sample', 'clip_sample_range', ...spacing],
+    EulerAncestralDiscreteScheduler: [...betas, 'prediction_type', ...spacing, 'rescale_betas_zero_snr'],
+    DPMSolverMultistepScheduler: [
+      ...betas,
+      'solver_order',
+      'prediction_type',
+      ...thresholding,
+      'algorithm_type',
+      'solver_type',
+      'lower_order_final',
+      'euler_at_final',
+      ...sigmaKinds,
+      'use_lu_lambdas',
+      ...flow,
+      'final_sigmas_type',
+      'lambda_min_clipped',
+      'variance_type',
+      ...spacing,
+      'rescale_betas_zero_snr',
+      ...shifting,
+    ],
+    DPMSolverSinglestepScheduler: [
+      ...betas,
+      'solver_order',
+      'prediction_type',
+      ...thresholding,
+      'algorithm_type',
+      'solver_type',
+      'lower_order_final',
+      ...sigmaKinds,
+      ...flow,
+      'final_sigmas_type',
+      'lambda_min_clipped',
+      'variance_type',
+      ...shifting,
+    ],
+    KDPM2DiscreteScheduler: [...betas, ...sigmaKinds, 'prediction_type', ...spacing],
+    KDPM2AncestralDiscreteScheduler: [...betas, ...sigmaKinds, 'prediction_type', ...spacing],
+    DEISMultistepScheduler: [
+      ...betas,
+      'solver_order',
+      'prediction_type',
+      ...thresholding,
+      'algorithm_type',
+      'solver_type',
+      'lower_order_final',
+      ...sigmaKinds,
+      ...flow,
+      ...spacing,
+      ...shifting,
+    ],
+    UniPCMultistepScheduler: [
+      ...betas,
+      'solver_order',
+      'prediction_type',
+      ...thresholding,
+      'predict_x0',
+      'solver_type',
+      'lower_order_final',
+      'disable_corrector',
+      'solver_p',
+      ...sigmaKinds,
+      ...flow,
+      ...spacing,
+      'final_sigmas_type',
+      'rescale_betas_zero_snr',
+      ...shifting,
+      'sigma_min',
+      'sigma_max',
+      'shift_terminal',
+    ],
+    DPMSolverSDEScheduler: [...betas, 'prediction_type', ...sigmaKinds, 'noise_sampler_seed', ...spacing],
+    EDMEulerScheduler: [...edm, 'final_sigmas_type'],
+    EDMDPMSolverMultistepScheduler: [
+      ...edm,
+      'solver_order',
+      ...thresholding,
+      'algorithm_type',
+      'solver_type',
+      'lower_order_final',
+      'euler_at_final',
+      'final_sigmas_type',
+    ],
+    LCMScheduler: consistency,
+    TCDScheduler: consistency,
+    IPNDMScheduler: ['num_train_timesteps', 'trained_betas'],
+    FlowMatchEulerDiscreteScheduler: [
+      'num_train_timesteps',
+      'shift',
+      'use_dynamic_shifting',
+      'base_shift',
+      'max_shift',
+      'base_image_seq_len',
+      'max_image_seq_len',
+      'invert_sigmas',
+      'shift_terminal',
+      ...sigmaKinds,
+      'time_shift_type',
+      'stochastic_sampling',
+    ],
+  };
+})();
 
 // ---------------------------------------------------------------------------------------------------------------
 // Warnings
@@ -205,14 +395,38 @@ export const configField = {
 };
 
 /**
+ * The keys a scheduler ignores without a word, as diffusers' `extract_init_dict` does: keys of any class in
+ * `compatibles` and keys of the config's own `_class_name` (both per {@link DIFFUSERS_CONFIG_KEYS}), except the
+ * keys of the scheduler's own diffusers namesake: one of those that denoise does not implement is worth a warning,
+ * since diffusers would act on it.
+ */
+function keysOfOtherClasses(
+  className: string,
+  raw: Record<string, unknown>,
+  compatibles: readonly string[],
+): Set<string> {
+  const origin = typeof raw._class_name === 'string' ? raw._class_name : undefined;
+  const known = new Set<string>();
+  for (const other of origin === undefined ? compatibles : [...compatibles, origin]) {
+    for (const key of DIFFUSERS_CONFIG_KEYS[other] ?? []) known.add(key);
+  }
+  for (const key of DIFFUSERS_CONFIG_KEYS[className] ?? []) known.delete(key);
+  return known;
+}
+
+/**
  * Resolves a raw config object (a typed object or a parsed `scheduler_config.json`) against a spec: known keys are
  * validated, missing keys get their diffusers default, metadata keys starting with `_` (`_class_name`,
- * `_diffusers_version`) are skipped, and any other key is reported once through `onWarning` and ignored.
+ * `_diffusers_version`) are skipped, and any other key is ignored. As in diffusers, keys that a compatible class
+ * or the config's own `_class_name` takes are ignored silently (a PNDM config's `skip_prk_steps` given to Euler);
+ * the rest, and keys of this class's diffusers namesake that denoise does not implement, are reported in one
+ * warning through `onWarning` (the same warning once per handler).
  *
  * @param className - the scheduler's class name, for messages
  * @param spec - the keys the scheduler understands
  * @param input - the raw config
  * @param onWarning - where ignored keys are reported
+ * @param compatibles - the diffusers classes whose keys are ignored silently (the class's `compatibles`)
  * @returns a frozen, JSON-safe config with every key present
  * @throws ConfigError when a value is of the wrong type, out of range or not an allowed enum value
  */
@@ -221,6 +435,7 @@ export function resolveConfig<C extends object>(
   spec: ConfigSpec<C>,
   input: unknown,
   onWarning?: WarningHandler,
+  compatibles: readonly string[] = [],
 ): Readonly<C> {
   if (input === undefined || input === null) input = {};
   if (typeof input !== 'object' || Array.isArray(input)) {
@@ -235,21 +450,38 @@ export function resolveConfig<C extends object>(
     const value = raw[key];
     resolved[key] = value === undefined ? field.default : field.parse(value, key);
   }
-  for (const key of Object.keys(raw)) {
-    if (key.startsWith('_') || key in spec) continue;
-    warnOnce(`${className} ignores the config key "${key}", which it does not use.`, onWarning);
+  const ignored = Object.keys(raw).filter((key) => !key.startsWith('_') && !(key in spec));
+  if (ignored.length > 0) {
+    const otherClassKeys = keysOfOtherClasses(className, raw, compatibles);
+    const unknown = ignored.filter((key) => !otherClassKeys.has(key));
+    if (unknown.length > 0) {
+      const list = unknown.map((key) => `"${key}"`).join(', ');
+      const keys = unknown.length === 1 ? 'key' : 'keys';
+      warnOnce(`${className} ignores the config ${keys} ${list}, which it does not use.`, onWarning);
+    }
   }
   for (const value of Object.values(resolved)) if (Array.isArray(value)) Object.freeze(value);
   return Object.freeze(resolved) as Readonly<C>;
 }
 
-/** The config spec entries of {@link NoiseScheduleConfig}, with diffusers' defaults, for schedulers to spread. */
-export const NOISE_SCHEDULE_SPEC: ConfigSpec<NoiseScheduleConfig> = {
+/**
+ * The config spec entries of {@link BetaScheduleConfig}, with diffusers' defaults, for schedulers to spread. Its
+ * `beta_schedule` takes the schedules every class takes; DDPM and Heun override it with their extra ones.
+ */
+export const BETA_SCHEDULE_SPEC: ConfigSpec<BetaScheduleConfig> = {
   num_train_timesteps: configField.number(1000, { integer: true, min: 1, max: 1_000_000 }),
   beta_start: configField.number(0.0001, { min: 0, max: 1 }),
   beta_end: configField.number(0.02, { min: 0, max: 1 }),
-  beta_schedule: configField.oneOf(['linear', 'scaled_linear', 'squaredcos_cap_v2', 'sigmoid'], 'linear'),
+  beta_schedule: configField.oneOf(COMMON_BETA_SCHEDULES, 'linear'),
   trained_betas: configField.numberListOrNull(),
+};
+
+/**
+ * The config spec entries of {@link NoiseScheduleConfig} ({@link BETA_SCHEDULE_SPEC} and
+ * `rescale_betas_zero_snr`), with diffusers' defaults, for schedulers to spread.
+ */
+export const NOISE_SCHEDULE_SPEC: ConfigSpec<NoiseScheduleConfig> = {
+  ...BETA_SCHEDULE_SPEC,
   rescale_betas_zero_snr: configField.boolean(false),
 };
 
@@ -365,7 +597,8 @@ export function assertFiniteStepInputs(
  * accumulates `nonFinite += value * 0` (0 for a finite value, NaN otherwise) and passes the sum here. Only when it
  * is not 0 are the inputs scanned, to throw {@link assertFiniteStepInputs}'s `NumericError` naming the culprit; a
  * non-finite result of finite inputs is left to the next step, as before. Steps that clamp x̂_0 (`clip_sample`,
- * thresholding) can turn an Infinity finite, so they check their inputs with {@link assertFiniteStepInputs} instead.
+ * thresholding) can turn an Infinity finite, so they accumulate over x̂_0 before clamping instead (a·x_t + b·m is
+ * non-finite whenever an input is, even with a = 0, since 0·∞ is NaN).
  *
  * @param nonFinite - Σ 0·value over the step's output
  * @param modelOutput - the network output of the step
@@ -457,6 +690,148 @@ export const THRESHOLDING_SPEC: ConfigSpec<ThresholdingConfig> = {
 };
 
 /**
+ * Moves the k-th smallest of `values[left..right]` to index k, with nothing larger before it and nothing smaller
+ * after it (Floyd & Rivest, "Expected time bounds for selection", CACM 1975, Algorithm 489 SELECT). On long
+ * ranges it first selects within a small sample around k's expected place, so that the partition's pivot lands
+ * next to the answer: about n + min(k, n − k) comparisons, against n log n for a sort.
+ *
+ * @param values - the values, reordered in place
+ * @param k - the rank to find, in [left, right]
+ * @param left - the first index of the range
+ * @param right - the last index of the range
+ */
+export function selectInPlace(values: Float32Array, k: number, left = 0, right = values.length - 1): void {
+  while (right > left) {
+    if (right - left > 600) {
+      const size = right - left + 1;
+      const rank = k - left + 1;
+      const logSize = Math.log(size);
+      const sampleSize = 0.5 * Math.exp((2 * logSize) / 3);
+      const spread = 0.5 * Math.sqrt((logSize * sampleSize * (size - sampleSize)) / size) * Math.sign(rank - size / 2);
+      const sampleLeft = Math.max(left, Math.floor(k - (rank * sampleSize) / size + spread));
+      const sampleRight = Math.min(right, Math.floor(k + ((size - rank) * sampleSize) / size + spread));
+      selectInPlace(values, k, sampleLeft, sampleRight);
+    }
+    // Partition around the value now at k; the sample step made it close to the k-th smallest.
+    const pivot = values[k];
+    let i = left;
+    let j = right;
+    swap(values, left, k);
+    if (values[right] > pivot) swap(values, right, left);
+    while (i < j) {
+      swap(values, i, j);
+      i++;
+      j--;
+      while (values[i] < pivot) i++;
+      while (values[j] > pivot) j--;
+    }
+    if (values[left] === pivot) {
+      swap(values, left, j);
+    } else {
+      j++;
+      swap(values, j, right);
+    }
+    // The pivot is at j now: continue on the side that holds k.
+    if (j <= k) left = j + 1;
+    if (k <= j) right = j - 1;
+  }
+}
+
+function swap(values: Float32Array, i: number, j: number): void {
+  const value = values[i];
+  values[i] = values[j];
+  values[j] = value;
+}
+
+/**
+ * The `ratio` quantile of `values` with linear interpolation between neighbouring order statistics, as
+ * `torch.quantile` computes it, by selection instead of a sort. `values` is reordered.
+ *
+ * @param values - the values (Imagen's thresholding passes |x̂_0| of one batch item)
+ * @param ratio - the quantile, in [0, 1]
+ */
+export function quantileInPlace(values: Float32Array, ratio: number): number {
+  return valueAtRank(values, ratio * (values.length - 1));
+}
+
+/** The value at fractional rank `rank` of `values`, interpolating between the two neighbouring order statistics. */
+function valueAtRank(values: Float32Array, rank: number): number {
+  const below = Math.floor(rank);
+  selectInPlace(values, below);
+  const low = values[below];
+  if (rank === below) return low;
+  // Everything after `below` is at least `low`; the next order statistic is the smallest of them.
+  let high = values[below + 1];
+  for (let i = below + 2; i < values.length; i++) if (values[i] < high) high = values[i];
+  return low + (rank - below) * (high - low);
+}
+
+/** How many values of a batch item {@link thresholdOfItem} samples to bound its quantile from below. */
+const THRESHOLD_SAMPLE_SIZE = 256;
+
+/**
+ * Imagen's threshold s of one batch item of x̂_0 = a·x + b·m over [start, end), without writing |x̂_0| out: the
+ * quantile of a strided sample, four standard deviations of the sample quantile below the wanted rank, bounds the
+ * wanted quantile from below; one read pass collects the few values at or above that bound into `scratch`; the
+ * quantile is selected among them (every smaller value ranks below all of them). A sample that did not bound it
+ * (fewer candidates than values from the wanted rank up) falls back to selecting among all values.
+ */
+function thresholdOfItem(
+  x: Float32Array,
+  m: Float32Array,
+  a: number,
+  b: number,
+  start: number,
+  end: number,
+  clamp: ThresholdingConfig,
+  scratch: Float32Array,
+): number {
+  const n = end - start;
+  const rank = clamp.dynamic_thresholding_ratio * (n - 1);
+  const stride = Math.floor(n / THRESHOLD_SAMPLE_SIZE);
+  let candidates = 0;
+  if (stride >= 2) {
+    const p = rank / (n - 1);
+    const margin = 4 * Math.sqrt(THRESHOLD_SAMPLE_SIZE * p * (1 - p));
+    const sampleRank = Math.floor(p * (THRESHOLD_SAMPLE_SIZE - 1) - margin) - 1;
+    if (sampleRank >= 0) {
+      for (let j = 0; j < THRESHOLD_SAMPLE_SIZE; j++) {
+        const i = start + j * stride;
+        scratch[j] = Math.abs(a * x[i] + b * m[i]);
+      }
+      const sample = scratch.subarray(0, THRESHOLD_SAMPLE_SIZE);
+      selectInPlace(sample, sampleRank);
+      const lowerBound = sample[sampleRank];
+      for (let i = start; i < end; i++) {
+        const value = Math.abs(a * x[i] + b * m[i]);
+        if (value >= lowerBound) scratch[candidates++] = value;
+      }
+    }
+  }
+  const smaller = n - candidates;
+  let quantile: number;
+  if (candidates > 0 && rank >= smaller) {
+    quantile = valueAtRank(scratch.subarray(0, candidates), rank - smaller);
+  } else {
+    for (let i = start; i < end; i++) scratch[i - start] = Math.abs(a * x[i] + b * m[i]);
+    quantile = valueAtRank(scratch.subarray(0, n), rank);
+  }
+  return Math.min(Math.max(quantile, 1), clamp.sample_max_value);
+}
+
+/**
+ * Imagen's threshold s of one batch item (Saharia et al. 2022, §2.3): the `ratio` quantile of |x̂_0|, clamped to
+ * `[1, maxValue]` (a `maxValue` below 1 gives `maxValue`, as `torch.clamp` does).
+ *
+ * @param absValues - |x̂_0| of the item; reordered
+ * @param ratio - diffusers' `dynamic_thresholding_ratio`
+ * @param maxValue - diffusers' `sample_max_value`
+ */
+export function dynamicThreshold(absValues: Float32Array, ratio: number, maxValue: number): number {
+  return Math.min(Math.max(quantileInPlace(absValues, ratio), 1), maxValue);
+}
+
+/**
  * Imagen's dynamic thresholding (Saharia et al. 2022, §2.3), in place on a buffer the caller owns: for each batch
  * item, `s` is the `ratio` quantile of |x| (linear interpolation, as `torch.quantile`), clamped to
  * `[1, maxValue]`; values are clamped to `[−s, s]` and divided by `s`.
@@ -465,7 +840,7 @@ export const THRESHOLDING_SPEC: ConfigSpec<ThresholdingConfig> = {
  * @param batchSize - the number of batch items (the first dim)
  * @param ratio - diffusers' `dynamic_thresholding_ratio`
  * @param maxValue - diffusers' `sample_max_value`
- * @param scratch - a buffer of at least `values.length / batchSize` elements for the sort
+ * @param scratch - a buffer of at least `values.length / batchSize` elements for the selection
  */
 export function applyDynamicThresholding(
   values: Float32Array,
@@ -475,19 +850,137 @@ export function applyDynamicThresholding(
   scratch: Float32Array,
 ): void {
   const itemSize = values.length / batchSize;
-  const sorted = scratch.subarray(0, itemSize);
-  const rank = ratio * (itemSize - 1);
-  const below = Math.floor(rank);
-  const above = Math.ceil(rank);
-  const weight = rank - below;
+  const absValues = scratch.subarray(0, itemSize);
   for (let b = 0; b < batchSize; b++) {
     const item = values.subarray(b * itemSize, (b + 1) * itemSize);
-    for (let i = 0; i < itemSize; i++) sorted[i] = Math.abs(item[i]);
-    sorted.sort();
-    const quantile = sorted[below] + weight * (sorted[above] - sorted[below]);
-    const s = Math.min(Math.max(quantile, 1), maxValue);
+    for (let i = 0; i < itemSize; i++) absValues[i] = Math.abs(item[i]);
+    const s = dynamicThreshold(absValues, ratio, maxValue);
     for (let i = 0; i < itemSize; i++) item[i] = Math.min(Math.max(item[i], -s), s) / s;
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The step of the DDPM family from a clamped x̂_0
+
+/**
+ * The update of a DDPM-family step written in x̂_0, x_t and the model output m:
+ * x_{t'} = original·x̂_0 + sample·x_t + output·m + noise·z. DDPM's posterior mean (MATH.md §2) and DDIM's eq. 12
+ * with ε̂ expanded in x_t and m (or in x_t and the clamped x̂_0) both take this form.
+ */
+export interface UpdateWeights {
+  /** The weight of x̂_0 (after clipping or thresholding). */
+  readonly original: number;
+  /** The weight of x_t. */
+  readonly sample: number;
+  /** The weight of the model output m. */
+  readonly output: number;
+  /** The weight of the noise z (ignored without noise). */
+  readonly noise: number;
+}
+
+/** The keys that decide how x̂_0 is clamped in DDPM and DDIM (diffusers' `clip_sample` / `thresholding`). */
+export interface OriginalSampleClampConfig extends ThresholdingConfig {
+  /** Clamp x̂_0 to `[−clip_sample_range, clip_sample_range]` (ignored when `thresholding` is on). */
+  readonly clip_sample: boolean;
+  /** The clamp bound of `clip_sample`. */
+  readonly clip_sample_range: number;
+}
+
+/** The tensors of {@link stepFromOriginalSample}: inputs as `step` receives them, outputs the step allocated. */
+export interface OriginalSampleStepBuffers {
+  /** x_t. */
+  readonly sample: TensorLike;
+  /** m, shaped like the sample. */
+  readonly modelOutput: TensorLike;
+  /** z, or `null` for a step without noise. */
+  readonly noise: Float32Array | null;
+  /** Receives x̂_0 (clamped). */
+  readonly x0: Float32Array;
+  /** Receives x_{t'}. */
+  readonly prev: Float32Array;
+  /** With thresholding, at least one batch item long; holds |x̂_0| while its quantile is found. */
+  readonly scratch: Float32Array;
+}
+
+/**
+ * One DDPM-family step in a single pass where the config allows it: x̂_0 = a·x_t + b·m (MATH.md §2), clipped to
+ * ±`clip_sample_range` or, with thresholding, clamped to ±s and divided by s, then the update of `weights`. Clipping
+ * costs a few arithmetic operations per element; thresholding adds one read pass per batch item that finds s
+ * (see `thresholdOfItem`), and recomputes x̂_0 in the update pass instead of reading it back. Returns Σ 0·x̂_0 before clamping (0 unless an input is NaN or ±Infinity, which clamping could hide) for
+ * {@link assertFiniteStepResult}.
+ *
+ * @param buffers - the step's inputs and outputs
+ * @param originalWeights - (a, b) of x̂_0 = a·x_t + b·m, from {@link originalSampleWeights}
+ * @param clamp - the config's clipping and thresholding keys
+ * @param weights - the update
+ */
+export function stepFromOriginalSample(
+  buffers: OriginalSampleStepBuffers,
+  originalWeights: readonly [number, number],
+  clamp: OriginalSampleClampConfig,
+  weights: UpdateWeights,
+): number {
+  const x = buffers.sample.data;
+  const m = buffers.modelOutput.data;
+  const [a, b] = originalWeights;
+  if (!clamp.thresholding) {
+    const bound = clamp.clip_sample ? clamp.clip_sample_range : Number.POSITIVE_INFINITY;
+    return clampedUpdate(buffers, a, b, bound, 1, weights, 0, x.length);
+  }
+  const batch = buffers.sample.dims[0];
+  const itemSize = x.length / batch;
+  let nonFinite = 0;
+  for (let item = 0; item < batch; item++) {
+    const start = item * itemSize;
+    const s = thresholdOfItem(x, m, a, b, start, start + itemSize, clamp, buffers.scratch);
+    nonFinite += clampedUpdate(buffers, a, b, s, 1 / s, weights, start, start + itemSize);
+  }
+  return nonFinite;
+}
+
+/**
+ * The fused pass of {@link stepFromOriginalSample} over [start, end): x̂_0 = clamp(a·x + b·m, ±bound)·scale, then the
+ * update. The clamp is (|r + bound| − |r − bound|)/2, which is exact up to rounding and has no branch: `Math.min`
+ * and `Math.max` compile to compare-and-branch, and on x̂_0 values scattered around the bound (the low-noise steps
+ * of `clip_sample`) the mispredictions made the step 3–4 times dearer. Without a bound there is no clamp at all.
+ */
+function clampedUpdate(
+  buffers: OriginalSampleStepBuffers,
+  a: number,
+  b: number,
+  bound: number,
+  scale: number,
+  weights: UpdateWeights,
+  start: number,
+  end: number,
+): number {
+  const { x0, prev } = buffers;
+  const x = buffers.sample.data;
+  const m = buffers.modelOutput.data;
+  const { original, sample, output } = weights;
+  // Without noise, the loop reads m in its place with weight 0 (m is finite whenever the step succeeds), so one
+  // loop serves both cases.
+  const noise = buffers.noise ?? m;
+  const noiseWeight = buffers.noise ? weights.noise : 0;
+  let nonFinite = 0;
+  if (bound === Number.POSITIVE_INFINITY) {
+    for (let i = start; i < end; i++) {
+      const value = a * x[i] + b * m[i];
+      nonFinite += value * 0;
+      x0[i] = value;
+      prev[i] = original * value + sample * x[i] + output * m[i] + noiseWeight * noise[i];
+    }
+    return nonFinite;
+  }
+  const halfScale = 0.5 * scale;
+  for (let i = start; i < end; i++) {
+    const raw = a * x[i] + b * m[i];
+    nonFinite += raw * 0;
+    const clamped = (Math.abs(raw + bound) - Math.abs(raw - bound)) * halfScale;
+    x0[i] = clamped;
+    prev[i] = original * clamped + sample * x[i] + output * m[i] + noiseWeight * noise[i];
+  }
+  return nonFinite;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -558,7 +1051,7 @@ export type ClassifierGuidanceMode = 'mean' | 'epsilon';
  *
  * @typeParam C - the scheduler's config, snake_case keys as in diffusers' `scheduler_config.json`
  */
-export abstract class Scheduler<C extends NoiseScheduleConfig = NoiseScheduleConfig> {
+export abstract class Scheduler<C extends BetaScheduleConfig = BetaScheduleConfig> {
   /** The diffusers class names whose configs this class accepts (diffusers' `_compatibles`). */
   static readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
 
@@ -596,7 +1089,8 @@ export abstract class Scheduler<C extends NoiseScheduleConfig = NoiseScheduleCon
   protected constructor(className: string, spec: ConfigSpec<C>, config: unknown, options: SchedulerOptions = {}) {
     this.className = className;
     this.onWarning = options.onWarning;
-    this.config = resolveConfig(className, spec, config, options.onWarning);
+    const { compatibles } = new.target as unknown as { compatibles: readonly string[] };
+    this.config = resolveConfig(className, spec, config, options.onWarning, compatibles);
     this.betas = betasFromConfig(this.config);
     this.alphas = this.betas.map((b) => Math.fround(1 - b));
     this.alphasCumprod = alphasCumprodFromBetas(this.betas);
@@ -604,7 +1098,7 @@ export abstract class Scheduler<C extends NoiseScheduleConfig = NoiseScheduleCon
     // posteriors and multistep differences are 0/0. ᾱ = 0 means pure noise (σ = ∞, x̂_0 undefined); only zero
     // terminal SNR puts it there on purpose, at T − 1.
     const alphaBars = this.alphasCumprod;
-    const lastPositive = this.config.rescale_betas_zero_snr ? alphaBars.length - 1 : alphaBars.length;
+    const lastPositive = this.rescalesToZeroTerminalSnr ? alphaBars.length - 1 : alphaBars.length;
     const degenerate = alphaBars.findIndex(
       (a, t) => !(a < (t === 0 ? 1 : alphaBars[t - 1]) && (a > 0 || t >= lastPositive)),
     );
@@ -619,10 +1113,16 @@ export abstract class Scheduler<C extends NoiseScheduleConfig = NoiseScheduleCon
     this.timesteps = Array.from({ length: T }, (_, i) => T - 1 - i);
   }
 
+  /** Whether the config has `rescale_betas_zero_snr: true` (classes without the key never rescale). */
+  protected get rescalesToZeroTerminalSnr(): boolean {
+    return (this.config as Partial<NoiseScheduleConfig>).rescale_betas_zero_snr === true;
+  }
+
   /**
    * Builds a scheduler of this class from a config: this class's own, another compatible scheduler's `config`,
    * or a raw `scheduler_config.json` (metadata keys such as `_class_name` are skipped; keys this class does not
-   * use are warned about once and ignored).
+   * use are ignored, silently when a compatible class or the config's `_class_name` takes them, as in diffusers,
+   * else reported in one warning).
    *
    * @param config - the config object
    * @param options - warning handler

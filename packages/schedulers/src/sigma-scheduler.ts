@@ -1,5 +1,10 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import { type NoiseScheduleConfig, spacedTimesteps, type TimestepSpacing } from './schedule.js';
+import {
+  type BetaScheduleConfig,
+  type NoiseScheduleConfig,
+  spacedTimesteps,
+  type TimestepSpacing,
+} from './schedule.js';
 import {
   assertSameDims,
   assertTensorLike,
@@ -12,8 +17,11 @@ import { betaSigmas, exponentialSigmas, karrasSigmas, sigmasToTimesteps } from '
 
 const f32 = Math.fround;
 
-/** The config keys every k-diffusion style (sigma-based) scheduler shares. */
-export interface SigmaSchedulerConfig extends NoiseScheduleConfig {
+/**
+ * The config keys every k-diffusion style (sigma-based) scheduler shares, `rescale_betas_zero_snr` aside (LMS and
+ * Heun do not take it, as their diffusers namesakes do not).
+ */
+export interface SigmaSchedulerBaseConfig extends BetaScheduleConfig {
   /** What the model predicts. */
   prediction_type: PredictionType;
   /** How `setTimesteps(n)` places its timesteps. */
@@ -21,6 +29,9 @@ export interface SigmaSchedulerConfig extends NoiseScheduleConfig {
   /** Added to every `leading` timestep. */
   steps_offset: number;
 }
+
+/** {@link SigmaSchedulerBaseConfig} with `rescale_betas_zero_snr`, for the classes that take it (Euler, Euler a). */
+export interface SigmaSchedulerConfig extends SigmaSchedulerBaseConfig, NoiseScheduleConfig {}
 
 /** Which sigma schedule replaces the interpolated training sigmas (`use_karras_sigmas` and friends). */
 export type SigmaScheduleKind = 'interpolated' | 'karras' | 'exponential' | 'beta';
@@ -36,7 +47,9 @@ export type SigmaScheduleKind = 'interpolated' | 'karras' | 'exponential' | 'bet
  * when a timestep repeats, so an img2img run that starts mid-schedule does not skip a sigma) and advanced by
  * each step, as in diffusers.
  */
-export abstract class SigmaScheduler<C extends SigmaSchedulerConfig> extends Scheduler<C> {
+export abstract class SigmaScheduler<
+  C extends SigmaSchedulerBaseConfig = SigmaSchedulerBaseConfig,
+> extends Scheduler<C> {
   /** σ for each timestep of the schedule, plus the final σ (0 unless configured otherwise); float32 values. */
   sigmas: Float64Array;
   /** `σ_t = √((1−ᾱ_t)/ᾱ_t)` at every training timestep (ascending in t), rounded as torch's float32 math. */
@@ -57,7 +70,7 @@ export abstract class SigmaScheduler<C extends SigmaSchedulerConfig> extends Sch
     super(className, spec, config, options);
     const alphaBars = Float64Array.from(this.alphasCumprod);
     // diffusers: with zero terminal SNR the last ᾱ is 0, which would make σ infinite; it uses 2^-24 instead.
-    if (this.config.rescale_betas_zero_snr) alphaBars[alphaBars.length - 1] = 2 ** -24;
+    if (this.rescalesToZeroTerminalSnr) alphaBars[alphaBars.length - 1] = 2 ** -24;
     this.trainingSigmas = alphaBars.map((a) => f32(Math.sqrt(f32(f32(1 - a) / a))));
     this.trainingLogSigmas = this.trainingSigmas.map((s) => f32(Math.log(s)));
     this.sigmas = new Float64Array([...this.trainingSigmas].reverse().concat([0]));
@@ -180,16 +193,19 @@ export abstract class SigmaScheduler<C extends SigmaSchedulerConfig> extends Sch
    * @param kind - which schedule
    * @param sigmas - the interpolated sigmas, descending
    * @param range - optional explicit bounds (Euler's `sigma_min` / `sigma_max`)
+   * @param steps - how many sigmas the new schedule has: diffusers' `num_inference_steps`, which is the length
+   *   of `sigmas` except for Euler's `log_linear` interpolation (n + 1 sigmas for n steps)
    */
   protected convertSigmas(
     kind: SigmaScheduleKind,
     sigmas: Float64Array,
     range: { sigmaMin?: number | null; sigmaMax?: number | null } = {},
+    steps = sigmas.length,
   ): { sigmas: Float64Array; timesteps: number[] } {
     if (kind === 'interpolated') throw new InvalidArgumentError('convertSigmas needs a sigma schedule kind.');
     const sigmaMin = range.sigmaMin ?? sigmas[sigmas.length - 1];
     const sigmaMax = range.sigmaMax ?? sigmas[0];
-    const n = sigmas.length;
+    const n = steps;
     const converted =
       kind === 'karras'
         ? karrasSigmas(sigmaMin, sigmaMax, n)

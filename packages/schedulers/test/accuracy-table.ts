@@ -24,7 +24,7 @@ import { LCMScheduler } from '../src/lcm.js';
 import { LMSDiscreteScheduler } from '../src/lms-discrete.js';
 import { PNDMScheduler } from '../src/pndm.js';
 import type { Scheduler } from '../src/scheduler.js';
-import type { SigmaScheduler, SigmaSchedulerConfig } from '../src/sigma-scheduler.js';
+import type { SigmaScheduler, SigmaSchedulerBaseConfig } from '../src/sigma-scheduler.js';
 import { TCDScheduler } from '../src/tcd.js';
 import {
   exactFlowVelocity,
@@ -49,12 +49,12 @@ const SD_SCHEDULE = { beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_
 const alphaBarOfSigma = (sigma: number) => 1 / (1 + sigma * sigma);
 
 /** The σ the model sees at schedule index `i`: `sigmas[i]`, except for the DPM2 midpoints. */
-type ModelSigma = (scheduler: SigmaScheduler<SigmaSchedulerConfig>, i: number) => number;
+type ModelSigma = (scheduler: SigmaScheduler<SigmaSchedulerBaseConfig>, i: number) => number;
 
 const scheduleSigma: ModelSigma = (scheduler, i) => scheduler.sigmas[i];
 
 /** Runs a sigma-based scheduler: noise × initNoiseSigma, the exact ε̂ for the scaled input at each step's σ. */
-function runSigmaScheduler<C extends SigmaSchedulerConfig>(
+function runSigmaScheduler<C extends SigmaSchedulerBaseConfig>(
   scheduler: SigmaScheduler<C>,
   seed: number,
   modelSigma: ModelSigma = scheduleSigma,
@@ -193,7 +193,7 @@ export interface AccuracyCase {
 
 function sigmaCase(
   name: string,
-  make: () => SigmaScheduler<SigmaSchedulerConfig>,
+  make: () => SigmaScheduler<SigmaSchedulerBaseConfig>,
   modelSigma: ModelSigma = scheduleSigma,
 ): AccuracyCase {
   return {

@@ -86,6 +86,61 @@ describe('DDIMScheduler parity with diffusers (test_scheduler_ddim.py)', () => {
   });
 });
 
+describe('DDIMScheduler.step from any training timestep, as diffusers (t → t − T // n)', () => {
+  it('reproduces DDIMParallelScheduler test_batch_step_no_noise: t = 0, 1, 2 after setTimesteps(10), sum 1147.7904, mean 0.4982', () => {
+    // diffusers' test steps dummy_sample_deter at t = 0, itself + 0.1 at t = 1 and itself − 0.1 at t = 2, none of
+    // them on the 10-step schedule [900, 800, …, 0]; each goes to t − 100 < 0, i.e. ᾱ_prev = 1.
+    const s = new DDIMScheduler(testConfig);
+    s.setTimesteps(10);
+    const base = dummySampleDeter();
+    let sum = 0;
+    let count = 0;
+    for (const [t, shift] of [
+      [0, 0],
+      [1, 0.1],
+      [2, -0.1],
+    ]) {
+      const sample = new Tensor(
+        base.data.map((v) => Math.fround(v + Math.fround(shift))),
+        base.dims,
+      );
+      expect(s.previousTimestep(t)).toBe(t - 100);
+      const prev = s.step(dummyModel(sample, t), t, sample, { eta: 0 }).prevSample;
+      sum += absSumMean(prev).sum;
+      count += prev.data.length;
+    }
+    expect(Math.abs(sum - 1147.7904)).toBeLessThan(1e-2);
+    expect(Math.abs(sum / count - 0.4982)).toBeLessThan(1e-3);
+  });
+
+  it('starts an SDEdit-style loop at a timestep off the schedule: 600 → 580 by DDIM eq. 12', () => {
+    const s = new DDIMScheduler({ ...testConfig, clip_sample: false, steps_offset: 1 });
+    s.setTimesteps(50);
+    expect(s.timesteps).not.toContain(600);
+    expect(s.previousTimestep(600)).toBe(580);
+    const sample = dummySampleDeter();
+    const eps = dummyNoiseDeter();
+    const { prevSample, predOriginalSample } = s.step(eps, 600, sample);
+    // x̂_0 = (x − √(1 − ᾱ_600)·ε)/√ᾱ_600, x_580 = √ᾱ_580·x̂_0 + √(1 − ᾱ_580)·ε.
+    const [alphaBar, alphaBarPrev] = [s.alphasCumprod[600], s.alphasCumprod[580]];
+    for (let i = 0; i < sample.data.length; i++) {
+      const x0 = (sample.data[i] - Math.sqrt(1 - alphaBar) * eps.data[i]) / Math.sqrt(alphaBar);
+      const expected = Math.sqrt(alphaBarPrev) * x0 + Math.sqrt(1 - alphaBarPrev) * eps.data[i];
+      expect(predOriginalSample?.data[i]).toBeCloseTo(x0, 5);
+      expect(prevSample.data[i]).toBeCloseTo(expected, 5);
+    }
+  });
+
+  it('still refuses timesteps outside [0, T) and non-integers', () => {
+    const s = new DDIMScheduler(testConfig);
+    s.setTimesteps(10);
+    const sample = dummySampleDeter();
+    for (const t of [1000, -1, 600.5, Number.NaN]) {
+      expect(() => s.step(sample, t, sample)).toThrow(/not a training timestep/);
+    }
+  });
+});
+
 describe('DDIM with eta = 1 is DDPM fixed_small (MATH.md §5)', () => {
   it.each([
     ['no clipping', { clip_sample: false }, false],

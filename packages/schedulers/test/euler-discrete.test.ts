@@ -156,6 +156,48 @@ describe('EulerDiscreteScheduler', () => {
     expect(sigmaMin.sigmas[10]).toBeCloseTo(Math.sqrt((1 - a0) / a0), 6);
   });
 
+  it('log_linear with Karras, exponential or beta sigmas samples n steps, converting with n sigmas as diffusers', () => {
+    // diffusers: log_linear gives n + 1 sigmas from σ_max = 14.614649 to σ_min = 0.0291675 (SD 1.5's betas),
+    // then _convert_to_karras(…, num_inference_steps = 25) keeps their ends and spaces 25 values with ρ = 7:
+    // σ_i = (σ_max^(1/7) + i/24·(σ_min^(1/7) − σ_max^(1/7)))^7, so σ_12 = 1.274106 (26 values would give 1.430524).
+    const sd = { beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear' } as const;
+    const karras = new EulerDiscreteScheduler({ ...sd, interpolation_type: 'log_linear', use_karras_sigmas: true });
+    karras.setTimesteps(25);
+    expect(karras.timesteps).toHaveLength(25);
+    expect(karras.sigmas).toHaveLength(26);
+    expect(karras.sigmas[0]).toBeCloseTo(14.614651, 4);
+    expect(karras.sigmas[12]).toBeCloseTo(1.274106, 5);
+    expect(karras.sigmas[24]).toBeCloseTo(0.0291675, 6);
+    expect(karras.sigmas[25]).toBe(0);
+    for (const flag of ['use_exponential_sigmas', 'use_beta_sigmas']) {
+      const s = new EulerDiscreteScheduler({ ...sd, interpolation_type: 'log_linear', [flag]: true });
+      s.setTimesteps(25);
+      expect(s.timesteps).toHaveLength(25);
+      expect(s.sigmas).toHaveLength(26);
+      expect(s.sigmas[24]).toBeCloseTo(0.0291675, 6);
+    }
+  });
+
+  it('reads prediction_type "original_sample" as diffusers does: the alias of "sample"', () => {
+    const alias = new EulerDiscreteScheduler({ ...BASE, prediction_type: 'original_sample' } as Record<
+      string,
+      unknown
+    >);
+    const sample = new EulerDiscreteScheduler({ ...BASE, prediction_type: 'sample' });
+    expect(alias.config.prediction_type).toBe('sample');
+    alias.setTimesteps(10);
+    sample.setTimesteps(10);
+    const x = dummySampleDeter();
+    const t = alias.timesteps[0];
+    // x̂_0 = m, so x_1 = x + (σ_1 − σ_0)·(x − m)/σ_0 for both.
+    expect(alias.step(dummyNoiseDeter(), t, x).prevSample.data).toEqual(
+      sample.step(dummyNoiseDeter(), t, x).prevSample.data,
+    );
+    expect(() => new EulerDiscreteScheduler({ prediction_type: 'x0' } as Record<string, unknown>)).toThrow(
+      /original_sample/,
+    );
+  });
+
   it('gives continuous timesteps 0.25·log σ with v-prediction and survives zero terminal SNR', () => {
     const continuous = new EulerDiscreteScheduler({
       ...BASE,

@@ -61,6 +61,28 @@ describe('beta schedules (MATH.md §4)', () => {
     expect(cosineBetas(T)[T - 1]).toBe(Math.fround(0.999));
   });
 
+  it("laplace (DDPM): diffusers' ᾱ(t) = √(SNR/(1 + SNR)), λ = −½·sign(½ − t)·log(1 − 2|½ − t| + 1e−6), telescoping", () => {
+    // ᾱ(0) = √(1000/1001) (SNR = 1e−6^(−½) = 1000), ᾱ(½) = √(SNR/(1 + SNR)) with SNR = (1 + 1e−6)^(−½) ≈ 1,
+    // ᾱ(1) = √(0.001/1.001); ᾱ_t = ᾱ((t+1)/T)/ᾱ(0): ᾱ_499 = 0.7074603, ᾱ_999 = √0.001 = 0.0316228.
+    const alphaBar = (t: number) => {
+      const snr = Math.exp(-0.5 * (0.5 - t >= 0 ? 1 : -1) * Math.log(1 - 2 * Math.abs(0.5 - t) + 1e-6));
+      return Math.sqrt(snr / (1 + snr));
+    };
+    const betas = betasFromConfig({ ...base, beta_schedule: 'laplace' });
+    expect(betas[0]).toBeCloseTo(1 - alphaBar(0.001) / alphaBar(0), 7);
+    const alphasCumprod = alphasCumprodFromBetas(betas);
+    expect(alphasCumprod[499]).toBeCloseTo(0.7074603, 6);
+    expect(alphasCumprod[999]).toBeCloseTo(Math.sqrt(0.001), 6);
+    expect(alphasCumprod[999] / (alphaBar(1) / alphaBar(0)) - 1).toBeLessThan(1e-5);
+  });
+
+  it('exp (Heun): ᾱ(t) = e^(−12t), so every β is 1 − e^(−12/T) = 0.011928287 and ᾱ_999 = e^(−12) = 6.1442e−6', () => {
+    const betas = betasFromConfig({ ...base, beta_schedule: 'exp' });
+    for (const i of [0, 500, 999]) expect(betas[i]).toBe(Math.fround(1 - Math.exp(-12 / 1000)));
+    const alphasCumprod = alphasCumprodFromBetas(betas);
+    expect(Math.abs(alphasCumprod[999] / Math.exp(-12) - 1)).toBeLessThan(1e-4);
+  });
+
   it('trained_betas override the schedule and must have one value per timestep', () => {
     const trained = Array.from({ length: 10 }, (_, i) => 0.01 * (i + 1));
     const betas = betasFromConfig({ ...base, num_train_timesteps: 10, trained_betas: trained });
