@@ -57,7 +57,7 @@ export async function vaeGeometry(
 const PROBE_LATENT_SIZE = 4;
 
 /**
- * Decodes one zero latent of {@link PROBE_LATENT_SIZE}² and returns output width ÷ input width: the factor of a
+ * Decodes one zero latent of 4×4 and returns output width ÷ input width: the factor of a
  * decoder whose graph leaves the spatial sizes free.
  *
  * @param decoder - the `vae_decoder` session
