@@ -7,7 +7,8 @@
  * 1. imports every entry as ESM and as CJS;
  * 2. type-checks a small TypeScript program against the published `.d.ts`, with tsc from the registry, as ESM
  *    (`.mts`) and as CJS (`.cts`);
- * 3. runs `npx denoise generate` on the CLI's embedded model, and `denoise doctor`;
+ * 3. runs `npx denoise generate` on the CLI's embedded model, and `denoise doctor`; then, from an empty
+ *    directory, `npx --package <each tarball> denoise generate`, as `npx @denoise/cli` runs once published;
  * 4. runs the README's app script (`DiffusionPipeline.fromPretrained`, one generation, `constructor.name`);
  * 5. bundles a minimal browser app with Vite and checks that onnxruntime-node stays out of it, printing the
  *    bundle sizes (docs/performance.md quotes them).
@@ -168,6 +169,14 @@ try {
   const cliPng = join(project, 'out.png');
   if (pngSize(cliPng).join('x') !== '128x128') fail(`denoise generate wrote ${pngSize(cliPng)}`);
   console.log(run('npx', ['--no-install', 'denoise', 'doctor'], project));
+
+  step('npx @denoise/cli generate from an empty directory (the tarballs standing in for the registry)');
+  const empty = join(project, 'empty');
+  mkdirSync(empty);
+  const fromTarballs = Object.values(packages).flatMap((file) => ['--package', file]);
+  const npxOut = run('npx', ['--yes', ...fromTarballs, 'denoise', 'generate', '-p', 'a blue square', '-n', '8'], empty);
+  console.log(npxOut.split('\n')[0]);
+  if (pngSize(join(empty, 'out.png')).join('x') !== '128x128') fail('npx @denoise/cli wrote no 128x128 PNG');
 
   step("the README's app script: DiffusionPipeline.fromPretrained and one generation");
   const readme = readFileSync(join(root, 'README.md'), 'utf8');
