@@ -16,6 +16,10 @@ function packageBuild(name: string, entry: Record<string, string>): Options {
     treeshake: true,
     target: 'es2022',
     platform: 'neutral',
+    // Class names reach logs and errors (pipe.constructor.name): esbuild would otherwise rename clashing ones.
+    keepNames: true,
+    // import.meta.url in the CJS build (getDeviceSupport resolves onnxruntime-node's folder with it).
+    shims: true,
     external,
     esbuildOptions(options) {
       options.conditions = ['source'];

@@ -9,6 +9,7 @@ import { createProgressBar } from './progress.js';
 const USAGE = `Usage:
   denoise generate --prompt "..." [options]   generate one image and write it as a PNG
   denoise schedulers                           list the names --scheduler accepts
+  denoise doctor                               which devices (CPU, CUDA, DirectML, CoreML, WebGPU) work here
 
 Options of generate:
   -p, --prompt <text>          what to draw (required)
@@ -52,6 +53,11 @@ export async function main(argv) {
       // Loaded on demand so that `--help` and bad flags answer at once, without starting ONNX Runtime.
       const { generate } = await import('./generate.js');
       await generate(flags, { progress, signal: controller.signal, stdout, stderr });
+      return 0;
+    }
+    if (command === 'doctor') {
+      if (parseNoFlags(command, args).help) stdout.write(USAGE);
+      else await (await import('./doctor.js')).printDoctor({ stdout });
       return 0;
     }
     if (command === 'schedulers') {

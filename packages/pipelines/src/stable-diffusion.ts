@@ -2,7 +2,7 @@
  * Text-to-image latent diffusion (Rombach et al. 2022) over diffusers-layout ONNX exports: CLIP tokenizer, text
  * encoder, UNet and VAE decoder, with composable guidance.
  */
-import { InvalidArgumentError, type Tensor, type TensorLike, throwIfAborted } from '@denoise/core';
+import { ConfigError, InvalidArgumentError, type Tensor, type TensorLike, throwIfAborted } from '@denoise/core';
 import { DeviceTensor, type ModelRepository, type ModelSession, type SessionOptions } from '@denoise/core/runtime';
 import type { NoiseGenerator, Scheduler } from '@denoise/schedulers';
 import type { ClipTokenizer } from './clip-tokenizer.js';
@@ -279,7 +279,7 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
       unet,
       vaeDecoder,
       vaeEncoder,
-      vae: vaeGeometry(vaeConfig, vaeDecoder),
+      vae: await vaeGeometry(vaeConfig, vaeDecoder),
       sampleSize,
       keepTextEmbeddingsOnDevice,
     };
@@ -594,6 +594,7 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
     const pixels = await decodeLatents(this.vaeDecoder, latents, this.vae.scalingFactor);
     // The decoder run cannot be interrupted; an abort that arrived meanwhile still wins.
     throwIfAborted(options.signal, 'decoding the latents');
+    checkDecodedSize(pixels.dims, latents.dims, this.vae.scaleFactor);
     if (outputType === 'tensor') return { images: toUnitRange(pixels) } as OutputOf<O>;
     return { images: imagesFromTensor(pixels) } as OutputOf<O>;
   }
@@ -659,4 +660,15 @@ export class StableDiffusionPipeline extends LatentDiffusionPipeline {
       embeddings.dispose();
     }
   }
+}
+
+/** A VAE config that names the wrong factor would otherwise return images of another size than requested, silently. */
+function checkDecodedSize(pixelDims: readonly number[], latentDims: readonly number[], scaleFactor: number): void {
+  const [height, width] = [latentDims[2] * scaleFactor, latentDims[3] * scaleFactor];
+  if (pixelDims[2] === height && pixelDims[3] === width) return;
+  throw new ConfigError(
+    `The VAE decoder returned ${pixelDims[3]}×${pixelDims[2]} pixels for a ${width}×${height} request: its factor is ` +
+      `${pixelDims[3] / latentDims[3]}, not the ${scaleFactor} of vae_decoder/config.json (block_out_channels). ` +
+      'Fix that config, or delete it to let denoise measure the factor from the decoder.',
+  );
 }

@@ -22,15 +22,17 @@ function positiveNumber(value: unknown): number | undefined {
 
 /**
  * The VAE geometry from its `config.json` (diffusers' `AutoencoderKL` config: `block_out_channels`,
- * `scaling_factor`), falling back to the decoder graph's declared shapes, then to SD's factor 8.
+ * `scaling_factor`), else from the decoder graph: its declared static shapes, or, when they are free (as in
+ * diffusers' ONNX converter, which writes no VAE config), one run on a tiny latent whose output size gives the
+ * factor. Only without a decoder does it fall back to SD's factor 8.
  *
  * @param config - the parsed VAE config, when the repository has one
- * @param decoder - the decoder session, whose static shapes may give the factor
+ * @param decoder - the decoder session, whose shapes or one small run give the factor
  */
-export function vaeGeometry(
+export async function vaeGeometry(
   config: Record<string, unknown> | undefined,
   decoder: ModelSession | undefined,
-): VaeGeometry {
+): Promise<VaeGeometry> {
   const scalingFactor = positiveNumber(config?.scaling_factor) ?? DEFAULT_SCALING_FACTOR;
   const blocks = config?.block_out_channels;
   if (blocks !== undefined) {
@@ -42,12 +44,40 @@ export function vaeGeometry(
     // Each block but the last halves the resolution (diffusers: 2 ** (len(block_out_channels) − 1)).
     return { scaleFactor: 2 ** (blocks.length - 1), scalingFactor };
   }
-  const latent = decoder?.inputs[0]?.shape;
-  const image = decoder?.outputs[0]?.shape;
+  if (!decoder) return { scaleFactor: 8, scalingFactor };
+  const latent = decoder.inputs[0]?.shape;
+  const image = decoder.outputs[0]?.shape;
   if (latent && image && typeof latent[2] === 'number' && typeof image[2] === 'number' && latent[2] > 0) {
     return { scaleFactor: image[2] / latent[2], scalingFactor };
   }
-  return { scaleFactor: 8, scalingFactor };
+  return { scaleFactor: await measureScaleFactor(decoder), scalingFactor };
+}
+
+/** Side of the latent {@link measureScaleFactor} decodes: big enough for 3×3 convolutions, cheap for any VAE. */
+const PROBE_LATENT_SIZE = 4;
+
+/**
+ * Decodes one zero latent of 4×4 and returns output width ÷ input width: the factor of a
+ * decoder whose graph leaves the spatial sizes free.
+ *
+ * @param decoder - the `vae_decoder` session
+ * @throws `ConfigError` when the output is not an integer multiple of the input
+ */
+export async function measureScaleFactor(decoder: ModelSession): Promise<number> {
+  const input = decoder.inputs[0];
+  const channels = typeof input.shape[1] === 'number' ? input.shape[1] : 4;
+  const size = PROBE_LATENT_SIZE;
+  const probe = new Tensor(new Float32Array(channels * size * size), [1, channels, size, size]);
+  const out = await decoder.run({ [input.name]: probe });
+  const [, , height, width] = out[decoder.outputs[0].name].dims;
+  const factor = width / size;
+  if (!Number.isInteger(factor) || factor < 1 || height !== width) {
+    throw new ConfigError(
+      `The VAE decoder turned a ${size}×${size} latent into ${width}×${height} pixels, not a whole multiple of ` +
+        'its size; add a vae_decoder/config.json with its block_out_channels.',
+    );
+  }
+  return factor;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { rmSync } from 'node:fs';
-import { AbortError, RandomGenerator, Tensor } from '@denoise/core';
+import { AbortError, ConfigError, RandomGenerator, Tensor } from '@denoise/core';
 import { loadRepository } from '@denoise/core/runtime';
 import { DDIMScheduler, EulerAncestralDiscreteScheduler, PNDMScheduler } from '@denoise/schedulers';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -271,6 +271,31 @@ describe('StableDiffusionPipeline on a tiny generated repository', () => {
     const pipe = await load();
     const { images } = await pipe.generate({ ...base, height: 6, width: 10, generator: new RandomGenerator(0) });
     expect([images[0].width, images[0].height]).toEqual([10, 6]);
+  });
+
+  it('measures the VAE factor from the decoder when the repository has no VAE config', async () => {
+    const pipe = await load({ vaeConfig: false, vaeFactor: 4 });
+    expect(pipe.vae).toEqual({ scaleFactor: 4, scalingFactor: 0.18215 });
+    const defaults = await pipe.generate({ ...base, generator: new RandomGenerator(0) });
+    // unet/config.json's sample_size 4 times the measured factor
+    expect([defaults.images[0].width, defaults.images[0].height]).toEqual([16, 16]);
+    const { images } = await pipe.generate({ ...base, height: 8, width: 24, generator: new RandomGenerator(0) });
+    expect([images[0].width, images[0].height]).toEqual([24, 8]);
+    await expect(pipe.generate({ ...base, height: 10, width: 24 })).rejects.toThrow(
+      /height must be a positive multiple of 4 \(this VAE's factor\), got 10\. Try 12\./,
+    );
+  });
+
+  it('rejects a decoded size that contradicts the VAE config instead of returning another size', async () => {
+    const pipe = await load({ vaeFactor: 4 });
+    expect(pipe.vae.scaleFactor).toBe(2);
+    await expect(pipe.generate({ ...base, height: 8, width: 8 })).rejects.toThrow(
+      new ConfigError(
+        'The VAE decoder returned 16×16 pixels for a 8×8 request: its factor is 4, not the 2 of ' +
+          'vae_decoder/config.json (block_out_channels). Fix that config, or delete it to let denoise measure the ' +
+          'factor from the decoder.',
+      ),
+    );
   });
 
   it('fromPretrained maps every SD class name and rejects unknown ones', async () => {

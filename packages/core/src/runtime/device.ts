@@ -61,3 +61,27 @@ export function executionProviders(device: Device, runtime: RuntimeEnvironment):
   }
   return [device];
 }
+
+/** Whether this machine's ONNX Runtime can use one execution provider, and what to do when it cannot. */
+export interface ProviderStatus {
+  /** The `device` option that selects the provider. */
+  device: Exclude<Device, 'auto'>;
+  /** True when a session on this device can be created here. */
+  usable: boolean;
+  /** What was found: the runtime build, the GPU and driver, the CUDA version. */
+  detail: string;
+  /** How to enable the provider when it is not usable (absent when it is, or when nothing can). */
+  enable?: string;
+}
+
+/** What {@link getDeviceSupport} reports: the runtime, every provider denoise knows, and what `'auto'` picks. */
+export interface DeviceSupport {
+  /** The ONNX Runtime package and its version, e.g. `onnxruntime-node 1.30.0`. */
+  runtime: string;
+  /** `process.platform`-`process.arch` in Node, the user agent in browsers. */
+  platform: string;
+  /** One entry per provider, in the order `'auto'` would prefer them. */
+  providers: ProviderStatus[];
+  /** The providers `device: 'auto'` tries, best first. */
+  autoDevices: readonly string[];
+}

@@ -6,7 +6,8 @@
 import * as ort from 'onnxruntime-web';
 import { ModelLoadError } from '../errors.js';
 import { type BrowserCacheOptions, openBrowserCacheSnapshot } from './browser-hub-cache.js';
-import type { RuntimeEnvironment } from './device.js';
+import type { DeviceSupport, RuntimeEnvironment } from './device.js';
+import { deviceInstallHint } from './device.js';
 import { loadFromSnapshot, type ModelRepository, type RepositoryOptions } from './repository.js';
 import { createSession, type ModelSession, type SessionOptions } from './session.js';
 
@@ -22,6 +23,45 @@ export const browserRuntime: RuntimeEnvironment = (() => {
   const available = new Set(webgpu ? ['webgpu', 'wasm'] : ['wasm']);
   return { name: 'onnxruntime-web', available, autoDevices: webgpu ? ['webgpu', 'wasm'] : ['wasm'] };
 })();
+
+/**
+ * Which execution providers `onnxruntime-web` can use in this browser: WebGPU when the browser gives a GPU
+ * adapter, and WASM (the CPU) always; the Node-only providers are listed as such.
+ */
+export async function getDeviceSupport(): Promise<DeviceSupport> {
+  const gpu = typeof navigator !== 'undefined' && 'gpu' in navigator ? (navigator as { gpu: GpuLike }).gpu : undefined;
+  const adapter = gpu ? await gpu.requestAdapter().catch(() => null) : null;
+  const nodeOnly = (device: 'cuda' | 'dml' | 'coreml') => ({
+    device,
+    usable: false,
+    detail: 'not in browsers',
+    enable: 'Run in Node.js with onnxruntime-node for this provider.',
+  });
+  return {
+    runtime: `onnxruntime-web ${ort.env.versions.web ?? ''}`.trim(),
+    platform: typeof navigator !== 'undefined' ? navigator.userAgent : 'unknown',
+    providers: [
+      adapter
+        ? { device: 'webgpu', usable: true, detail: 'navigator.gpu gave an adapter' }
+        : {
+            device: 'webgpu',
+            usable: false,
+            detail: gpu ? 'navigator.gpu gave no adapter' : 'no navigator.gpu',
+            enable: deviceInstallHint('webgpu', 'onnxruntime-web'),
+          },
+      nodeOnly('cuda'),
+      nodeOnly('dml'),
+      nodeOnly('coreml'),
+      { device: 'wasm', usable: true, detail: 'WebAssembly' },
+    ],
+    autoDevices: browserRuntime.autoDevices,
+  };
+}
+
+/** The part of the WebGPU API this file reads (the DOM typings of TypeScript 5.9 have no `navigator.gpu`). */
+interface GpuLike {
+  requestAdapter(): Promise<unknown>;
+}
 
 /**
  * Loads a diffusers-layout ONNX model from the Hub (`'org/name'`) through Cache Storage.

@@ -4,9 +4,12 @@
  * @packageDocumentation
  */
 import { stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { ModelLoadError } from '../errors.js';
-import type { RuntimeEnvironment } from './device.js';
+import type { DeviceSupport, RuntimeEnvironment } from './device.js';
+import { nodeDeviceSupport, probeNode } from './node-device-support.js';
 import { type HubCacheOptions, openHubCacheSnapshot } from './node-hub-cache.js';
 import { openLocalDirectory } from './node-local-directory.js';
 import { loadFromSnapshot, type ModelRepository, type RepositoryOptions } from './repository.js';
@@ -31,6 +34,29 @@ export const nodeRuntime: RuntimeEnvironment = (() => {
     autoDevices: gpu && available.has(gpu) ? [gpu, 'cpu'] : ['cpu'],
   };
 })();
+
+/**
+ * Which execution providers this machine's `onnxruntime-node` can use (CPU, CUDA with the driver's CUDA version,
+ * DirectML, CoreML, WebGPU) and how to enable each missing one; `denoise doctor` prints it.
+ *
+ * @example
+ * ```ts
+ * const { providers } = await getDeviceSupport();
+ * for (const p of providers) console.log(p.device, p.usable ? 'yes' : `no: ${p.enable}`);
+ * ```
+ */
+export async function getDeviceSupport(): Promise<DeviceSupport> {
+  const packageJson = createRequire(import.meta.url).resolve('onnxruntime-node/package.json');
+  const binding = join(
+    dirname(packageJson),
+    'bin',
+    'napi-v6',
+    process.platform,
+    process.arch,
+    'onnxruntime_binding.node',
+  );
+  return nodeDeviceSupport(await probeNode(ort, binding, nodeRuntime.autoDevices));
+}
 
 const REPO_ID = /^[\w.-]+\/[\w.-]+$/;
 

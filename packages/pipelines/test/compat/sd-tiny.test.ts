@@ -83,6 +83,21 @@ describe('Stable Diffusion on tiny-random-sd', () => {
     await pipe.release();
   });
 
+  it('without vae_decoder/config.json (as diffusers converts it) measures factor 2 and returns 128×128', async () => {
+    rmSync(join(dir, 'vae_decoder', 'config.json'));
+    const pipe = await StableDiffusionPipeline.fromPretrained(dir, { device: 'cpu' });
+    expect(pipe.vae.scaleFactor).toBe(2);
+    const { images } = await pipe.generate({
+      prompt: 'a photo of a cat',
+      numInferenceSteps: 2,
+      height: 128,
+      width: 128,
+      generator: new RandomGenerator(0),
+    });
+    expect([images[0].width, images[0].height]).toEqual([128, 128]);
+    await pipe.release();
+  });
+
   it('rebuilds the fixture tokenizer from its vocab and merges with identical ids', () => {
     const json = JSON.parse(readFileSync(join(fixture, 'tokenizer.json'), 'utf8'));
     const fromJson = ClipTokenizer.fromFiles({ tokenizerJson: json });

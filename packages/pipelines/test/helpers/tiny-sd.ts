@@ -53,6 +53,10 @@ export interface TinySdVariant {
   hidden?: number;
   /** The pipeline class in model_index.json. */
   className?: string;
+  /** The VAE decoder's upsampling factor (default 2). */
+  vaeFactor?: number;
+  /** Write `vae_decoder/config.json` and `vae_encoder/config.json` (default true; diffusers' converter writes none). */
+  vaeConfig?: boolean;
 }
 
 function textEncoder(variant: TinySdVariant): Uint8Array {
@@ -135,8 +139,11 @@ export function tinyUnetModel(variant: TinySdVariant = {}): Uint8Array {
   });
 }
 
-/** Decoder: the first 3 latent channels, each pixel repeated 2×2, times 0.5. Encoder: the inverse layout. */
-function vaeDecoder(): Uint8Array {
+/**
+ * Decoder: the first 3 latent channels, each pixel repeated factor×factor (2×2 by default), times 0.5; its
+ * shapes are free, as in diffusers' export. Encoder: the inverse layout (factor 2).
+ */
+function vaeDecoder(factor = 2): Uint8Array {
   return encodeModel({
     inputs: [{ name: 'latent_sample', type: 'float32', shape: ['batch', 4, 'h', 'w'] }],
     outputs: [{ name: 'sample', type: 'float32', shape: ['batch', 3, 'H', 'W'] }],
@@ -144,7 +151,7 @@ function vaeDecoder(): Uint8Array {
       { name: 'starts', type: 'int64', dims: [1], values: [0] },
       { name: 'ends', type: 'int64', dims: [1], values: [3] },
       { name: 'axes', type: 'int64', dims: [1], values: [1] },
-      { name: 'scales', type: 'float32', dims: [4], values: [1, 1, 2, 2] },
+      { name: 'scales', type: 'float32', dims: [4], values: [1, 1, factor, factor] },
       { name: 'half', type: 'float32', dims: [], values: [0.5] },
     ],
     nodes: [
@@ -200,11 +207,14 @@ export function tinySdFiles(variant: TinySdVariant = {}): Record<string, Uint8Ar
     'text_encoder/model.onnx': textEncoder(variant),
     'unet/model.onnx': tinyUnetModel(variant),
     'unet/config.json': json({ sample_size: 4, in_channels: 4 }),
-    'vae_decoder/model.onnx': vaeDecoder(),
-    'vae_decoder/config.json': json({ block_out_channels: [8, 8], scaling_factor: 0.5 }),
+    'vae_decoder/model.onnx': vaeDecoder(variant.vaeFactor),
     'vae_encoder/model.onnx': vaeEncoder(),
-    'vae_encoder/config.json': json({ block_out_channels: [8, 8], scaling_factor: 0.5 }),
   };
+  if (variant.vaeConfig ?? true) {
+    const vaeConfig = json({ block_out_channels: [8, 8], scaling_factor: 0.5 });
+    files['vae_decoder/config.json'] = vaeConfig;
+    files['vae_encoder/config.json'] = vaeConfig;
+  }
   return files;
 }
 
