@@ -6,7 +6,7 @@ import { InvalidArgumentError, type TensorLike, throwIfAborted } from '@denoise/
 import { DeviceTensor, type ModelRepository, type ModelSession, type SessionOptions } from '@denoise/core/runtime';
 import type { NoiseGenerator, Scheduler } from '@denoise/schedulers';
 import type { ClipTokenizer } from './clip-tokenizer.js';
-import { runDenoisingLoop, type StepEndCallback } from './denoising-loop.js';
+import { type Denoiser, runDenoisingLoop, type StepEndCallback } from './denoising-loop.js';
 import { ClassifierFreeGuidance } from './guidance/classifier-free.js';
 import type { Guidance, GuidanceInterval, PredictionType } from './guidance/guidance.js';
 import { imagesFromTensor } from './image.js';
@@ -54,7 +54,10 @@ export interface StableDiffusionOptions {
   callbackOnStepEnd?: StepEndCallback;
   /** Cancels generation between model calls with an `AbortError`. */
   signal?: AbortSignal;
-  /** Receives warnings (truncated prompts); `console.warn` by default. */
+  /**
+   * Receives warnings: truncated prompts, and prompts the model does not know (no token besides the special ones,
+   * or the same prediction as the empty prompt at the first guided step); `console.warn` by default.
+   */
   onWarning?: (message: string) => void;
 }
 
@@ -112,6 +115,53 @@ function guidanceScaleEmbedding(w: number, dim: number, batch: number): TensorLi
   const data = new Float32Array(batch * dim);
   for (let b = 0; b < batch; b++) data.set(row, b * dim);
   return { data, dims: [batch, dim] };
+}
+
+/**
+ * Wraps a denoiser to compare, at the first step that has an unconditional pass, each watched row's conditional
+ * prediction with its unconditional one (the empty prompt's): when they are equal, the model could not tell the
+ * prompt from the empty one, and the run is an unconditional sample. Only reads what the run computes anyway.
+ *
+ * @param denoiser - the UNet denoiser
+ * @param promptOfRow - per batch row, the prompt to watch, or undefined (a negative prompt, a prompt already warned of)
+ * @param onWarning - receives one warning per ignored prompt
+ */
+function warnIfPromptIgnored(
+  denoiser: Denoiser,
+  promptOfRow: readonly (string | undefined)[],
+  onWarning: (message: string) => void,
+): Denoiser {
+  let checked = !promptOfRow.some((prompt) => prompt !== undefined);
+  return async (request) => {
+    const prediction = await denoiser(request);
+    if (checked || !request.withUnconditional) return prediction;
+    checked = true;
+    const batch = promptOfRow.length;
+    const rowSize = prediction.data.length / (2 * batch);
+    const ignored = new Set<string>();
+    for (let row = 0; row < batch; row++) {
+      const prompt = promptOfRow[row];
+      if (prompt === undefined || ignored.has(prompt)) continue;
+      const unconditional = prediction.data.subarray(row * rowSize, (row + 1) * rowSize);
+      const conditional = prediction.data.subarray((batch + row) * rowSize, (batch + row + 1) * rowSize);
+      let scale = 0;
+      let difference = 0;
+      for (let i = 0; i < rowSize; i++) {
+        scale = Math.max(scale, Math.abs(unconditional[i]));
+        difference = Math.max(difference, Math.abs(conditional[i] - unconditional[i]));
+      }
+      // Equal up to float32 rounding of the same computation.
+      if (difference <= 1e-6 * scale) ignored.add(prompt);
+    }
+    for (const prompt of ignored) {
+      onWarning(
+        `The model cannot tell the prompt ${JSON.stringify(prompt)} from the empty prompt (it predicts the same ` +
+          'noise for both), so the image is an unconditional sample: the model knows none of its words. ' +
+          'Use words it was trained on.',
+      );
+    }
+    return prediction;
+  };
 }
 
 /**
@@ -257,6 +307,8 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
     guidances: Guidance[];
     generator: NoiseGenerator;
     latentDims: number[];
+    promptOfRow: (string | undefined)[];
+    onWarning: (message: string) => void;
     dispose: () => void;
   }> {
     const prompts = asList(options.prompt, 'prompt');
@@ -268,6 +320,7 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
     const height = size?.height ?? options.height ?? defaultSize;
     const width = size?.width ?? options.width ?? defaultSize;
     const latent = latentSize(height, width, this.vae.scaleFactor);
+    this.checkFixedSize(latent, size === undefined ? 'options' : 'image');
     const batch = prompts.length * perPrompt;
     const latentValues = batch * this.latentChannels * latent.height * latent.width;
     if (latentValues > MAX_SAMPLE_VALUES) {
@@ -297,6 +350,14 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
       guidances.some((g) => g.requiresUnconditional({ stepIndex, numInferenceSteps: timesteps.length, timestep })),
     );
 
+    const unknownToTokenizer = new Set(prompts.filter((prompt) => !this.tokenizer.hasKnownToken(prompt)));
+    for (const prompt of unknownToTokenizer) {
+      onWarning(
+        `The prompt ${JSON.stringify(prompt)} has no token the tokenizer knows besides the start and end tokens, ` +
+          "so the image will not follow it. Write it in words of the model's vocabulary.",
+      );
+    }
+
     let negativeList: readonly string[] | undefined;
     if (needsUnconditional) {
       const negatives = asList(options.negativePrompt ?? '', 'negativePrompt');
@@ -318,13 +379,45 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
       const dim = typeof timestepCond.shape[1] === 'number' ? timestepCond.shape[1] : 256;
       conditional.timestep_cond = guidanceScaleEmbedding(guidanceScale, dim, batch);
     }
+    // Rows whose unconditional pass is the empty prompt: if the UNet answers both passes alike, it ignored the prompt.
+    const promptOfRow = prompts.flatMap((prompt, p) => {
+      const watched = negativeList?.[p] === '' && !unknownToTokenizer.has(prompt) ? prompt : undefined;
+      return Array.from({ length: perPrompt }, () => watched);
+    });
     return {
       conditioning: { ...text.conditioning, conditional },
       guidances,
       generator,
       latentDims: [batch, this.latentChannels, latent.height, latent.width],
+      promptOfRow,
+      onWarning,
       dispose: text.dispose,
     };
+  }
+
+  /**
+   * Rejects a size the UNet graph cannot take: an export with a fixed latent size (ONNX graphs exported for one
+   * resolution) accepts only that size, and the message names it in pixels.
+   *
+   * @param latent - the latent size asked for
+   * @param source - what set the size, for the message: the `width`/`height` options or the input image
+   */
+  private checkFixedSize(latent: { height: number; width: number }, source: 'options' | 'image'): void {
+    const shape = this.unet.inputs.find((i) => i.name === 'sample')?.shape;
+    const fixed = (dim: unknown) => (typeof dim === 'number' && dim > 0 ? dim : undefined);
+    const [fixedHeight, fixedWidth] = [fixed(shape?.[2]), fixed(shape?.[3])];
+    if ((fixedHeight ?? latent.height) === latent.height && (fixedWidth ?? latent.width) === latent.width) return;
+    const factor = this.vae.scaleFactor;
+    const accepted = (dim: number | undefined) => (dim === undefined ? `any multiple of ${factor}` : dim * factor);
+    const [width, height] = [latent.width * factor, latent.height * factor];
+    const got =
+      source === 'image'
+        ? `got a ${width}×${height} image. Resize the image to that size.`
+        : `got width ${width} and height ${height}. Leave width and height out to get that size.`;
+    throw new InvalidArgumentError(
+      `The UNet of ${this.repository.name} was exported for width ${accepted(fixedWidth)} and height ` +
+        `${accepted(fixedHeight)} only; ${got}`,
+    );
   }
 
   /** The text embeddings on the CPU: one text-encoder run for the prompts, one for the negative prompts. */
@@ -392,7 +485,13 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
   protected async denoiseAndDecode(
     options: StableDiffusionOptions,
     scheduler: Scheduler,
-    prepared: { conditioning: UnetConditioning; guidances: Guidance[]; generator: NoiseGenerator },
+    prepared: {
+      conditioning: UnetConditioning;
+      guidances: Guidance[];
+      generator: NoiseGenerator;
+      promptOfRow: (string | undefined)[];
+      onWarning: (message: string) => void;
+    },
     latents: TensorLike,
     startIndex: number,
   ): Promise<PipelineOutput> {
@@ -400,7 +499,11 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
       scheduler,
       startIndex,
       latents,
-      denoiser: unetDenoiser(this.unet, prepared.conditioning),
+      denoiser: warnIfPromptIgnored(
+        unetDenoiser(this.unet, prepared.conditioning),
+        prepared.promptOfRow,
+        prepared.onWarning,
+      ),
       guidances: prepared.guidances,
       predictionType: (scheduler.config as { prediction_type?: PredictionType }).prediction_type ?? 'epsilon',
       generator: prepared.generator,
