@@ -38,6 +38,11 @@ export function deviceInstallHint(device: Device, runtime: RuntimeEnvironment['n
       return 'CoreML is available in onnxruntime-node on macOS only; use "cpu" elsewhere.';
     case 'wasm':
       return 'The wasm device belongs to onnxruntime-web (browsers); in Node use "cpu".';
+    case 'webgpu':
+      return (
+        'onnxruntime-node runs WebGPU through Dawn, which needs a GPU adapter (Vulkan drivers on Linux, ' +
+        'Direct3D 12 on Windows, Metal on macOS); without one, use "cpu".'
+      );
     default:
       return `This onnxruntime-node build has no ${device} provider; use "cpu".`;
   }

@@ -151,6 +151,15 @@ export class ModelSession {
 }
 
 /**
+ * ONNX Runtime's message on one line, without the C++ source location and failed condition that its internal
+ * checks put first (`/onnxruntime_src/…/webgpu_context.cc:136 <function> <condition> was false. <message>`).
+ */
+function ortReason(cause: unknown): string {
+  const message = (cause instanceof Error ? cause.message : String(cause)).replace(/\s+/g, ' ').trim();
+  return /^\/onnxruntime_src\/\S+:\d+ .*? was false\. (.+)$/.exec(message)?.[1] ?? message;
+}
+
+/**
  * Opens an ONNX graph on the requested device.
  *
  * @param ort - the `onnxruntime-node` or `onnxruntime-web` module
@@ -186,7 +195,7 @@ export async function createSession(
   try {
     session = await ort.InferenceSession.create(source.model, sessionOptions);
   } catch (cause) {
-    const reason = cause instanceof Error ? cause.message : String(cause);
+    const reason = ortReason(cause);
     if (
       device !== 'auto' &&
       device !== 'cpu' &&
