@@ -13,7 +13,6 @@ import { decode, encode } from 'fast-png';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HubServer } from '../../../packages/core/test/helpers/hub-server.js';
 import { closestLabelsDistance, nearestLabels } from '../../../tools/reference-world/pictures.js';
-import { EMBEDDED_MODEL_DIR } from '../src/embedded-model.js';
 import { reportError } from '../src/errors.js';
 import { createProgressBar } from '../src/progress.js';
 
@@ -26,6 +25,8 @@ interface Run {
 }
 
 const repoRoot = resolve(import.meta.dirname, '..', '..', '..');
+/** The embedded model, as src/embedded-model.js resolves it. */
+const EMBEDDED_MODEL_DIR = join(repoRoot, 'models', 'reference-world');
 
 function denoise(...args: string[]): Promise<Run> {
   return denoiseWithEnv({}, ...args);

@@ -97,8 +97,8 @@ function sigmasOf(scheduler: unknown): ArrayLike<number> | undefined {
 }
 
 /**
- * `ᾱ` of the evaluation at `scheduler.timesteps[scheduleIndex]`: from the step's σ for sigma-based schedulers
- * (`ᾱ = 1/(1+σ²)`, since `σ = √((1−ᾱ)/ᾱ)`), else from the training schedule at the (integer) timestep.
+ * $\bar\alpha$ of the evaluation at `scheduler.timesteps[scheduleIndex]`: from the step's σ for sigma-based schedulers
+ * ($\bar\alpha = 1/(1+\sigma^2)$, since $\sigma = \sqrt{(1-\bar\alpha)/\bar\alpha}$), else from the training schedule at the (integer) timestep.
  *
  * @param scheduler - the scheduler of the run
  * @param timestep - the timestep

@@ -1,7 +1,7 @@
 /**
  * Model loading and ONNX sessions for Node, over `onnxruntime-node` and the Hugging Face cache on disk.
  *
- * @packageDocumentation
+ * @module @denoise/core/runtime
  */
 import { stat } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
