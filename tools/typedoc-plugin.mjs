@@ -8,21 +8,25 @@
  *   docs/index.md (GitHub shows that heading; TypeDoc would show it twice).
  */
 import markdownItKatex from '@vscode/markdown-it-katex';
-import { Converter } from 'typedoc';
+import { Application, RendererEvent } from 'typedoc';
 
 /** @param {import('typedoc').Application} app */
 export function load(app) {
   const katex = /** @type {{ default?: unknown }} */ (markdownItKatex).default ?? markdownItKatex;
-  app.options.setValue('markdownItLoader', (/** @type {import('markdown-it').default} */ parser) => {
-    parser.use(/** @type {import('markdown-it').PluginWithOptions} */ (katex), {
-      output: 'mathml',
-      throwOnError: true,
+  // Set once the options are read: TypeDoc reads them again after loading plugins.
+  app.on(Application.EVENT_BOOTSTRAP_END, () => {
+    app.options.setValue('markdownItLoader', (/** @type {import('markdown-it').default} */ parser) => {
+      parser.use(/** @type {import('markdown-it').PluginWithOptions} */ (katex), {
+        output: 'mathml',
+        throwOnError: true,
+      });
     });
   });
 
-  app.converter.on(Converter.EVENT_RESOLVE_END, (context) => {
-    const [first] = context.project.readme ?? [];
-    const heading = `# ${context.project.name}\n`;
+  // On the merged project: in the "packages" strategy each package is converted on its own.
+  app.renderer.on(RendererEvent.BEGIN, (event) => {
+    const [first] = event.project.readme ?? [];
+    const heading = `# ${event.project.name}\n`;
     if (first?.kind === 'text' && first.text.startsWith(heading)) {
       first.text = first.text.slice(heading.length).replace(/^\n+/, '');
     }

@@ -51,7 +51,15 @@ describe('images', () => {
       100, 100, 100, 255,
     ]);
     const palette = { width: 2, height: 1, channels: 1, depth: 8, data: Uint8Array.from([1, 0]) } as const;
-    expect(of({ ...palette, palette: [[1, 2, 3], [250, 251, 252]] })).toEqual([250, 251, 252, 255, 1, 2, 3, 255]);
+    expect(
+      of({
+        ...palette,
+        palette: [
+          [1, 2, 3],
+          [250, 251, 252],
+        ],
+      }),
+    ).toEqual([250, 251, 252, 255, 1, 2, 3, 255]);
   });
 
   it('says so when the bytes are not a PNG', () => {
