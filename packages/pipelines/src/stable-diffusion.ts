@@ -320,7 +320,6 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
     const height = size?.height ?? options.height ?? defaultSize;
     const width = size?.width ?? options.width ?? defaultSize;
     const latent = latentSize(height, width, this.vae.scaleFactor);
-    this.checkFixedSize(latent, size === undefined ? 'options' : 'image');
     const batch = prompts.length * perPrompt;
     const latentValues = batch * this.latentChannels * latent.height * latent.width;
     if (latentValues > MAX_SAMPLE_VALUES) {
@@ -329,6 +328,7 @@ export class StableDiffusionPipeline extends DiffusionPipeline {
           'one run can hold. Generate fewer or smaller images per call.',
       );
     }
+    this.checkFixedSize(latent, size === undefined ? 'options' : 'image');
     const onWarning = options.onWarning ?? ((message: string) => console.warn(`[denoise] ${message}`));
 
     const timestepCond = this.unet.inputs.find((i) => i.name === 'timestep_cond');
