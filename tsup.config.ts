@@ -12,7 +12,7 @@ function packageBuild(name: string, entry: Record<string, string>): Options {
     dts: true,
     sourcemap: true,
     clean: true,
-    splitting: false,
+    splitting: true,
     treeshake: true,
     target: 'es2022',
     platform: 'neutral',

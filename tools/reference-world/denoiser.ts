@@ -1,9 +1,9 @@
 /**
  * The reference world's UNet and classifier-gradient graphs: the exact optimal denoiser of the finite data set
- * (MATH.md §9), written with plain opset-17 ops.
+ * (`docs/math.md` §9), written with plain opset-17 ops.
  *
  * With `σ = √((1−ᾱ)/ᾱ)` and `y = x_t/√ᾱ = x_t·√(1+σ²)` (the input brought back to the data's scale), the
- * posterior weight of data point `x⁽ⁱ⁾` is `w_i ∝ π_i·exp(−‖y − x⁽ⁱ⁾‖²/(2σ²))`, which equals MATH.md's
+ * posterior weight of data point `x⁽ⁱ⁾` is `w_i ∝ π_i·exp(−‖y − x⁽ⁱ⁾‖²/(2σ²))`, which equals `docs/math.md`'s
  * `exp(−‖x_t − √ᾱ x⁽ⁱ⁾‖²/(2(1−ᾱ)))`. Then `x̂₀ = Σ w_i x⁽ⁱ⁾` and `ε̂ = (x_t − √ᾱ x̂₀)/√(1−ᾱ) = (y − x̂₀)/σ`.
  * Working in σ keeps every quantity finite and well conditioned down to t = 0, where `1 − ᾱ` is only 8.5e−4.
  *
@@ -198,7 +198,7 @@ function labelPoints(): Float32Array {
 /**
  * `classifier/model.onnx`: `sample`, `timestep` as for the UNet and `class_labels` int64 `[B]` (indices into the
  * labels of `classifier/config.json`) → `gradient` float32 `[B, 4, 16, 16]` = ∇ log p(y | x_t)
- * = (ε̂_uncond − ε̂_y)/√(1−ᾱ) = (x̂₀_y − x̂₀_uncond)·√(1+σ²)/σ² (MATH.md §9; the y terms cancel).
+ * = (ε̂_uncond − ε̂_y)/√(1−ᾱ) = (x̂₀_y − x̂₀_uncond)·√(1+σ²)/σ² (`docs/math.md` §9; the y terms cancel).
  */
 export function classifierModel(): Uint8Array {
   return encodeModel({

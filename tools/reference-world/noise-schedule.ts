@@ -1,6 +1,6 @@
 /**
  * Stable Diffusion's training noise schedule, which the reference world's UNet is exact for: `scaled_linear`
- * betas from 0.00085 to 0.012 over 1000 steps (MATH.md §4), `ᾱ_t = Π (1 − β_s)` and the matching noise levels
+ * betas from 0.00085 to 0.012 over 1000 steps (`docs/math.md` §4), `ᾱ_t = Π (1 − β_s)` and the matching noise levels
  * `σ_t = √((1 − ᾱ_t)/ᾱ_t)` of the sigma-based schedulers.
  */
 

@@ -1,16 +1,15 @@
 /**
  * The demo page: text to image with the embedded reference world through the same `@denoise/pipelines` API as in
- * Node, on onnxruntime-web. Each denoising step paints a preview of the latents; Cancel aborts the run between
- * model calls. The status caption carries `data-state` (idle, loading, running, done, cancelled, error) so the
+ * Node, on onnxruntime-web. Each denoising step decodes its prediction of the clean image (x̂₀) for the preview,
+ * so the picture forms from the first steps on; Cancel aborts the run between model calls. The status caption carries `data-state` (idle, loading, running, done, cancelled, error) so the
  * browser test can follow a run.
  */
 import { AbortError, RandomGenerator } from '@denoise/core';
-import { DiffusionPipeline, StableDiffusionPipeline } from '@denoise/pipelines';
+import { DiffusionPipeline, decodeLatents, imagesFromTensor, StableDiffusionPipeline } from '@denoise/pipelines';
 import { getScheduler, listSchedulers } from '@denoise/schedulers';
 import * as ort from 'onnxruntime-web';
-import { paintLatentPreview } from './latent-preview.js';
 
-type DemoDevice = 'auto' | 'webgpu' | 'wasm';
+type DemoDevice = 'webgpu' | 'wasm';
 type Loaded = { pipe: StableDiffusionPipeline; defaultScheduler: StableDiffusionPipeline['scheduler'] };
 
 /** The embedded model, which the demo's Vite server serves as a Hub repository on the page's own origin. */
@@ -27,6 +26,23 @@ const generateButton = $<HTMLButtonElement>('#generate');
 const cancelButton = $<HTMLButtonElement>('#cancel');
 const canvas = $<HTMLCanvasElement>('#preview');
 const status = $<HTMLElement>('#status');
+
+/**
+ * The device "auto" stands for here: WebGPU when the browser gives an adapter, else WASM. Deciding it before loading
+ * lets the page say which one runs, where ONNX Runtime's own fallback would leave that unknown.
+ */
+async function autoDevice(): Promise<DemoDevice> {
+  const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+  const adapter = await gpu?.requestAdapter().catch(() => null);
+  return adapter ? 'webgpu' : 'wasm';
+}
+
+/** Paints `image` on the preview canvas at its size. */
+function paint(image: { width: number; height: number; toImageData(): ImageData }): void {
+  canvas.width = image.width;
+  canvas.height = image.height;
+  canvas.getContext('2d')!.putImageData(image.toImageData(), 0, 0);
+}
 
 /** One pipeline per device, loaded on first use and kept: switching back is instant. */
 const pipelines = new Map<DemoDevice, Promise<Loaded>>();
@@ -62,7 +78,8 @@ function loadPipeline(device: DemoDevice, signal: AbortSignal) {
 
 async function generate(): Promise<void> {
   const fields = new FormData(form);
-  const device = fields.get('device') as DemoDevice;
+  const picked = String(fields.get('device'));
+  const device = picked === 'auto' ? await autoDevice() : (picked as DemoDevice);
   const steps = Number(fields.get('steps'));
   const seed = Number(fields.get('seed'));
   const schedulerName = String(fields.get('scheduler'));
@@ -83,22 +100,24 @@ async function generate(): Promise<void> {
       guidanceScale: Number(fields.get('guidance')),
       generator: new RandomGenerator(seed),
       signal: running.signal,
-      callbackOnStepEnd: ({ step, latents }) => {
-        paintLatentPreview(canvas, latents);
+      callbackOnStepEnd: async ({ step, predOriginalSample }) => {
+        // The first image of the batch, as diffusers users preview callback_on_step_end: decode x̂₀, not x_t.
+        const [, ...itemDims] = predOriginalSample.dims;
+        const itemSize = predOriginalSample.data.length / predOriginalSample.dims[0];
+        const firstItem = { data: predOriginalSample.data.subarray(0, itemSize), dims: [1, ...itemDims] };
+        const [first] = imagesFromTensor(await decodeLatents(pipe.vaeDecoder, firstItem, pipe.vae.scalingFactor));
+        paint(first);
         setStatus('running', `Step ${step + 1}/${steps}`);
         // Wait for a frame so the preview shows and a click on Cancel lands before the next model call.
         return new Promise<undefined>((resume) => requestAnimationFrame(() => resume(undefined)));
       },
     });
-    const image = images[0];
-    canvas.width = image.width;
-    canvas.height = image.height;
-    canvas.getContext('2d')!.putImageData(image.toImageData(), 0, 0);
+    paint(images[0]);
     const seconds = (performance.now() - denoiseStart) / 1000;
-    const providers = pipe.unet.executionProviders.join(', ');
+    const where = picked === 'auto' ? `${device} (auto)` : device;
     setStatus(
       'done',
-      `Done: seed ${seed}, ${steps} steps in ${seconds.toFixed(2)} s on ${providers} ` +
+      `Done: seed ${seed}, ${steps} steps in ${seconds.toFixed(2)} s on ${where} ` +
         `(total ${((performance.now() - started) / 1000).toFixed(2)} s).`,
     );
   } catch (error) {

@@ -30,8 +30,9 @@ function assert(condition, message) {
 }
 
 /** Opens `url`, recording page errors and every request that leaves the page's origin (there must be none). */
-async function openPage(browser, url) {
+async function openPage(browser, url, initScript) {
   const page = await browser.newPage({ viewport: { width: 1000, height: 620 } });
+  if (initScript) await page.addInitScript(initScript);
   const errors = [];
   const foreignRequests = [];
   page.on('pageerror', (error) => errors.push(error.message));
@@ -164,7 +165,16 @@ try {
   });
   await checkPage.close();
 
-  const demo = await openPage(browser, `${origin}/`);
+  // Every picture the demo paints on its canvas, in order: one preview per step, then the final image.
+  const recordPaints = () => {
+    window.demoPaints = [];
+    const put = CanvasRenderingContext2D.prototype.putImageData;
+    CanvasRenderingContext2D.prototype.putImageData = function (image, ...rest) {
+      if (this.canvas.id === 'preview') window.demoPaints.push(Array.from(image.data));
+      return put.call(this, image, ...rest);
+    };
+  };
+  const demo = await openPage(browser, `${origin}/`, recordPaints);
   await demo.page.waitForSelector('#status[data-state="idle"]');
   const runs = [
     {
@@ -186,6 +196,45 @@ try {
       console.log(`       mean |error| ${error.toFixed(3)} of 255; ${result.text}`);
     });
     if (index === 0) {
+      await test('demo: the live preview is the decoded x̂₀, so the picture forms while it denoises', async () => {
+        const paints = await demo.page.evaluate(() => window.demoPaints);
+        assert(paints.length === run.steps + 1, `${paints.length} paints for ${run.steps} steps and the final image`);
+        assert(
+          paints.every((p) => p.length === 128 * 128 * 4),
+          'a preview is not a 128x128 image',
+        );
+        const final = paints.at(-1);
+        const middle = paints[run.steps / 2 - 1];
+        // Noise: uniformly random pixels, from a fixed Park–Miller sequence.
+        let state = 12345;
+        const nextByte = () => {
+          state = (state * 48271) % 2147483647;
+          return state & 255;
+        };
+        const noise = final.map((_, i) => (i % 4 === 3 ? 255 : nextByte()));
+        const toFinal = meanAbsError(middle, final);
+        const toNoise = meanAbsError(middle, noise);
+        const firstToFinal = meanAbsError(paints[0], final);
+        assert(
+          toFinal < toNoise,
+          `step ${run.steps / 2}: ${toFinal.toFixed(1)} from the final image, ${toNoise.toFixed(1)} from noise`,
+        );
+        assert(
+          toFinal < firstToFinal,
+          `step ${run.steps / 2} is no nearer the final image than step 1 (${toFinal.toFixed(1)} vs ${firstToFinal.toFixed(1)})`,
+        );
+        console.log(
+          `       step ${run.steps / 2}/${run.steps}: mean |error| ${toFinal.toFixed(2)} to the final image, ` +
+            `${toNoise.toFixed(2)} to noise; step 1: ${firstToFinal.toFixed(2)}`,
+        );
+      });
+      await test('demo: "auto" runs on the one device it picked and says which', async () => {
+        const result = await generateInDemo(demo.page, { ...run, device: 'auto' });
+        assert(result.state === 'done', `the run ended "${result.state}": ${result.text}`);
+        assert(/ on webgpu \(auto\) /.test(result.text), `the status does not name one device: ${result.text}`);
+      });
+    }
+    if (index === 0) {
       await test('demo: Cancel stops a long run between steps and the page stays usable', async () => {
         await demo.page.fill('#steps', '200');
         await demo.page.click('#generate');
@@ -194,12 +243,12 @@ try {
         await demo.page.waitForSelector('#status[data-state="cancelled"]', { timeout: 30_000 });
         const stoppedAt = await demo.page.evaluate(() => document.querySelector('#status').textContent);
         assert(stoppedAt === 'Cancelled.', `status after cancel: ${stoppedAt}`);
-        // The canvas keeps the last step's live preview: the latents' colour channels, one pixel per latent pixel.
+        // The canvas keeps the last step's live preview, the decoded x̂₀ at the image's size.
         const preview = await demo.page.evaluate(() => [
           document.querySelector('#preview').width,
           document.querySelector('#preview').height,
         ]);
-        assert(preview.join() === '16,16', `the canvas is ${preview.join('x')}, not a 16x16 latent preview`);
+        assert(preview.join() === '128,128', `the canvas is ${preview.join('x')}, not the 128x128 x̂₀ preview`);
         assert(await demo.page.isEnabled('#generate'), 'Generate stays disabled after cancelling');
         assert(await demo.page.isDisabled('#cancel'), 'Cancel stays enabled after cancelling');
       });

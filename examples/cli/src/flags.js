@@ -1,5 +1,5 @@
 /**
- * Command-line flags of `denoise generate`, checked up front so that a typo fails in milliseconds with a message
+ * Command-line flags of `denoise generate` and `denoise img2img`, checked up front so that a typo fails in milliseconds with a message
  * saying what to type instead, before any model is loaded.
  */
 import { parseArgs } from 'node:util';
@@ -7,6 +7,12 @@ import { InvalidArgumentError } from '@denoise/core';
 
 /** Execution providers a user can ask for from Node (onnxruntime-node), plus the runtime's own choice. */
 export const DEVICES = ['auto', 'cpu', 'cuda', 'dml', 'coreml', 'webgpu'];
+
+/** Denoising steps when --steps is not given: diffusers' default, which the API's `numInferenceSteps` shares. */
+export const DEFAULT_STEPS = 50;
+
+/** How much img2img changes the image when --strength is not given: diffusers' and the API's default. */
+export const DEFAULT_STRENGTH = 0.8;
 
 const GENERATE_FLAGS = {
   prompt: { type: 'string', short: 'p' },
@@ -19,9 +25,16 @@ const GENERATE_FLAGS = {
   width: { type: 'string' },
   height: { type: 'string' },
   device: { type: 'string' },
+  'num-images': { type: 'string' },
+  'local-files-only': { type: 'boolean' },
   out: { type: 'string', short: 'o' },
   help: { type: 'boolean', short: 'h' },
 };
+
+const IMG2IMG_FLAGS = (() => {
+  const { width, height, ...shared } = GENERATE_FLAGS;
+  return { image: { type: 'string' }, strength: { type: 'string' }, ...shared };
+})();
 
 /**
  * @typedef {object} GenerateFlags
@@ -35,18 +48,24 @@ const GENERATE_FLAGS = {
  * @property {number | undefined} width
  * @property {number | undefined} height
  * @property {string | undefined} device
+ * @property {number} numImages - images to generate; more than one are written as name-1.png, name-2.png, ...
+ * @property {boolean} localFilesOnly - use the Hugging Face cache only, never the network
+ * @property {string | undefined} image - img2img: the PNG to start from
+ * @property {number | undefined} strength - img2img: how much to change it, in [0, 1]
  * @property {string} out
  * @property {boolean} help
  */
 
 /**
- * Parses the arguments that follow `denoise generate`.
+ * Parses the arguments that follow `denoise generate` or `denoise img2img`.
  *
  * @param {string[]} args
+ * @param {'generate' | 'img2img'} [command]
  * @returns {GenerateFlags}
  */
-export function parseGenerateFlags(args) {
-  const { values, positionals } = parseStrict(args, GENERATE_FLAGS);
+export function parseGenerateFlags(args, command = 'generate') {
+  const options = command === 'img2img' ? IMG2IMG_FLAGS : GENERATE_FLAGS;
+  const { values, positionals } = parseStrict(negativeNumbersInline(args, options), options);
   if (positionals.length > 0) {
     throw new InvalidArgumentError(
       `Unexpected argument "${positionals[0]}". Quote the prompt and pass it with --prompt "...".`,
@@ -57,19 +76,27 @@ export function parseGenerateFlags(args) {
     negativePrompt: values['negative-prompt'],
     model: values.model,
     scheduler: values.scheduler,
-    steps: values.steps === undefined ? 25 : wholeNumber('--steps', values.steps, 1),
+    steps: values.steps === undefined ? DEFAULT_STEPS : wholeNumber('--steps', values.steps, 1),
     guidance: values.guidance === undefined ? 7.5 : finiteNumber('--guidance', values.guidance, 0),
     seed: values.seed === undefined ? undefined : wholeNumber('--seed', values.seed, 0),
     width: values.width === undefined ? undefined : wholeNumber('--width', values.width, 1),
     height: values.height === undefined ? undefined : wholeNumber('--height', values.height, 1),
     device: values.device,
+    numImages: values['num-images'] === undefined ? 1 : wholeNumber('--num-images', values['num-images'], 1),
+    localFilesOnly: values['local-files-only'] ?? false,
+    image: values.image,
+    strength: values.strength === undefined ? undefined : fraction('--strength', values.strength),
     out: values.out ?? 'out.png',
     help: values.help ?? false,
   };
   if (flags.help) return flags;
   if (flags.prompt === undefined) {
-    throw new InvalidArgumentError('--prompt is required, e.g. denoise generate --prompt "a red circle".');
+    throw new InvalidArgumentError(`--prompt is required, e.g. denoise ${command} --prompt "a red circle".`);
   }
+  if (command === 'img2img' && flags.image === undefined) {
+    throw new InvalidArgumentError('--image is required, e.g. denoise img2img --image circle.png --prompt "...".');
+  }
+  if (command === 'img2img') flags.strength ??= DEFAULT_STRENGTH;
   if (flags.device !== undefined && !DEVICES.includes(flags.device)) {
     throw new InvalidArgumentError(`--device "${flags.device}" is not one of ${DEVICES.join(', ')}.`);
   }
@@ -113,6 +140,30 @@ function parseStrict(args, options) {
   }
 }
 
+/**
+ * `--steps -3` as `--steps=-3`: node:util reads a value that starts with "-" as the next flag, which would turn a
+ * negative number into "--steps needs a value" instead of the range error it deserves.
+ */
+function negativeNumbersInline(args, options) {
+  const takesValue = new Map();
+  for (const [name, option] of Object.entries(options)) {
+    if (option.type !== 'string') continue;
+    takesValue.set(`--${name}`, name);
+    if (option.short) takesValue.set(`-${option.short}`, name);
+  }
+  const out = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = takesValue.get(args[i]);
+    if (name !== undefined && /^-(\d|\.\d)/.test(args[i + 1] ?? '')) {
+      out.push(`--${name}=${args[i + 1]}`);
+      i++;
+    } else {
+      out.push(args[i]);
+    }
+  }
+  return out;
+}
+
 function wholeNumber(flag, text, min) {
   const value = Number(text);
   if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < min) {
@@ -125,6 +176,14 @@ function finiteNumber(flag, text, min) {
   const value = Number(text);
   if (text.trim() === '' || !Number.isFinite(value) || value < min) {
     throw new InvalidArgumentError(`${flag} must be a number >= ${min}, got "${text}".`);
+  }
+  return value;
+}
+
+function fraction(flag, text) {
+  const value = Number(text);
+  if (text.trim() === '' || !(value >= 0 && value <= 1)) {
+    throw new InvalidArgumentError(`${flag} must be a number from 0 to 1, got "${text}".`);
   }
   return value;
 }

@@ -1,16 +1,17 @@
 /**
- * `denoise generate`: load a pipeline, optionally swap its scheduler, denoise with a seed, write a PNG, then print
- * the seed and where the time went.
+ * `denoise generate` and `denoise img2img`: load a pipeline, optionally swap its scheduler, denoise with a seed,
+ * write the PNGs, then print the seed and where the time went.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { RandomGenerator } from '@denoise/core';
-import { DiffusionPipeline } from '@denoise/pipelines';
+import { InvalidArgumentError, RandomGenerator } from '@denoise/core';
+import { loadRepository, setRuntimeLogLevel } from '@denoise/core/runtime';
+import { DiffusionPipeline, imageFromPNG, StableDiffusionImg2ImgPipeline } from '@denoise/pipelines';
 import { getScheduler } from '@denoise/schedulers';
 import { EMBEDDED_MODEL_DIR } from './embedded-model.js';
 
 /**
- * Runs one generation.
+ * Runs one generation: image-to-image when `flags.image` is set.
  *
  * @param {import('./flags.js').GenerateFlags} flags
  * @param {object} io
@@ -25,12 +26,21 @@ export async function generate(flags, { progress, signal, stdout, stderr }) {
   // An unknown --scheduler fails here, before the model loads; the real one is built from the model's config below.
   if (flags.scheduler !== undefined) getScheduler(flags.scheduler);
 
+  const image = flags.image === undefined ? undefined : await readImage(flags.image);
+  // Whatever ONNX Runtime's own logger would print about a failure also reaches the user as the error's one line.
+  setRuntimeLogLevel(4);
+
   const loadStart = performance.now();
-  const pipe = await DiffusionPipeline.fromPretrained(model, {
+  const loadOptions = {
     device: flags.device,
+    localFilesOnly: flags.localFilesOnly || undefined,
     signal,
     progressCallback: downloadReporter(progress),
-  });
+  };
+  const pipe =
+    image === undefined
+      ? await DiffusionPipeline.fromPretrained(model, loadOptions)
+      : await StableDiffusionImg2ImgPipeline.fromRepository(await loadRepository(model, loadOptions));
   progress.stop();
   try {
     if (flags.scheduler !== undefined) {
@@ -40,39 +50,63 @@ export async function generate(flags, { progress, signal, stdout, stderr }) {
     const loadSeconds = seconds(loadStart);
 
     const denoiseStart = performance.now();
-    progress.start('denoising', flags.steps);
+    // Image-to-image runs the last ⌊steps · strength⌋ steps of the schedule.
+    const runSteps = image === undefined ? flags.steps : Math.max(1, Math.floor(flags.steps * flags.strength));
+    progress.start('denoising', runSteps);
     const { images } = await pipe.generate({
       prompt: flags.prompt,
       negativePrompt: flags.negativePrompt,
       numInferenceSteps: flags.steps,
+      numImagesPerPrompt: flags.numImages,
       guidanceScale: flags.guidance,
-      width: flags.width,
-      height: flags.height,
+      ...(image === undefined ? { width: flags.width, height: flags.height } : { image, strength: flags.strength }),
       generator: new RandomGenerator(seed),
       signal,
-      callbackOnStepEnd: ({ step }) => progress.update(step + 1, Math.max(step + 1, flags.steps)),
+      callbackOnStepEnd: ({ step }) => progress.update(step + 1, Math.max(step + 1, runSteps)),
       onWarning: (message) => stderr.write(`denoise: warning: ${message}\n`),
     });
     progress.stop();
     const denoiseSeconds = seconds(denoiseStart);
 
     const saveStart = performance.now();
-    const out = resolve(flags.out);
-    await mkdir(dirname(out), { recursive: true });
-    await writeFile(out, await images[0].toPNG());
+    const written = [];
+    for (const [index, picture] of images.entries()) {
+      const name = images.length === 1 ? flags.out : flags.out.replace(/(\.png)$/i, `-${index + 1}$1`);
+      const out = resolve(name);
+      const png = await picture.toPNG();
+      await mkdir(dirname(out), { recursive: true })
+        .then(() => writeFile(out, png))
+        .catch((cause) => {
+          throw new InvalidArgumentError(
+            `Cannot write ${name} (${cause.code ?? cause.message}). Pass an --out path in a folder you can write to.`,
+            { cause },
+          );
+        });
+      written.push(`wrote ${name} (${picture.width}x${picture.height})\n`);
+    }
     const saveSeconds = seconds(saveStart);
 
     const className = pipe.scheduler.constructor.name;
     const schedulerName = flags.scheduler === undefined ? className : `${flags.scheduler} (${className})`;
+    const steps = `${flags.steps} step${flags.steps === 1 ? '' : 's'}`;
+    const strength = image === undefined ? '' : ` | strength ${flags.strength}`;
     stdout.write(
-      `wrote ${flags.out} (${images[0].width}x${images[0].height})\n` +
-        `seed ${seed} | scheduler ${schedulerName} | ${flags.steps} steps | guidance ${flags.guidance}\n` +
+      written.join('') +
+        `seed ${seed} | scheduler ${schedulerName} | ${steps}${strength} | guidance ${flags.guidance}\n` +
         `load ${loadSeconds.toFixed(2)} s | denoise ${denoiseSeconds.toFixed(2)} s ` +
-        `(${((denoiseSeconds * 1000) / flags.steps).toFixed(1)} ms/step) | encode+write ${saveSeconds.toFixed(2)} s\n`,
+        `(${((denoiseSeconds * 1000) / runSteps).toFixed(1)} ms/step) | encode+write ${saveSeconds.toFixed(2)} s\n`,
     );
   } finally {
     await pipe.release();
   }
+}
+
+/** The RGBA pixels of the PNG at `path`, with a one-line error when it cannot be read. */
+async function readImage(path) {
+  const bytes = await readFile(path).catch((cause) => {
+    throw new InvalidArgumentError(`--image "${path}" cannot be read (${cause.code ?? cause.message}).`, { cause });
+  });
+  return imageFromPNG(bytes);
 }
 
 /**

@@ -2,12 +2,15 @@
  * The `denoise` command: dispatches to a subcommand and turns every SDK error into one line on stderr and exit
  * code 1, so a bad flag reads as advice rather than a stack trace.
  */
-import { AbortError, DenoiseError, InvalidArgumentError } from '@denoise/core';
-import { parseGenerateFlags, parseNoFlags } from './flags.js';
+import { AbortError, InvalidArgumentError } from '@denoise/core';
+import { reportError } from './errors.js';
+import { DEFAULT_STEPS, DEFAULT_STRENGTH, parseGenerateFlags, parseNoFlags } from './flags.js';
 import { createProgressBar } from './progress.js';
 
 const USAGE = `Usage:
-  denoise generate --prompt "..." [options]   generate one image and write it as a PNG
+  denoise generate --prompt "..." [options]   generate an image and write it as a PNG
+  denoise img2img --image <file.png> --prompt "..." [options]
+                                               repaint a PNG towards the prompt (SDEdit)
   denoise schedulers                           list the names --scheduler accepts
   denoise doctor                               which devices (CPU, CUDA, DirectML, CoreML, WebGPU) work here
 
@@ -17,12 +20,18 @@ Options of generate:
   -m, --model <id or dir>      a Hub id (org/name) or a local diffusers-layout ONNX folder;
                                default: the embedded reference world (models/reference-world)
   -s, --scheduler <name>       e.g. "DPM++ 2M Karras" (see denoise schedulers); default: the model's own
-  -n, --steps <N>              denoising steps (default 25)
+  -n, --steps <N>              denoising steps (default ${DEFAULT_STEPS}, as diffusers and the API)
   -g, --guidance <W>           classifier-free guidance scale (default 7.5; <= 1 turns it off)
       --seed <S>               seed of the initial noise (default: a random one, printed at the end)
       --width <px>, --height <px>  image size (default: the model's)
       --device <name>          auto | cpu | cuda | dml | coreml | webgpu
+      --num-images <N>         images to generate (default 1); several are written as out-1.png, out-2.png, ...
+      --local-files-only       use the Hugging Face cache only, never the network (as HF_HUB_OFFLINE=1)
   -o, --out <file.png>         where to write the image (default out.png)
+
+Options of img2img: those of generate except --width and --height (the image sets the size), plus
+      --image <file.png>       the picture to start from (required)
+      --strength <s>           how much to change it, from 0 to 1 (default ${DEFAULT_STRENGTH})
 `;
 
 /**
@@ -43,8 +52,8 @@ export async function main(argv) {
       stdout.write(USAGE);
       return 0;
     }
-    if (command === 'generate') {
-      const flags = parseGenerateFlags(args);
+    if (command === 'generate' || command === 'img2img') {
+      const flags = parseGenerateFlags(args, command);
       if (flags.help) {
         stdout.write(USAGE);
         return 0;
@@ -65,14 +74,12 @@ export async function main(argv) {
       else (await import('./schedulers.js')).printSchedulers({ stdout });
       return 0;
     }
-    throw new InvalidArgumentError(`Unknown command "${command}". Commands: generate, schedulers (denoise --help).`);
+    throw new InvalidArgumentError(
+      `Unknown command "${command}". Commands: generate, img2img, schedulers (denoise --help).`,
+    );
   } catch (error) {
     progress?.stop();
-    if (error instanceof DenoiseError) {
-      stderr.write(`denoise: ${error.message}\n`);
-      return error instanceof AbortError ? 130 : 1;
-    }
-    throw error;
+    return reportError(error, stderr);
   } finally {
     process.off('SIGINT', onInterrupt);
   }

@@ -4,13 +4,16 @@
  * bin runs on the built packages.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { decode } from 'fast-png';
+import { dirname, join, resolve } from 'node:path';
+import { InvalidArgumentError } from '@denoise/core';
+import { decode, encode } from 'fast-png';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HubServer } from '../../../packages/core/test/helpers/hub-server.js';
 import { closestLabelsDistance, nearestLabels } from '../../../tools/reference-world/pictures.js';
+import { reportError } from '../src/errors.js';
 import { createProgressBar } from '../src/progress.js';
 
 const bin = resolve(import.meta.dirname, '..', 'bin', 'denoise.js');
@@ -22,6 +25,8 @@ interface Run {
 }
 
 const repoRoot = resolve(import.meta.dirname, '..', '..', '..');
+/** The embedded model, as src/embedded-model.js resolves it. */
+const EMBEDDED_MODEL_DIR = join(repoRoot, 'models', 'reference-world');
 
 function denoise(...args: string[]): Promise<Run> {
   return denoiseWithEnv({}, ...args);
@@ -135,6 +140,242 @@ describe('denoise generate on the embedded model', () => {
   });
 });
 
+/** One line on stderr, exit code 1, nothing on stdout and no stack. */
+function expectOneLineError(run: Run, message: string) {
+  expect(run.stderr).toBe(`${message}\n`);
+  expect(run.code).toBe(1);
+  expect(run.stdout).toBe('');
+}
+
+describe.concurrent('denoise generate: SDK errors print as one line of advice', () => {
+  const scratch = mkdtempSync(join(tmpdir(), 'denoise-cli-errors-'));
+  afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+  const quick = ['generate', '--prompt', 'a red circle', '--steps', '2', '--out', join(scratch, 'out.png')];
+  // Nothing listens on port 9 (discard): the Hub is unreachable, at once.
+  const offline = { HF_ENDPOINT: 'http://127.0.0.1:9', HF_HUB_CACHE: join(scratch, 'empty-cache') };
+
+  it('--model naming neither a folder nor a Hub id', async () => {
+    expectOneLineError(
+      await denoise(...quick, '--model', './no/such/dir'),
+      'denoise: "./no/such/dir" is neither a directory nor a Hub repository id ("org/name"). Check the path or the id.',
+    );
+  });
+
+  it('--model naming a folder that is not a diffusers repository', async () => {
+    expectOneLineError(
+      await denoise(...quick, '--model', 'docs'),
+      'denoise: docs has no model_index.json, so it is not a diffusers pipeline repository. Point at the folder ' +
+        '(or repository) that holds model_index.json, or export the model with diffusers or Optimum.',
+    );
+  });
+
+  it('a Hub id without network names the CLI flag --local-files-only, which then names the cache', async () => {
+    expectOneLineError(
+      await denoiseWithEnv(offline, ...quick, '--model', 'someone/model'),
+      'denoise: Could not fetch someone/model (revision main): fetch failed. Check the network (or HF_ENDPOINT) ' +
+        'and retry, or pass --local-files-only to use files already in the cache.',
+    );
+    expectOneLineError(
+      await denoiseWithEnv(offline, ...quick, '--model', 'someone/model', '--local-files-only'),
+      `denoise: someone/model (revision main) is not in the cache at ${offline.HF_HUB_CACHE} and ` +
+        '--local-files-only forbids downloading it. Load it once online, or point HF_HUB_CACHE at the cache that has it.',
+    );
+  });
+
+  it("--device cuda without onnxruntime-node's CUDA binaries says how to install them", async () => {
+    // package.json's allowScripts keeps onnxruntime-node's CUDA download out of installs, so they are absent here.
+    const ortBin = join(dirname(createRequire(import.meta.url).resolve('onnxruntime-node')), '..', 'bin', 'napi-v6');
+    expect(existsSync(join(ortBin, 'linux', 'x64', 'libonnxruntime_providers_cuda.so'))).toBe(false);
+    const hint =
+      process.platform === 'linux' && process.arch === 'x64'
+        ? 'OrtSessionOptionsAppendExecutionProvider_Cuda: Failed to load shared library. onnxruntime-node runs CUDA ' +
+          'on Linux x64 once its CUDA 12 binaries are installed: `ONNXRUNTIME_NODE_INSTALL=cuda12 node ' +
+          'node_modules/onnxruntime-node/script/install` (and the CUDA 12 / cuDNN 9 libraries).'
+        : undefined;
+    const run = await denoise(...quick, '--device', 'cuda');
+    expect(run.code).toBe(1);
+    expect(run.stderr).not.toMatch(/\n\s+at |onnxruntime_src/);
+    if (hint) {
+      expectOneLineError(
+        run,
+        `denoise: Could not start text_encoder/model.onnx of ${EMBEDDED_MODEL_DIR} on device "cuda": ${hint}`,
+      );
+    } else {
+      expect(run.stderr).toMatch(/^denoise: Device "cuda" is not available in onnxruntime-node here .*\n$/);
+    }
+  });
+
+  it('--device webgpu without a GPU adapter says what Dawn needs', async () => {
+    const run = await denoise(...quick, '--device', 'webgpu');
+    // Dawn (onnxruntime-node's WebGPU) prints its own native warnings, e.g. "Warning: Couldn't load Vulkan: ...
+    // at operator() (.../BackendVk.cpp:368)", straight to the process's stderr; those lines are not denoise's.
+    const ours = run.stderr.split('\n').filter((line) => line.startsWith('denoise'));
+    if (run.code === 0) {
+      expect(ours).toEqual([]);
+      return;
+    }
+    expect(ours).toEqual([
+      `denoise: Could not start text_encoder/model.onnx of ${EMBEDDED_MODEL_DIR} on device "webgpu": Failed to get ` +
+        'a WebGPU adapter: No supported adapters. onnxruntime-node runs WebGPU through Dawn, which needs a GPU ' +
+        'adapter (Vulkan drivers on Linux, Direct3D 12 on Windows, Metal on macOS); without one, use "cpu".',
+    ]);
+    expect(run.stderr).not.toMatch(/\n\s+at .*\.js:\d+|onnxruntime_src/);
+    expect(run.code).toBe(1);
+  });
+
+  it('--width 256 on the 128×128 embedded model names the size it takes', async () => {
+    expectOneLineError(
+      await denoise(...quick, '--width', '256'),
+      `denoise: The UNet of ${EMBEDDED_MODEL_DIR} was exported for width 128 and height 128 only; got width 256 ` +
+        'and height 128. Leave out --width and --height to get that size.',
+    );
+  });
+
+  it('--out in a folder that cannot be created', async () => {
+    const file = join(scratch, 'a-file');
+    writeFileSync(file, '');
+    expectOneLineError(
+      await denoise('generate', '--prompt', 'a red circle', '--steps', '1', '--out', join(file, 'x.png')),
+      `denoise: Cannot write ${join(file, 'x.png')} (EEXIST). Pass an --out path in a folder you can write to.`,
+    );
+  });
+
+  it('img2img with an --image that is missing or not a PNG', async () => {
+    const notPng = join(scratch, 'not.png');
+    writeFileSync(notPng, 'GIF89a');
+    const img2img = ['img2img', '--prompt', 'a red circle', '--steps', '2', '--out', join(scratch, 'i.png')];
+    expectOneLineError(
+      await denoise(...img2img, '--image', join(scratch, 'missing.png')),
+      `denoise: --image "${join(scratch, 'missing.png')}" cannot be read (ENOENT).`,
+    );
+    const run = await denoise(...img2img, '--image', notPng);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/^denoise: These bytes are not a PNG image \(.*\)\. Pass a \.png file\.\n$/);
+  });
+});
+
+describe('denoise: what a run says besides the picture', () => {
+  const outDir = mkdtempSync(join(tmpdir(), 'denoise-cli-runs-'));
+  afterAll(() => rmSync(outDir, { recursive: true, force: true }));
+
+  it('warns of a prompt the model does not know, and stays silent for a known one', async () => {
+    const unknown = await denoise(
+      ...['generate', '--prompt', 'a purple dragon riding a bicycle', '--steps', '3', '--seed', '1'],
+      ...['--out', join(outDir, 'dragon.png')],
+    );
+    expect(unknown.code).toBe(0);
+    expect(unknown.stderr).toBe(
+      'denoise: warning: The model cannot tell the prompt "a purple dragon riding a bicycle" from the empty prompt ' +
+        '(it predicts the same noise for both), so the image is an unconditional sample: the model knows none of ' +
+        'its words. Use words it was trained on.\n',
+    );
+    const known = await denoise(
+      ...['generate', '--prompt', 'a red circle on a white background', '--steps', '3', '--seed', '1'],
+      ...['--out', join(outDir, 'circle.png')],
+    );
+    expect(known.code).toBe(0);
+    expect(known.stderr).toBe('');
+  });
+
+  it('--steps 1 with a multistep scheduler runs and says nothing wrong', async () => {
+    const run = await denoise(
+      ...['generate', '--prompt', 'a blue square on a black background', '--steps', '1', '--seed', '4'],
+      ...['--scheduler', 'DPM++ 2M Karras', '--out', join(outDir, 'one-step.png')],
+    );
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^seed 4 \| scheduler DPM\+\+ 2M Karras \(DPMSolverMultistepScheduler\) \| 1 step \| /m);
+  });
+
+  it('--num-images 2 writes name-1.png and name-2.png, two pictures of the prompt', async () => {
+    const prompt = 'a green triangle on a white background';
+    const out = join(outDir, 'two.png');
+    const run = await denoise(
+      'generate',
+      '--prompt',
+      prompt,
+      '--steps',
+      '12',
+      '--seed',
+      '5',
+      '--num-images',
+      '2',
+      '--out',
+      out,
+    );
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const names = [join(outDir, 'two-1.png'), join(outDir, 'two-2.png')];
+    expect(run.stdout).toContain(`wrote ${names[0]} (128x128)\nwrote ${names[1]} (128x128)\n`);
+    const pictures = names.map((name) => decode(readFileSync(name)).data);
+    for (const data of pictures) expect(nearestLabels(data)[0].label).toBe(prompt);
+    expect(pictures[0]).not.toEqual(pictures[1]);
+  });
+
+  it('img2img --image --strength keeps the shape and repaints what the prompt changes', async () => {
+    const source = join(outDir, 'source.png');
+    const first = await denoise(
+      ...['generate', '--prompt', 'a red circle on a white background', '--steps', '12', '--seed', '3'],
+      ...['--out', source],
+    );
+    expect(first.code).toBe(0);
+    const prompt = 'a red circle on a black background';
+    const out = join(outDir, 'repainted.png');
+    const run = await denoise(
+      ...['img2img', '--image', source, '--strength', '0.6', '--prompt', prompt, '--steps', '20', '--seed', '7'],
+      ...['--out', out],
+    );
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^seed 7 \| scheduler DDIMScheduler \| 20 steps \| strength 0\.6 \| guidance 7\.5$/m);
+    const [nearest] = nearestLabels(decode(readFileSync(out)).data);
+    expect(nearest.label).toBe(prompt);
+    expect(nearest.error).toBeLessThan(closestLabelsDistance() / 2);
+  });
+
+  it('img2img of an image the model was not exported for names the size it takes', async () => {
+    const big = join(outDir, 'big.png');
+    writeFileSync(big, encode({ width: 256, height: 256, channels: 3, depth: 8, data: new Uint8Array(256 * 256 * 3) }));
+    expectOneLineError(
+      await denoise(
+        'img2img',
+        '--image',
+        big,
+        '--prompt',
+        'a red circle',
+        '--steps',
+        '2',
+        '--out',
+        join(outDir, 'b.png'),
+      ),
+      `denoise: The UNet of ${EMBEDDED_MODEL_DIR} was exported for width 128 and height 128 only; got a 256×256 ` +
+        'image. Resize the image to that size.',
+    );
+  });
+});
+
+describe("errors that are not the SDK's", () => {
+  function sinkStream() {
+    const chunks: string[] = [];
+    return { chunks, stream: { write: (chunk: string) => chunks.push(chunk) } as unknown as NodeJS.WritableStream };
+  }
+
+  it('print their stack and ask to report the bug; SDK errors print one line', () => {
+    const bug = sinkStream();
+    const error = new TypeError('Cannot read properties of undefined');
+    expect(reportError(error, bug.stream)).toBe(1);
+    expect(bug.chunks.join('')).toBe(
+      'denoise: unexpected error. This is a bug in denoise: please report it with the command you ran and this ' +
+        `output.\n${error.stack}\n`,
+    );
+    const advice = sinkStream();
+    expect(reportError(new InvalidArgumentError('numInferenceSteps must be\na positive integer.'), advice.stream)).toBe(
+      1,
+    );
+    expect(advice.chunks).toEqual(['denoise: --steps must be a positive integer.\n']);
+  });
+});
+
 describe('denoise schedulers', () => {
   it('lists every alias with its diffusers class', async () => {
     const run = await denoise('schedulers');
@@ -175,7 +416,18 @@ describe.concurrent('denoise flags', () => {
       ['generate', 'a', 'red', 'circle'],
       'denoise: Unexpected argument "a". Quote the prompt and pass it with --prompt "...".',
     ],
-    [['paint'], 'denoise: Unknown command "paint". Commands: generate, schedulers (denoise --help).'],
+    [['paint'], 'denoise: Unknown command "paint". Commands: generate, img2img, schedulers (denoise --help).'],
+    [['generate', '--prompt', 'x', '--steps', '-3'], 'denoise: --steps must be a whole number >= 1, got "-3".'],
+    [['generate', '--prompt', 'x', '-g', '-2'], 'denoise: --guidance must be a number >= 0, got "-2".'],
+    [['generate', '--prompt', 'x', '--num-images', '0'], 'denoise: --num-images must be a whole number >= 1, got "0".'],
+    [
+      ['img2img', '--prompt', 'x'],
+      'denoise: --image is required, e.g. denoise img2img --image circle.png --prompt "...".',
+    ],
+    [
+      ['img2img', '--prompt', 'x', '--image', 'in.png', '--strength', '1.5'],
+      'denoise: --strength must be a number from 0 to 1, got "1.5".',
+    ],
   ])('%j fails with exit code 1 and one line of advice, no stack', async (args, message) => {
     const run = await denoise(...args);
     expect(run.code).toBe(1);

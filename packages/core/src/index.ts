@@ -3,7 +3,7 @@
  * Model loading and ONNX sessions live in `@denoise/core/runtime`, so that importing this entry pulls in no
  * runtime and no network code.
  *
- * @packageDocumentation
+ * @module @denoise/core
  */
 export * from './errors.js';
 export * from './float16.js';

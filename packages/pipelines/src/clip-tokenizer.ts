@@ -129,14 +129,21 @@ export class ClipTokenizer {
   readonly eosTokenId: number;
   /** The id that pads prompts to {@link modelMaxLength} (`pad_token`, the end token when unset). */
   readonly padTokenId: number;
+  /** The id of text the vocabulary has no token for (`unk_token`, the end token when unset). */
+  readonly unkTokenId: number;
   readonly #tokenizer: Tokenizer;
 
-  private constructor(tokenizer: Tokenizer, modelMaxLength: number, bos: number, eos: number, pad: number) {
+  private constructor(
+    tokenizer: Tokenizer,
+    modelMaxLength: number,
+    ids: { bos: number; eos: number; pad: number; unk: number },
+  ) {
     this.#tokenizer = tokenizer;
     this.modelMaxLength = modelMaxLength;
-    this.bosTokenId = bos;
-    this.eosTokenId = eos;
-    this.padTokenId = pad;
+    this.bosTokenId = ids.bos;
+    this.eosTokenId = ids.eos;
+    this.padTokenId = ids.pad;
+    this.unkTokenId = ids.unk;
   }
 
   /**
@@ -175,7 +182,23 @@ export class ClipTokenizer {
     const maxLength = typeof config.model_max_length === 'number' ? config.model_max_length : 77;
     // transformers stores "unbounded" as 1e30; CLIP's text encoder is positional up to 77.
     const modelMaxLength = maxLength > 1e6 ? 77 : maxLength;
-    return new ClipTokenizer(tokenizer, modelMaxLength, idOf(bos), idOf(eos), idOf(pad));
+    return new ClipTokenizer(tokenizer, modelMaxLength, {
+      bos: idOf(bos),
+      eos: idOf(eos),
+      pad: idOf(pad),
+      unk: idOf(unk),
+    });
+  }
+
+  /**
+   * Whether `prompt` has a token besides the special ones (start, end, padding, unknown): a prompt without one
+   * tells the text encoder nothing.
+   *
+   * @param prompt - one prompt
+   */
+  hasKnownToken(prompt: string): boolean {
+    const special = new Set([this.bosTokenId, this.eosTokenId, this.padTokenId, this.unkTokenId]);
+    return this.#tokenizer.encode(prompt, { add_special_tokens: false }).ids.some((id) => !special.has(id));
   }
 
   /**

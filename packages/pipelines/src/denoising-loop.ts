@@ -50,6 +50,13 @@ export interface StepEndInfo {
   readonly timestep: number;
   /** The latents after the step. */
   readonly latents: Tensor;
+  /**
+   * The step's prediction of the clean latents $\hat x_0$ (diffusers' `pred_original_sample`): the scheduler's
+   * own when its step returns one, else $(x_t - \sqrt{1-\bar\alpha_t}\,\hat\epsilon)/\sqrt{\bar\alpha_t}$ from the
+   * guided prediction (or its `v_prediction` and `sample` forms). Decode it for a live preview in which the image
+   * forms from the first steps on. Computed when first read.
+   */
+  readonly predOriginalSample: Tensor;
 }
 
 /** What `callbackOnStepEnd` may return: replacement latents and/or a request to stop after this step. */
@@ -112,8 +119,8 @@ function sigmasOf(scheduler: unknown): ArrayLike<number> | undefined {
 }
 
 /**
- * `ᾱ` of the evaluation at `scheduler.timesteps[scheduleIndex]`: from the step's σ for sigma-based schedulers
- * (`ᾱ = 1/(1+σ²)`, since `σ = √((1−ᾱ)/ᾱ)`), else from the training schedule at the (integer) timestep.
+ * $\bar\alpha$ of the evaluation at `scheduler.timesteps[scheduleIndex]`: from the step's σ for sigma-based schedulers
+ * ($\bar\alpha = 1/(1+\sigma^2)$, since $\sigma = \sqrt{(1-\bar\alpha)/\bar\alpha}$), else from the training schedule at the (integer) timestep.
  *
  * @param scheduler - the scheduler of the run
  * @param timestep - the timestep
@@ -127,6 +134,30 @@ export function alphaProdAtStep(scheduler: Scheduler, timestep: number, schedule
   }
   const t = Math.min(Math.max(Math.round(timestep), 0), scheduler.alphasCumprod.length - 1);
   return scheduler.alphasCumprod[t];
+}
+
+/**
+ * $\hat x_0$ from the variance-preserving model input $x_t$ and the model's prediction at $\bar\alpha_t$:
+ * $(x_t - \sqrt{1-\bar\alpha_t}\,\epsilon)/\sqrt{\bar\alpha_t}$ for `epsilon`,
+ * $\sqrt{\bar\alpha_t}\,x_t - \sqrt{1-\bar\alpha_t}\,v$ for `v_prediction`, the prediction itself for `sample`.
+ */
+function predictedOriginal(
+  modelInput: TensorLike,
+  prediction: TensorLike,
+  predictionType: PredictionType,
+  alphaProd: number,
+): Tensor {
+  const a = Math.sqrt(alphaProd);
+  const b = Math.sqrt(1 - alphaProd);
+  const x = modelInput.data;
+  const p = prediction.data;
+  const out = new Float32Array(p.length);
+  for (let i = 0; i < out.length; i++) {
+    if (predictionType === 'epsilon') out[i] = (x[i] - b * p[i]) / a;
+    else if (predictionType === 'v_prediction') out[i] = a * x[i] - b * p[i];
+    else out[i] = p[i];
+  }
+  return new Tensor(out, prediction.dims);
 }
 
 /**
@@ -217,17 +248,33 @@ export async function runDenoisingLoop(options: DenoisingLoopOptions): Promise<T
     }
 
     const stepInput = learnedVariance ? learnedVariance.stepInput(prediction) : prediction;
-    const { prevSample } = scheduler.step(stepInput, timestep, latents, {
+    const stepped = scheduler.step(stepInput, timestep, latents, {
       generator: options.generator,
       eta: options.eta,
     });
+    const { prevSample } = stepped;
     if (form === 'mean' && guidances.length > 0) {
       const shift = meanShift.data;
       for (let i = 0; i < size; i++) prevSample.data[i] += shift[i];
     }
     latents = prevSample;
 
-    const result = await options.callbackOnStepEnd?.({ step: stepIndex, timestep, latents });
+    let predOriginalSample = stepped.predOriginalSample;
+    const scheduleIndex = startIndex + stepIndex;
+    const result = await options.callbackOnStepEnd?.({
+      step: stepIndex,
+      timestep,
+      latents,
+      get predOriginalSample() {
+        predOriginalSample ??= predictedOriginal(
+          modelInput,
+          prediction,
+          predictionType,
+          alphaProdAtStep(scheduler, timestep, scheduleIndex),
+        );
+        return predOriginalSample;
+      },
+    });
     if (result?.latents !== undefined) {
       if (result.latents.data.length !== size) {
         throw new InvalidArgumentError(

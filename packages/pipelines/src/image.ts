@@ -1,9 +1,9 @@
 /**
  * The images pipelines return, and the conversions between RGBA pixels and the `[-1, 1]` NCHW tensors
- * that VAEs and pixel-space models use (MATH.md §8: images come back as `clamp(x/2 + 0.5, 0, 1)`).
+ * that VAEs and pixel-space models use (`docs/math.md` §8: images come back as `clamp(x/2 + 0.5, 0, 1)`).
  */
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import { encode } from 'fast-png';
+import { convertIndexedToRgb, decode, encode } from 'fast-png';
 
 /** An image in memory: 8-bit RGBA pixels, row-major, as in the browser's `ImageData`. */
 export interface RgbaImage {
@@ -111,4 +111,39 @@ export function tensorFromImage(image: RgbaImage): Tensor {
     for (let p = 0; p < plane; p++) out[c * plane + p] = (data[p * 4 + c] / 255) * 2 - 1;
   }
   return new Tensor(out, [1, 3, height, width]);
+}
+
+/**
+ * The 8-bit RGBA pixels of a PNG file, whatever its colour type (grey, grey + alpha, RGB, RGBA, palette) and bit
+ * depth; missing alpha is 255. The result feeds image-to-image's `image`.
+ *
+ * @param bytes - the PNG file's bytes
+ * @throws `InvalidArgumentError` when the bytes are not a PNG
+ */
+export function imageFromPNG(bytes: Uint8Array): RgbaImage {
+  let png: ReturnType<typeof decode>;
+  try {
+    png = decode(bytes);
+  } catch (cause) {
+    throw new InvalidArgumentError(
+      `These bytes are not a PNG image (${cause instanceof Error ? cause.message : String(cause)}). Pass a .png file.`,
+      { cause },
+    );
+  }
+  const { width, height } = png;
+  const indexed = png.palette !== undefined;
+  const samples = indexed ? convertIndexedToRgb(png) : png.data;
+  const channels = indexed ? samples.length / (width * height) : png.channels;
+  // Samples of 1, 2 or 4 bits come unpacked as 0..2^depth − 1; 16-bit ones as 0..65535.
+  const max = indexed ? 255 : 2 ** png.depth - 1;
+  const data = new Uint8ClampedArray(width * height * 4);
+  for (let pixel = 0; pixel < width * height; pixel++) {
+    const at = (c: number) => Math.round((samples[pixel * channels + c] * 255) / max);
+    const grey = channels < 3;
+    data[pixel * 4] = at(0);
+    data[pixel * 4 + 1] = grey ? at(0) : at(1);
+    data[pixel * 4 + 2] = grey ? at(0) : at(2);
+    data[pixel * 4 + 3] = channels === 2 ? at(1) : channels === 4 ? at(3) : 255;
+  }
+  return { width, height, data };
 }

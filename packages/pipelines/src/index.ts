@@ -46,7 +46,7 @@ export {
   type PredictionType,
 } from './guidance/guidance.js';
 export { type OnnxClassifierInputs, onnxClassifierGradient } from './guidance/onnx-classifier.js';
-export { GeneratedImage, imagesFromTensor, type RgbaImage, tensorFromImage } from './image.js';
+export { GeneratedImage, imageFromPNG, imagesFromTensor, type RgbaImage, tensorFromImage } from './image.js';
 export {
   DDPM_CLASS_NAMES,
   DiffusionPipeline,

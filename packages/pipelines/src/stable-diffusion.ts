@@ -6,7 +6,7 @@ import { ConfigError, InvalidArgumentError, type Tensor, type TensorLike, throwI
 import { DeviceTensor, type ModelRepository, type ModelSession, type SessionOptions } from '@denoise/core/runtime';
 import type { NoiseGenerator, Scheduler } from '@denoise/schedulers';
 import type { ClipTokenizer } from './clip-tokenizer.js';
-import { runDenoisingLoop, type StepEndCallback } from './denoising-loop.js';
+import { type Denoiser, runDenoisingLoop, type StepEndCallback } from './denoising-loop.js';
 import { classifierFreeGuidances } from './guidance/classifier-free.js';
 import type { Guidance, GuidanceInterval, PredictionType } from './guidance/guidance.js';
 import { type GeneratedImage, imagesFromTensor } from './image.js';
@@ -76,7 +76,10 @@ export interface StableDiffusionOptions<O extends OutputType = 'image'> {
   callbackOnStepEnd?: StepEndCallback;
   /** Cancels generation between model calls with an `AbortError`. */
   signal?: AbortSignal;
-  /** Receives warnings (truncated prompts); `console.warn` by default. */
+  /**
+   * Receives warnings: truncated prompts, and prompts the model does not know (no token besides the special ones,
+   * or the same prediction as the empty prompt at the first guided step); `console.warn` by default.
+   */
   onWarning?: (message: string) => void;
   /**
    * What to return (diffusers' `output_type`): `'image'` (the default) for {@link GeneratedImage}s, `'latent'` for
@@ -114,6 +117,11 @@ export interface GenerationPlan {
 export interface TextEmbeddings {
   /** The UNet inputs of the conditional and unconditional rows. */
   readonly conditioning: UnetConditioning;
+  /**
+   * Per batch row, the text prompt whose unconditional row is the empty prompt's, so that a UNet answering both
+   * alike shows it ignored the prompt; `undefined` for the other rows.
+   */
+  readonly promptOfRow?: readonly (string | undefined)[];
   /** Frees what the embeddings hold on the device; call it once the generation ends. */
   dispose(): void;
 }
@@ -200,6 +208,53 @@ function guidanceScaleEmbedding(w: number, dim: number, batch: number): TensorLi
   const data = new Float32Array(batch * dim);
   for (let b = 0; b < batch; b++) data.set(row, b * dim);
   return { data, dims: [batch, dim] };
+}
+
+/**
+ * Wraps a denoiser to compare, at the first step that has an unconditional pass, each watched row's conditional
+ * prediction with its unconditional one (the empty prompt's): when they are equal, the model could not tell the
+ * prompt from the empty one, and the run is an unconditional sample. Only reads what the run computes anyway.
+ *
+ * @param denoiser - the UNet denoiser
+ * @param promptOfRow - per batch row, the prompt to watch, or undefined (a negative prompt, a prompt already warned of)
+ * @param onWarning - receives one warning per ignored prompt
+ */
+function warnIfPromptIgnored(
+  denoiser: Denoiser,
+  promptOfRow: readonly (string | undefined)[],
+  onWarning: (message: string) => void,
+): Denoiser {
+  let checked = !promptOfRow.some((prompt) => prompt !== undefined);
+  return async (request) => {
+    const prediction = await denoiser(request);
+    if (checked || !request.withUnconditional) return prediction;
+    checked = true;
+    const batch = promptOfRow.length;
+    const rowSize = prediction.data.length / (2 * batch);
+    const ignored = new Set<string>();
+    for (let row = 0; row < batch; row++) {
+      const prompt = promptOfRow[row];
+      if (prompt === undefined || ignored.has(prompt)) continue;
+      const unconditional = prediction.data.subarray(row * rowSize, (row + 1) * rowSize);
+      const conditional = prediction.data.subarray((batch + row) * rowSize, (batch + row + 1) * rowSize);
+      let scale = 0;
+      let difference = 0;
+      for (let i = 0; i < rowSize; i++) {
+        scale = Math.max(scale, Math.abs(unconditional[i]));
+        difference = Math.max(difference, Math.abs(conditional[i] - unconditional[i]));
+      }
+      // Equal up to float32 rounding of the same computation.
+      if (difference <= 1e-6 * scale) ignored.add(prompt);
+    }
+    for (const prompt of ignored) {
+      onWarning(
+        `The model cannot tell the prompt ${JSON.stringify(prompt)} from the empty prompt (it predicts the same ` +
+          'noise for both), so the image is an unconditional sample: the model knows none of its words. ' +
+          'Use words it was trained on.',
+      );
+    }
+    return prediction;
+  };
 }
 
 /**
@@ -344,6 +399,7 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
           'one run can hold. Generate fewer or smaller images per call.',
       );
     }
+    this.checkFixedSize(latent, size === undefined ? 'options' : 'image');
     return {
       prompts,
       promptCount,
@@ -445,20 +501,33 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
       }
       negatives = list.length === 1 ? Array.from({ length: plan.promptCount }, () => list[0]) : list;
     }
-    throwIfAborted(options.signal, 'encoding the prompts');
     const { perPrompt, onWarning, prompts } = plan;
-    const embeddings =
+    const unknownToTokenizer = new Set(prompts?.filter((prompt) => !this.tokenizer.hasKnownToken(prompt)));
+    for (const prompt of unknownToTokenizer) {
+      onWarning(
+        `The prompt ${JSON.stringify(prompt)} has no token the tokenizer knows besides the start and end tokens, ` +
+          "so the image will not follow it. Write it in words of the model's vocabulary.",
+      );
+    }
+    throwIfAborted(options.signal, 'encoding the prompts');
+    const encoded =
       prompts === undefined
         ? await this.embeddingsFromTensors(options, negatives, needsUnconditional, plan)
         : this.keepTextEmbeddingsOnDevice
           ? await this.encodeOnDevice(prompts, negatives, perPrompt, onWarning)
           : await this.encodeOnCpu(prompts, negatives, perPrompt, onWarning);
+    // Rows whose unconditional pass is the empty prompt: if the UNet answers both passes alike, it ignored the prompt.
+    const promptOfRow = prompts?.flatMap((prompt, p) => {
+      const watched = negatives?.[p] === '' && !unknownToTokenizer.has(prompt) ? prompt : undefined;
+      return Array.from({ length: perPrompt }, () => watched);
+    });
+    const embeddings = { ...encoded, promptOfRow };
     if (!this.takesGuidanceEmbedding) return embeddings;
     // LCM-distilled UNets take the guidance scale as an embedding instead of an unconditional pass.
     const guidanceScale = options.guidanceScale ?? DEFAULT_GUIDANCE_SCALE;
     const timestepCond = guidanceScaleEmbedding(guidanceScale, this.guidanceEmbeddingDim, plan.latentDims[0]);
     const conditional = { ...embeddings.conditioning.conditional, timestep_cond: timestepCond };
-    return { conditioning: { ...embeddings.conditioning, conditional }, dispose: embeddings.dispose };
+    return { ...embeddings, conditioning: { ...embeddings.conditioning, conditional } };
   }
 
   /** The caller's `promptEmbeds` (and `negativePromptEmbeds`, or the encoded negative prompts), repeated per image. */
@@ -485,6 +554,31 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
       };
     }
     return { conditioning: { conditional, unconditional }, dispose: () => undefined };
+  }
+
+  /**
+   * Rejects a size the UNet graph cannot take: an export with a fixed latent size (ONNX graphs exported for one
+   * resolution) accepts only that size, and the message names it in pixels.
+   *
+   * @param latent - the latent size asked for
+   * @param source - what set the size, for the message: the `width`/`height` options or the input image
+   */
+  private checkFixedSize(latent: { height: number; width: number }, source: 'options' | 'image'): void {
+    const shape = this.unet.inputs.find((i) => i.name === 'sample')?.shape;
+    const fixed = (dim: unknown) => (typeof dim === 'number' && dim > 0 ? dim : undefined);
+    const [fixedHeight, fixedWidth] = [fixed(shape?.[2]), fixed(shape?.[3])];
+    if ((fixedHeight ?? latent.height) === latent.height && (fixedWidth ?? latent.width) === latent.width) return;
+    const factor = this.vae.scaleFactor;
+    const accepted = (dim: number | undefined) => (dim === undefined ? `any multiple of ${factor}` : dim * factor);
+    const [width, height] = [latent.width * factor, latent.height * factor];
+    const got =
+      source === 'image'
+        ? `got a ${width}×${height} image. Resize the image to that size.`
+        : `got width ${width} and height ${height}. Leave width and height out to get that size.`;
+    throw new InvalidArgumentError(
+      `The UNet of ${this.repository.name} was exported for width ${accepted(fixedWidth)} and height ` +
+        `${accepted(fixedHeight)} only; ${got}`,
+    );
   }
 
   /** The text embeddings on the CPU: one text-encoder run for the prompts, one for the negative prompts. */
@@ -553,14 +647,19 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
    *
    * @param options - the call options
    * @param scheduler - the run's scheduler, from {@link LatentDiffusionPipeline.prepareTimesteps}
-   * @param run - the conditioning, the guidances and the generator
+   * @param run - the conditioning, the guidances, the generator and where warnings go
    * @param latents - the initial latents
    * @param startIndex - where in `scheduler.timesteps` the run starts
    */
   protected denoise(
     options: StableDiffusionOptions<OutputType>,
     scheduler: Scheduler,
-    run: { embeddings: TextEmbeddings; guidances: readonly Guidance[]; generator: NoiseGenerator },
+    run: {
+      embeddings: TextEmbeddings;
+      guidances: readonly Guidance[];
+      generator: NoiseGenerator;
+      onWarning: (message: string) => void;
+    },
     latents: TensorLike,
     startIndex: number,
   ): Promise<Tensor> {
@@ -568,7 +667,11 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
       scheduler,
       startIndex,
       latents,
-      denoiser: unetDenoiser(this.unet, run.embeddings.conditioning),
+      denoiser: warnIfPromptIgnored(
+        unetDenoiser(this.unet, run.embeddings.conditioning),
+        run.embeddings.promptOfRow ?? [],
+        run.onWarning,
+      ),
       guidances: run.guidances,
       predictionType: (scheduler.config as { prediction_type?: PredictionType }).prediction_type ?? 'epsilon',
       generator: run.generator,

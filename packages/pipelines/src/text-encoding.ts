@@ -1,6 +1,6 @@
 /**
  * Prompt → text embeddings: the CLIP tokenizer of a repository's `tokenizer/` folder and its text encoder
- * graph (`last_hidden_state`, the cross-attention input of the UNet; MATH.md §8).
+ * graph (`last_hidden_state`, the cross-attention input of the UNet; `docs/math.md` §8).
  */
 import { Tensor } from '@denoise/core';
 import { DeviceTensor, type ModelRepository, type ModelSession } from '@denoise/core/runtime';

@@ -1,5 +1,5 @@
 /**
- * The variational autoencoder of latent diffusion (Rombach et al. 2022; MATH.md §8): its spatial factor and
+ * The variational autoencoder of latent diffusion (Rombach et al. 2022; `docs/math.md` §8): its spatial factor and
  * latent scaling factor, and decoding/encoding through its ONNX graphs.
  */
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';

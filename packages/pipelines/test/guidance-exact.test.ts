@@ -1,5 +1,5 @@
 /**
- * Guidance on exact models (MATH.md §9): the reference world's UNet is the exact denoiser of 48 data points and
+ * Guidance on exact models (`docs/math.md` §9): the reference world's UNet is the exact denoiser of 48 data points and
  * its classifier graph gives the exact ∇ log p(y | x_t). Guided sampling must land on the requested point.
  */
 import { fileURLToPath } from 'node:url';

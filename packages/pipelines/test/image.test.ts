@@ -1,7 +1,7 @@
 import { Tensor } from '@denoise/core';
-import { decode } from 'fast-png';
+import { decode, encode } from 'fast-png';
 import { describe, expect, it } from 'vitest';
-import { GeneratedImage, imagesFromTensor, tensorFromImage } from '../src/image.js';
+import { GeneratedImage, imageFromPNG, imagesFromTensor, tensorFromImage } from '../src/image.js';
 
 describe('images', () => {
   it('maps [-1, 1] NCHW to RGBA bytes with clamping and rounding', () => {
@@ -34,5 +34,35 @@ describe('images', () => {
   it('rejects buffers of the wrong size', () => {
     expect(() => new GeneratedImage(2, 2, new Uint8ClampedArray(3))).toThrow(/needs 16 bytes/);
     expect(() => imagesFromTensor(Tensor.zeros([1, 4, 2, 2]))).toThrow(/\[batch, 3, height, width\]/);
+  });
+
+  it('reads PNGs of every colour type and depth as 8-bit RGBA', () => {
+    const rgba = [10, 20, 30, 255, 40, 50, 60, 128];
+    const of = (png: Parameters<typeof encode>[0]) => [...imageFromPNG(encode(png)).data];
+    expect(of({ width: 2, height: 1, channels: 4, depth: 8, data: Uint8Array.from(rgba) })).toEqual(rgba);
+    expect(of({ width: 2, height: 1, channels: 3, depth: 8, data: Uint8Array.from([10, 20, 30, 40, 50, 60]) })).toEqual(
+      [10, 20, 30, 255, 40, 50, 60, 255],
+    );
+    expect(of({ width: 2, height: 1, channels: 2, depth: 8, data: Uint8Array.from([7, 255, 200, 0]) })).toEqual([
+      7, 7, 7, 255, 200, 200, 200, 0,
+    ]);
+    // 16-bit samples scale to 8 bits: 65535 → 255, 257·100 → 100.
+    expect(of({ width: 1, height: 1, channels: 1, depth: 16, data: Uint16Array.from([25700]) })).toEqual([
+      100, 100, 100, 255,
+    ]);
+    const palette = { width: 2, height: 1, channels: 1, depth: 8, data: Uint8Array.from([1, 0]) } as const;
+    expect(
+      of({
+        ...palette,
+        palette: [
+          [1, 2, 3],
+          [250, 251, 252],
+        ],
+      }),
+    ).toEqual([250, 251, 252, 255, 1, 2, 3, 255]);
+  });
+
+  it('says so when the bytes are not a PNG', () => {
+    expect(() => imageFromPNG(new TextEncoder().encode('GIF89a'))).toThrow(/not a PNG image .*Pass a \.png file\./);
   });
 });

@@ -23,7 +23,7 @@ const N = worldPoints.length;
 const K = latentLength;
 const latentDims = [4, 16, 16];
 
-// ---------- plain-JS reference of MATH.md §9, in float64 and in ᾱ (not σ) form ----------
+// ---------- plain-JS reference of `docs/math.md` §9, in float64 and in ᾱ (not σ) form ----------
 
 const alphaBar = alphasCumprod();
 
@@ -328,7 +328,7 @@ describe('reference world UNet', () => {
     { t: 999, prompt: '', named: [] },
   ];
 
-  it.each(cases)('equals the exact ε* of MATH.md §9 at t = $t for "$prompt"', async ({ t, prompt, named }) => {
+  it.each(cases)('equals the exact ε* of docs/math.md §9 at t = $t for "$prompt"', async ({ t, prompt, named }) => {
     const nearData = noised(((t * 7) % N) | 0, t, 11 + t);
     const pureNoise = gaussians(23 + t, K);
     // Batch of two with a [1] timestep, the unconditional prompt first, as classifier-free guidance calls it.

@@ -131,7 +131,7 @@ export class DDIMInverseScheduler extends Scheduler<DDIMInverseSchedulerConfig> 
     // Clipping x̂_0 can make an Infinity finite: then check the inputs; otherwise the result (below).
     if (clip_sample) assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
     const bound = clip_sample ? range : Number.POSITIVE_INFINITY;
-    // x̂_0 = a·x + b·m and ε̂ = a'·x + b'·m (MATH.md §2), then x_next = √ᾱ_next·x̂_0 + √(1 − ᾱ_next)·ε̂.
+    // x̂_0 = a·x + b·m and ε̂ = a'·x + b'·m (`docs/math.md` §2), then x_next = √ᾱ_next·x̂_0 + √(1 − ᾱ_next)·ε̂.
     const [a, b] = originalSampleWeights(prediction_type, sqrtA, sqrtB);
     const [aEps, bEps] = noisePredictionWeights(prediction_type, sqrtA, sqrtB);
     const n = sample.data.length;

@@ -64,7 +64,7 @@ interface DDIMStepCoefficients {
 
 /**
  * Denoising Diffusion Implicit Models (Song et al. 2021, eq. 12): x_{t'} = √ᾱ_{t'} x̂_0 + √(1 − ᾱ_{t'} − σ²) ε̂ + σ z
- * with σ = η · √((1 − ᾱ_{t'})/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_{t'})) (MATH.md §5). η = 0 (the default) is deterministic.
+ * with σ = η · √((1 − ᾱ_{t'})/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_{t'})) (`docs/math.md` §5). η = 0 (the default) is deterministic.
  *
  * As in diffusers, the step from t goes to t − T // n whatever the `timestep_spacing`, from any integer training
  * timestep (not only those of the schedule). `clip_sample` (diffusers' default) and `thresholding` are applied in
@@ -140,7 +140,7 @@ export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
   }
 
   /**
-   * σ² of a step from `timestep` to `prevTimestep` at η = 1 (MATH.md §5):
+   * σ² of a step from `timestep` to `prevTimestep` at η = 1 (`docs/math.md` §5):
    * (1 − ᾱ_{t'})/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_{t'}). A negative `prevTimestep` stands for the end of sampling.
    *
    * @param timestep - the current training timestep
@@ -153,7 +153,7 @@ export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
   }
 
   /**
-   * One DDIM step x_t → x_{t'} (MATH.md §5). Options: `eta` (default 0), `useClippedModelOutput` (recompute ε̂ from
+   * One DDIM step x_t → x_{t'} (`docs/math.md` §5). Options: `eta` (default 0), `useClippedModelOutput` (recompute ε̂ from
    * the clipped x̂_0, as GLIDE does), and for η > 0 the noise: `noise` or `generator`, not both.
    *
    * As in diffusers, `timestep` may be any integer training timestep, not only one of {@link Scheduler.timesteps}
@@ -190,7 +190,7 @@ export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
     const alpha = c.sqrtAlphaBar;
     const sigma = c.sqrtOneMinusAlphaBar;
     const { prediction_type } = this.config;
-    // ε̂ = aEps·x_t + bEps·m (MATH.md §2), or with useClippedModelOutput ε̂ = (x_t − √ᾱ·x̂_0)/√(1 − ᾱ) from the
+    // ε̂ = aEps·x_t + bEps·m (`docs/math.md` §2), or with useClippedModelOutput ε̂ = (x_t − √ᾱ·x̂_0)/√(1 − ᾱ) from the
     // clamped x̂_0, as GLIDE does.
     const [aEps, bEps] = options.useClippedModelOutput
       ? [1 / sigma, 0]

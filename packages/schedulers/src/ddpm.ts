@@ -32,7 +32,7 @@ import {
 } from './scheduler.js';
 
 /**
- * The variance σ² of DDPM's ancestral step (MATH.md §3):
+ * The variance σ² of DDPM's ancestral step (`docs/math.md` §3):
  * - `fixed_small`: the posterior variance β̃_t; `fixed_small_log`: the same, computed in log space;
  * - `fixed_large`: β_t; `fixed_large_log`: the same, computed in log space;
  * - `learned`: the model's second half of channels is σ² itself;
@@ -91,7 +91,7 @@ interface DDPMStepCoefficients {
   readonly prev: number;
   readonly sqrtAlphaBar: number;
   readonly sqrtOneMinusAlphaBar: number;
-  /** Weight of x̂_0 in the posterior mean μ̃ (MATH.md §2). */
+  /** Weight of x̂_0 in the posterior mean μ̃ (`docs/math.md` §2). */
   readonly x0Weight: number;
   /** Weight of x_t in the posterior mean μ̃. */
   readonly sampleWeight: number;
@@ -103,7 +103,7 @@ interface DDPMStepCoefficients {
 
 /**
  * Denoising Diffusion Probabilistic Models (Ho et al. 2020), with the respacing and learned variances of Improved
- * DDPM (Nichol & Dhariwal 2021). Each step samples x_{t'} ~ N(μ̃(x_t, x̂_0), σ²) (MATH.md §2–3).
+ * DDPM (Nichol & Dhariwal 2021). Each step samples x_{t'} ~ N(μ̃(x_t, x̂_0), σ²) (`docs/math.md` §2–3).
  *
  * Differences from diffusers: `fixed_large_log` uses σ² = β_t (diffusers takes the square root of log β_t and
  * returns NaN); `getVariance` always returns σ² (diffusers' `_get_variance` returns σ for `fixed_small_log` and a
@@ -168,7 +168,7 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
   }
 
   /**
-   * The variance σ² of the step from `timestep` (MATH.md §3). For `learned` / `learned_range` pass the model's
+   * The variance σ² of the step from `timestep` (`docs/math.md` §3). For `learned` / `learned_range` pass the model's
    * variance output v for the element of interest.
    *
    * @param timestep - a timestep of the current schedule
@@ -184,7 +184,7 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
   }
 
   /**
-   * One ancestral step x_t → x_{t'} (MATH.md §2–3). For the learned variance types the model output has twice the
+   * One ancestral step x_t → x_{t'} (`docs/math.md` §2–3). For the learned variance types the model output has twice the
    * sample's channels: the prediction, then the variance values. Noise comes from `options.noise` or
    * `options.generator` (one `randn` of the sample's shape per step with `timestep > 0`, like diffusers).
    *
@@ -205,7 +205,7 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
     const learned = variance_type === 'learned' || variance_type === 'learned_range';
     this.checkModelOutputDims(modelOutput, sample, learned);
     const c = this.coefficientsAt(timestep);
-    // x̂_0 = a·x_t + b·m (MATH.md §2).
+    // x̂_0 = a·x_t + b·m (`docs/math.md` §2).
     const [a, b] = originalSampleWeights(prediction_type, c.sqrtAlphaBar, c.sqrtOneMinusAlphaBar);
     const n = sample.data.length;
     const x0 = new Float32Array(n);
@@ -338,7 +338,7 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
     }
   }
 
-  /** Per-timestep coefficients of the current schedule (MATH.md §2, respaced: β = 1 − ᾱ_t/ᾱ_{t'}). */
+  /** Per-timestep coefficients of the current schedule (`docs/math.md` §2, respaced: β = 1 − ᾱ_t/ᾱ_{t'}). */
   private precomputeCoefficients(): void {
     const timesteps = this.timesteps;
     const respaced = this.customTimesteps || this.numInferenceSteps !== undefined;
@@ -350,7 +350,7 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
     }
   }
 
-  /** The coefficients of a step from training timestep `t` to `prev` (MATH.md §2; `prev < 0`: ᾱ_prev = 1). */
+  /** The coefficients of a step from training timestep `t` to `prev` (`docs/math.md` §2; `prev < 0`: ᾱ_prev = 1). */
   private stepCoefficients(t: number, prev: number): DDPMStepCoefficients {
     const alphaBar = this.alphaCumprodAt(t);
     const alphaBarPrev = prev >= 0 ? this.alphasCumprod[prev] : 1;

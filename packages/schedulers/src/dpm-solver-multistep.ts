@@ -462,7 +462,7 @@ export function predictionStride(
 }
 
 /**
- * Converts a model output to the quantity a solver integrates (MATH.md §2 with `x_t = α·x_0 + σ·ε`): the data
+ * Converts a model output to the quantity a solver integrates (`docs/math.md` §2 with `x_t = α·x_0 + σ·ε`): the data
  * prediction x̂_0 (`target: 'data'`) or the noise prediction ε̂ (`'noise'`), written into `out`. A flow velocity
  * v̂ = ε̂ − x̂_0 gives x̂_0 = x_t − σ·v̂ (as diffusers, whatever α is). Both are
  * a·x_t + b·m with per-step weights; every element of both inputs is multiplied (a weight of 0 included), so a NaN
@@ -818,7 +818,7 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
   }
 
   /**
-   * The quantity the solver integrates, written into `out`: x̂_0 for the `++` algorithms, ε̂ otherwise (MATH.md
+   * The quantity the solver integrates, written into `out`: x̂_0 for the `++` algorithms, ε̂ otherwise (`docs/math.md`
    * §2 with α = α_s0, σ = σ_s0), with dynamic thresholding applied to x̂_0 when enabled.
    */
   private convertModelOutput(

@@ -375,7 +375,7 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
   }
 
   /**
-   * Writes the quantity the solver integrates into `out` (x̂_0 for the `++` algorithms, ε̂ for `dpmsolver`, MATH.md
+   * Writes the quantity the solver integrates into `out` (x̂_0 for the `++` algorithms, ε̂ for `dpmsolver`, `docs/math.md`
    * §2 at the step's α and σ, thresholded when enabled) and, at a group's first step, copies the sample into the
    * group start in the same pass.
    */

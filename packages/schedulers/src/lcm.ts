@@ -220,7 +220,7 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
     const n = sample.data.length;
     const x = sample.data;
     const m = modelOutput.data;
-    // x̂_0 = a·x_t + b·m (MATH.md §2); f(x_t, t) = c_skip·x_t + c_out·x̂_0; then, except at the last step,
+    // x̂_0 = a·x_t + b·m (`docs/math.md` §2); f(x_t, t) = c_skip·x_t + c_out·x̂_0; then, except at the last step,
     // x_{t'} = √ᾱ_{t'}·f + √(1 − ᾱ_{t'})·z.
     const [a, b] = originalSampleWeights(prediction_type, sqrtA, sqrtB);
     const renoise = index !== this.numInferenceSteps - 1;

@@ -1,8 +1,8 @@
 import { ConfigError } from '@denoise/core';
 
 /**
- * The noise schedule of a discrete-time diffusion model: β_t, α_t = 1 − β_t and ᾱ_t = ∏ α_s (MATH.md §1, §4),
- * and the spacing of inference timesteps over the training timesteps (MATH.md §6).
+ * The noise schedule of a discrete-time diffusion model: β_t, α_t = 1 − β_t and ᾱ_t = ∏ α_s (`docs/math.md` §1, §4),
+ * and the spacing of inference timesteps over the training timesteps (`docs/math.md` §6).
  *
  * Values are the float32 numbers diffusers/torch store (rounded with `Math.fround` wherever torch stores a
  * float32 tensor), widened to float64 so that the step arithmetic can run in double precision.
@@ -150,7 +150,7 @@ export function rescaleZeroTerminalSnr(betas: ArrayLike<number>): Float64Array {
 }
 
 /**
- * β_0 … β_{T−1} for a config: `trained_betas` when given, else the named `beta_schedule` (MATH.md §4), then
+ * β_0 … β_{T−1} for a config: `trained_betas` when given, else the named `beta_schedule` (`docs/math.md` §4), then
  * rescaled to zero terminal SNR when the config has `rescale_betas_zero_snr: true`. Which schedules a class
  * accepts is its config spec's business; this computes any of them.
  *
@@ -198,7 +198,7 @@ export function betasFromConfig(
 }
 
 /**
- * ᾱ_t = ∏_{s ≤ t} (1 − β_s) (MATH.md §1). Like torch's CPU `cumprod`, the product accumulates in double precision
+ * ᾱ_t = ∏_{s ≤ t} (1 − β_s) (`docs/math.md` §1). Like torch's CPU `cumprod`, the product accumulates in double precision
  * and each stored value is rounded to float32.
  *
  * @param betas - β_0 … β_{T−1}
@@ -224,7 +224,7 @@ export function roundHalfEven(x: number): number {
 
 /**
  * Inference timesteps in sampling order (descending) for `numInferenceSteps` steps over `numTrainTimesteps`
- * training steps (MATH.md §6; "Common Diffusion Noise Schedules and Sample Steps are Flawed", Table 2):
+ * training steps (`docs/math.md` §6; "Common Diffusion Noise Schedules and Sample Steps are Flawed", Table 2):
  * - `leading`: `arange(n) · (T // n)`, reversed, plus `stepsOffset`;
  * - `linspace`: `round(linspace(0, T − 1, n))`, reversed;
  * - `trailing`: `round(arange(T, 0, −T/n)) − 1`.

@@ -14,7 +14,7 @@ import {
   type NoiseScheduleConfig,
 } from './schedule.js';
 
-/** The kinds of network output a scheduler can interpret (diffusers' `prediction_type`, MATH.md §2). */
+/** The kinds of network output a scheduler can interpret (diffusers' `prediction_type`, `docs/math.md` §2). */
 export type PredictionType = 'epsilon' | 'sample' | 'v_prediction';
 
 /** All values `prediction_type` accepts. */
@@ -618,7 +618,7 @@ export function assertFiniteStepResult(
 
 /**
  * The weights (a, b) of x̂_0 = a·x_t + b·m for a model output m at a noise level with √ᾱ = `alpha` and
- * √(1 − ᾱ) = `sigma` (MATH.md §2): ε: x̂_0 = (x_t − σ·ε̂)/α; sample: x̂_0 = m; v: x̂_0 = α·x_t − σ·v̂. Computed once
+ * √(1 − ᾱ) = `sigma` (`docs/math.md` §2): ε: x̂_0 = (x_t − σ·ε̂)/α; sample: x̂_0 = m; v: x̂_0 = α·x_t − σ·v̂. Computed once
  * per step, so the element loop is one multiply-add whatever the prediction type.
  *
  * @param predictionType - what the network predicts
@@ -642,7 +642,7 @@ export function originalSampleWeights(
 
 /**
  * The weights (a, b) of ε̂ = a·x_t + b·m for a model output m at a noise level with √ᾱ = `alpha` and
- * √(1 − ᾱ) = `sigma` (MATH.md §2): ε: ε̂ = m; sample: ε̂ = (x_t − α·x̂_0)/σ; v: ε̂ = α·v̂ + σ·x_t.
+ * √(1 − ᾱ) = `sigma` (`docs/math.md` §2): ε: ε̂ = m; sample: ε̂ = (x_t − α·x̂_0)/σ; v: ε̂ = α·v̂ + σ·x_t.
  *
  * @param predictionType - what the network predicts
  * @param alpha - √ᾱ of the step
@@ -864,7 +864,7 @@ export function applyDynamicThresholding(
 
 /**
  * The update of a DDPM-family step written in x̂_0, x_t and the model output m:
- * x_{t'} = original·x̂_0 + sample·x_t + output·m + noise·z. DDPM's posterior mean (MATH.md §2) and DDIM's eq. 12
+ * x_{t'} = original·x̂_0 + sample·x_t + output·m + noise·z. DDPM's posterior mean (`docs/math.md` §2) and DDIM's eq. 12
  * with ε̂ expanded in x_t and m (or in x_t and the clamped x̂_0) both take this form.
  */
 export interface UpdateWeights {
@@ -903,7 +903,7 @@ export interface OriginalSampleStepBuffers {
 }
 
 /**
- * One DDPM-family step in a single pass where the config allows it: x̂_0 = a·x_t + b·m (MATH.md §2), clipped to
+ * One DDPM-family step in a single pass where the config allows it: x̂_0 = a·x_t + b·m (`docs/math.md` §2), clipped to
  * ±`clip_sample_range` or, with thresholding, clamped to ±s and divided by s, then the update of `weights`. Clipping
  * costs a few arithmetic operations per element; thresholding adds one read pass per batch item that finds s
  * (see `thresholdOfItem`), and recomputes x̂_0 in the update pass instead of reading it back. Returns Σ 0·x̂_0 before clamping (0 unless an input is NaN or ±Infinity, which clamping could hide) for
@@ -1039,7 +1039,7 @@ export interface SchedulerOptions {
 }
 
 /**
- * Where classifier guidance enters a step (MATH.md §7): `'mean'` for ancestral DDPM-type steps, which shift the
+ * Where classifier guidance enters a step (`docs/math.md` §7): `'mean'` for ancestral DDPM-type steps, which shift the
  * posterior mean by s·Σ·g; `'epsilon'` for DDIM-type and sigma-based steps, which use ε̂' = ε̂ − √(1−ᾱ_t)·s·g.
  */
 export type ClassifierGuidanceMode = 'mean' | 'epsilon';
@@ -1071,7 +1071,7 @@ export abstract class Scheduler<C extends BetaScheduleConfig = BetaScheduleConfi
   initNoiseSigma = 1;
   /** How many model evaluations one step consumes (1 for single-step schedulers). */
   order = 1;
-  /** How classifier guidance is applied with this scheduler (MATH.md §7). */
+  /** How classifier guidance is applied with this scheduler (`docs/math.md` §7). */
   abstract readonly classifierGuidance: ClassifierGuidanceMode;
   /** The diffusers class name of this scheduler (`_class_name` in `scheduler_config.json`). */
   readonly className: string;
@@ -1168,7 +1168,7 @@ export abstract class Scheduler<C extends BetaScheduleConfig = BetaScheduleConfi
   }
 
   /**
-   * The forward process in closed form (MATH.md §1): x_t = √ᾱ_t · x_0 + √(1 − ᾱ_t) · ε.
+   * The forward process in closed form (`docs/math.md` §1): x_t = √ᾱ_t · x_0 + √(1 − ᾱ_t) · ε.
    *
    * @param originalSamples - x_0
    * @param noise - ε, same dims
@@ -1182,7 +1182,7 @@ export abstract class Scheduler<C extends BetaScheduleConfig = BetaScheduleConfi
   }
 
   /**
-   * The velocity target of v-prediction (Salimans & Ho 2022, MATH.md §1): v = √ᾱ_t · ε − √(1 − ᾱ_t) · x_0.
+   * The velocity target of v-prediction (Salimans & Ho 2022, `docs/math.md` §1): v = √ᾱ_t · ε − √(1 − ᾱ_t) · x_0.
    *
    * @param sample - x_0
    * @param noise - ε, same dims

@@ -1,6 +1,6 @@
 /**
  * How close each part-A scheduler gets to the true distribution when driven by the exact denoiser of a Gaussian
- * mixture (MATH.md §9), at 10, 20 and 50 steps. The tests import {@link mixtureDistance}; run this file to print the
+ * mixture (`docs/math.md` §9), at 10, 20 and 50 steps. The tests import {@link mixtureDistance}; run this file to print the
  * table of `docs/schedulers.md` ("Accuracy on an exact model"):
  *
  *     npx tsx --conditions source packages/schedulers/test/accuracy-table.ts

@@ -141,7 +141,7 @@ describe('DDIMScheduler.step from any training timestep, as diffusers (t → t �
   });
 });
 
-describe('DDIM with eta = 1 is DDPM fixed_small (MATH.md §5)', () => {
+describe('DDIM with eta = 1 is DDPM fixed_small (docs/math.md §5)', () => {
   it.each([
     ['no clipping', { clip_sample: false }, false],
     ['clipped x̂_0 with useClippedModelOutput', { clip_sample: true }, true],

@@ -275,7 +275,7 @@ describe('DPMSolverMultistepScheduler: zero terminal SNR', () => {
 });
 
 // ---------------------------------------------------------------------------------------------------------------
-// Exact models (MATH.md §9). The models are evaluated at the noise level the solver steps from,
+// Exact models (`docs/math.md` §9). The models are evaluated at the noise level the solver steps from,
 // ᾱ = 1/(1 + σ_i²) with σ_i = scheduler.sigmas[i] (with Karras or Lu spacing a UNet would see the rounded
 // timestep instead; here the model is exact for the solver's own σ).
 

@@ -14,7 +14,7 @@ import {
   wasserstein1,
 } from './helpers/mixture.js';
 
-// Property tests from closed forms (MATH.md §9): driven by the exact denoiser of a Gaussian mixture, a correct
+// Property tests from closed forms (`docs/math.md` §9): driven by the exact denoiser of a Gaussian mixture, a correct
 // sampler returns samples distributed like the mixture.
 const N = 2000;
 

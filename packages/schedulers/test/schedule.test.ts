@@ -23,7 +23,7 @@ const base: NoiseScheduleConfig = {
 /** Relative float32 precision. */
 const F32 = 2 ** -23;
 
-describe('beta schedules (MATH.md §4)', () => {
+describe('beta schedules (docs/math.md §4)', () => {
   it('linear: evenly spaced from beta_start to beta_end, float32', () => {
     const betas = betasFromConfig(base);
     for (let i = 0; i < 1000; i++) {
@@ -111,7 +111,7 @@ describe('beta schedules (MATH.md §4)', () => {
   });
 });
 
-describe('timestep spacing (MATH.md §6)', () => {
+describe('timestep spacing (docs/math.md §6)', () => {
   it('matches numpy for leading, linspace and trailing', () => {
     // numpy: (arange(n) * (T // n)).round()[::-1] + offset; round(linspace(0, T-1, n))[::-1];
     // round(arange(T, 0, -T/n)) - 1.

@@ -28,8 +28,9 @@ export function deviceInstallHint(device: Device, runtime: RuntimeEnvironment['n
   switch (device) {
     case 'cuda':
       return (
-        'onnxruntime-node supports CUDA on Linux x64 with the CUDA 12 build: ' +
-        '`npm install onnxruntime-node --onnxruntime-node-install=cuda12` (and the CUDA 12 / cuDNN 9 libraries).'
+        'onnxruntime-node runs CUDA on Linux x64 once its CUDA 12 binaries are installed: ' +
+        '`ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install` ' +
+        '(and the CUDA 12 / cuDNN 9 libraries).'
       );
     case 'dml':
       return 'DirectML is available in onnxruntime-node on Windows only; use "cpu" (or "cuda") elsewhere.';
@@ -37,6 +38,11 @@ export function deviceInstallHint(device: Device, runtime: RuntimeEnvironment['n
       return 'CoreML is available in onnxruntime-node on macOS only; use "cpu" elsewhere.';
     case 'wasm':
       return 'The wasm device belongs to onnxruntime-web (browsers); in Node use "cpu".';
+    case 'webgpu':
+      return (
+        'onnxruntime-node runs WebGPU through Dawn, which needs a GPU adapter (Vulkan drivers on Linux, ' +
+        'Direct3D 12 on Windows, Metal on macOS); without one, use "cpu".'
+      );
     default:
       return `This onnxruntime-node build has no ${device} provider; use "cpu".`;
   }

@@ -17,5 +17,11 @@ export type {
   TotalProgress,
 } from './progress.js';
 export { type ComponentInfo, ModelRepository, type PerComponent, type RepositoryOptions } from './repository.js';
-export { ModelSession, type OrtModule, type SessionOptions } from './session.js';
+export {
+  DEFAULT_LOG_SEVERITY_LEVEL,
+  type LogSeverityLevel,
+  ModelSession,
+  type OrtModule,
+  type SessionOptions,
+} from './session.js';
 export type { FeedValue, TensorSpec } from './tensor-adapter.js';

@@ -1,19 +1,25 @@
 /**
  * Model loading and ONNX sessions for Node, over `onnxruntime-node` and the Hugging Face cache on disk.
  *
- * @packageDocumentation
+ * @module @denoise/core/runtime
  */
 import { stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { ModelLoadError } from '../errors.js';
+import { InvalidArgumentError, ModelLoadError } from '../errors.js';
 import type { DeviceSupport, RuntimeEnvironment } from './device.js';
 import { nodeDeviceSupport, probeNode } from './node-device-support.js';
 import { type HubCacheOptions, openHubCacheSnapshot } from './node-hub-cache.js';
 import { openLocalDirectory } from './node-local-directory.js';
 import { loadFromSnapshot, type ModelRepository, type RepositoryOptions } from './repository.js';
-import { createSession, type ModelSession, type SessionOptions } from './session.js';
+import {
+  createSession,
+  type LogSeverityLevel,
+  type ModelSession,
+  ORT_LOG_LEVEL_NAMES,
+  type SessionOptions,
+} from './session.js';
 
 export * from './exports.js';
 export type { HubCacheOptions } from './node-hub-cache.js';
@@ -112,4 +118,20 @@ export function openSession(file: string | Uint8Array, options: SessionOptions =
     { model: file, externalData: [] },
     { ...options, name, repo: name, file: name },
   );
+}
+
+/**
+ * Sets the level of ONNX Runtime's process-wide logger, which prints what happens outside any one session, such
+ * as an execution provider's library failing to load (the load still fails with a `DeviceUnavailableError` that
+ * says why). ONNX Runtime reads it once, when the first session is created; each session's own messages follow
+ * {@link SessionOptions.logSeverityLevel}.
+ *
+ * @param level - 0 verbose, 1 info, 2 warning (ONNX Runtime's default), 3 error, 4 fatal
+ */
+export function setRuntimeLogLevel(level: LogSeverityLevel): void {
+  const name = ORT_LOG_LEVEL_NAMES[level];
+  if (name === undefined) {
+    throw new InvalidArgumentError(`level must be 0, 1, 2, 3 or 4 (verbose to fatal), got ${level}.`);
+  }
+  ort.env.logLevel = name;
 }

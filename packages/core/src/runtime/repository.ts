@@ -3,7 +3,13 @@ import type { Device, RuntimeEnvironment } from './device.js';
 import { type FileSelection, type ModelDType, type OnnxModelFiles, selectFiles } from './model-files.js';
 import { type ComponentSpec, type ModelIndex, parseModelIndex } from './model-index.js';
 import { type ProgressCallback, ProgressTracker } from './progress.js';
-import { createSession, type ModelSession, type OrtModule, type SessionOptions } from './session.js';
+import {
+  createSession,
+  type LogSeverityLevel,
+  type ModelSession,
+  type OrtModule,
+  type SessionOptions,
+} from './session.js';
 import type { Snapshot } from './snapshot.js';
 
 /** A value for every component, or per component name (components not named get `default`, else the fallback). */
@@ -33,6 +39,11 @@ export interface RepositoryOptions {
   progressCallback?: ProgressCallback;
   /** Cancels the load. */
   signal?: AbortSignal;
+  /**
+   * The least severe ONNX Runtime messages the component sessions print (see {@link SessionOptions.logSeverityLevel};
+   * default 3, errors only).
+   */
+  logSeverityLevel?: LogSeverityLevel;
 }
 
 /** A component of a loaded repository. */
@@ -60,13 +71,19 @@ export class ModelRepository {
   readonly #ort: OrtModule;
   readonly #runtime: RuntimeEnvironment;
   readonly #device: PerComponent<Device> | undefined;
+  readonly #logSeverityLevel: LogSeverityLevel | undefined;
 
   /** @internal Repositories come from `loadRepository`. */
   constructor(
     snapshot: Snapshot,
     modelIndex: ModelIndex,
     components: Record<string, ComponentInfo>,
-    runtime: { ort: OrtModule; environment: RuntimeEnvironment; device: PerComponent<Device> | undefined },
+    runtime: {
+      ort: OrtModule;
+      environment: RuntimeEnvironment;
+      device: PerComponent<Device> | undefined;
+      logSeverityLevel?: LogSeverityLevel;
+    },
   ) {
     this.name = snapshot.name;
     this.commit = snapshot.commit;
@@ -76,6 +93,7 @@ export class ModelRepository {
     this.#ort = runtime.ort;
     this.#runtime = runtime.environment;
     this.#device = runtime.device;
+    this.#logSeverityLevel = runtime.logSeverityLevel;
   }
 
   #component(name: string): ComponentInfo {
@@ -143,7 +161,8 @@ export class ModelRepository {
    * Opens the ONNX graph of a component.
    *
    * @param component - e.g. `'unet'`, `'text_encoder'`, `'vae_decoder'`
-   * @param options - session options; `device` defaults to the repository's per-component choice
+   * @param options - session options; `device` defaults to the repository's per-component choice,
+   * `logSeverityLevel` to the one the repository was loaded with
    */
   async createSession(component: string, options: SessionOptions = {}): Promise<ModelSession> {
     const info = this.#component(component);
@@ -163,6 +182,7 @@ export class ModelRepository {
     }
     const source = await this.#snapshot.modelSource(info.model);
     return createSession(this.#ort, this.#runtime, source, {
+      logSeverityLevel: this.#logSeverityLevel,
       ...options,
       device: options.device ?? this.deviceOf(component),
       name: component,
@@ -218,5 +238,9 @@ export async function loadFromSnapshot(
     const files = selection.files.filter((f) => f.startsWith(`${spec.name}/`));
     byName[spec.name] = { ...spec, model: selection.models[spec.name], files };
   }
-  return new ModelRepository(snapshot, modelIndex, byName, { ...runtime, device: options.device });
+  return new ModelRepository(snapshot, modelIndex, byName, {
+    ...runtime,
+    device: options.device,
+    logSeverityLevel: options.logSeverityLevel,
+  });
 }

@@ -28,7 +28,22 @@ export interface SessionOptions {
    * come back from {@link ModelSession.runOnDevice} as {@link DeviceTensor}s.
    */
   preferredOutputLocation?: 'cpu' | 'gpu-buffer' | Readonly<Record<string, 'cpu' | 'gpu-buffer'>>;
+  /**
+   * The least severe ONNX Runtime messages the session prints (ONNX Runtime's `logSeverityLevel`): 0 verbose,
+   * 1 info, 2 warning, 3 error, 4 fatal. Default 3: the warnings ONNX Runtime prints while optimising a graph
+   * (such as "Removing initializer ... not used by any node") are for whoever exported the model; pass 2 to see them.
+   */
+  logSeverityLevel?: LogSeverityLevel;
 }
+
+/** ONNX Runtime's message severities: 0 verbose, 1 info, 2 warning, 3 error, 4 fatal. */
+export type LogSeverityLevel = 0 | 1 | 2 | 3 | 4;
+
+/** ONNX Runtime's `env.logLevel` names of the {@link LogSeverityLevel}s, in order. */
+export const ORT_LOG_LEVEL_NAMES = ['verbose', 'info', 'warning', 'error', 'fatal'] as const;
+
+/** The {@link SessionOptions.logSeverityLevel} sessions get when not told otherwise: errors only. */
+export const DEFAULT_LOG_SEVERITY_LEVEL: LogSeverityLevel = 3;
 
 /** The parts of an `onnxruntime-node` / `onnxruntime-web` module the session layer uses. */
 export interface OrtModule {
@@ -136,6 +151,15 @@ export class ModelSession {
 }
 
 /**
+ * ONNX Runtime's message on one line, without the C++ source location and failed condition that its internal
+ * checks put first (`/onnxruntime_src/…/webgpu_context.cc:136 <function> <condition> was false. <message>`).
+ */
+function ortReason(cause: unknown): string {
+  const message = (cause instanceof Error ? cause.message : String(cause)).replace(/\s+/g, ' ').trim();
+  return /^\/onnxruntime_src\/\S+:\d+ .*? was false\. (.+)$/.exec(message)?.[1] ?? message;
+}
+
+/**
  * Opens an ONNX graph on the requested device.
  *
  * @param ort - the `onnxruntime-node` or `onnxruntime-web` module
@@ -153,9 +177,16 @@ export async function createSession(
 ): Promise<ModelSession> {
   const device = options.device ?? 'auto';
   const providers = executionProviders(device, runtime);
+  const logSeverityLevel = options.logSeverityLevel ?? DEFAULT_LOG_SEVERITY_LEVEL;
+  if (ORT_LOG_LEVEL_NAMES[logSeverityLevel] === undefined) {
+    throw new InvalidArgumentError(
+      `logSeverityLevel must be 0 (verbose), 1 (info), 2 (warning), 3 (error) or 4 (fatal), got ${logSeverityLevel}.`,
+    );
+  }
   const sessionOptions: InferenceSession.SessionOptions = {
     executionProviders: providers,
     graphOptimizationLevel: options.graphOptimizationLevel ?? 'all',
+    logSeverityLevel,
     ...(options.freeDimensionOverrides && { freeDimensionOverrides: options.freeDimensionOverrides }),
     ...(options.preferredOutputLocation && { preferredOutputLocation: options.preferredOutputLocation }),
     ...(source.externalData.length > 0 && { externalData: source.externalData }),
@@ -164,7 +195,7 @@ export async function createSession(
   try {
     session = await ort.InferenceSession.create(source.model, sessionOptions);
   } catch (cause) {
-    const reason = cause instanceof Error ? cause.message : String(cause);
+    const reason = ortReason(cause);
     if (
       device !== 'auto' &&
       device !== 'cpu' &&

@@ -1,7 +1,9 @@
+import type { InferenceSession } from 'onnxruntime-common';
 import { describe, expect, it } from 'vitest';
 import { float16ToFloat32, float32ToFloat16 } from '../../src/float16.js';
 import { DeviceUnavailableError, InvalidArgumentError, ModelLoadError, Tensor } from '../../src/index.js';
 import { openSession } from '../../src/runtime/index.node.js';
+import { createSession, DEFAULT_LOG_SEVERITY_LEVEL, type OrtModule } from '../../src/runtime/session.js';
 import { type TimestepVariant, textEncoderGraph, unetExpected, unetGraph, vaeDecoderGraph } from './fixtures.js';
 
 const sample = new Tensor(Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8]), [2, 2, 1, 2]);
@@ -156,5 +158,45 @@ describe('devices', () => {
       expect((dml as Error).message).toMatch(/Windows only/);
     }
     await expect(openSession(vaeDecoderGraph(), { device: 'tpu' as 'cpu' })).rejects.toThrow(/Unknown device "tpu"/);
+  });
+});
+
+describe('logSeverityLevel', () => {
+  // A stand-in for onnxruntime that records the session options it is given.
+  function recordingOrt() {
+    const received: InferenceSession.SessionOptions[] = [];
+    const ort = {
+      InferenceSession: {
+        async create(_model: string | Uint8Array, options: InferenceSession.SessionOptions = {}) {
+          received.push(options);
+          return { inputMetadata: [], outputMetadata: [] } as unknown as InferenceSession;
+        },
+      },
+      Tensor: class {} as unknown as OrtModule['Tensor'],
+    };
+    return { ort, received };
+  }
+  const runtime = { name: 'onnxruntime-node', available: new Set(['cpu']), autoDevices: ['cpu'] } as const;
+  const where = { name: 'unet', repo: 'org/model', file: 'unet/model.onnx' };
+  const source = { model: new Uint8Array(1), externalData: [] };
+
+  it('reaches ONNX Runtime, errors only (3) by default so graph-cleanup warnings stay quiet', async () => {
+    const { ort, received } = recordingOrt();
+    await createSession(ort, runtime, source, where);
+    await createSession(ort, runtime, source, { ...where, logSeverityLevel: 1 });
+    expect(received.map((o) => o.logSeverityLevel)).toEqual([DEFAULT_LOG_SEVERITY_LEVEL, 1]);
+    expect(DEFAULT_LOG_SEVERITY_LEVEL).toBe(3);
+  });
+
+  it('rejects a level ONNX Runtime does not have, naming the five it has', async () => {
+    const { ort, received } = recordingOrt();
+    const error = await createSession(ort, runtime, source, { ...where, logSeverityLevel: 5 as 4 }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(InvalidArgumentError);
+    expect((error as Error).message).toBe(
+      'logSeverityLevel must be 0 (verbose), 1 (info), 2 (warning), 3 (error) or 4 (fatal), got 5.',
+    );
+    expect(received).toEqual([]);
   });
 });

@@ -1,6 +1,6 @@
 /**
  * Classifier guidance (Dhariwal & Nichol 2021, "Diffusion Models Beat GANs", Algorithms 1 and 2): steer a
- * sampler with the gradient `g = ∇_{x_t} log p_φ(y | x_t, t)` of a noise-aware classifier.
+ * sampler with the gradient $g = \nabla_{x_t} \log p_\phi(y \mid x_t, t)$ of a noise-aware classifier.
  */
 import { InvalidArgumentError, type TensorLike } from '@denoise/core';
 import {
@@ -19,7 +19,7 @@ export interface ClassifierGradientInput {
   readonly sample: TensorLike;
   /** The scheduler timestep (fractional for sigma-based schedulers). */
   readonly timestep: number;
-  /** `ᾱ_t` of the step, for classifiers conditioned on the noise level rather than the timestep. */
+  /** $\bar\alpha_t$ of the step, for classifiers conditioned on the noise level rather than the timestep. */
   readonly alphaProd: number;
   /** The requested class of each batch item. */
   readonly classLabels: readonly number[];
@@ -28,7 +28,7 @@ export interface ClassifierGradientInput {
 }
 
 /**
- * Returns `∇_{x_t} log p(y | x_t, t)` with the shape of `input.sample`. ONNX Runtime has no autograd, so a
+ * Returns $\nabla_{x_t} \log p(y \mid x_t, t)$ with the shape of `input.sample`. ONNX Runtime has no autograd, so a
  * classifier is exported with its gradient (see docs/guidance.md) or written as a JS function.
  */
 export type ClassifierGradient = (input: ClassifierGradientInput) => TensorLike | Promise<TensorLike>;
@@ -48,8 +48,8 @@ export interface ClassifierGuidanceOptions {
 /**
  * Classifier guidance. For ancestral schedulers (`'mean'` form) it adds `s·Σ·g` to the step's mean
  * (Algorithm 1); for DDIM-type and sigma-based schedulers (`'epsilon'` form) it shifts the noise estimate,
- * `ε̂' = ε̂ − √(1−ᾱ_t)·s·g` (Algorithm 2), converted to the model's prediction type at fixed `x_t`:
- * `Δv = Δε/√ᾱ_t` and `Δx̂₀ = −√(1−ᾱ_t)/√ᾱ_t · Δε` (MATH.md §2).
+ * $\hat\epsilon' = \hat\epsilon - \sqrt{1-\bar\alpha_t}\, s\, g$ (Algorithm 2), converted to the model's prediction type at fixed `x_t`:
+ * $\Delta v = \Delta\epsilon / \sqrt{\bar\alpha_t}$ and $\Delta\hat x_0 = -\sqrt{1-\bar\alpha_t} / \sqrt{\bar\alpha_t} \cdot \Delta\epsilon$ (`docs/math.md` §2).
  */
 export class ClassifierGuidance implements Guidance {
   /** The scale `s`. */

@@ -10,9 +10,9 @@ import { InvalidArgumentError, type TensorLike } from '@denoise/core';
 export type PredictionType = 'epsilon' | 'v_prediction' | 'sample';
 
 /**
- * Where a guidance that adds a gradient must act for the current scheduler (MATH.md §7):
+ * Where a guidance that adds a gradient must act for the current scheduler (`docs/math.md` §7):
  * `'mean'` for ancestral samplers (shift the step's mean by `s·Σ·g`), `'epsilon'` for DDIM-type and
- * sigma-based samplers (shift the noise estimate by `−√(1−ᾱ_t)·s·g`).
+ * sigma-based samplers (shift the noise estimate by $-\sqrt{1-\bar\alpha_t}\, s\, g$).
  */
 export type ClassifierGuidanceForm = 'mean' | 'epsilon';
 
@@ -35,7 +35,7 @@ export interface GuidanceStep extends GuidanceStepPosition {
    * variance-preserving `x_t` on which a classifier gradient is evaluated. Read only.
    */
   readonly modelInput: TensorLike;
-  /** `ᾱ_t` of this step; for sigma-based schedulers `1/(1+σ²)` of the step's σ. */
+  /** $\bar\alpha_t$ of this step; for sigma-based schedulers $1/(1+\sigma^2)$ of the step's $\sigma$. */
   readonly alphaProd: number;
   /**
    * The per-element variance `Σ` of this step's ancestral update when the scheduler uses the `'mean'` form

@@ -1,5 +1,5 @@
 /**
- * A classifier gradient from an ONNX graph that outputs `∇_{x_t} log p(y | x_t, t)` (exported with its
+ * A classifier gradient from an ONNX graph that outputs $\nabla_{x_t} \log p(y \mid x_t, t)$ (exported with its
  * gradient, since ONNX Runtime has no autograd; see docs/guidance.md for the PyTorch export).
  */
 import { InvalidArgumentError, Tensor } from '@denoise/core';

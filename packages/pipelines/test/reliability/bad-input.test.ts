@@ -4,6 +4,7 @@
  * warning, as diffusers does; a model or callback that produces NaN is stopped at the step where it happened.
  */
 import { InvalidArgumentError, NumericError, RandomGenerator, Tensor } from '@denoise/core';
+import { DPMSolverMultistepScheduler } from '@denoise/schedulers';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type StableDiffusionOptions, StableDiffusionPipeline } from '../../src/index.js';
 import { REFERENCE_WORLD, rejection } from './helpers.js';
@@ -35,13 +36,18 @@ describe('generate: bad arguments', () => {
     await expectRejection({ height: -8 }, 'INVALID_ARGUMENT', /height/, /got -8/);
   });
 
-  it('a size the UNet graph cannot take names its declared and the given shapes', async () => {
-    await expectRejection(
-      { height: 64, width: 64 },
-      'INVALID_ARGUMENT',
-      /sample has shape \[2, 4, 8, 8\]/,
-      /The graph expects \{sample: float32\[batch, 4, 16, 16\]/,
-    );
+  it('a size the UNet graph was not exported for names the size it takes, in pixels', async () => {
+    for (const [width, height] of [
+      [64, 64],
+      [256, 128],
+    ]) {
+      const error = await rejection(pipe.generate({ ...base, width, height }));
+      expect(error).toBeInstanceOf(InvalidArgumentError);
+      expect(error.message).toBe(
+        `The UNet of ${pipe.repository.name} was exported for width 128 and height 128 only; ` +
+          `got width ${width} and height ${height}. Leave width and height out to get that size.`,
+      );
+    }
   });
 
   it('guidance scales that are not finite numbers', async () => {
@@ -96,6 +102,42 @@ describe('generate: bad arguments', () => {
     });
     expect(warnings[1]).toMatch(/yellow square/);
     expect(longer.images[0].data).toEqual(truncated.images[0].data);
+  });
+});
+
+describe('generate: prompts the model does not know', () => {
+  async function warningsFor(prompt: string | string[], options: Partial<StableDiffusionOptions> = {}) {
+    const warnings: string[] = [];
+    await pipe.generate({ ...base, prompt, ...options, onWarning: (m) => warnings.push(m) });
+    return warnings;
+  }
+
+  it('a prompt of words the model was not trained on: the UNet predicts the same noise as for the empty one', async () => {
+    expect(await warningsFor(['a purple dragon riding a bicycle', 'a red circle'], { numImagesPerPrompt: 2 })).toEqual([
+      'The model cannot tell the prompt "a purple dragon riding a bicycle" from the empty prompt (it predicts the ' +
+        'same noise for both), so the image is an unconditional sample: the model knows none of its words. ' +
+        'Use words it was trained on.',
+    ]);
+  });
+
+  it('a prompt without a token besides the special ones: one warning, from the tokenizer', async () => {
+    expect(await warningsFor('   ')).toEqual([
+      'The prompt "   " has no token the tokenizer knows besides the start and end tokens, so the image will not ' +
+        "follow it. Write it in words of the model's vocabulary.",
+    ]);
+  });
+
+  it('known prompts stay silent, with a negative prompt, without guidance and with one multistep step', async () => {
+    expect(await warningsFor('a red circle on a white background')).toEqual([]);
+    expect(await warningsFor('a blue square', { negativePrompt: 'a purple dragon' })).toEqual([]);
+    expect(await warningsFor('a purple dragon', { guidanceScale: 1 })).toEqual([]);
+    const original = pipe.scheduler;
+    pipe.scheduler = DPMSolverMultistepScheduler.fromConfig(original.config);
+    try {
+      expect(await warningsFor('a yellow cross', { numInferenceSteps: 1 })).toEqual([]);
+    } finally {
+      pipe.scheduler = original;
+    }
   });
 });
 

@@ -2,14 +2,14 @@ import { Tensor, type TensorLike } from '@denoise/core';
 import type { NoiseGenerator, PredictionType } from '../../src/index.js';
 
 /**
- * The exact denoiser of a Gaussian mixture (MATH.md §9), for property tests of samplers: driven by it, a correct
+ * The exact denoiser of a Gaussian mixture (`docs/math.md` §9), for property tests of samplers: driven by it, a correct
  * sampler returns samples distributed like the mixture. Data items are vectors of `dimension` values; a batch is a
  * tensor `[N, dimension]` (batch axis first, the dimension as the channel axis).
  *
  * For p(x_0) = Σ_k π_k N(m_k, s_k² I) and x_t = √ᾱ x_0 + √(1−ᾱ) ε, each component gives
  * x_t | k ~ N(√ᾱ m_k, (ᾱ s_k² + 1 − ᾱ) I), so the posterior over components is a softmax and
  * E[x_0 | x_t, k] = m_k + √ᾱ s_k² / (ᾱ s_k² + 1 − ᾱ) · (x_t − √ᾱ m_k). With s_k = 0 this is the data-set
- * denoiser of MATH.md §9.
+ * denoiser of `docs/math.md` §9.
  */
 export interface GaussianMixture {
   /** Component probabilities π_k (summing to 1). */
@@ -78,7 +78,7 @@ export function posterior(mixture: GaussianMixture, xt: Float32Array, alphaBar: 
 }
 
 /**
- * The exact network output at x_t for a prediction type (MATH.md §2, §9): x̂_0 = E[x_0 | x_t],
+ * The exact network output at x_t for a prediction type (`docs/math.md` §2, §9): x̂_0 = E[x_0 | x_t],
  * ε̂ = (x_t − √ᾱ x̂_0)/√(1−ᾱ), v̂ = √ᾱ ε̂ − √(1−ᾱ) x̂_0.
  */
 export function exactPrediction(
