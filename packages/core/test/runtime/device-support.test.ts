@@ -46,7 +46,7 @@ describe('nodeDeviceSupport', () => {
     expect(cuda?.detail).toBe(
       'NVIDIA GeForce RTX 4090, driver 550.54.14, CUDA 12.4; the CUDA provider library of onnxruntime-node is not installed',
     );
-    expect(cuda?.enable).toContain('npm install onnxruntime-node --onnxruntime-node-install=cuda12');
+    expect(cuda?.enable).toContain('ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install');
   });
 
   it('the provider library without a driver, or with a CUDA 11 driver, is not usable and says why', () => {
