@@ -58,7 +58,7 @@ beforeAll(() => {
   put('vae_decoder/config.json', json({ block_out_channels: [32, 64], scaling_factor: 0.18215 }));
   mkdirSync(join(dir, 'tokenizer'), { recursive: true });
   copyFileSync(join(fixture, 'tokenizer.json'), join(dir, 'tokenizer', 'tokenizer.json'));
-  put('unet/model.onnx', tinyUnetModel({ hidden: 32 }));
+  put('unet/model.onnx', tinyUnetModel({ hidden: 32, contextFromFirstFeature: true }));
   put('unet/config.json', json({ sample_size: 64, in_channels: 4 }));
 });
 

@@ -51,6 +51,11 @@ export interface TinySdVariant {
   timestepCond?: number;
   /** The text-embedding width the UNet declares (default {@link HIDDEN}). */
   hidden?: number;
+  /**
+   * Read the prompt from the first embedding feature alone instead of the mean over all features: a real CLIP
+   * encoder ends in a LayerNorm, whose outputs average to the same value over the features for every prompt.
+   */
+  contextFromFirstFeature?: boolean;
   /** The pipeline class in model_index.json. */
   className?: string;
   /** The VAE decoder's upsampling factor (default 2). */
@@ -111,6 +116,9 @@ export function tinyUnetModel(variant: TinySdVariant = {}): Uint8Array {
       { name: 'milli', type: 'float32', dims: [], values: [0.001] },
       { name: 'axis3', type: 'int64', dims: [1], values: [3] },
       { name: 'axes23', type: 'int64', dims: [2], values: [2, 3] },
+      { name: 'zero', type: 'int64', dims: [1], values: [0] },
+      { name: 'one', type: 'int64', dims: [1], values: [1] },
+      { name: 'axis2', type: 'int64', dims: [1], values: [2] },
     ],
     nodes: [
       ...(variant.fp16
@@ -122,7 +130,12 @@ export function tinyUnetModel(variant: TinySdVariant = {}): Uint8Array {
       node('Mul', [f32('sample'), 'half'], ['scaled']),
       node('Cast', ['timestep'], ['t'], { to: 1 }),
       node('Mul', ['t', 'milli'], ['t_term']),
-      node('ReduceMean', [f32('encoder_hidden_states')], ['context'], { axes: [1, 2], keepdims: 1 }),
+      ...(variant.contextFromFirstFeature
+        ? [
+            node('Slice', [f32('encoder_hidden_states'), 'zero', 'one', 'axis2'], ['first_feature']),
+            node('ReduceMean', ['first_feature'], ['context'], { axes: [1, 2], keepdims: 1 }),
+          ]
+        : [node('ReduceMean', [f32('encoder_hidden_states')], ['context'], { axes: [1, 2], keepdims: 1 })]),
       node('Unsqueeze', ['context', 'axis3'], ['context4']),
       node('Add', ['scaled', 't_term'], ['with_t']),
       ...(variant.timestepCond
