@@ -4,7 +4,7 @@
  * scheduler, add any mean shift, and hand the latents to the caller's callback.
  */
 import { InvalidArgumentError, Tensor, type TensorLike, throwIfAborted } from '@denoise/core';
-import type { NoiseGenerator, Scheduler } from '@denoise/schedulers';
+import { type NoiseGenerator, originalSampleWeights, type Scheduler } from '@denoise/schedulers';
 import type { Guidance, GuidanceStep, GuidanceStepPosition, PredictionType } from './guidance/guidance.js';
 
 /** One model evaluation requested by the loop. */
@@ -147,16 +147,11 @@ function predictedOriginal(
   predictionType: PredictionType,
   alphaProd: number,
 ): Tensor {
-  const a = Math.sqrt(alphaProd);
-  const b = Math.sqrt(1 - alphaProd);
+  const [a, b] = originalSampleWeights(predictionType, Math.sqrt(alphaProd), Math.sqrt(1 - alphaProd));
   const x = modelInput.data;
   const p = prediction.data;
   const out = new Float32Array(p.length);
-  for (let i = 0; i < out.length; i++) {
-    if (predictionType === 'epsilon') out[i] = (x[i] - b * p[i]) / a;
-    else if (predictionType === 'v_prediction') out[i] = a * x[i] - b * p[i];
-    else out[i] = p[i];
-  }
+  for (let i = 0; i < out.length; i++) out[i] = a * x[i] + b * p[i];
   return new Tensor(out, prediction.dims);
 }
 

@@ -20,7 +20,13 @@ import {
   type OutputOf,
   type OutputType,
 } from './pipeline.js';
-import { encodePrompts, encodePromptsOnDevice, loadClipTokenizer, TEXT_ENCODER_HIDDEN_STATE } from './text-encoding.js';
+import {
+  encodePrompts,
+  encodePromptsOnDevice,
+  loadClipTokenizer,
+  repeatRows,
+  TEXT_ENCODER_HIDDEN_STATE,
+} from './text-encoding.js';
 import { type ConditioningValue, staticBatch, type UnetConditioning, unetDenoiser } from './unet-denoiser.js';
 import { decodeLatents, latentSize, type VaeGeometry, vaeGeometry } from './vae.js';
 
@@ -156,19 +162,6 @@ function checkEmbeds(embeds: TensorLike, name: string): void {
       `${name} must be a float32 tensor [prompts, sequence, hidden] of text-encoder hidden states.`,
     );
   }
-}
-
-/** Each item of `[P, …]` repeated `times` in a row, `[P·times, …]`, as diffusers' `repeat_interleave`. */
-function repeatItems(tensor: TensorLike, times: number): TensorLike {
-  if (times === 1) return tensor;
-  const [count, ...itemDims] = tensor.dims;
-  const itemSize = tensor.data.length / count;
-  const data = new Float32Array(tensor.data.length * times);
-  for (let p = 0; p < count; p++) {
-    const item = tensor.data.subarray(p * itemSize, (p + 1) * itemSize);
-    for (let r = 0; r < times; r++) data.set(item, (p * times + r) * itemSize);
-  }
-  return { data, dims: [count * times, ...itemDims] };
 }
 
 /** Decoder output in `[-1, 1]` mapped in place to `[0, 1]`, clamped (diffusers' `denormalize`). */
@@ -537,7 +530,14 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
     needsUnconditional: boolean,
     plan: GenerationPlan,
   ): Promise<TextEmbeddings> {
-    const repeat = (embeds: TensorLike) => repeatItems(embeds, plan.perPrompt);
+    const { perPrompt } = plan;
+    const repeat = (embeds: TensorLike): TensorLike =>
+      perPrompt === 1
+        ? embeds
+        : {
+            data: repeatRows(embeds.data, embeds.dims[0], perPrompt),
+            dims: [embeds.dims[0] * perPrompt, ...embeds.dims.slice(1)],
+          };
     const conditional = { encoder_hidden_states: repeat(options.promptEmbeds as TensorLike) };
     let unconditional: Record<string, ConditioningValue> | undefined;
     if (options.negativePromptEmbeds !== undefined) {

@@ -39,8 +39,14 @@ function tokenize(
   return inputIds;
 }
 
-/** Each `[S, …]` row of `data` written `repeat` times in a row (diffusers' `num_images_per_prompt` order). */
-function repeatRows<T extends Float32Array | Int32Array>(data: T, rows: number, repeat: number): T {
+/**
+ * Each `[S, …]` row of `data` written `repeat` times in a row (diffusers' `num_images_per_prompt` order).
+ *
+ * @param data - `rows` rows
+ * @param rows - how many rows `data` holds
+ * @param repeat - copies of each row
+ */
+export function repeatRows<T extends Float32Array | Int32Array>(data: T, rows: number, repeat: number): T {
   const rowSize = data.length / rows;
   const out = new (data.constructor as new (length: number) => T)(data.length * repeat);
   for (let p = 0; p < rows; p++) {

@@ -23,7 +23,7 @@ import {
   SigmaScheduler,
   type SigmaSchedulerBaseConfig,
 } from './sigma-scheduler.js';
-import { interpolateAt, sigmaToTimestep } from './sigmas.js';
+import { sigmaToTimestep } from './sigmas.js';
 
 /** The config of {@link DPMSolverSDEScheduler}: diffusers' `DPMSolverSDEScheduler` keys and defaults. */
 export interface DPMSolverSDESchedulerConfig extends SigmaSchedulerBaseConfig {
@@ -151,11 +151,8 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
    * @param steps - the number of steps, or `{ numInferenceSteps }` / `{ timesteps }`
    */
   setTimesteps(steps: number | SetTimestepsOptions): void {
-    const parsed = this.parseSetTimesteps(steps);
-    this.numInferenceSteps = parsed.numInferenceSteps;
-    let timesteps = parsed.timesteps ? [...parsed.timesteps] : this.spacedTimesteps(parsed.numInferenceSteps);
-    let sigmas = interpolateAt(timesteps, this.trainingSigmas);
-    if (this.sigmaKind !== 'interpolated') ({ sigmas, timesteps } = this.convertSigmas(this.sigmaKind, sigmas));
+    const schedule = this.timestepsAndSigmas(steps, this.sigmaKind);
+    const { sigmas, timesteps } = schedule;
     const n = sigmas.length;
     // [σ_0, σ_1, σ_1, …, σ_{n−1}, σ_{n−1}, 0] and [t_0, t_mid0, t_1, t_mid1, …, t_{n−1}].
     const doubledSigmas = new Float64Array(2 * n);

@@ -22,7 +22,6 @@ import {
   SigmaScheduler,
   type SigmaSchedulerBaseConfig,
 } from './sigma-scheduler.js';
-import { interpolateAt } from './sigmas.js';
 
 /**
  * The config of {@link HeunDiscreteScheduler}: diffusers' `HeunDiscreteScheduler` keys and defaults (no
@@ -112,13 +111,8 @@ export class HeunDiscreteScheduler extends SigmaScheduler<HeunDiscreteSchedulerC
    * @param steps - the number of steps, or `{ numInferenceSteps }` / `{ timesteps }`
    */
   setTimesteps(steps: number | SetTimestepsOptions): void {
-    const parsed = this.parseSetTimesteps(steps);
-    this.numInferenceSteps = parsed.numInferenceSteps;
-    let timesteps = parsed.timesteps ? [...parsed.timesteps] : this.spacedTimesteps(parsed.numInferenceSteps);
-    let sigmas = interpolateAt(timesteps, this.trainingSigmas);
-    if (this.sigmaKind !== 'interpolated') {
-      ({ sigmas, timesteps } = this.convertSigmas(this.sigmaKind, sigmas));
-    }
+    const schedule = this.timestepsAndSigmas(steps, this.sigmaKind);
+    const { sigmas, timesteps } = schedule;
     // [σ_0, σ_1, σ_1, …, σ_{n−1}, σ_{n−1}, 0] and [t_0, t_1, t_1, …, t_{n−1}, t_{n−1}].
     const doubledSigmas = [sigmas[0]];
     const doubledTimesteps = [timesteps[0]];

@@ -15,7 +15,7 @@ import {
   type StepOptions,
 } from './scheduler.js';
 import { denoisedWeights, type SigmaScheduleKind, SigmaScheduler } from './sigma-scheduler.js';
-import { interpolateAt, sigmaToTimestep } from './sigmas.js';
+import { sigmaToTimestep } from './sigmas.js';
 
 /** The config of {@link KDPM2AncestralDiscreteScheduler}: the same keys and defaults as DPM2's. */
 export type KDPM2AncestralDiscreteSchedulerConfig = KDPM2DiscreteSchedulerConfig;
@@ -94,16 +94,10 @@ export class KDPM2AncestralDiscreteScheduler extends SigmaScheduler<KDPM2Ancestr
    * @param steps - the number of steps, or `{ numInferenceSteps }` / `{ timesteps }`
    */
   setTimesteps(steps: number | SetTimestepsOptions): void {
-    const parsed = this.parseSetTimesteps(steps);
-    this.numInferenceSteps = parsed.numInferenceSteps;
-    let timesteps = parsed.timesteps ? [...parsed.timesteps] : this.spacedTimesteps(parsed.numInferenceSteps);
-    let sigmas = interpolateAt(timesteps, this.trainingSigmas);
-    if (this.sigmaKind !== 'interpolated') {
-      ({ sigmas, timesteps } = this.convertSigmas(this.sigmaKind, sigmas));
-      // diffusers rounds the timesteps of Karras sigmas only.
-      if (this.sigmaKind === 'karras') timesteps = timesteps.map(roundHalfEven);
-    }
-    sigmas = sigmas.map(Math.fround);
+    const schedule = this.timestepsAndSigmas(steps, this.sigmaKind);
+    const sigmas = schedule.sigmas.map(Math.fround);
+    // diffusers rounds the timesteps of Karras sigmas only.
+    const timesteps = this.sigmaKind === 'karras' ? schedule.timesteps.map(roundHalfEven) : schedule.timesteps;
     const n = sigmas.length;
     // Per step k (σ_k → σ_{k+1}, σ_n = 0): σ_up, σ_down, σ_mid; the last step has σ_mid = 0 (an Euler step). σ_up
     // and σ_down are rounded after each operation, as diffusers computes them in float32: σ_down² is a difference

@@ -22,7 +22,7 @@ import {
   SigmaScheduler,
   type SigmaSchedulerBaseConfig,
 } from './sigma-scheduler.js';
-import { interpolateAt, sigmaToTimestep } from './sigmas.js';
+import { sigmaToTimestep } from './sigmas.js';
 
 /** The config of {@link KDPM2DiscreteScheduler}: diffusers' `KDPM2DiscreteScheduler` keys and defaults. */
 export interface KDPM2DiscreteSchedulerConfig extends SigmaSchedulerBaseConfig {
@@ -116,15 +116,10 @@ export class KDPM2DiscreteScheduler extends SigmaScheduler<KDPM2DiscreteSchedule
    * @param steps - the number of steps, or `{ numInferenceSteps }` / `{ timesteps }`
    */
   setTimesteps(steps: number | SetTimestepsOptions): void {
-    const parsed = this.parseSetTimesteps(steps);
-    this.numInferenceSteps = parsed.numInferenceSteps;
-    let timesteps = parsed.timesteps ? [...parsed.timesteps] : this.spacedTimesteps(parsed.numInferenceSteps);
-    let sigmas = interpolateAt(timesteps, this.trainingSigmas);
-    if (this.sigmaKind !== 'interpolated') {
-      ({ sigmas, timesteps } = this.convertSigmas(this.sigmaKind, sigmas));
-      // diffusers rounds the timesteps of Karras sigmas only.
-      if (this.sigmaKind === 'karras') timesteps = timesteps.map(roundHalfEven);
-    }
+    const schedule = this.timestepsAndSigmas(steps, this.sigmaKind);
+    const { sigmas } = schedule;
+    // diffusers rounds the timesteps of Karras sigmas only.
+    const timesteps = this.sigmaKind === 'karras' ? schedule.timesteps.map(roundHalfEven) : schedule.timesteps;
     const n = sigmas.length;
     // [σ_0, σ_1, σ_1, …, σ_{n−1}, σ_{n−1}, 0]; the midpoint of step i → i+1 sits at both indices of σ_{i+1}.
     const doubledSigmas = new Float64Array(2 * n);

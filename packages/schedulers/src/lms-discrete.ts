@@ -21,7 +21,6 @@ import {
   SigmaScheduler,
   type SigmaSchedulerBaseConfig,
 } from './sigma-scheduler.js';
-import { interpolateAt } from './sigmas.js';
 
 /**
  * The config of {@link LMSDiscreteScheduler}: diffusers' `LMSDiscreteScheduler` keys and defaults (no
@@ -108,11 +107,8 @@ export class LMSDiscreteScheduler extends SigmaScheduler<LMSDiscreteSchedulerCon
    * @param steps - the number of steps, or `{ numInferenceSteps }` / `{ timesteps }`
    */
   setTimesteps(steps: number | SetTimestepsOptions): void {
-    const parsed = this.parseSetTimesteps(steps);
-    this.numInferenceSteps = parsed.numInferenceSteps;
-    let timesteps = parsed.timesteps ? [...parsed.timesteps] : this.spacedTimesteps(parsed.numInferenceSteps);
-    let sigmas = interpolateAt(timesteps, this.trainingSigmas);
-    if (this.sigmaKind !== 'interpolated') ({ sigmas, timesteps } = this.convertSigmas(this.sigmaKind, sigmas));
+    const schedule = this.timestepsAndSigmas(steps, this.sigmaKind);
+    const { sigmas, timesteps } = schedule;
     const withFinal = new Float64Array(sigmas.length + 1);
     withFinal.set(sigmas);
     this.spareBuffers.push(...this.derivatives);

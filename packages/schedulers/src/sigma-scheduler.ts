@@ -12,8 +12,9 @@ import {
   type PredictionType,
   Scheduler,
   type SchedulerOptions,
+  type SetTimestepsOptions,
 } from './scheduler.js';
-import { betaSigmas, exponentialSigmas, karrasSigmas, sigmasToTimesteps } from './sigmas.js';
+import { betaSigmas, exponentialSigmas, interpolateAt, karrasSigmas, sigmasToTimesteps } from './sigmas.js';
 
 const f32 = Math.fround;
 
@@ -169,6 +170,25 @@ export abstract class SigmaScheduler<
     this.initNoiseSigma = this.noiseSigmaFor(this.sigmas);
     this.stepIndex = undefined;
     this.beginIndex = undefined;
+  }
+
+  /**
+   * The timesteps and sigmas `setTimesteps` starts from: the caller's timesteps or `n` spaced ones (also setting
+   * `numInferenceSteps`), their σ interpolated from the training sigmas, then respaced by Karras, exponential or
+   * beta sigmas when `kind` says so.
+   *
+   * @param steps - the argument of `setTimesteps`
+   * @param kind - the sigma spacing of the config
+   */
+  protected timestepsAndSigmas(
+    steps: number | SetTimestepsOptions,
+    kind: SigmaScheduleKind,
+  ): { timesteps: number[]; sigmas: Float64Array } {
+    const parsed = this.parseSetTimesteps(steps);
+    this.numInferenceSteps = parsed.numInferenceSteps;
+    const timesteps = parsed.timesteps ? [...parsed.timesteps] : this.spacedTimesteps(parsed.numInferenceSteps);
+    const sigmas = interpolateAt(timesteps, this.trainingSigmas);
+    return kind === 'interpolated' ? { timesteps, sigmas } : this.convertSigmas(kind, sigmas);
   }
 
   /**
