@@ -79,6 +79,11 @@ export interface DenoisingLoopOptions {
    * schedule.
    */
   startIndex?: number;
+  /**
+   * The index in `scheduler.timesteps` to stop before (default: the end); a base model handing over to a
+   * refiner stops part-way (SDXL's `denoisingEnd`).
+   */
+  endIndex?: number;
   /** The initial latents `[B, C, H, W]` (not modified). */
   latents: TensorLike;
   /** The model. */
@@ -165,7 +170,7 @@ function predictedOriginal(
 export async function runDenoisingLoop(options: DenoisingLoopOptions): Promise<Tensor> {
   const { scheduler, denoiser, guidances, predictionType, signal } = options;
   const startIndex = options.startIndex ?? 0;
-  const timesteps = scheduler.timesteps.slice(startIndex);
+  const timesteps = scheduler.timesteps.slice(startIndex, options.endIndex);
   const dims = options.latents.dims;
   const batch = dims[0];
   const size = options.latents.data.length;

@@ -61,6 +61,8 @@ export {
   type PipelineKind,
   type PipelineOutput,
   STABLE_DIFFUSION_CLASS_NAMES,
+  STABLE_DIFFUSION_XL_CLASS_NAMES,
+  STABLE_DIFFUSION_XL_IMG2IMG_CLASS_NAMES,
   type TensorOutput,
 } from './pipeline.js';
 export {
@@ -72,6 +74,24 @@ export {
   type TextEmbeddings,
 } from './stable-diffusion.js';
 export { type StableDiffusionImg2ImgOptions, StableDiffusionImg2ImgPipeline } from './stable-diffusion-img2img.js';
-export { encodePrompts, loadClipTokenizer } from './text-encoding.js';
+export {
+  LatentDiffusionXL,
+  type PixelPair,
+  type StableDiffusionXLComponents,
+  type StableDiffusionXLOptions,
+  StableDiffusionXLPipeline,
+  type TimeIds,
+} from './stable-diffusion-xl.js';
+export {
+  type StableDiffusionXLImg2ImgOptions,
+  StableDiffusionXLImg2ImgPipeline,
+} from './stable-diffusion-xl-img2img.js';
+export {
+  encodePrompts,
+  encodePromptsWithHiddenStates,
+  type HiddenStateEmbeddings,
+  hiddenStateOutputs,
+  loadClipTokenizer,
+} from './text-encoding.js';
 export { type ConditioningValue, type UnetConditioning, unetDenoiser } from './unet-denoiser.js';
 export { decodeLatents, encodeImages, type VaeGeometry } from './vae.js';

@@ -24,6 +24,8 @@ import type { DDPMPipeline } from './ddpm.js';
 import type { GeneratedImage } from './image.js';
 import type { StableDiffusionPipeline } from './stable-diffusion.js';
 import type { StableDiffusionImg2ImgPipeline } from './stable-diffusion-img2img.js';
+import type { StableDiffusionXLPipeline } from './stable-diffusion-xl.js';
+import type { StableDiffusionXLImg2ImgPipeline } from './stable-diffusion-xl-img2img.js';
 
 /** Options of `fromPretrained`. */
 export interface FromPretrainedOptions extends Omit<LoadOptions, 'dtype' | 'device' | 'progressCallback'> {
@@ -79,6 +81,18 @@ export const IMG2IMG_CLASS_NAMES: readonly string[] = [
   'OnnxStableDiffusionImg2ImgPipeline',
   'ORTStableDiffusionImg2ImgPipeline',
   'StableDiffusionImg2ImgPipeline',
+];
+
+/** Stable Diffusion XL text-to-image class names (SDXL-Turbo, SDXL-Lightning and SSD-1B repositories use them too). */
+export const STABLE_DIFFUSION_XL_CLASS_NAMES: readonly string[] = [
+  'StableDiffusionXLPipeline',
+  'ORTStableDiffusionXLPipeline',
+];
+
+/** Stable Diffusion XL image-to-image class names, the SDXL refiner's among them. */
+export const STABLE_DIFFUSION_XL_IMG2IMG_CLASS_NAMES: readonly string[] = [
+  'StableDiffusionXLImg2ImgPipeline',
+  'ORTStableDiffusionXLImg2ImgPipeline',
 ];
 
 /** Unconditional pixel-space pipeline class names. */
@@ -142,7 +156,12 @@ export function initialLatents(
  * Every pipeline `DiffusionPipeline.fromPretrained` can return. Its `kind` tells them apart, so a `switch` or
  * {@link isPipeline} narrows it to one class and its `generate` options.
  */
-export type LoadedPipeline = StableDiffusionPipeline | StableDiffusionImg2ImgPipeline | DDPMPipeline;
+export type LoadedPipeline =
+  | StableDiffusionPipeline
+  | StableDiffusionImg2ImgPipeline
+  | StableDiffusionXLPipeline
+  | StableDiffusionXLImg2ImgPipeline
+  | DDPMPipeline;
 
 /** The `kind` of each pipeline class: its diffusers class name. */
 export type PipelineKind = LoadedPipeline['kind'];
@@ -202,7 +221,8 @@ export abstract class DiffusionPipeline {
    *
    * Called on `DiffusionPipeline`, it returns the pipeline class the repository's `model_index.json` names
    * (`OnnxStableDiffusionPipeline`, `StableDiffusionPipeline`, `LatentConsistencyModelPipeline`... →
-   * {@link StableDiffusionPipeline}; `DDPMPipeline` → {@link DDPMPipeline}), typed as {@link LoadedPipeline}.
+   * {@link StableDiffusionPipeline}; `StableDiffusionXLPipeline` → {@link StableDiffusionXLPipeline}; `DDPMPipeline` →
+   * {@link DDPMPipeline}), typed as {@link LoadedPipeline}.
    * Called on a pipeline class, it builds that class from the repository, whatever `model_index.json` names (as
    * diffusers' `StableDiffusionImg2ImgPipeline.from_pretrained` loads a text-to-image repository), typed as that
    * class.
@@ -253,13 +273,27 @@ export abstract class DiffusionPipeline {
       const { StableDiffusionPipeline } = await import('./stable-diffusion.js');
       return StableDiffusionPipeline.fromRepository(repository);
     }
+    if (STABLE_DIFFUSION_XL_CLASS_NAMES.includes(className)) {
+      const { StableDiffusionXLPipeline } = await import('./stable-diffusion-xl.js');
+      return StableDiffusionXLPipeline.fromRepository(repository);
+    }
+    if (STABLE_DIFFUSION_XL_IMG2IMG_CLASS_NAMES.includes(className)) {
+      const { StableDiffusionXLImg2ImgPipeline } = await import('./stable-diffusion-xl-img2img.js');
+      return StableDiffusionXLImg2ImgPipeline.fromRepository(repository);
+    }
     if (DDPM_CLASS_NAMES.includes(className)) {
       const { DDPMPipeline } = await import('./ddpm.js');
       return DDPMPipeline.fromRepository(repository);
     }
     throw new ConfigError(
       `${repository.name} is a ${className}, which denoise does not implement. Supported pipelines: ` +
-        `${[...STABLE_DIFFUSION_CLASS_NAMES, ...IMG2IMG_CLASS_NAMES, ...DDPM_CLASS_NAMES].join(', ')}.`,
+        `${[
+          ...STABLE_DIFFUSION_CLASS_NAMES,
+          ...IMG2IMG_CLASS_NAMES,
+          ...STABLE_DIFFUSION_XL_CLASS_NAMES,
+          ...STABLE_DIFFUSION_XL_IMG2IMG_CLASS_NAMES,
+          ...DDPM_CLASS_NAMES,
+        ].join(', ')}.`,
     );
   }
 

@@ -2,7 +2,14 @@
  * Text-to-image latent diffusion (Rombach et al. 2022) over diffusers-layout ONNX exports: CLIP tokenizer, text
  * encoder, UNet and VAE decoder, with composable guidance.
  */
-import { ConfigError, InvalidArgumentError, type Tensor, type TensorLike, throwIfAborted } from '@denoise/core';
+import {
+  ConfigError,
+  InvalidArgumentError,
+  NumericError,
+  type Tensor,
+  type TensorLike,
+  throwIfAborted,
+} from '@denoise/core';
 import { DeviceTensor, type ModelRepository, type ModelSession, type SessionOptions } from '@denoise/core/runtime';
 import type { NoiseGenerator, Scheduler } from '@denoise/schedulers';
 import type { ClipTokenizer } from './clip-tokenizer.js';
@@ -24,7 +31,7 @@ import {
   encodePrompts,
   encodePromptsOnDevice,
   loadClipTokenizer,
-  repeatRows,
+  repeatBatch,
   TEXT_ENCODER_HIDDEN_STATE,
 } from './text-encoding.js';
 import { type ConditioningValue, staticBatch, type UnetConditioning, unetDenoiser } from './unet-denoiser.js';
@@ -303,9 +310,24 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
     const textEncoderOptions: SessionOptions = keepTextEmbeddingsOnDevice
       ? { preferredOutputLocation: { [TEXT_ENCODER_HIDDEN_STATE]: 'gpu-buffer' } }
       : {};
-    const [tokenizer, textEncoder, unet, vaeDecoder] = await Promise.all([
+    const [tokenizer, textEncoder, imageComponents] = await Promise.all([
       loadClipTokenizer(repository),
       repository.createSession('text_encoder', textEncoderOptions),
+      LatentDiffusionPipeline.loadImageComponents(repository),
+    ]);
+    return { tokenizer, textEncoder, ...imageComponents, keepTextEmbeddingsOnDevice };
+  }
+
+  /**
+   * Reads the components every latent diffusion pipeline has besides its text encoders: the UNet, the VAE and
+   * their configs.
+   *
+   * @param repository - a diffusers-layout repository
+   */
+  static async loadImageComponents(
+    repository: ModelRepository,
+  ): Promise<Pick<StableDiffusionComponents, 'unet' | 'vaeDecoder' | 'vaeEncoder' | 'vae' | 'sampleSize'>> {
+    const [unet, vaeDecoder] = await Promise.all([
       repository.createSession('unet'),
       repository.createSession('vae_decoder'),
     ]);
@@ -321,16 +343,7 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
         : typeof sampleShape === 'number'
           ? sampleShape
           : undefined;
-    return {
-      tokenizer,
-      textEncoder,
-      unet,
-      vaeDecoder,
-      vaeEncoder,
-      vae: await vaeGeometry(vaeConfig, vaeDecoder),
-      sampleSize,
-      keepTextEmbeddingsOnDevice,
-    };
+    return { unet, vaeDecoder, vaeEncoder, vae: await vaeGeometry(vaeConfig, vaeDecoder), sampleSize };
   }
 
   /** The number of latent channels the UNet expects (4 for SD). */
@@ -458,7 +471,7 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
     }
     if (this.takesGuidanceEmbedding) return [];
     return classifierFreeGuidances({
-      guidanceScale: options.guidanceScale ?? DEFAULT_GUIDANCE_SCALE,
+      guidanceScale: options.guidanceScale ?? this.defaultGuidanceScale,
       guidanceRescale: options.guidanceRescale,
       guidanceInterval: options.guidanceInterval,
     });
@@ -506,9 +519,7 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
     const encoded =
       prompts === undefined
         ? await this.embeddingsFromTensors(options, negatives, needsUnconditional, plan)
-        : this.keepTextEmbeddingsOnDevice
-          ? await this.encodeOnDevice(prompts, negatives, perPrompt, onWarning)
-          : await this.encodeOnCpu(prompts, negatives, perPrompt, onWarning);
+        : await this.encodeTextPrompts(options, prompts, negatives, plan);
     // Rows whose unconditional pass is the empty prompt: if the UNet answers both passes alike, it ignored the prompt.
     const promptOfRow = prompts?.flatMap((prompt, p) => {
       const watched = negatives?.[p] === '' && !unknownToTokenizer.has(prompt) ? prompt : undefined;
@@ -517,27 +528,49 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
     const embeddings = { ...encoded, promptOfRow };
     if (!this.takesGuidanceEmbedding) return embeddings;
     // LCM-distilled UNets take the guidance scale as an embedding instead of an unconditional pass.
-    const guidanceScale = options.guidanceScale ?? DEFAULT_GUIDANCE_SCALE;
+    const guidanceScale = options.guidanceScale ?? this.defaultGuidanceScale;
     const timestepCond = guidanceScaleEmbedding(guidanceScale, this.guidanceEmbeddingDim, plan.latentDims[0]);
     const conditional = { ...embeddings.conditioning.conditional, timestep_cond: timestepCond };
     return { ...embeddings, conditioning: { ...embeddings.conditioning, conditional } };
   }
 
-  /** The caller's `promptEmbeds` (and `negativePromptEmbeds`, or the encoded negative prompts), repeated per image. */
-  private async embeddingsFromTensors(
+  /**
+   * The conditioning of text prompts and, when the run needs the unconditional pass, of their negative prompts:
+   * the text encoder's `last_hidden_state` as `encoder_hidden_states`, on the UNet's device when
+   * {@link LatentDiffusionPipeline.keepTextEmbeddingsOnDevice} is set. Pipelines with other text conditioning
+   * (SDXL's two encoders) override it.
+   *
+   * @param _options - the call options (read by overrides)
+   * @param prompts - the prompts, one per prompt row
+   * @param negatives - one negative prompt per prompt, or undefined when no step needs the unconditional pass
+   * @param plan - from {@link LatentDiffusionPipeline.checkInputs}
+   */
+  protected encodeTextPrompts(
+    _options: StableDiffusionOptions<OutputType>,
+    prompts: readonly string[],
+    negatives: readonly string[] | undefined,
+    plan: GenerationPlan,
+  ): Promise<Omit<TextEmbeddings, 'promptOfRow'>> {
+    return this.keepTextEmbeddingsOnDevice
+      ? this.encodeOnDevice(prompts, negatives, plan.perPrompt, plan.onWarning)
+      : this.encodeOnCpu(prompts, negatives, plan.perPrompt, plan.onWarning);
+  }
+
+  /**
+   * The caller's `promptEmbeds` (and `negativePromptEmbeds`, or the encoded negative prompts), repeated per image.
+   *
+   * @param options - the call options
+   * @param negatives - one negative prompt per prompt, when the run needs them encoded
+   * @param needsUnconditional - whether some step runs the unconditional pass
+   * @param plan - from {@link LatentDiffusionPipeline.checkInputs}
+   */
+  protected async embeddingsFromTensors(
     options: StableDiffusionOptions<OutputType>,
     negatives: readonly string[] | undefined,
     needsUnconditional: boolean,
     plan: GenerationPlan,
   ): Promise<TextEmbeddings> {
-    const { perPrompt } = plan;
-    const repeat = (embeds: TensorLike): TensorLike =>
-      perPrompt === 1
-        ? embeds
-        : {
-            data: repeatRows(embeds.data, embeds.dims[0], perPrompt),
-            dims: [embeds.dims[0] * perPrompt, ...embeds.dims.slice(1)],
-          };
+    const repeat = (embeds: TensorLike): TensorLike => repeatBatch(embeds, plan.perPrompt);
     const conditional = { encoder_hidden_states: repeat(options.promptEmbeds as TensorLike) };
     let unconditional: Record<string, ConditioningValue> | undefined;
     if (options.negativePromptEmbeds !== undefined) {
@@ -650,6 +683,7 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
    * @param run - the conditioning, the guidances, the generator and where warnings go
    * @param latents - the initial latents
    * @param startIndex - where in `scheduler.timesteps` the run starts
+   * @param endIndex - where it stops (exclusive; default: the end of the schedule)
    */
   protected denoise(
     options: StableDiffusionOptions<OutputType>,
@@ -662,10 +696,12 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
     },
     latents: TensorLike,
     startIndex: number,
+    endIndex?: number,
   ): Promise<Tensor> {
     return runDenoisingLoop({
       scheduler,
       startIndex,
+      endIndex,
       latents,
       denoiser: warnIfPromptIgnored(
         unetDenoiser(this.unet, run.embeddings.conditioning),
@@ -698,8 +734,14 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
     // The decoder run cannot be interrupted; an abort that arrived meanwhile still wins.
     throwIfAborted(options.signal, 'decoding the latents');
     checkDecodedSize(pixels.dims, latents.dims, this.vae.scaleFactor);
+    this.checkDecodedFinite(pixels);
     if (outputType === 'tensor') return { images: toUnitRange(pixels) } as OutputOf<O>;
     return { images: imagesFromTensor(pixels) } as OutputOf<O>;
+  }
+
+  /** The classifier-free guidance scale of a call that gives none (diffusers' default for the pipeline). */
+  protected get defaultGuidanceScale(): number {
+    return DEFAULT_GUIDANCE_SCALE;
   }
 
   /** Whether the UNet is LCM-distilled: it takes the guidance scale as `timestep_cond`, not an unconditional pass. */
@@ -710,6 +752,19 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
   private get guidanceEmbeddingDim(): number {
     const dim = this.unet.inputs.find((i) => i.name === 'timestep_cond')?.shape[1];
     return typeof dim === 'number' ? dim : 256;
+  }
+
+  /**
+   * A float16 VAE decoder can overflow (SDXL's VAE does: diffusers upcasts it to float32 by `force_upcast`); its
+   * NaN/Inf would come out as a black image, so the run fails with the fixes instead.
+   */
+  private checkDecodedFinite(pixels: Tensor): void {
+    if (this.vaeDecoder.inputs[0]?.type !== 'float16' || pixels.data.every(Number.isFinite)) return;
+    throw new NumericError(
+      `The float16 VAE decoder of ${this.repository.name} overflowed: its output holds NaN or Infinity, which ` +
+        "would be a black image. Load the VAE decoder in float32 (dtype: { default: 'fp16', vae_decoder: 'fp32' }), " +
+        'or use a VAE fine-tuned to run in float16 (for SDXL, madebyollin/sdxl-vae-fp16-fix).',
+    );
   }
 
   /** Frees every session of the pipeline. */

@@ -131,18 +131,47 @@ export async function decodeLatents(
   return concatenate(parts);
 }
 
+/** The output of Optimum's VAE encoder export: the posterior's mean and log-variance, stacked along the channels. */
+export const VAE_LATENT_PARAMETERS = 'latent_parameters';
+
 /**
- * Encodes images in `[-1, 1]` to scaled latents: `encoder(x) · scaling_factor`.
+ * Encodes images in `[-1, 1]` to scaled latents: `encoder(x) · scaling_factor`. diffusers' ONNX export samples
+ * the latent inside the graph; Optimum's returns the posterior `latent_parameters` (mean and log-variance), from
+ * which a latent is drawn as diffusers' `latent_dist.sample(generator)` does, `mean + exp(logvar / 2)·noise` with
+ * the log-variance clamped to [−30, 20] (or the mean, without a generator).
  *
- * @param encoder - the `vae_encoder` session (diffusers' export samples the latent inside the graph)
+ * @param encoder - the `vae_encoder` session
  * @param images - `[B, 3, H, W]`
  * @param scalingFactor - the VAE's latent scaling factor
+ * @param generator - draws the posterior sample of a `latent_parameters` export
  */
-export async function encodeImages(encoder: ModelSession, images: TensorLike, scalingFactor: number): Promise<Tensor> {
+export async function encodeImages(
+  encoder: ModelSession,
+  images: TensorLike,
+  scalingFactor: number,
+  generator?: { randnInto(out: Float32Array): Float32Array },
+): Promise<Tensor> {
   const out = await encoder.run({ [encoder.inputs[0].name]: images });
-  const latents = out[encoder.outputs[0].name];
-  for (let i = 0; i < latents.data.length; i++) latents.data[i] *= scalingFactor;
-  return latents;
+  const name = encoder.outputs[0].name;
+  const encoded = out[name];
+  if (name !== VAE_LATENT_PARAMETERS) {
+    for (let i = 0; i < encoded.data.length; i++) encoded.data[i] *= scalingFactor;
+    return encoded;
+  }
+  const [batch, doubled, ...spatial] = encoded.dims;
+  const channels = doubled / 2;
+  const itemSize = channels * spatial.reduce((a, b) => a * b, 1);
+  const latents = new Float32Array(batch * itemSize);
+  const noise = generator?.randnInto(new Float32Array(latents.length));
+  for (let b = 0; b < batch; b++) {
+    const mean = encoded.data.subarray(2 * b * itemSize, (2 * b + 1) * itemSize);
+    const logVariance = encoded.data.subarray((2 * b + 1) * itemSize, (2 * b + 2) * itemSize);
+    for (let i = 0; i < itemSize; i++) {
+      const std = Math.exp(0.5 * Math.min(Math.max(logVariance[i], -30), 20));
+      latents[b * itemSize + i] = (mean[i] + (noise ? std * noise[b * itemSize + i] : 0)) * scalingFactor;
+    }
+  }
+  return new Tensor(latents, [batch, channels, ...spatial]);
 }
 
 /** Stacks tensors of equal item shape along the batch axis. */

@@ -16,6 +16,8 @@ import {
   StableDiffusionImg2ImgPipeline,
   type StableDiffusionOptions,
   StableDiffusionPipeline,
+  type StableDiffusionXLImg2ImgPipeline,
+  type StableDiffusionXLPipeline,
   type TensorOutput,
 } from '../src/index.js';
 import { REFERENCE_WORLD } from './reliability/helpers.js';
@@ -47,7 +49,11 @@ export async function compileTimeChecks(): Promise<void> {
   const any = await DiffusionPipeline.fromPretrained(REFERENCE_WORLD);
   expectTypeOf(any).toEqualTypeOf<LoadedPipeline>();
   expectTypeOf<PipelineKind>().toEqualTypeOf<
-    'StableDiffusionPipeline' | 'StableDiffusionImg2ImgPipeline' | 'DDPMPipeline'
+    | 'StableDiffusionPipeline'
+    | 'StableDiffusionImg2ImgPipeline'
+    | 'StableDiffusionXLPipeline'
+    | 'StableDiffusionXLImg2ImgPipeline'
+    | 'DDPMPipeline'
   >();
   // @ts-expect-error a pipeline of unknown class has no single generate signature
   await any.generate({ prompt: 'a red circle' });
@@ -62,6 +68,12 @@ export async function compileTimeChecks(): Promise<void> {
       break;
     case 'DDPMPipeline':
       expectTypeOf(any).toEqualTypeOf<DDPMPipeline>();
+      break;
+    case 'StableDiffusionXLPipeline':
+      expectTypeOf(any).toEqualTypeOf<StableDiffusionXLPipeline>();
+      break;
+    case 'StableDiffusionXLImg2ImgPipeline':
+      expectTypeOf(any).toEqualTypeOf<StableDiffusionXLImg2ImgPipeline>();
       break;
     default:
       expectTypeOf(any).toEqualTypeOf<StableDiffusionImg2ImgPipeline>();
