@@ -19,8 +19,8 @@
  *   matches any run of characters, for outputs that vary (commits, cache paths, timings). Any other comment is
  *   prose.
  * - A program runs with `node --import tsx --conditions source` (so `@denoise/*` resolve to the TypeScript
- *   sources) in a scratch working directory inside the repository, where `models/` links to the repository's
- *   `models/`; it must exit with code 0, and every `.save('file.png')` it makes must have written that file.
+ *   sources) in a scratch working directory inside the repository, where `models/` and `tools/` link to the
+ *   repository's; it must exit with code 0, and every `.save('file.png')` it makes must have written that file.
  * - Every program also passes `tsc` with the repository's strict tsconfig, so a reader can paste it as is.
  */
 import { spawn } from 'node:child_process';
@@ -186,11 +186,13 @@ export function removeScratch(scratch: string): Promise<void> {
   return rm(scratch, { recursive: true, force: true });
 }
 
-/** A working directory for a guide: an empty folder where `models/` links to the repository's models. */
+/** A working directory for a guide: an empty folder where `models/` and `tools/` link to the repository's. */
 export async function makeWorkdir(scratch: string, doc: string): Promise<string> {
   const cwd = join(scratch, doc.replace(/[/.]/g, '_'));
   await mkdir(cwd, { recursive: true });
   await symlink(join(ROOT, 'models'), join(cwd, 'models'), 'dir');
+  // The generators of the reference world's variants (the SDXL guide writes its model with one).
+  await symlink(join(ROOT, 'tools'), join(cwd, 'tools'), 'dir');
   return cwd;
 }
 
@@ -229,6 +231,7 @@ export async function typecheckPrograms(
 ): Promise<{ code: number | null; output: string }> {
   const folder = join(scratch, 'typecheck');
   await mkdir(folder, { recursive: true });
+  await symlink(join(ROOT, 'tools'), join(folder, 'tools'), 'dir');
   const files = programs.map((program) => `${program.name.replace(/[/:.]/g, '_')}.ts`);
   await Promise.all(programs.map((program, i) => writeFile(join(folder, files[i]), program.code)));
   const tsconfig = {

@@ -126,7 +126,10 @@ export class StableDiffusionXLImg2ImgPipeline extends LatentDiffusionXL {
     }
     const guidances = this.prepareGuidances(options, plan.onWarning);
     const timesteps = scheduler.timesteps.slice(startIndex, endIndex);
-    const embeddings = await this.encodePrompt(options, plan, guidances, timesteps);
+    const encoded = await this.encodePrompt(options, plan, guidances, timesteps);
+    // A continuation starts so close to its image that every prompt predicts the same noise there: the check for
+    // ignored prompts (the same prediction as the unconditional pass) would misfire.
+    const embeddings = denoisingStart === undefined ? encoded : { ...encoded, promptOfRow: undefined };
     try {
       throwIfAborted(options.signal, 'encoding the image');
       const latents = await imageToImageLatents(tensor, this.vaeEncoder, this.vae.scalingFactor, plan, {
