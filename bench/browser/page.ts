@@ -3,11 +3,12 @@
  * the Node benchmark, `bench/pipeline.ts`); `window.denoiseBench.residency` reports where the UNet's
  * `encoder_hidden_states` feed lived on each call of one run and returns the picture (the browser test's check of
  * the text embeddings kept on the GPU); `window.denoiseBench.embeddingUpload` times one graph fed SD-sized
- * embeddings from the CPU and from the GPU. The page returns raw timings; the Node driver summarises them.
+ * embeddings from the CPU and from the GPU; `window.denoiseBench.sdxl` runs one SDXL text-to-image generation (the
+ * browser test's SDXL check). The page returns raw timings; the Node driver summarises them.
  */
 import { RandomGenerator, Tensor } from '@denoise/core';
 import { DeviceTensor, type FeedValue, type ModelSession, openSession } from '@denoise/core/runtime';
-import { DiffusionPipeline, StableDiffusionPipeline } from '@denoise/pipelines';
+import { DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline } from '@denoise/pipelines';
 import * as ort from 'onnxruntime-web';
 import { observeRuns, timelineRecorder } from '../instrument.js';
 
@@ -188,6 +189,38 @@ async function residency(options: { repo: string; backend: Backend; prompt: stri
   }
 }
 
+/** One SDXL text-to-image run of `repo` on `backend`: what loaded, where it ran, and the picture. */
+async function sdxl(options: {
+  repo: string;
+  backend: Backend;
+  prompt: string;
+  prompt2: string;
+  steps: number;
+  seed: number;
+}) {
+  const pipe = await StableDiffusionXLPipeline.fromPretrained(options.repo, {
+    hubUrl: HUB_URL,
+    device: options.backend,
+  });
+  try {
+    const { images } = await pipe.generate({
+      prompt: options.prompt,
+      prompt2: options.prompt2,
+      numInferenceSteps: options.steps,
+      generator: new RandomGenerator(options.seed),
+    });
+    return {
+      kind: pipe.kind,
+      executionProviders: pipe.unet.executionProviders,
+      width: images[0].width,
+      height: images[0].height,
+      rgba: Array.from(images[0].data),
+    };
+  } finally {
+    await pipe.release();
+  }
+}
+
 /**
  * Alternates runs of `/fixtures/consumer.onnx` on WebGPU fed the same `[2, 77, 768]` embeddings from CPU memory
  * and as a GPU buffer that `/fixtures/producer.onnx` left there, after `warmup` untimed pairs; returns the ms of
@@ -239,8 +272,13 @@ function log(line: string): void {
 
 declare global {
   interface Window {
-    denoiseBench: { measure: typeof measure; residency: typeof residency; embeddingUpload: typeof embeddingUpload };
+    denoiseBench: {
+      measure: typeof measure;
+      residency: typeof residency;
+      embeddingUpload: typeof embeddingUpload;
+      sdxl: typeof sdxl;
+    };
   }
 }
-window.denoiseBench = { measure, residency, embeddingUpload };
+window.denoiseBench = { measure, residency, embeddingUpload, sdxl };
 log('ready');

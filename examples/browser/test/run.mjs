@@ -3,7 +3,9 @@
  * Chromium through playwright-core (WebGPU via SwiftShader). Prints one line per test and then `N passed, N failed`;
  * exits non-zero when anything failed.
  */
-import { resolve } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { tsImport } from 'tsx/esm/api';
 import { build, preview } from 'vite';
 
@@ -57,6 +59,10 @@ const world = await tsImport('../../../tools/reference-world/world.ts', import.m
 /** The benchmark page's server (`bench/browser`), whose page reports where the UNet's feeds live. */
 const { startBenchServer } = await tsImport('../../../bench/browser/server.ts', import.meta.url);
 const referenceWorldDir = resolve(browserDir, '..', '..', 'models', 'reference-world');
+/** The SDXL layout of the reference world, written for this run (`tools/reference-world/sdxl.ts`). */
+const { buildSdxlReferenceWorld } = await tsImport('../../../tools/reference-world/sdxl.ts', import.meta.url);
+const sdxlWorldDir = mkdtempSync(join(tmpdir(), 'denoise-sdxl-world-'));
+buildSdxlReferenceWorld(sdxlWorldDir);
 
 /** The RGBA bytes of a label's data picture, as the pipeline turns [-1, 1] into bytes. */
 function labelPicture(label) {
@@ -261,7 +267,10 @@ try {
     assert(demo.foreignRequests.length === 0, `requests left the origin: ${demo.foreignRequests.join(', ')}`);
   });
 
-  benchServer = await startBenchServer({ 'denoise/reference-world': referenceWorldDir }, 'test');
+  benchServer = await startBenchServer(
+    { 'denoise/reference-world': referenceWorldDir, 'denoise/sdxl-reference-world': sdxlWorldDir },
+    'test',
+  );
   const bench = await openPage(browser, `${benchServer.origin}/`);
   await bench.page.waitForFunction(() => 'denoiseBench' in window);
   const residencyRun = {
@@ -304,6 +313,23 @@ try {
     );
     assertPictureOf(result.rgba, residencyRun.prompt);
   });
+  for (const backend of ['webgpu', 'wasm']) {
+    await test(`sdxl on ${backend}: both text encoders, text_embeds and time_ids draw "a red circle" "on a white background"`, async () => {
+      const result = await bench.page.evaluate((run) => window.denoiseBench.sdxl(run), {
+        repo: 'denoise/sdxl-reference-world',
+        backend,
+        prompt: 'a red circle',
+        prompt2: 'on a white background',
+        steps: 25,
+        seed: 0,
+      });
+      assert(result.kind === 'StableDiffusionXLPipeline', `loaded a ${result.kind}`);
+      assert(result.executionProviders.join() === backend, `ran on ${result.executionProviders}`);
+      assert(result.width === 128 && result.height === 128, `image is ${result.width}x${result.height}`);
+      const error = assertPictureOf(result.rgba, 'a red circle on a white background');
+      console.log(`       mean |error| ${error.toFixed(3)} of 255`);
+    });
+  }
   await test('the benchmark page logged no errors and fetched nothing from another origin', async () => {
     assert(bench.errors.length === 0, bench.errors.join('\n'));
     assert(bench.foreignRequests.length === 0, `requests left the origin: ${bench.foreignRequests.join(', ')}`);
@@ -316,6 +342,7 @@ try {
   await browser?.close();
   await server?.close();
   await benchServer?.close();
+  rmSync(sdxlWorldDir, { recursive: true, force: true });
 }
 
 console.log(`${results.passed} passed, ${results.failed} failed`);

@@ -11,7 +11,12 @@ import { RandomGenerator } from '@denoise/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closestLabelsDistance, nearestLabels } from '../../../tools/reference-world/pictures.js';
 import { buildSdxlReferenceWorld } from '../../../tools/reference-world/sdxl.js';
-import { DiffusionPipeline, isPipeline, type StableDiffusionXLPipeline } from '../src/index.js';
+import {
+  DiffusionPipeline,
+  isPipeline,
+  type StableDiffusionXLOptions,
+  type StableDiffusionXLPipeline,
+} from '../src/index.js';
 
 const LABEL = 'a red circle on a white background';
 const tolerance = closestLabelsDistance() / 2;
@@ -30,7 +35,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const run = (options: Parameters<StableDiffusionXLPipeline['generate']>[0]) =>
+const run = (options: StableDiffusionXLOptions) =>
   pipe.generate({ numInferenceSteps: 25, generator: new RandomGenerator(5), ...options });
 
 describe('SDXL text-to-image on the SDXL-layout reference world', () => {
