@@ -88,6 +88,8 @@ export interface TimeIds {
 /** The UNet inputs of SDXL's added conditioning (Optimum's export). */
 const TEXT_EMBEDS = 'text_embeds';
 const TIME_IDS = 'time_ids';
+/** The pooled width of SDXL's `text_encoder_2`, for messages. */
+const POOLED_WIDTH_HINT = '1280 for SDXL';
 
 function checkPair(value: PixelPair | undefined, name: string, positive: boolean): void {
   if (value === undefined) return;
@@ -305,6 +307,18 @@ export abstract class LatentDiffusionXL extends LatentDiffusionPipeline {
     }
     if ((options.negativePromptEmbeds === undefined) !== (options.negativePooledPromptEmbeds === undefined)) {
       throw new InvalidArgumentError('Give negativePooledPromptEmbeds with negativePromptEmbeds (and only then).');
+    }
+    const pairs = [
+      ['pooledPromptEmbeds', options.pooledPromptEmbeds, options.promptEmbeds],
+      ['negativePooledPromptEmbeds', options.negativePooledPromptEmbeds, options.negativePromptEmbeds],
+    ] as const;
+    for (const [name, pooled, hidden] of pairs) {
+      if (pooled === undefined) continue;
+      if (!(pooled.data instanceof Float32Array) || pooled.dims?.length !== 2 || pooled.dims[0] !== hidden?.dims[0]) {
+        throw new InvalidArgumentError(
+          `${name} must be a float32 tensor [prompts, ${POOLED_WIDTH_HINT}] with one row per row of its hidden states.`,
+        );
+      }
     }
     for (const name of ['originalSize', 'targetSize', 'negativeOriginalSize', 'negativeTargetSize'] as const) {
       checkPair(options[name], name, true);

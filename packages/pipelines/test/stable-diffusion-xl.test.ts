@@ -146,6 +146,22 @@ describe('StableDiffusionXLPipeline on tiny generated Optimum-layout repositorie
     });
   });
 
+  it('promptEmbeds with pooledPromptEmbeds give what the prompt gives, zeroed negatives included', async () => {
+    const pipe = await loadBase();
+    const calls = recordUnetCalls(pipe);
+    const options = { numInferenceSteps: 2, outputType: 'latent' as const };
+    const fromText = await pipe.generate({ ...options, prompt: 'a cat', generator: new RandomGenerator(8) });
+    const hidden = new Tensor(Float32Array.from(rows(calls[0].encoder_hidden_states, 1, 2)), [1, SEQUENCE, 10]);
+    const pooled = new Tensor(Float32Array.from(rows(calls[0].text_embeds, 1, 2)), [1, POOLED]);
+    const fromEmbeds = await pipe.generate({
+      ...options,
+      promptEmbeds: hidden,
+      pooledPromptEmbeds: pooled,
+      generator: new RandomGenerator(8),
+    });
+    expect(Array.from(fromEmbeds.latents.data)).toEqual(Array.from(fromText.latents.data));
+  });
+
   it('time_ids are (original size, crop corner, target size), the negative ones only with both negative sizes', async () => {
     const pipe = await loadBase();
     const calls = recordUnetCalls(pipe);
@@ -354,6 +370,12 @@ describe('StableDiffusionXLPipeline on tiny generated Optimum-layout repositorie
     for (const denoisingEnd of [0, 1, 1.5, Number.NaN]) {
       await reject(pipe.generate({ prompt: 'a cat', denoisingEnd }), /denoisingEnd must be a fraction/);
     }
+    const hidden = new Tensor(new Float32Array(SEQUENCE * (HIDDEN_1 + HIDDEN_2)), [1, SEQUENCE, HIDDEN_1 + HIDDEN_2]);
+    await reject(pipe.generate({ promptEmbeds: hidden }), /pooledPromptEmbeds with promptEmbeds/);
+    await reject(
+      pipe.generate({ promptEmbeds: hidden, pooledPromptEmbeds: new Tensor(new Float32Array(6), [2, POOLED]) }),
+      /pooledPromptEmbeds must be a float32 tensor/,
+    );
     const refinerDir = repo({ refiner: true });
     const asText = await StableDiffusionXLPipeline.fromPretrained(refinerDir, { device: 'cpu' });
     await reject(asText.generate({ prompt: 'a cat' }), /refiner.*StableDiffusionXLImg2ImgPipeline/);
