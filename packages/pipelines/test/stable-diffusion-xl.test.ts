@@ -356,6 +356,18 @@ describe('StableDiffusionXLPipeline on tiny generated Optimum-layout repositorie
     expect(error.message).toMatch(/sdxl-vae-fp16-fix/);
   });
 
+  it('LCM-SDXL: timestep_cond carries the guidance scale and there is no unconditional pass', async () => {
+    const pipe = await loadBase({ timestepCond: 8 });
+    const calls = recordUnetCalls(pipe);
+    await pipe.generate({ prompt: 'a cat', guidanceScale: 8, numInferenceSteps: 2, generator: new RandomGenerator(0) });
+    expect(calls.map((c) => c.sample.dims[0])).toEqual([1, 1]);
+    // diffusers' get_guidance_scale_embedding(w − 1 = 7, dim 8): sines then cosines of 7000·10000^(−k/3).
+    const angles = [0, 1, 2, 3].map((k) => 7000 * Math.exp((-Math.log(10000) * k) / 3));
+    expectClose(calls[0].timestep_cond.data, [...angles.map(Math.sin), ...angles.map(Math.cos)], 1e-4);
+    expect(Array.from(calls[0].time_ids.data)).toEqual([8, 8, 0, 0, 8, 8]);
+    expectClose(calls[0].text_embeds.data, expectedEmbeddings(['a', 'cat'], ['a', 'cat']).pooled);
+  });
+
   it('rejects bad SDXL input with clear InvalidArgumentErrors', async () => {
     const pipe = await loadBase();
     const reject = async (call: Promise<unknown>, message: RegExp) => {

@@ -54,6 +54,8 @@ export interface TinySdxlVariant {
   unetBatch?: number;
   /** Components to leave out of the files while model_index.json still declares them. */
   withoutFiles?: readonly string[];
+  /** An LCM-SDXL `timestep_cond` input of this width (the guidance-scale embedding), added to ε̂ through its mean. */
+  timestepCond?: number;
   /** The scheduler config (default: an SDXL EulerDiscrete config). */
   schedulerConfig?: Record<string, unknown>;
 }
@@ -131,6 +133,9 @@ function unetModel(variant: TinySdxlVariant): Uint8Array {
       { name: 'encoder_hidden_states', type: io, shape: [batch, 'sequence', width] },
       { name: 'text_embeds', type: io, shape: [batch, POOLED] },
       { name: 'time_ids', type: io, shape: [batch, timeIds] },
+      ...(variant.timestepCond
+        ? [{ name: 'timestep_cond', type: 'float32' as const, shape: [batch, variant.timestepCond] }]
+        : []),
     ],
     outputs: [{ name: 'out_sample', type: io, shape: [batch, 4, 'height', 'width'] }],
     initializers: [
@@ -154,7 +159,14 @@ function unetModel(variant: TinySdxlVariant): Uint8Array {
       node('Add', ['scaled', 't_term'], ['with_t']),
       node('Add', ['with_t', 'context4'], ['with_context']),
       node('Add', ['with_context', 'pooled4'], ['with_pooled']),
-      node('Add', ['with_pooled', 'ids4'], [f32('out_sample')]),
+      ...(variant.timestepCond
+        ? [
+            node('Add', ['with_pooled', 'ids4'], ['with_ids']),
+            node('ReduceMean', ['timestep_cond'], ['cond_mean'], { axes: [1], keepdims: 1 }),
+            node('Unsqueeze', ['cond_mean', 'axes23'], ['cond4']),
+            node('Add', ['with_ids', 'cond4'], [f32('out_sample')]),
+          ]
+        : [node('Add', ['with_pooled', 'ids4'], [f32('out_sample')])]),
       ...(variant.fp16 ? [node('Cast', ['out_sample_f32'], ['out_sample'], { to: 10 })] : []),
     ],
     opset: 17,
