@@ -35,7 +35,7 @@ const int64s = (name: string, values: readonly number[]): InitializerSpec => ({
 const scalar = (name: string, value: number): InitializerSpec => ({ name, type: 'float32', dims: [], values: [value] });
 
 /** Constants both graphs use: the data, the σ table and small scalars and shapes. */
-function sharedInitializers(): InitializerSpec[] {
+export function sharedInitializers(): InitializerSpec[] {
   return [
     { name: 'data_latents', type: 'float32', dims: [pointCount, latentLength], values: scaledLatents },
     { name: 'training_sigmas', type: 'float32', dims: [trainTimesteps], values: trainingSigmas() },
@@ -57,7 +57,7 @@ function sharedInitializers(): InitializerSpec[] {
  * `timestep` `[T]` (T = 1 or B) → `sigma`, `sigma_sq` and `rescale = √(1+σ²) = 1/√ᾱ`, each `[T, 1]`.
  * Timesteps are clamped to the training range [0, 999].
  */
-function sigmaNodes(): onnx.INodeProto[] {
+export function sigmaNodes(): onnx.INodeProto[] {
   return [
     node('Clip', ['timestep', 'zero', 'last_timestep'], ['t']),
     node('Floor', ['t'], ['t_low_f']),
@@ -98,7 +98,7 @@ function distanceNodes(): onnx.INodeProto[] {
  * Posterior mean `x̂₀` `[B, 1024]` named `${prefix}_x0`, over the points where `allowed` (bool `[B, N]`) holds,
  * or over all points when `allowed` is undefined. Softmax with max-subtraction.
  */
-function posteriorMeanNodes(prefix: string, allowed?: string): onnx.INodeProto[] {
+export function posteriorMeanNodes(prefix: string, allowed?: string): onnx.INodeProto[] {
   const logits = allowed ? `${prefix}_logits` : 'logits';
   return [
     ...(allowed ? [node('Where', [allowed, 'logits', 'excluded_logit'], [logits])] : []),
@@ -112,7 +112,7 @@ function posteriorMeanNodes(prefix: string, allowed?: string): onnx.INodeProto[]
 }
 
 /** `[D, N]`: row a marks the points that have attribute a (rows of non-attribute features are zero). */
-function pointAttributes(): Float32Array {
+export function pointAttributes(): Float32Array {
   const m = new Float32Array(hiddenSize * pointCount);
   worldPoints.forEach((p, i) => {
     for (const a of p.attributes) m[a * pointCount + i] = 1;
@@ -121,7 +121,7 @@ function pointAttributes(): Float32Array {
 }
 
 /** `[D, G]`: row a marks the group of attribute a. */
-function featureGroups(): Float32Array {
+export function featureGroups(): Float32Array {
   const m = new Float32Array(hiddenSize * groupNames.length);
   attributeNames.forEach((_, a) => {
     m[a * groupNames.length + attributeGroupIndex[a]] = 1;
@@ -134,7 +134,7 @@ function featureGroups(): Float32Array {
  * value is among the named ones. Point i has one value per group, so that holds exactly when the number of its
  * attributes the prompt names equals the number of groups the prompt names. An empty prompt allows every point.
  */
-function promptPriorNodes(): onnx.INodeProto[] {
+export function promptPriorNodes(): onnx.INodeProto[] {
   return [
     node('ReduceMax', ['encoder_hidden_states'], ['prompt_features'], { axes: [1], keepdims: 0 }),
     node('Greater', ['prompt_features', 'half'], ['named_bool']),
@@ -153,7 +153,7 @@ const sampleSpec = {
   type: 'float32',
   shape: ['batch', latentChannels, latentSize, latentSize],
 } as const;
-const timestepSpec = { name: 'timestep', type: 'float32', shape: ['timestep_batch'] } as const;
+export const timestepSpec = { name: 'timestep', type: 'float32', shape: ['timestep_batch'] } as const;
 
 /**
  * `unet/model.onnx`: `sample` float32 `[B, 4, 16, 16]`, `timestep` float32 `[1]` or `[B]` (diffusers' ONNX

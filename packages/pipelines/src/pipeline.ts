@@ -24,6 +24,7 @@ import type { DDPMPipeline } from './ddpm.js';
 import type { GeneratedImage } from './image.js';
 import type { StableDiffusionPipeline } from './stable-diffusion.js';
 import type { StableDiffusionImg2ImgPipeline } from './stable-diffusion-img2img.js';
+import type { StableDiffusionInpaintPipeline } from './stable-diffusion-inpaint.js';
 
 /** Options of `fromPretrained`. */
 export interface FromPretrainedOptions extends Omit<LoadOptions, 'dtype' | 'device' | 'progressCallback'> {
@@ -79,6 +80,13 @@ export const IMG2IMG_CLASS_NAMES: readonly string[] = [
   'OnnxStableDiffusionImg2ImgPipeline',
   'ORTStableDiffusionImg2ImgPipeline',
   'StableDiffusionImg2ImgPipeline',
+];
+
+/** Inpainting pipeline class names. */
+export const INPAINT_CLASS_NAMES: readonly string[] = [
+  'OnnxStableDiffusionInpaintPipeline',
+  'ORTStableDiffusionInpaintPipeline',
+  'StableDiffusionInpaintPipeline',
 ];
 
 /** Unconditional pixel-space pipeline class names. */
@@ -142,7 +150,11 @@ export function initialLatents(
  * Every pipeline `DiffusionPipeline.fromPretrained` can return. Its `kind` tells them apart, so a `switch` or
  * {@link isPipeline} narrows it to one class and its `generate` options.
  */
-export type LoadedPipeline = StableDiffusionPipeline | StableDiffusionImg2ImgPipeline | DDPMPipeline;
+export type LoadedPipeline =
+  | StableDiffusionPipeline
+  | StableDiffusionImg2ImgPipeline
+  | StableDiffusionInpaintPipeline
+  | DDPMPipeline;
 
 /** The `kind` of each pipeline class: its diffusers class name. */
 export type PipelineKind = LoadedPipeline['kind'];
@@ -202,7 +214,8 @@ export abstract class DiffusionPipeline {
    *
    * Called on `DiffusionPipeline`, it returns the pipeline class the repository's `model_index.json` names
    * (`OnnxStableDiffusionPipeline`, `StableDiffusionPipeline`, `LatentConsistencyModelPipeline`... →
-   * {@link StableDiffusionPipeline}; `DDPMPipeline` → {@link DDPMPipeline}), typed as {@link LoadedPipeline}.
+   * {@link StableDiffusionPipeline}; `OnnxStableDiffusionInpaintPipeline`... → {@link StableDiffusionInpaintPipeline};
+   * `DDPMPipeline` → {@link DDPMPipeline}), typed as {@link LoadedPipeline}.
    * Called on a pipeline class, it builds that class from the repository, whatever `model_index.json` names (as
    * diffusers' `StableDiffusionImg2ImgPipeline.from_pretrained` loads a text-to-image repository), typed as that
    * class.
@@ -249,6 +262,10 @@ export abstract class DiffusionPipeline {
       const { StableDiffusionImg2ImgPipeline } = await import('./stable-diffusion-img2img.js');
       return StableDiffusionImg2ImgPipeline.fromRepository(repository);
     }
+    if (INPAINT_CLASS_NAMES.includes(className)) {
+      const { StableDiffusionInpaintPipeline } = await import('./stable-diffusion-inpaint.js');
+      return StableDiffusionInpaintPipeline.fromRepository(repository);
+    }
     if (STABLE_DIFFUSION_CLASS_NAMES.includes(className)) {
       const { StableDiffusionPipeline } = await import('./stable-diffusion.js');
       return StableDiffusionPipeline.fromRepository(repository);
@@ -259,7 +276,7 @@ export abstract class DiffusionPipeline {
     }
     throw new ConfigError(
       `${repository.name} is a ${className}, which denoise does not implement. Supported pipelines: ` +
-        `${[...STABLE_DIFFUSION_CLASS_NAMES, ...IMG2IMG_CLASS_NAMES, ...DDPM_CLASS_NAMES].join(', ')}.`,
+        `${[...STABLE_DIFFUSION_CLASS_NAMES, ...IMG2IMG_CLASS_NAMES, ...INPAINT_CLASS_NAMES, ...DDPM_CLASS_NAMES].join(', ')}.`,
     );
   }
 

@@ -6,7 +6,7 @@ import { ConfigError, InvalidArgumentError, type Tensor, type TensorLike, throwI
 import { DeviceTensor, type ModelRepository, type ModelSession, type SessionOptions } from '@denoise/core/runtime';
 import type { NoiseGenerator, Scheduler } from '@denoise/schedulers';
 import type { ClipTokenizer } from './clip-tokenizer.js';
-import { type Denoiser, runDenoisingLoop, type StepEndCallback } from './denoising-loop.js';
+import { type Denoiser, type LatentsAfterStep, runDenoisingLoop, type StepEndCallback } from './denoising-loop.js';
 import { classifierFreeGuidances } from './guidance/classifier-free.js';
 import type { Guidance, GuidanceInterval, PredictionType } from './guidance/guidance.js';
 import { type GeneratedImage, imagesFromTensor } from './image.js';
@@ -650,6 +650,7 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
    * @param run - the conditioning, the guidances, the generator and where warnings go
    * @param latents - the initial latents
    * @param startIndex - where in `scheduler.timesteps` the run starts
+   * @param extras - channels the UNet takes after the latents, and the pipeline's edit after each step
    */
   protected denoise(
     options: StableDiffusionOptions<OutputType>,
@@ -662,13 +663,15 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
     },
     latents: TensorLike,
     startIndex: number,
+    extras: { extraSampleChannels?: TensorLike; afterStep?: LatentsAfterStep } = {},
   ): Promise<Tensor> {
     return runDenoisingLoop({
       scheduler,
       startIndex,
       latents,
+      afterStep: extras.afterStep,
       denoiser: warnIfPromptIgnored(
-        unetDenoiser(this.unet, run.embeddings.conditioning),
+        unetDenoiser(this.unet, run.embeddings.conditioning, { extraSampleChannels: extras.extraSampleChannels }),
         run.embeddings.promptOfRow ?? [],
         run.onWarning,
       ),
