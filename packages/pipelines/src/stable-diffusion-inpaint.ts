@@ -2,7 +2,7 @@
  * Inpainting latent diffusion: repaint the white part of a mask and keep the rest of the image. Inpainting UNets
  * (9 input channels) see the mask and the masked image's latents beside the latents; any other SD UNet (4
  * channels) gets diffusers' legacy blend: after every step, the latents outside the mask are replaced by the
- * original's latents noised to the next step's level.
+ * original's latents noised to the next step's level (`docs/math.md` §8).
  */
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike, throwIfAborted } from '@denoise/core';
 import type { ModelRepository, ModelSession } from '@denoise/core/runtime';
