@@ -2,10 +2,12 @@
  * The runtime check page, for `@denoise/core/runtime`'s browser build. `window.runtimeCheck` opens
  * `/fixtures/check-graph.onnx` on one device, runs it and reports the largest difference from
  * {@link checkGraphReference}; `window.decodeWithEmbeddedModel` loads the embedded model through the Hub path
- * (the demo server's `/hub`, Cache Storage) and runs its VAE decoder. The browser test calls both.
+ * (the demo server's `/hub`, Cache Storage) and runs its VAE decoder; `window.inpaintWithEmbeddedModel` inpaints
+ * with it. The browser test calls all three.
  */
-import { Tensor } from '@denoise/core';
+import { RandomGenerator, Tensor } from '@denoise/core';
 import { loadRepository, openSession } from '@denoise/core/runtime';
+import { StableDiffusionInpaintPipeline } from '@denoise/pipelines';
 import * as ort from 'onnxruntime-web';
 import { CHECK_GRAPH_INPUT, CHECK_GRAPH_SHAPE, checkGraphReference } from './check-graph.js';
 
@@ -62,6 +64,44 @@ async function decodeWithEmbeddedModel(device: 'webgpu' | 'wasm', latent: number
   }
 }
 
+/** What one inpainting run of {@link inpaintWithEmbeddedModel} asks for. */
+interface InpaintRun {
+  device: 'webgpu' | 'wasm';
+  prompt: string;
+  /** RGBA bytes of a 128 × 128 image. */
+  image: number[];
+  /** One byte per pixel, 255 = repaint. */
+  mask: number[];
+  steps: number;
+  seed: number;
+}
+
+/** Inpaints with the embedded model (its 4-channel UNet, through the legacy blend) on `run.device`. */
+async function inpaintWithEmbeddedModel(run: InpaintRun) {
+  const repository = await loadRepository('denoise/reference-world', {
+    hubUrl: new URL('/hub', location.href).href,
+    device: run.device,
+  });
+  const pipe = await StableDiffusionInpaintPipeline.fromRepository(repository);
+  try {
+    const size = { width: 128, height: 128 };
+    const { images } = await pipe.generate({
+      prompt: run.prompt,
+      image: { ...size, data: Uint8ClampedArray.from(run.image) },
+      maskImage: { ...size, data: Uint8Array.from(run.mask) },
+      numInferenceSteps: run.steps,
+      generator: new RandomGenerator(run.seed),
+    });
+    return {
+      executionProviders: pipe.unet.executionProviders,
+      unetChannels: pipe.unetChannels,
+      rgba: Array.from(images[0].data),
+    };
+  } finally {
+    await pipe.release();
+  }
+}
+
 function log(line: string): void {
   document.querySelector('#log')!.textContent += `${line}\n`;
 }
@@ -70,7 +110,9 @@ declare global {
   interface Window {
     runtimeCheck: typeof runtimeCheck;
     decodeWithEmbeddedModel: typeof decodeWithEmbeddedModel;
+    inpaintWithEmbeddedModel: typeof inpaintWithEmbeddedModel;
   }
 }
 window.runtimeCheck = runtimeCheck;
 window.decodeWithEmbeddedModel = decodeWithEmbeddedModel;
+window.inpaintWithEmbeddedModel = inpaintWithEmbeddedModel;

@@ -1,5 +1,5 @@
 /**
- * Command-line flags of `denoise generate` and `denoise img2img`, checked up front so that a typo fails in milliseconds with a message
+ * Command-line flags of `denoise generate`, `denoise img2img` and `denoise inpaint`, checked up front so that a typo fails in milliseconds with a message
  * saying what to type instead, before any model is loaded.
  */
 import { parseArgs } from 'node:util';
@@ -13,6 +13,9 @@ export const DEFAULT_STEPS = 50;
 
 /** How much img2img changes the image when --strength is not given: diffusers' and the API's default. */
 export const DEFAULT_STRENGTH = 0.8;
+
+/** How much inpaint changes the masked region when --strength is not given: diffusers' default, 1 (from noise). */
+export const DEFAULT_INPAINT_STRENGTH = 1;
 
 const GENERATE_FLAGS = {
   prompt: { type: 'string', short: 'p' },
@@ -36,6 +39,10 @@ const IMG2IMG_FLAGS = (() => {
   return { image: { type: 'string' }, strength: { type: 'string' }, ...shared };
 })();
 
+const INPAINT_FLAGS = { ...IMG2IMG_FLAGS, mask: { type: 'string' }, 'padding-mask-crop': { type: 'string' } };
+
+const FLAGS_OF = { generate: GENERATE_FLAGS, img2img: IMG2IMG_FLAGS, inpaint: INPAINT_FLAGS };
+
 /**
  * @typedef {object} GenerateFlags
  * @property {string} prompt
@@ -50,21 +57,23 @@ const IMG2IMG_FLAGS = (() => {
  * @property {string | undefined} device
  * @property {number} numImages - images to generate; more than one are written as name-1.png, name-2.png, ...
  * @property {boolean} localFilesOnly - use the Hugging Face cache only, never the network
- * @property {string | undefined} image - img2img: the PNG to start from
- * @property {number | undefined} strength - img2img: how much to change it, in [0, 1]
+ * @property {string | undefined} image - img2img and inpaint: the PNG to start from
+ * @property {number | undefined} strength - img2img and inpaint: how much to change it, in [0, 1]
+ * @property {string | undefined} mask - inpaint: the PNG whose white part is repainted
+ * @property {number | undefined} paddingMaskCrop - inpaint: work on the mask's box grown by this many pixels
  * @property {string} out
  * @property {boolean} help
  */
 
 /**
- * Parses the arguments that follow `denoise generate` or `denoise img2img`.
+ * Parses the arguments that follow `denoise generate`, `denoise img2img` or `denoise inpaint`.
  *
  * @param {string[]} args
- * @param {'generate' | 'img2img'} [command]
+ * @param {'generate' | 'img2img' | 'inpaint'} [command]
  * @returns {GenerateFlags}
  */
 export function parseGenerateFlags(args, command = 'generate') {
-  const options = command === 'img2img' ? IMG2IMG_FLAGS : GENERATE_FLAGS;
+  const options = FLAGS_OF[command];
   const { values, positionals } = parseStrict(negativeNumbersInline(args, options), options);
   if (positionals.length > 0) {
     throw new InvalidArgumentError(
@@ -86,6 +95,11 @@ export function parseGenerateFlags(args, command = 'generate') {
     localFilesOnly: values['local-files-only'] ?? false,
     image: values.image,
     strength: values.strength === undefined ? undefined : fraction('--strength', values.strength),
+    mask: values.mask,
+    paddingMaskCrop:
+      values['padding-mask-crop'] === undefined
+        ? undefined
+        : wholeNumber('--padding-mask-crop', values['padding-mask-crop'], 0),
     out: values.out ?? 'out.png',
     help: values.help ?? false,
   };
@@ -93,10 +107,18 @@ export function parseGenerateFlags(args, command = 'generate') {
   if (flags.prompt === undefined) {
     throw new InvalidArgumentError(`--prompt is required, e.g. denoise ${command} --prompt "a red circle".`);
   }
-  if (command === 'img2img' && flags.image === undefined) {
-    throw new InvalidArgumentError('--image is required, e.g. denoise img2img --image circle.png --prompt "...".');
+  if (command !== 'generate' && flags.image === undefined) {
+    const example = command === 'inpaint' ? '--image circle.png --mask mask.png' : '--image circle.png';
+    throw new InvalidArgumentError(`--image is required, e.g. denoise ${command} ${example} --prompt "...".`);
+  }
+  if (command === 'inpaint' && flags.mask === undefined) {
+    throw new InvalidArgumentError(
+      "--mask is required: a PNG of the image's size, white where to repaint, e.g. denoise inpaint --image circle.png " +
+        '--mask mask.png --prompt "...".',
+    );
   }
   if (command === 'img2img') flags.strength ??= DEFAULT_STRENGTH;
+  if (command === 'inpaint') flags.strength ??= DEFAULT_INPAINT_STRENGTH;
   if (flags.device !== undefined && !DEVICES.includes(flags.device)) {
     throw new InvalidArgumentError(`--device "${flags.device}" is not one of ${DEVICES.join(', ')}.`);
   }

@@ -1,17 +1,22 @@
 /**
- * `denoise generate` and `denoise img2img`: load a pipeline, optionally swap its scheduler, denoise with a seed,
+ * `denoise generate`, `denoise img2img` and `denoise inpaint`: load a pipeline, optionally swap its scheduler, denoise with a seed,
  * write the PNGs, then print the seed and where the time went.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { InvalidArgumentError, RandomGenerator } from '@denoise/core';
 import { loadRepository, setRuntimeLogLevel } from '@denoise/core/runtime';
-import { DiffusionPipeline, imageFromPNG, StableDiffusionImg2ImgPipeline } from '@denoise/pipelines';
+import {
+  DiffusionPipeline,
+  imageFromPNG,
+  StableDiffusionImg2ImgPipeline,
+  StableDiffusionInpaintPipeline,
+} from '@denoise/pipelines';
 import { getScheduler } from '@denoise/schedulers';
 import { EMBEDDED_MODEL_DIR } from './embedded-model.js';
 
 /**
- * Runs one generation: image-to-image when `flags.image` is set.
+ * Runs one generation: inpainting when `flags.mask` is set, else image-to-image when `flags.image` is.
  *
  * @param {import('./flags.js').GenerateFlags} flags
  * @param {object} io
@@ -26,7 +31,8 @@ export async function generate(flags, { progress, signal, stdout, stderr }) {
   // An unknown --scheduler fails here, before the model loads; the real one is built from the model's config below.
   if (flags.scheduler !== undefined) getScheduler(flags.scheduler);
 
-  const image = flags.image === undefined ? undefined : await readImage(flags.image);
+  const image = flags.image === undefined ? undefined : await readImage(flags.image, '--image');
+  const mask = flags.mask === undefined ? undefined : await readImage(flags.mask, '--mask');
   // Whatever ONNX Runtime's own logger would print about a failure also reaches the user as the error's one line.
   setRuntimeLogLevel(4);
 
@@ -40,7 +46,9 @@ export async function generate(flags, { progress, signal, stdout, stderr }) {
   const pipe =
     image === undefined
       ? await DiffusionPipeline.fromPretrained(model, loadOptions)
-      : await StableDiffusionImg2ImgPipeline.fromRepository(await loadRepository(model, loadOptions));
+      : mask === undefined
+        ? await StableDiffusionImg2ImgPipeline.fromRepository(await loadRepository(model, loadOptions))
+        : await StableDiffusionInpaintPipeline.fromRepository(await loadRepository(model, loadOptions));
   progress.stop();
   try {
     if (flags.scheduler !== undefined) {
@@ -50,7 +58,7 @@ export async function generate(flags, { progress, signal, stdout, stderr }) {
     const loadSeconds = seconds(loadStart);
 
     const denoiseStart = performance.now();
-    // Image-to-image runs the last ⌊steps · strength⌋ steps of the schedule.
+    // Image-to-image and inpainting run the last ⌊steps · strength⌋ steps of the schedule.
     const runSteps = image === undefined ? flags.steps : Math.max(1, Math.floor(flags.steps * flags.strength));
     progress.start('denoising', runSteps);
     const { images } = await pipe.generate({
@@ -60,6 +68,7 @@ export async function generate(flags, { progress, signal, stdout, stderr }) {
       numImagesPerPrompt: flags.numImages,
       guidanceScale: flags.guidance,
       ...(image === undefined ? { width: flags.width, height: flags.height } : { image, strength: flags.strength }),
+      ...(mask === undefined ? {} : { maskImage: mask, paddingMaskCrop: flags.paddingMaskCrop }),
       generator: new RandomGenerator(seed),
       signal,
       callbackOnStepEnd: ({ step }) => progress.update(step + 1, Math.max(step + 1, runSteps)),
@@ -101,10 +110,10 @@ export async function generate(flags, { progress, signal, stdout, stderr }) {
   }
 }
 
-/** The RGBA pixels of the PNG at `path`, with a one-line error when it cannot be read. */
-async function readImage(path) {
+/** The RGBA pixels of the PNG at `path`, with a one-line error naming `flag` when it cannot be read. */
+async function readImage(path, flag) {
   const bytes = await readFile(path).catch((cause) => {
-    throw new InvalidArgumentError(`--image "${path}" cannot be read (${cause.code ?? cause.message}).`, { cause });
+    throw new InvalidArgumentError(`${flag} "${path}" cannot be read (${cause.code ?? cause.message}).`, { cause });
   });
   return imageFromPNG(bytes);
 }

@@ -4,13 +4,21 @@
  */
 import { AbortError, InvalidArgumentError } from '@denoise/core';
 import { reportError } from './errors.js';
-import { DEFAULT_STEPS, DEFAULT_STRENGTH, parseGenerateFlags, parseNoFlags } from './flags.js';
+import {
+  DEFAULT_INPAINT_STRENGTH,
+  DEFAULT_STEPS,
+  DEFAULT_STRENGTH,
+  parseGenerateFlags,
+  parseNoFlags,
+} from './flags.js';
 import { createProgressBar } from './progress.js';
 
 const USAGE = `Usage:
   denoise generate --prompt "..." [options]   generate an image and write it as a PNG
   denoise img2img --image <file.png> --prompt "..." [options]
                                                repaint a PNG towards the prompt (SDEdit)
+  denoise inpaint --image <file.png> --mask <mask.png> --prompt "..." [options]
+                                               repaint the white part of the mask, keep the rest
   denoise schedulers                           list the names --scheduler accepts
   denoise doctor                               which devices (CPU, CUDA, DirectML, CoreML, WebGPU) work here
 
@@ -32,6 +40,10 @@ Options of generate:
 Options of img2img: those of generate except --width and --height (the image sets the size), plus
       --image <file.png>       the picture to start from (required)
       --strength <s>           how much to change it, from 0 to 1 (default ${DEFAULT_STRENGTH})
+
+Options of inpaint: those of img2img, with --strength defaulting to ${DEFAULT_INPAINT_STRENGTH} (repaint from noise), plus
+      --mask <mask.png>        white (>= 50% gray) is repainted, black kept; resized to the image (required)
+      --padding-mask-crop <px> generate only the mask's bounding box grown by px, at the model's size, and paste it back
 `;
 
 /**
@@ -52,7 +64,7 @@ export async function main(argv) {
       stdout.write(USAGE);
       return 0;
     }
-    if (command === 'generate' || command === 'img2img') {
+    if (command === 'generate' || command === 'img2img' || command === 'inpaint') {
       const flags = parseGenerateFlags(args, command);
       if (flags.help) {
         stdout.write(USAGE);
@@ -75,7 +87,7 @@ export async function main(argv) {
       return 0;
     }
     throw new InvalidArgumentError(
-      `Unknown command "${command}". Commands: generate, img2img, schedulers (denoise --help).`,
+      `Unknown command "${command}". Commands: generate, img2img, inpaint, schedulers, doctor (denoise --help).`,
     );
   } catch (error) {
     progress?.stop();

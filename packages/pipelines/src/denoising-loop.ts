@@ -70,6 +70,16 @@ export interface StepEndResult {
 /** Called after each step; see {@link StepEndResult}. */
 export type StepEndCallback = (info: StepEndInfo) => StepEndResult | undefined | Promise<StepEndResult | undefined>;
 
+/**
+ * A pipeline's own edit of the latents after each scheduler step, before `callbackOnStepEnd` sees them (e.g.
+ * legacy inpainting's blend of the re-noised original outside the mask).
+ *
+ * @param latents - the latents the step returned (may be modified in place)
+ * @param stepIndex - the 0-based index of the step among those that run
+ * @returns the latents to continue from
+ */
+export type LatentsAfterStep = (latents: Tensor, stepIndex: number) => Tensor;
+
 /** Everything one run of the loop needs. */
 export interface DenoisingLoopOptions {
   /** A scheduler on which `setTimesteps` was called, used by this run alone. */
@@ -98,6 +108,8 @@ export interface DenoisingLoopOptions {
   generator?: NoiseGenerator;
   /** DDIM's η. */
   eta?: number;
+  /** The pipeline's edit of the latents after each step, before `callbackOnStepEnd`. */
+  afterStep?: LatentsAfterStep;
   /** Called after each step. */
   callbackOnStepEnd?: StepEndCallback;
   /** Cancels the run between model calls. */
@@ -257,7 +269,7 @@ export async function runDenoisingLoop(options: DenoisingLoopOptions): Promise<T
       const shift = meanShift.data;
       for (let i = 0; i < size; i++) prevSample.data[i] += shift[i];
     }
-    latents = prevSample;
+    latents = options.afterStep ? options.afterStep(prevSample, stepIndex) : prevSample;
 
     let predOriginalSample = stepped.predOriginalSample;
     const scheduleIndex = startIndex + stepIndex;

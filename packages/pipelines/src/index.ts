@@ -1,5 +1,5 @@
 /**
- * Diffusion pipelines (text-to-image, image-to-image, unconditional and class-conditional) and composable
+ * Diffusion pipelines (text-to-image, image-to-image, inpainting, unconditional and class-conditional) and composable
  * guidance for denoise.
  *
  * @packageDocumentation
@@ -16,6 +16,7 @@ export {
   type Denoiser,
   type DenoiserRequest,
   type DenoisingLoopOptions,
+  type LatentsAfterStep,
   type LearnedVariance,
   runDenoisingLoop,
   type StepEndCallback,
@@ -47,11 +48,13 @@ export {
 } from './guidance/guidance.js';
 export { type OnnxClassifierInputs, onnxClassifierGradient } from './guidance/onnx-classifier.js';
 export { GeneratedImage, imageFromPNG, imagesFromTensor, type RgbaImage, tensorFromImage } from './image.js';
+export type { GrayImage, MaskInput } from './mask.js';
 export {
   DDPM_CLASS_NAMES,
   DiffusionPipeline,
   type FromPretrainedOptions,
   IMG2IMG_CLASS_NAMES,
+  INPAINT_CLASS_NAMES,
   isPipeline,
   type LatentOutput,
   type LoadedPipeline,
@@ -74,6 +77,7 @@ export {
   type TextEmbeddings,
 } from './stable-diffusion.js';
 export { type StableDiffusionImg2ImgOptions, StableDiffusionImg2ImgPipeline } from './stable-diffusion-img2img.js';
+export { type StableDiffusionInpaintOptions, StableDiffusionInpaintPipeline } from './stable-diffusion-inpaint.js';
 export {
   LatentDiffusionXL,
   type PixelPair,
@@ -93,5 +97,10 @@ export {
   hiddenStateOutputs,
   loadClipTokenizer,
 } from './text-encoding.js';
-export { type ConditioningValue, type UnetConditioning, unetDenoiser } from './unet-denoiser.js';
+export {
+  type ConditioningValue,
+  type UnetConditioning,
+  type UnetDenoiserOptions,
+  unetDenoiser,
+} from './unet-denoiser.js';
 export { decodeLatents, encodeImages, type VaeGeometry } from './vae.js';

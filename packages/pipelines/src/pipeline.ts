@@ -24,6 +24,7 @@ import type { DDPMPipeline } from './ddpm.js';
 import type { GeneratedImage } from './image.js';
 import type { StableDiffusionPipeline } from './stable-diffusion.js';
 import type { StableDiffusionImg2ImgPipeline } from './stable-diffusion-img2img.js';
+import type { StableDiffusionInpaintPipeline } from './stable-diffusion-inpaint.js';
 import type { StableDiffusionXLPipeline } from './stable-diffusion-xl.js';
 import type { StableDiffusionXLImg2ImgPipeline } from './stable-diffusion-xl-img2img.js';
 
@@ -95,6 +96,13 @@ export const STABLE_DIFFUSION_XL_IMG2IMG_CLASS_NAMES: readonly string[] = [
   'ORTStableDiffusionXLImg2ImgPipeline',
 ];
 
+/** Inpainting pipeline class names. */
+export const INPAINT_CLASS_NAMES: readonly string[] = [
+  'OnnxStableDiffusionInpaintPipeline',
+  'ORTStableDiffusionInpaintPipeline',
+  'StableDiffusionInpaintPipeline',
+];
+
 /** Unconditional pixel-space pipeline class names. */
 export const DDPM_CLASS_NAMES: readonly string[] = ['DDPMPipeline', 'DDIMPipeline'];
 
@@ -159,6 +167,7 @@ export function initialLatents(
 export type LoadedPipeline =
   | StableDiffusionPipeline
   | StableDiffusionImg2ImgPipeline
+  | StableDiffusionInpaintPipeline
   | StableDiffusionXLPipeline
   | StableDiffusionXLImg2ImgPipeline
   | DDPMPipeline;
@@ -221,7 +230,8 @@ export abstract class DiffusionPipeline {
    *
    * Called on `DiffusionPipeline`, it returns the pipeline class the repository's `model_index.json` names
    * (`OnnxStableDiffusionPipeline`, `StableDiffusionPipeline`, `LatentConsistencyModelPipeline`... →
-   * {@link StableDiffusionPipeline}; `StableDiffusionXLPipeline` → {@link StableDiffusionXLPipeline}; `DDPMPipeline` →
+   * {@link StableDiffusionPipeline}; `OnnxStableDiffusionInpaintPipeline`... → {@link StableDiffusionInpaintPipeline};
+   * `StableDiffusionXLPipeline` → {@link StableDiffusionXLPipeline}; `DDPMPipeline` →
    * {@link DDPMPipeline}), typed as {@link LoadedPipeline}.
    * Called on a pipeline class, it builds that class from the repository, whatever `model_index.json` names (as
    * diffusers' `StableDiffusionImg2ImgPipeline.from_pretrained` loads a text-to-image repository), typed as that
@@ -269,6 +279,10 @@ export abstract class DiffusionPipeline {
       const { StableDiffusionImg2ImgPipeline } = await import('./stable-diffusion-img2img.js');
       return StableDiffusionImg2ImgPipeline.fromRepository(repository);
     }
+    if (INPAINT_CLASS_NAMES.includes(className)) {
+      const { StableDiffusionInpaintPipeline } = await import('./stable-diffusion-inpaint.js');
+      return StableDiffusionInpaintPipeline.fromRepository(repository);
+    }
     if (STABLE_DIFFUSION_CLASS_NAMES.includes(className)) {
       const { StableDiffusionPipeline } = await import('./stable-diffusion.js');
       return StableDiffusionPipeline.fromRepository(repository);
@@ -290,6 +304,7 @@ export abstract class DiffusionPipeline {
         `${[
           ...STABLE_DIFFUSION_CLASS_NAMES,
           ...IMG2IMG_CLASS_NAMES,
+          ...INPAINT_CLASS_NAMES,
           ...STABLE_DIFFUSION_XL_CLASS_NAMES,
           ...STABLE_DIFFUSION_XL_IMG2IMG_CLASS_NAMES,
           ...DDPM_CLASS_NAMES,

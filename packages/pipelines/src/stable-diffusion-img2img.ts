@@ -2,7 +2,7 @@
  * Image-to-image latent diffusion (SDEdit, Meng et al. 2022): encode an image, noise it to the timestep that
  * `strength` selects, and denoise from there with the text-to-image machinery.
  */
-import { InvalidArgumentError, type TensorLike, throwIfAborted } from '@denoise/core';
+import { InvalidArgumentError, type Tensor, type TensorLike, throwIfAborted } from '@denoise/core';
 import type { ModelRepository, ModelSession } from '@denoise/core/runtime';
 import type { Scheduler } from '@denoise/schedulers';
 import { type RgbaImage, tensorFromImage } from './image.js';
@@ -26,7 +26,8 @@ export interface StableDiffusionImg2ImgOptions<O extends OutputType = 'image'>
   strength?: number;
 }
 
-function isTensor(image: RgbaImage | TensorLike): image is TensorLike {
+/** Whether an image input is a tensor rather than RGBA pixels. */
+export function isTensor(image: RgbaImage | TensorLike): image is TensorLike {
   return image.data instanceof Float32Array && 'dims' in image;
 }
 
@@ -139,20 +140,32 @@ export async function imageToImageLatents(
   const encoded = areLatents
     ? image
     : await encodeImages(encoder as ModelSession, image, scalingFactor, plan.generator);
-  const batch = plan.latentDims[0];
-  if (batch % encoded.dims[0] !== 0) {
-    throw new InvalidArgumentError(`Cannot spread ${encoded.dims[0]} images over a batch of ${batch}.`);
-  }
-  const imageLatents = concatenate(
-    Array.from({ length: batch }, (_, b) => {
-      const item = b % encoded.dims[0];
-      const size = encoded.data.length / encoded.dims[0];
-      return { data: encoded.data.subarray(item * size, (item + 1) * size), dims: [1, ...encoded.dims.slice(1)] };
-    }),
-  );
+  const imageLatents = repeatOverBatch(encoded, plan.latentDims[0], 'images');
   if (run.noise === false) return imageLatents;
   const noise = plan.generator.randnInto(new Float32Array(imageLatents.data.length));
   return scheduler.addNoise(imageLatents, { data: noise, dims: imageLatents.dims }, scheduler.timesteps[startIndex]);
+}
+
+/**
+ * Rows `[B, ...]` from `items` `[N, ...]`, row `b` a copy of item `b mod N` (diffusers' `repeat` of the images or
+ * masks over the batch).
+ *
+ * @param items - one or more items
+ * @param batch - the batch size, a multiple of N
+ * @param what - what the items are, for the message
+ */
+export function repeatOverBatch(items: TensorLike, batch: number, what: string): Tensor {
+  const count = items.dims[0];
+  if (batch % count !== 0) {
+    throw new InvalidArgumentError(`Cannot spread ${count} ${what} over a batch of ${batch}.`);
+  }
+  const size = items.data.length / count;
+  return concatenate(
+    Array.from({ length: batch }, (_, b) => {
+      const item = b % count;
+      return { data: items.data.subarray(item * size, (item + 1) * size), dims: [1, ...items.dims.slice(1)] };
+    }),
+  );
 }
 
 /**

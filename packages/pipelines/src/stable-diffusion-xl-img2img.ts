@@ -138,7 +138,7 @@ export class StableDiffusionXLImg2ImgPipeline extends LatentDiffusionXL {
         noise: denoisingStart === undefined,
       });
       const run = { embeddings, guidances, ...plan };
-      const final = await this.denoise(options, scheduler, run, latents, startIndex, endIndex);
+      const final = await this.denoise(options, scheduler, run, latents, startIndex, { endIndex });
       return await this.decode(final, options);
     } finally {
       embeddings.dispose();

@@ -558,7 +558,7 @@ export class StableDiffusionXLPipeline extends LatentDiffusionXL {
     try {
       const latents = initialLatents(plan.latentDims, scheduler, plan.generator, options.latents);
       const run = { embeddings, guidances, ...plan };
-      const final = await this.denoise(options, scheduler, run, latents, 0, endIndex);
+      const final = await this.denoise(options, scheduler, run, latents, 0, { endIndex });
       return await this.decode(final, options);
     } finally {
       embeddings.dispose();

@@ -13,7 +13,7 @@ import {
 import { DeviceTensor, type ModelRepository, type ModelSession, type SessionOptions } from '@denoise/core/runtime';
 import type { NoiseGenerator, Scheduler } from '@denoise/schedulers';
 import type { ClipTokenizer } from './clip-tokenizer.js';
-import { type Denoiser, runDenoisingLoop, type StepEndCallback } from './denoising-loop.js';
+import { type Denoiser, type LatentsAfterStep, runDenoisingLoop, type StepEndCallback } from './denoising-loop.js';
 import { classifierFreeGuidances } from './guidance/classifier-free.js';
 import type { Guidance, GuidanceInterval, PredictionType } from './guidance/guidance.js';
 import { type GeneratedImage, imagesFromTensor } from './image.js';
@@ -683,7 +683,8 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
    * @param run - the conditioning, the guidances, the generator and where warnings go
    * @param latents - the initial latents
    * @param startIndex - where in `scheduler.timesteps` the run starts
-   * @param endIndex - where it stops (exclusive; default: the end of the schedule)
+   * @param loop - where it stops (`endIndex`, exclusive; default: the end of the schedule), channels the UNet takes
+   *   after the latents, and the pipeline's edit after each step
    */
   protected denoise(
     options: StableDiffusionOptions<OutputType>,
@@ -696,15 +697,16 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
     },
     latents: TensorLike,
     startIndex: number,
-    endIndex?: number,
+    loop: { endIndex?: number; extraSampleChannels?: TensorLike; afterStep?: LatentsAfterStep } = {},
   ): Promise<Tensor> {
     return runDenoisingLoop({
       scheduler,
       startIndex,
-      endIndex,
+      endIndex: loop.endIndex,
       latents,
+      afterStep: loop.afterStep,
       denoiser: warnIfPromptIgnored(
-        unetDenoiser(this.unet, run.embeddings.conditioning),
+        unetDenoiser(this.unet, run.embeddings.conditioning, { extraSampleChannels: loop.extraSampleChannels }),
         run.embeddings.promptOfRow ?? [],
         run.onWarning,
       ),

@@ -70,6 +70,30 @@ async function halvesOf(value: ConditioningValue): Promise<[ConditioningValue, C
   return [new Tensor<'float32'>(data.subarray(0, split), dims), new Tensor<'float32'>(data.subarray(split), dims)];
 }
 
+/** Options of {@link unetDenoiser} beyond the conditioning. */
+export interface UnetDenoiserOptions {
+  /**
+   * Channels appended to every row's `sample` after the latents, `[B, C', h, w]` for the `B` rows of the batch
+   * (an inpainting UNet's mask and masked-image latents); the unconditional rows get the same ones.
+   */
+  readonly extraSampleChannels?: TensorLike;
+}
+
+/** `[sample, extra]` along the channel axis, row `r` of `sample` taking row `r mod B` of `extra`, into `out`. */
+function appendChannels(sample: TensorLike, extra: TensorLike, out: Float32Array): TensorLike {
+  const [rows, channels, ...spatial] = sample.dims;
+  const sampleRow = sample.data.length / rows;
+  const extraRows = extra.dims[0];
+  const extraRow = extra.data.length / extraRows;
+  for (let r = 0; r < rows; r++) {
+    const at = r * (sampleRow + extraRow);
+    out.set(sample.data.subarray(r * sampleRow, (r + 1) * sampleRow), at);
+    const e = r % extraRows;
+    out.set(extra.data.subarray(e * extraRow, (e + 1) * extraRow), at + sampleRow);
+  }
+  return { data: out, dims: [rows, channels + extra.dims[1], ...spatial] };
+}
+
 /**
  * A {@link Denoiser} over a UNet session. Feeds are built once per generation (the denoiser's lifetime): the
  * `[unconditional; conditional]` batch on the first batched call, and the halves of
@@ -77,12 +101,28 @@ async function halvesOf(value: ConditioningValue): Promise<[ConditioningValue, C
  *
  * @param session - the UNet
  * @param conditioning - the conditioning inputs (text embeddings, class labels)
+ * @param options - extra sample channels
  */
-export function unetDenoiser(session: ModelSession, conditioning: UnetConditioning): Denoiser {
+export function unetDenoiser(
+  session: ModelSession,
+  conditioning: UnetConditioning,
+  options: UnetDenoiserOptions = {},
+): Denoiser {
   const fixedBatch = staticBatch(session);
   const outputName = session.outputs[0].name;
+  const { extraSampleChannels } = options;
+  // One buffer per row count (B or 2B), reused by every step.
+  const widened = new Map<number, Float32Array>();
   const run = async (sample: TensorLike, timestep: number, extra: Readonly<Record<string, FeedValue>>) => {
-    const out = await session.run({ [UNET_SAMPLE]: sample, [UNET_TIMESTEP]: timestep, ...extra });
+    let input = sample;
+    if (extraSampleChannels !== undefined) {
+      const rows = sample.dims[0];
+      const length = sample.data.length + (rows * extraSampleChannels.data.length) / extraSampleChannels.dims[0];
+      const buffer = widened.get(rows) ?? new Float32Array(length);
+      widened.set(rows, buffer);
+      input = appendChannels(sample, extraSampleChannels, buffer);
+    }
+    const out = await session.run({ [UNET_SAMPLE]: input, [UNET_TIMESTEP]: timestep, ...extra });
     return out[outputName];
   };
   // Built on first use, once per generation.

@@ -14,6 +14,8 @@ import {
   type PipelineOutput,
   type StableDiffusionImg2ImgOptions,
   StableDiffusionImg2ImgPipeline,
+  type StableDiffusionInpaintOptions,
+  type StableDiffusionInpaintPipeline,
   type StableDiffusionOptions,
   StableDiffusionPipeline,
   type StableDiffusionXLImg2ImgPipeline,
@@ -51,12 +53,21 @@ export async function compileTimeChecks(): Promise<void> {
   expectTypeOf<PipelineKind>().toEqualTypeOf<
     | 'StableDiffusionPipeline'
     | 'StableDiffusionImg2ImgPipeline'
+    | 'StableDiffusionInpaintPipeline'
     | 'StableDiffusionXLPipeline'
     | 'StableDiffusionXLImg2ImgPipeline'
     | 'DDPMPipeline'
   >();
   // @ts-expect-error a pipeline of unknown class has no single generate signature
   await any.generate({ prompt: 'a red circle' });
+  if (isPipeline(any, 'StableDiffusionInpaintPipeline')) {
+    const image = { width: 8, height: 8, data: new Uint8ClampedArray(256) };
+    const maskImage = { width: 8, height: 8, data: new Uint8ClampedArray(64) };
+    const inpaintOptions: StableDiffusionInpaintOptions = { prompt: 'a red circle', image, maskImage };
+    expectTypeOf(await any.generate(inpaintOptions)).toEqualTypeOf<PipelineOutput>();
+    // @ts-expect-error inpainting needs its mask
+    await any.generate({ prompt: 'a red circle', image });
+  }
   if (isPipeline(any, 'StableDiffusionImg2ImgPipeline')) {
     const image = { width: 8, height: 8, data: new Uint8ClampedArray(256) };
     const img2imgOptions: StableDiffusionImg2ImgOptions = { prompt: 'a red circle', image };
@@ -68,6 +79,9 @@ export async function compileTimeChecks(): Promise<void> {
       break;
     case 'DDPMPipeline':
       expectTypeOf(any).toEqualTypeOf<DDPMPipeline>();
+      break;
+    case 'StableDiffusionInpaintPipeline':
+      expectTypeOf(any).toEqualTypeOf<StableDiffusionInpaintPipeline>();
       break;
     case 'StableDiffusionXLPipeline':
       expectTypeOf(any).toEqualTypeOf<StableDiffusionXLPipeline>();
