@@ -11,6 +11,13 @@ export {
   clipTokenizerJson,
   type TokenizedPrompts,
 } from './clip-tokenizer.js';
+export {
+  type ControlNetLayout,
+  controlNetLayout,
+  type StableDiffusionControlNetComponents,
+  type StableDiffusionControlNetOptions,
+  StableDiffusionControlNetPipeline,
+} from './controlnet.js';
 export { type DDPMOptions, DDPMPipeline } from './ddpm.js';
 export {
   type Denoiser,
@@ -48,6 +55,7 @@ export {
 export { type OnnxClassifierInputs, onnxClassifierGradient } from './guidance/onnx-classifier.js';
 export { GeneratedImage, imageFromPNG, imagesFromTensor, type RgbaImage, tensorFromImage } from './image.js';
 export {
+  CONTROLNET_CLASS_NAMES,
   DDPM_CLASS_NAMES,
   DiffusionPipeline,
   type FromPretrainedOptions,
@@ -73,5 +81,12 @@ export {
 } from './stable-diffusion.js';
 export { type StableDiffusionImg2ImgOptions, StableDiffusionImg2ImgPipeline } from './stable-diffusion-img2img.js';
 export { encodePrompts, loadClipTokenizer } from './text-encoding.js';
-export { type ConditioningValue, type UnetConditioning, unetDenoiser } from './unet-denoiser.js';
+export {
+  type ConditioningValue,
+  type UnetCall,
+  type UnetCallRows,
+  type UnetConditioning,
+  type UnetFeedsHook,
+  unetDenoiser,
+} from './unet-denoiser.js';
 export { decodeLatents, encodeImages, type VaeGeometry } from './vae.js';

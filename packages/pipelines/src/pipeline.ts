@@ -20,6 +20,7 @@ import {
   type ProgressCallback,
 } from '@denoise/core/runtime';
 import { type NoiseGenerator, type Scheduler, schedulerFromConfig } from '@denoise/schedulers';
+import type { StableDiffusionControlNetPipeline } from './controlnet.js';
 import type { DDPMPipeline } from './ddpm.js';
 import type { GeneratedImage } from './image.js';
 import type { StableDiffusionPipeline } from './stable-diffusion.js';
@@ -79,6 +80,16 @@ export const IMG2IMG_CLASS_NAMES: readonly string[] = [
   'OnnxStableDiffusionImg2ImgPipeline',
   'ORTStableDiffusionImg2ImgPipeline',
   'StableDiffusionImg2ImgPipeline',
+];
+
+/**
+ * ControlNet pipeline class names. A Stable Diffusion repository whose `model_index.json` has a `controlnet`
+ * component loads as a ControlNet pipeline too.
+ */
+export const CONTROLNET_CLASS_NAMES: readonly string[] = [
+  'OnnxStableDiffusionControlNetPipeline',
+  'ORTStableDiffusionControlNetPipeline',
+  'StableDiffusionControlNetPipeline',
 ];
 
 /** Unconditional pixel-space pipeline class names. */
@@ -142,7 +153,11 @@ export function initialLatents(
  * Every pipeline `DiffusionPipeline.fromPretrained` can return. Its `kind` tells them apart, so a `switch` or
  * {@link isPipeline} narrows it to one class and its `generate` options.
  */
-export type LoadedPipeline = StableDiffusionPipeline | StableDiffusionImg2ImgPipeline | DDPMPipeline;
+export type LoadedPipeline =
+  | StableDiffusionPipeline
+  | StableDiffusionImg2ImgPipeline
+  | StableDiffusionControlNetPipeline
+  | DDPMPipeline;
 
 /** The `kind` of each pipeline class: its diffusers class name. */
 export type PipelineKind = LoadedPipeline['kind'];
@@ -245,6 +260,14 @@ export abstract class DiffusionPipeline {
 
   private static async fromRepositoryOfItsClass(repository: ModelRepository): Promise<LoadedPipeline> {
     const className = repository.modelIndex.className;
+    const hasControlNet = repository.modelIndex.components.some((c) => c.name === 'controlnet');
+    if (
+      CONTROLNET_CLASS_NAMES.includes(className) ||
+      (hasControlNet && STABLE_DIFFUSION_CLASS_NAMES.includes(className))
+    ) {
+      const { StableDiffusionControlNetPipeline } = await import('./controlnet.js');
+      return StableDiffusionControlNetPipeline.fromRepository(repository);
+    }
     if (IMG2IMG_CLASS_NAMES.includes(className)) {
       const { StableDiffusionImg2ImgPipeline } = await import('./stable-diffusion-img2img.js');
       return StableDiffusionImg2ImgPipeline.fromRepository(repository);
@@ -259,7 +282,7 @@ export abstract class DiffusionPipeline {
     }
     throw new ConfigError(
       `${repository.name} is a ${className}, which denoise does not implement. Supported pipelines: ` +
-        `${[...STABLE_DIFFUSION_CLASS_NAMES, ...IMG2IMG_CLASS_NAMES, ...DDPM_CLASS_NAMES].join(', ')}.`,
+        `${[...STABLE_DIFFUSION_CLASS_NAMES, ...IMG2IMG_CLASS_NAMES, ...CONTROLNET_CLASS_NAMES, ...DDPM_CLASS_NAMES].join(', ')}.`,
     );
   }
 

@@ -27,7 +27,13 @@ import {
   repeatRows,
   TEXT_ENCODER_HIDDEN_STATE,
 } from './text-encoding.js';
-import { type ConditioningValue, staticBatch, type UnetConditioning, unetDenoiser } from './unet-denoiser.js';
+import {
+  type ConditioningValue,
+  staticBatch,
+  type UnetConditioning,
+  type UnetFeedsHook,
+  unetDenoiser,
+} from './unet-denoiser.js';
 import { decodeLatents, latentSize, type VaeGeometry, vaeGeometry } from './vae.js';
 
 /**
@@ -659,6 +665,8 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
       guidances: readonly Guidance[];
       generator: NoiseGenerator;
       onWarning: (message: string) => void;
+      /** Extra UNet inputs per call (a ControlNet's residuals). */
+      unetFeeds?: UnetFeedsHook;
     },
     latents: TensorLike,
     startIndex: number,
@@ -668,7 +676,7 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
       startIndex,
       latents,
       denoiser: warnIfPromptIgnored(
-        unetDenoiser(this.unet, run.embeddings.conditioning),
+        unetDenoiser(this.unet, run.embeddings.conditioning, run.unetFeeds),
         run.embeddings.promptOfRow ?? [],
         run.onWarning,
       ),

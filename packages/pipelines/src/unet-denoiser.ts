@@ -6,6 +6,7 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { DeviceTensor, type FeedValue, type ModelSession } from '@denoise/core/runtime';
 import type { Denoiser, DenoiserRequest } from './denoising-loop.js';
+import type { GuidanceStepPosition } from './guidance/guidance.js';
 
 /**
  * A conditioning input of a UNet: text embeddings (float32, on the CPU or left on the GPU by the text encoder)
@@ -26,6 +27,35 @@ export interface UnetConditioning {
    */
   readonly stacked?: Readonly<Record<string, ConditioningValue>>;
 }
+
+/**
+ * Which rows one UNet call evaluates: the conditional ones, the unconditional ones, or both stacked
+ * `[unconditional; conditional]` (the batched call of classifier-free guidance).
+ */
+export type UnetCallRows = 'conditional' | 'unconditional' | 'both';
+
+/** One UNet call, as a {@link UnetFeedsHook} sees it before the call runs. */
+export interface UnetCall {
+  /** The call's `sample` rows. */
+  readonly sample: TensorLike;
+  /** The timestep. */
+  readonly timestep: number;
+  /** Which rows `sample` holds. */
+  readonly rows: UnetCallRows;
+  /** The conditioning feeds of these rows (e.g. `encoder_hidden_states`), as the UNet gets them. */
+  readonly conditioning: Readonly<Record<string, FeedValue>>;
+  /** Where in the run the call is. */
+  readonly position: GuidanceStepPosition;
+  /** The caller's signal. */
+  readonly signal: AbortSignal | undefined;
+}
+
+/**
+ * Computes extra UNet inputs for one call from the same rows, e.g. a ControlNet run on the call's sample and text
+ * embeddings whose residuals the UNet takes as inputs. It runs once per UNet call, so it follows the call
+ * structure: one batched call for both halves when the UNet takes the batch, two calls for a fixed-batch UNet.
+ */
+export type UnetFeedsHook = (call: UnetCall) => Promise<Readonly<Record<string, FeedValue>>>;
 
 /** The name diffusers' and Optimum's ONNX exports give the UNet's noisy-sample input. */
 export const UNET_SAMPLE = 'sample';
@@ -77,12 +107,25 @@ async function halvesOf(value: ConditioningValue): Promise<[ConditioningValue, C
  *
  * @param session - the UNet
  * @param conditioning - the conditioning inputs (text embeddings, class labels)
+ * @param extraFeeds - adds inputs to each call, computed from the call's rows (a ControlNet's residuals)
  */
-export function unetDenoiser(session: ModelSession, conditioning: UnetConditioning): Denoiser {
+export function unetDenoiser(
+  session: ModelSession,
+  conditioning: UnetConditioning,
+  extraFeeds?: UnetFeedsHook,
+): Denoiser {
   const fixedBatch = staticBatch(session);
   const outputName = session.outputs[0].name;
-  const run = async (sample: TensorLike, timestep: number, extra: Readonly<Record<string, FeedValue>>) => {
-    const out = await session.run({ [UNET_SAMPLE]: sample, [UNET_TIMESTEP]: timestep, ...extra });
+  let request: DenoiserRequest;
+  const run = async (
+    sample: TensorLike,
+    timestep: number,
+    feeds: Readonly<Record<string, FeedValue>>,
+    rows: UnetCallRows,
+  ) => {
+    const { position, signal } = request;
+    const extra = extraFeeds && (await extraFeeds({ sample, timestep, rows, conditioning: feeds, position, signal }));
+    const out = await session.run({ [UNET_SAMPLE]: sample, [UNET_TIMESTEP]: timestep, ...feeds, ...extra });
     return out[outputName];
   };
   // Built on first use, once per generation.
@@ -106,13 +149,15 @@ export function unetDenoiser(session: ModelSession, conditioning: UnetConditioni
     return { ...(await halves)[which], ...own };
   };
 
-  return async ({ sample, timestep, withUnconditional }: DenoiserRequest) => {
-    if (!withUnconditional) return run(sample, timestep, await completed('conditional'));
+  return async (call: DenoiserRequest) => {
+    request = call;
+    const { sample, timestep, withUnconditional } = call;
+    if (!withUnconditional) return run(sample, timestep, await completed('conditional'), 'conditional');
     const { stacked } = conditioning;
     const rows = sample.dims[0];
     const half = rows / 2;
     const batchedCall = fixedBatch === undefined || fixedBatch === rows;
-    if (batchedCall && stacked !== undefined) return run(sample, timestep, stacked);
+    if (batchedCall && stacked !== undefined) return run(sample, timestep, stacked, 'both');
     const unconditional = await completed('unconditional');
     if (unconditional === undefined) {
       throw new InvalidArgumentError(
@@ -126,7 +171,7 @@ export function unetDenoiser(session: ModelSession, conditioning: UnetConditioni
           stack(name, unconditional[name], value),
         ]),
       );
-      return run(sample, timestep, batched);
+      return run(sample, timestep, batched, 'both');
     }
     if (fixedBatch !== half) {
       throw new InvalidArgumentError(
@@ -138,8 +183,8 @@ export function unetDenoiser(session: ModelSession, conditioning: UnetConditioni
     const conditional = await completed('conditional');
     const dims = [half, ...sample.dims.slice(1)];
     const split = sample.data.length / 2;
-    const first = await run({ data: sample.data.subarray(0, split), dims }, timestep, unconditional);
-    const second = await run({ data: sample.data.subarray(split), dims }, timestep, conditional);
+    const first = await run({ data: sample.data.subarray(0, split), dims }, timestep, unconditional, 'unconditional');
+    const second = await run({ data: sample.data.subarray(split), dims }, timestep, conditional, 'conditional');
     if (joined?.length !== 2 * first.data.length) joined = new Float32Array(2 * first.data.length);
     joined.set(first.data, 0);
     joined.set(second.data, first.data.length);

@@ -12,6 +12,7 @@ import {
   type LoadedPipeline,
   type PipelineKind,
   type PipelineOutput,
+  type StableDiffusionControlNetPipeline,
   type StableDiffusionImg2ImgOptions,
   StableDiffusionImg2ImgPipeline,
   type StableDiffusionOptions,
@@ -47,7 +48,7 @@ export async function compileTimeChecks(): Promise<void> {
   const any = await DiffusionPipeline.fromPretrained(REFERENCE_WORLD);
   expectTypeOf(any).toEqualTypeOf<LoadedPipeline>();
   expectTypeOf<PipelineKind>().toEqualTypeOf<
-    'StableDiffusionPipeline' | 'StableDiffusionImg2ImgPipeline' | 'DDPMPipeline'
+    'StableDiffusionPipeline' | 'StableDiffusionImg2ImgPipeline' | 'StableDiffusionControlNetPipeline' | 'DDPMPipeline'
   >();
   // @ts-expect-error a pipeline of unknown class has no single generate signature
   await any.generate({ prompt: 'a red circle' });
@@ -62,6 +63,9 @@ export async function compileTimeChecks(): Promise<void> {
       break;
     case 'DDPMPipeline':
       expectTypeOf(any).toEqualTypeOf<DDPMPipeline>();
+      break;
+    case 'StableDiffusionControlNetPipeline':
+      expectTypeOf(any).toEqualTypeOf<StableDiffusionControlNetPipeline>();
       break;
     default:
       expectTypeOf(any).toEqualTypeOf<StableDiffusionImg2ImgPipeline>();
