@@ -245,11 +245,10 @@ function controlPixels(image: unknown): { pixels: TensorLike; mode: 'nearest' | 
   );
 }
 
-/** `[a; b]` rows of two float32 buffers into `out`. */
-function stackInto(out: Float32Array, a: ArrayLike<number> | undefined, b: ArrayLike<number>): Float32Array {
-  if (a === undefined) out.fill(0, 0, b.length);
-  else out.set(a, 0);
-  out.set(b, b.length);
+/** `[0; rows]` along the batch axis, in `out` (twice the length of `rows`). */
+function afterZeros(out: Float32Array, rows: Float32Array): Float32Array {
+  out.fill(0, 0, rows.length);
+  out.set(rows, rows.length);
   return out;
 }
 
@@ -453,17 +452,17 @@ export class StableDiffusionControlNetPipeline extends LatentDiffusionPipeline {
         // A graph with a conditioning_scale input applied the scale itself.
         const weight = guessWeights[k] * (layout.scaleInput === undefined ? scale : 1);
         const zero = control.guessMode && rows === 'unconditional';
-        if (zero || weight !== 1) for (let i = 0; i < residual.data.length; i++) residual.data[i] *= zero ? 0 : weight;
+        if (zero) residual.data.fill(0);
+        else if (weight !== 1) for (let i = 0; i < residual.data.length; i++) residual.data[i] *= weight;
         let value: TensorLike = residual;
         if (conditionalOnly) {
           // The unconditional rows get no residual: [0; r].
-          const size = 2 * residual.data.length;
           let buffer = stacked.get(name);
-          if (buffer?.length !== size) stacked.set(name, (buffer = new Float32Array(size)));
-          value = {
-            data: stackInto(buffer, undefined, residual.data),
-            dims: [2 * residual.dims[0], ...residual.dims.slice(1)],
-          };
+          if (buffer?.length !== 2 * residual.data.length) {
+            buffer = new Float32Array(2 * residual.data.length);
+            stacked.set(name, buffer);
+          }
+          value = { data: afterZeros(buffer, residual.data), dims: [2 * residual.dims[0], ...residual.dims.slice(1)] };
         }
         residuals[layout.unetInputs[k]] = value;
       });
