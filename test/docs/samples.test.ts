@@ -22,6 +22,7 @@ const PICTURES: Record<string, Record<string, { label: string; maxRms: number }>
     'circle.png': { label: 'a red circle on a white background', maxRms: 40 },
   },
   'docs/image-to-image.md': { 'circle-black.png': { label: 'a red circle on a black background', maxRms: 4 } },
+  'docs/controlnet.md': { 'square.png': { label: 'a red square on a white background', maxRms: 4 } },
   'docs/guidance.md': {
     'green-square.png': { label: 'a green square on a gray background', maxRms: 4 },
     'composed.png': { label: 'a green square on a gray background', maxRms: 4 },
