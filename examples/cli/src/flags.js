@@ -27,12 +27,29 @@ const GENERATE_FLAGS = {
   device: { type: 'string' },
   'num-images': { type: 'string' },
   'local-files-only': { type: 'boolean' },
+  'control-image': { type: 'string' },
+  'control-scale': { type: 'string' },
+  'control-start': { type: 'string' },
+  'control-end': { type: 'string' },
+  'guess-mode': { type: 'boolean' },
   out: { type: 'string', short: 'o' },
   help: { type: 'boolean', short: 'h' },
 };
 
+/** The flags that configure a ControlNet, which only `generate --control-image` reads. */
+const CONTROL_FLAGS = ['control-scale', 'control-start', 'control-end', 'guess-mode'];
+
 const IMG2IMG_FLAGS = (() => {
-  const { width, height, ...shared } = GENERATE_FLAGS;
+  const {
+    width,
+    height,
+    'control-image': controlImage,
+    'control-scale': controlScale,
+    'control-start': controlStart,
+    'control-end': controlEnd,
+    'guess-mode': guessMode,
+    ...shared
+  } = GENERATE_FLAGS;
   return { image: { type: 'string' }, strength: { type: 'string' }, ...shared };
 })();
 
@@ -52,6 +69,11 @@ const IMG2IMG_FLAGS = (() => {
  * @property {boolean} localFilesOnly - use the Hugging Face cache only, never the network
  * @property {string | undefined} image - img2img: the PNG to start from
  * @property {number | undefined} strength - img2img: how much to change it, in [0, 1]
+ * @property {string | undefined} controlImage - generate with a ControlNet: the PNG of the control image
+ * @property {number | undefined} controlScale - the ControlNet's conditioning scale (default 1)
+ * @property {number | undefined} controlStart - the fraction of the steps where the control starts (default 0)
+ * @property {number | undefined} controlEnd - the fraction of the steps where it ends (default 1)
+ * @property {boolean} guessMode - diffusers' guess mode
  * @property {string} out
  * @property {boolean} help
  */
@@ -86,6 +108,13 @@ export function parseGenerateFlags(args, command = 'generate') {
     localFilesOnly: values['local-files-only'] ?? false,
     image: values.image,
     strength: values.strength === undefined ? undefined : fraction('--strength', values.strength),
+    controlImage: values['control-image'],
+    controlScale:
+      values['control-scale'] === undefined ? undefined : finiteNumber('--control-scale', values['control-scale'], 0),
+    controlStart:
+      values['control-start'] === undefined ? undefined : fraction('--control-start', values['control-start']),
+    controlEnd: values['control-end'] === undefined ? undefined : fraction('--control-end', values['control-end']),
+    guessMode: values['guess-mode'] ?? false,
     out: values.out ?? 'out.png',
     help: values.help ?? false,
   };
@@ -97,6 +126,12 @@ export function parseGenerateFlags(args, command = 'generate') {
     throw new InvalidArgumentError('--image is required, e.g. denoise img2img --image circle.png --prompt "...".');
   }
   if (command === 'img2img') flags.strength ??= DEFAULT_STRENGTH;
+  const controlOnly = CONTROL_FLAGS.filter((name) => values[name] !== undefined);
+  if (flags.controlImage === undefined && controlOnly.length > 0) {
+    throw new InvalidArgumentError(
+      `--${controlOnly[0]} configures the ControlNet: pass the control image too, e.g. --control-image edges.png.`,
+    );
+  }
   if (flags.device !== undefined && !DEVICES.includes(flags.device)) {
     throw new InvalidArgumentError(`--device "${flags.device}" is not one of ${DEVICES.join(', ')}.`);
   }

@@ -1,12 +1,17 @@
 /**
- * `denoise generate` and `denoise img2img`: load a pipeline, optionally swap its scheduler, denoise with a seed,
+ * `denoise generate` (with a ControlNet when given `--control-image`) and `denoise img2img`: load a pipeline, optionally swap its scheduler, denoise with a seed,
  * write the PNGs, then print the seed and where the time went.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { InvalidArgumentError, RandomGenerator } from '@denoise/core';
 import { loadRepository, setRuntimeLogLevel } from '@denoise/core/runtime';
-import { DiffusionPipeline, imageFromPNG, StableDiffusionImg2ImgPipeline } from '@denoise/pipelines';
+import {
+  DiffusionPipeline,
+  imageFromPNG,
+  StableDiffusionControlNetPipeline,
+  StableDiffusionImg2ImgPipeline,
+} from '@denoise/pipelines';
 import { getScheduler } from '@denoise/schedulers';
 import { EMBEDDED_MODEL_DIR } from './embedded-model.js';
 
@@ -26,7 +31,9 @@ export async function generate(flags, { progress, signal, stdout, stderr }) {
   // An unknown --scheduler fails here, before the model loads; the real one is built from the model's config below.
   if (flags.scheduler !== undefined) getScheduler(flags.scheduler);
 
-  const image = flags.image === undefined ? undefined : await readImage(flags.image);
+  const image = flags.image === undefined ? undefined : await readImage(flags.image, '--image');
+  const controlImage =
+    flags.controlImage === undefined ? undefined : await readImage(flags.controlImage, '--control-image');
   // Whatever ONNX Runtime's own logger would print about a failure also reaches the user as the error's one line.
   setRuntimeLogLevel(4);
 
@@ -38,9 +45,11 @@ export async function generate(flags, { progress, signal, stdout, stderr }) {
     progressCallback: downloadReporter(progress),
   };
   const pipe =
-    image === undefined
-      ? await DiffusionPipeline.fromPretrained(model, loadOptions)
-      : await StableDiffusionImg2ImgPipeline.fromRepository(await loadRepository(model, loadOptions));
+    image !== undefined
+      ? await StableDiffusionImg2ImgPipeline.fromRepository(await loadRepository(model, loadOptions))
+      : controlImage !== undefined
+        ? await StableDiffusionControlNetPipeline.fromPretrained(model, loadOptions)
+        : await DiffusionPipeline.fromPretrained(model, loadOptions);
   progress.stop();
   try {
     if (flags.scheduler !== undefined) {
@@ -60,6 +69,15 @@ export async function generate(flags, { progress, signal, stdout, stderr }) {
       numImagesPerPrompt: flags.numImages,
       guidanceScale: flags.guidance,
       ...(image === undefined ? { width: flags.width, height: flags.height } : { image, strength: flags.strength }),
+      ...(controlImage === undefined
+        ? {}
+        : {
+            image: controlImage,
+            controlnetConditioningScale: flags.controlScale,
+            controlGuidanceStart: flags.controlStart,
+            controlGuidanceEnd: flags.controlEnd,
+            guessMode: flags.guessMode || undefined,
+          }),
       generator: new RandomGenerator(seed),
       signal,
       callbackOnStepEnd: ({ step }) => progress.update(step + 1, Math.max(step + 1, runSteps)),
@@ -90,9 +108,10 @@ export async function generate(flags, { progress, signal, stdout, stderr }) {
     const schedulerName = flags.scheduler === undefined ? className : `${flags.scheduler} (${className})`;
     const steps = `${flags.steps} step${flags.steps === 1 ? '' : 's'}`;
     const strength = image === undefined ? '' : ` | strength ${flags.strength}`;
+    const control = controlImage === undefined ? '' : ` | control scale ${flags.controlScale ?? 1}`;
     stdout.write(
       written.join('') +
-        `seed ${seed} | scheduler ${schedulerName} | ${steps}${strength} | guidance ${flags.guidance}\n` +
+        `seed ${seed} | scheduler ${schedulerName} | ${steps}${strength}${control} | guidance ${flags.guidance}\n` +
         `load ${loadSeconds.toFixed(2)} s | denoise ${denoiseSeconds.toFixed(2)} s ` +
         `(${((denoiseSeconds * 1000) / runSteps).toFixed(1)} ms/step) | encode+write ${saveSeconds.toFixed(2)} s\n`,
     );
@@ -101,10 +120,10 @@ export async function generate(flags, { progress, signal, stdout, stderr }) {
   }
 }
 
-/** The RGBA pixels of the PNG at `path`, with a one-line error when it cannot be read. */
-async function readImage(path) {
+/** The RGBA pixels of the PNG at `path`, with a one-line error naming `flag` when it cannot be read. */
+async function readImage(path, flag) {
   const bytes = await readFile(path).catch((cause) => {
-    throw new InvalidArgumentError(`--image "${path}" cannot be read (${cause.code ?? cause.message}).`, { cause });
+    throw new InvalidArgumentError(`${flag} "${path}" cannot be read (${cause.code ?? cause.message}).`, { cause });
   });
   return imageFromPNG(bytes);
 }
