@@ -45,8 +45,9 @@ export interface StableDiffusionControlNetOptions<O extends OutputType = 'image'
   guessMode?: boolean;
 }
 
-/** The UNet inputs and ControlNet outputs of a separate ControlNet graph, paired. */
-interface SeparateLayout {
+/** A separate ControlNet graph whose outputs are UNet inputs: both name lists, paired in residual order. */
+export interface SeparateControlNetLayout {
+  /** Discriminates the layouts. */
   readonly kind: 'separate';
   /** The ControlNet's output names, in residual order: the down blocks, then the middle block. */
   readonly outputs: readonly string[];
@@ -57,7 +58,8 @@ interface SeparateLayout {
 }
 
 /** A UNet graph with the ControlNet built in (it takes the control images and their scales). */
-interface FusedLayout {
+export interface FusedControlNetLayout {
+  /** Discriminates the layouts. */
   readonly kind: 'fused';
   /** The UNet's control image input, `[controlnets, rows, 3, H, W]`. */
   readonly imageInput: string;
@@ -66,7 +68,7 @@ interface FusedLayout {
 }
 
 /** How a repository's graphs pass the control: see `docs/controlnet.md`. */
-export type ControlNetLayout = SeparateLayout | FusedLayout;
+export type ControlNetLayout = SeparateControlNetLayout | FusedControlNetLayout;
 
 /** The components of a ControlNet pipeline: Stable Diffusion's and the ControlNet. */
 export interface StableDiffusionControlNetComponents extends StableDiffusionComponents {

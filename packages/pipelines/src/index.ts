@@ -14,6 +14,8 @@ export {
 export {
   type ControlNetLayout,
   controlNetLayout,
+  type FusedControlNetLayout,
+  type SeparateControlNetLayout,
   type StableDiffusionControlNetComponents,
   type StableDiffusionControlNetOptions,
   StableDiffusionControlNetPipeline,
