@@ -368,7 +368,9 @@ export class StableDiffusionControlNetPipeline extends LatentDiffusionPipeline {
     const [, , imageHeight, imageWidth] = pixels.dims;
     const height = options.height ?? Math.floor(imageHeight / factor) * factor;
     const width = options.width ?? Math.floor(imageWidth / factor) * factor;
-    const plan = this.checkInputs({ ...options, height, width });
+    // The size comes from the image unless the options set it, and the size errors say which.
+    const sizeFromImage = options.height === undefined && options.width === undefined;
+    const plan = this.checkInputs({ ...options, height, width }, sizeFromImage ? { height, width } : undefined);
     const image = this.controlRows(resize(pixels, height, width, mode), plan.promptCount, plan.perPrompt);
     const scheduler = this.prepareTimesteps(options);
     const guidances = this.prepareGuidances(options, plan.onWarning);
