@@ -167,6 +167,26 @@ describe('exporter layouts', () => {
     },
   );
 
+  it('an fp16 export (float16 graph inputs and outputs) gets its residuals converted both ways', async () => {
+    const pipe = await load({ layout: 'amblyopius', fp16: true });
+    try {
+      expect(pipe.controlnet?.outputs[0].type).toBe('float16');
+      expect(pipe.unet.inputs.find((i) => i.name === 'down_block_0')?.type).toBe('float16');
+      const unetCalls = record(pipe.unet);
+      const controlCalls = record(pipe.controlnet as ModelSession);
+      await pipe.generate({ ...base, image: controlImage(), outputType: 'latent' });
+      expect(controlCalls).toHaveLength(3);
+      // float16 keeps 11 bits: the residuals match the closed form to about 1e-3.
+      const inputs = unetResidualInputs('amblyopius');
+      const value = rowMean(controlCalls[0].controlnet_cond, 1) + rowMean(controlCalls[0].encoder_hidden_states, 1);
+      inputs.forEach((name, k) => {
+        expect(tensorOf(unetCalls[0][name]).data.at(-1)).toBeCloseTo((k + 1) * value, 2);
+      });
+    } finally {
+      await pipe.release();
+    }
+  });
+
   it('DiffusionPipeline.fromPretrained loads a text-to-image repository with a controlnet component as ControlNet', async () => {
     const dir = writeTinyControlNet({ layout: 'amblyopius' });
     dirs.push(dir);

@@ -8,7 +8,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeModel, node, type ValueSpec } from '../../../../tools/onnx-graph.js';
+import { encodeModel, type GraphSpec, node, type ValueSpec } from '../../../../tools/onnx-graph.js';
 import { HIDDEN, tinySdFiles } from './tiny-sd.js';
 
 /** The exporter layouts of docs/controlnet.md. */
@@ -57,10 +57,32 @@ const residualSpec = (name: string, k: number): ValueSpec => ({
   shape: [`batch_${k}`, RESIDUAL_CHANNELS[k], `height_${k}`, `width_${k}`],
 });
 
-function controlNetModel(layout: ControlNetFixtureLayout): Uint8Array {
+/**
+ * The graph as an fp16 export writes it (Amblyopius' `--fp16`): every float32 input and output declared float16,
+ * with a Cast to float32 after each input and one back before each output around the float32 computation.
+ */
+function asFloat16(spec: GraphSpec): GraphSpec {
+  const inner = (name: string) => `${name}__f32`;
+  const floatInputs = new Set(spec.inputs.filter((i) => i.type === 'float32').map((i) => i.name));
+  const floatOutputs = new Set(spec.outputs.filter((o) => o.type === 'float32').map((o) => o.name));
+  const rename = (names: readonly string[] | null | undefined, set: Set<string>) =>
+    (names ?? []).map((name) => (set.has(name) ? inner(name) : name));
+  return {
+    ...spec,
+    inputs: spec.inputs.map((i) => (floatInputs.has(i.name) ? { ...i, type: 'float16' } : i)),
+    outputs: spec.outputs.map((o) => (floatOutputs.has(o.name) ? { ...o, type: 'float16' } : o)),
+    nodes: [
+      ...[...floatInputs].map((name) => node('Cast', [name], [inner(name)], { to: 1 })),
+      ...spec.nodes.map((n) => ({ ...n, input: rename(n.input, floatInputs), output: rename(n.output, floatOutputs) })),
+      ...[...floatOutputs].map((name) => node('Cast', [inner(name)], [name], { to: 10 })),
+    ],
+  };
+}
+
+function controlNetModel(layout: ControlNetFixtureLayout, fp16: boolean): Uint8Array {
   const outputs = controlNetOutputs(layout);
   const withScale = layout === 'named-with-scale';
-  return encodeModel({
+  return encodeGraph(fp16, {
     inputs: [
       { name: 'sample', type: 'float32', shape: ['batch', 4, 'height', 'width'] },
       { name: 'timestep', type: 'float32', shape: ['timestep_batch'] },
@@ -101,7 +123,7 @@ function controlNetModel(layout: ControlNetFixtureLayout): Uint8Array {
  * ε̂ = 0.5·x + 0.001·t + mean(c) + control, where control is Σ_k mean(residual_k) (separate layouts) or
  * `scale · mean(control image)` per row (fused layouts). `unetBatch` fixes the batch (two calls per CFG step).
  */
-function unetModel(layout: ControlNetFixtureLayout, unetBatch?: number): Uint8Array {
+function unetModel(layout: ControlNetFixtureLayout, fp16: boolean, unetBatch?: number): Uint8Array {
   const batch = unetBatch ?? 'batch';
   const fused = layout === 'fused-diffusers' || layout === 'fused-onnxruntime';
   const residuals = fused ? [] : unetResidualInputs(layout);
@@ -131,7 +153,7 @@ function unetModel(layout: ControlNetFixtureLayout, unetBatch?: number): Uint8Ar
           ['control'],
         ),
       ];
-  return encodeModel({
+  return encodeGraph(fp16, {
     inputs: [
       { name: 'sample', type: 'float32', shape: [batch, 4, 'height', 'width'] },
       { name: 'timestep', type: 'float32', shape: ['timestep_batch'] },
@@ -161,6 +183,10 @@ function unetModel(layout: ControlNetFixtureLayout, unetBatch?: number): Uint8Ar
   });
 }
 
+function encodeGraph(fp16: boolean, spec: GraphSpec): Uint8Array {
+  return encodeModel(fp16 ? asFloat16(spec) : spec);
+}
+
 /** Options of {@link writeTinyControlNet}. */
 export interface TinyControlNetVariant {
   /** The exporter layout. */
@@ -169,6 +195,8 @@ export interface TinyControlNetVariant {
   unetBatch?: number;
   /** `global_pool_conditions` in controlnet/config.json. */
   globalPoolConditions?: boolean;
+  /** Both graphs with float16 inputs and outputs, as fp16 exports write them. */
+  fp16?: boolean;
   /** The pipeline class in model_index.json (default: the text-to-image class with a controlnet component). */
   className?: string;
 }
@@ -180,9 +208,9 @@ export function writeTinyControlNet(variant: TinyControlNetVariant): string {
   const index = JSON.parse(files['model_index.json'] as string);
   if (!fused) index.controlnet = ['diffusers', 'OnnxRuntimeModel'];
   files['model_index.json'] = JSON.stringify(index, null, 2);
-  files['unet/model.onnx'] = unetModel(variant.layout, variant.unetBatch);
+  files['unet/model.onnx'] = unetModel(variant.layout, variant.fp16 ?? false, variant.unetBatch);
   if (!fused) {
-    files['controlnet/model.onnx'] = controlNetModel(variant.layout);
+    files['controlnet/model.onnx'] = controlNetModel(variant.layout, variant.fp16 ?? false);
     files['controlnet/config.json'] = JSON.stringify({
       _class_name: 'ControlNetModel',
       global_pool_conditions: variant.globalPoolConditions ?? false,
