@@ -27,6 +27,7 @@ const PICTURES: Record<string, Record<string, { label: string; maxRms: number }>
     'sdxl-experts.png': { label: 'a blue square on a black background', maxRms: 4 },
   },
   'docs/inpainting.md': { 'circle-to-square.png': { label: 'a blue square on a white background', maxRms: 4 } },
+  'docs/controlnet.md': { 'square.png': { label: 'a red square on a white background', maxRms: 4 } },
   'docs/guidance.md': {
     'green-square.png': { label: 'a green square on a gray background', maxRms: 4 },
     'composed.png': { label: 'a green square on a gray background', maxRms: 4 },

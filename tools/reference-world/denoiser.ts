@@ -11,7 +11,7 @@
  * between the integer timesteps of the training table, the inverse of diffusers' `_sigma_to_t`.
  */
 import type { onnx } from 'onnx-proto';
-import { encodeModel, type InitializerSpec, node } from '../onnx-graph.js';
+import { encodeModel, type InitializerSpec, node, type ValueSpec } from '../onnx-graph.js';
 import { trainingSigmas, trainTimesteps } from './noise-schedule.js';
 import { hiddenSize } from './text-encoder.js';
 import {
@@ -161,28 +161,52 @@ export const sampleSpec = {
 export const timestepSpec = { name: 'timestep', type: 'float32', shape: ['timestep_batch'] } as const;
 
 /**
+ * Extra inputs of a UNet variant that change the prompt's features before the prior reads them (the ControlNet
+ * variant of `tools/reference-world/controlnet.ts`): `nodes` read `prompt_features` `[B, 15]` and the extra inputs
+ * and write `features`.
+ */
+export interface UnetControl {
+  /** The extra graph inputs. */
+  readonly inputs: readonly ValueSpec[];
+  /** Their constants. */
+  readonly initializers: readonly InitializerSpec[];
+  /** The nodes, run after `prompt_features` is computed. */
+  readonly nodes: readonly onnx.INodeProto[];
+  /** The name of the features the prior reads instead of `prompt_features`. */
+  readonly features: string;
+}
+
+/**
  * `unet/model.onnx`: `sample` float32 `[B, 4, 16, 16]`, `timestep` float32 `[1]` or `[B]` (diffusers' ONNX
  * export uses float timesteps), `encoder_hidden_states` float32 `[B, 77, 15]` → `out_sample` float32
  * `[B, 4, 16, 16]`, the exact ε̂ of the data set under the prompt's prior.
  */
-export function unetModel(): Uint8Array {
+export function unetModel(control?: UnetControl): Uint8Array {
   return encodeModel({
     name: 'reference_world_unet',
     inputs: [
       sampleSpec,
       timestepSpec,
       { name: 'encoder_hidden_states', type: 'float32', shape: ['batch', 'sequence', hiddenSize] },
+      ...(control?.inputs ?? []),
     ],
     outputs: [{ name: 'out_sample', type: 'float32', shape: ['batch', latentChannels, latentSize, latentSize] }],
     initializers: [
       ...sharedInitializers(),
       { name: 'point_attributes', type: 'float32', dims: [hiddenSize, pointCount], values: pointAttributes() },
       { name: 'feature_groups', type: 'float32', dims: [hiddenSize, groupNames.length], values: featureGroups() },
+      ...(control?.initializers ?? []),
     ],
     nodes: [
       ...sigmaNodes(),
       ...distanceNodes(),
-      ...promptPriorNodes(),
+      ...(control === undefined
+        ? promptPriorNodes()
+        : [
+            node('ReduceMax', ['encoder_hidden_states'], ['prompt_features'], { axes: [1], keepdims: 0 }),
+            ...control.nodes,
+            ...promptPriorNodes(control.features),
+          ]),
       ...posteriorMeanNodes('prompt', 'prompt_allows'),
       // ε̂ = (y − x̂₀)/σ
       node('Sub', ['y', 'prompt_x0'], ['residual']),

@@ -54,7 +54,8 @@ const backgroundRgb: Record<(typeof attributeGroups.background)[number], readonl
 const shapeShading = 0.25;
 
 /** Whether cell (row, col) of the 16 × 16 grid belongs to the shape; shapes are centred on (7.5, 7.5). */
-function covers(shape: (typeof attributeGroups.shape)[number], row: number, col: number): boolean {
+/** Whether the block at (`row`, `col`) of the 16 × 16 grid is part of `shape`. */
+export function covers(shape: (typeof attributeGroups.shape)[number], row: number, col: number): boolean {
   const dy = row - 7.5;
   const dx = col - 7.5;
   switch (shape) {

@@ -30,12 +30,29 @@ const GENERATE_FLAGS = {
   device: { type: 'string' },
   'num-images': { type: 'string' },
   'local-files-only': { type: 'boolean' },
+  'control-image': { type: 'string' },
+  'control-scale': { type: 'string' },
+  'control-start': { type: 'string' },
+  'control-end': { type: 'string' },
+  'guess-mode': { type: 'boolean' },
   out: { type: 'string', short: 'o' },
   help: { type: 'boolean', short: 'h' },
 };
 
+/** The flags that configure a ControlNet, which only `generate --control-image` reads. */
+const CONTROL_FLAGS = ['control-scale', 'control-start', 'control-end', 'guess-mode'];
+
 const IMG2IMG_FLAGS = (() => {
-  const { width, height, ...shared } = GENERATE_FLAGS;
+  const {
+    width,
+    height,
+    'control-image': controlImage,
+    'control-scale': controlScale,
+    'control-start': controlStart,
+    'control-end': controlEnd,
+    'guess-mode': guessMode,
+    ...shared
+  } = GENERATE_FLAGS;
   return { image: { type: 'string' }, strength: { type: 'string' }, ...shared };
 })();
 
@@ -61,6 +78,11 @@ const FLAGS_OF = { generate: GENERATE_FLAGS, img2img: IMG2IMG_FLAGS, inpaint: IN
  * @property {number | undefined} strength - img2img and inpaint: how much to change it, in [0, 1]
  * @property {string | undefined} mask - inpaint: the PNG whose white part is repainted
  * @property {number | undefined} paddingMaskCrop - inpaint: work on the mask's box grown by this many pixels
+ * @property {string | undefined} controlImage - generate with a ControlNet: the PNG of the control image
+ * @property {number | undefined} controlScale - the ControlNet's conditioning scale (default 1)
+ * @property {number | undefined} controlStart - the fraction of the steps where the control starts (default 0)
+ * @property {number | undefined} controlEnd - the fraction of the steps where it ends (default 1)
+ * @property {boolean} guessMode - diffusers' guess mode
  * @property {string} out
  * @property {boolean} help
  */
@@ -100,6 +122,13 @@ export function parseGenerateFlags(args, command = 'generate') {
       values['padding-mask-crop'] === undefined
         ? undefined
         : wholeNumber('--padding-mask-crop', values['padding-mask-crop'], 0),
+    controlImage: values['control-image'],
+    controlScale:
+      values['control-scale'] === undefined ? undefined : finiteNumber('--control-scale', values['control-scale'], 0),
+    controlStart:
+      values['control-start'] === undefined ? undefined : fraction('--control-start', values['control-start']),
+    controlEnd: values['control-end'] === undefined ? undefined : fraction('--control-end', values['control-end']),
+    guessMode: values['guess-mode'] ?? false,
     out: values.out ?? 'out.png',
     help: values.help ?? false,
   };
@@ -119,6 +148,12 @@ export function parseGenerateFlags(args, command = 'generate') {
   }
   if (command === 'img2img') flags.strength ??= DEFAULT_STRENGTH;
   if (command === 'inpaint') flags.strength ??= DEFAULT_INPAINT_STRENGTH;
+  const controlOnly = CONTROL_FLAGS.filter((name) => values[name] !== undefined);
+  if (flags.controlImage === undefined && controlOnly.length > 0) {
+    throw new InvalidArgumentError(
+      `--${controlOnly[0]} configures the ControlNet: pass the control image too, e.g. --control-image edges.png.`,
+    );
+  }
   if (flags.device !== undefined && !DEVICES.includes(flags.device)) {
     throw new InvalidArgumentError(`--device "${flags.device}" is not one of ${DEVICES.join(', ')}.`);
   }

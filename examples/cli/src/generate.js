@@ -1,5 +1,6 @@
 /**
- * `denoise generate`, `denoise img2img` and `denoise inpaint`: load a pipeline, optionally swap its scheduler, denoise with a seed,
+ * `denoise generate` (with a ControlNet when given `--control-image`), `denoise img2img` and `denoise inpaint`: load a
+ * pipeline, optionally swap its scheduler, denoise with a seed,
  * write the PNGs, then print the seed and where the time went.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -9,6 +10,7 @@ import { loadRepository, setRuntimeLogLevel } from '@denoise/core/runtime';
 import {
   DiffusionPipeline,
   imageFromPNG,
+  StableDiffusionControlNetPipeline,
   StableDiffusionImg2ImgPipeline,
   StableDiffusionInpaintPipeline,
 } from '@denoise/pipelines';
@@ -33,6 +35,8 @@ export async function generate(flags, { progress, signal, stdout, stderr }) {
 
   const image = flags.image === undefined ? undefined : await readImage(flags.image, '--image');
   const mask = flags.mask === undefined ? undefined : await readImage(flags.mask, '--mask');
+  const controlImage =
+    flags.controlImage === undefined ? undefined : await readImage(flags.controlImage, '--control-image');
   // Whatever ONNX Runtime's own logger would print about a failure also reaches the user as the error's one line.
   setRuntimeLogLevel(4);
 
@@ -44,11 +48,13 @@ export async function generate(flags, { progress, signal, stdout, stderr }) {
     progressCallback: downloadReporter(progress),
   };
   const pipe =
-    image === undefined
-      ? await DiffusionPipeline.fromPretrained(model, loadOptions)
-      : mask === undefined
+    image !== undefined
+      ? mask === undefined
         ? await StableDiffusionImg2ImgPipeline.fromRepository(await loadRepository(model, loadOptions))
-        : await StableDiffusionInpaintPipeline.fromRepository(await loadRepository(model, loadOptions));
+        : await StableDiffusionInpaintPipeline.fromRepository(await loadRepository(model, loadOptions))
+      : controlImage !== undefined
+        ? await StableDiffusionControlNetPipeline.fromPretrained(model, loadOptions)
+        : await DiffusionPipeline.fromPretrained(model, loadOptions);
   progress.stop();
   try {
     if (flags.scheduler !== undefined) {
@@ -69,6 +75,15 @@ export async function generate(flags, { progress, signal, stdout, stderr }) {
       guidanceScale: flags.guidance,
       ...(image === undefined ? { width: flags.width, height: flags.height } : { image, strength: flags.strength }),
       ...(mask === undefined ? {} : { maskImage: mask, paddingMaskCrop: flags.paddingMaskCrop }),
+      ...(controlImage === undefined
+        ? {}
+        : {
+            image: controlImage,
+            controlnetConditioningScale: flags.controlScale,
+            controlGuidanceStart: flags.controlStart,
+            controlGuidanceEnd: flags.controlEnd,
+            guessMode: flags.guessMode || undefined,
+          }),
       generator: new RandomGenerator(seed),
       signal,
       callbackOnStepEnd: ({ step }) => progress.update(step + 1, Math.max(step + 1, runSteps)),
@@ -99,9 +114,10 @@ export async function generate(flags, { progress, signal, stdout, stderr }) {
     const schedulerName = flags.scheduler === undefined ? className : `${flags.scheduler} (${className})`;
     const steps = `${flags.steps} step${flags.steps === 1 ? '' : 's'}`;
     const strength = image === undefined ? '' : ` | strength ${flags.strength}`;
+    const control = controlImage === undefined ? '' : ` | control scale ${flags.controlScale ?? 1}`;
     stdout.write(
       written.join('') +
-        `seed ${seed} | scheduler ${schedulerName} | ${steps}${strength} | guidance ${flags.guidance}\n` +
+        `seed ${seed} | scheduler ${schedulerName} | ${steps}${strength}${control} | guidance ${flags.guidance}\n` +
         `load ${loadSeconds.toFixed(2)} s | denoise ${denoiseSeconds.toFixed(2)} s ` +
         `(${((denoiseSeconds * 1000) / runSteps).toFixed(1)} ms/step) | encode+write ${saveSeconds.toFixed(2)} s\n`,
     );

@@ -36,8 +36,13 @@ Options of generate:
       --num-images <N>         images to generate (default 1); several are written as out-1.png, out-2.png, ...
       --local-files-only       use the Hugging Face cache only, never the network (as HF_HUB_OFFLINE=1)
   -o, --out <file.png>         where to write the image (default out.png)
+      --control-image <file.png>  generate with the model's ControlNet, following this image (edges, depth,
+                               a pose...); the image sets the size unless --width/--height do
+      --control-scale <s>      the ControlNet's conditioning scale (default 1; 0 turns it off)
+      --control-start <f>, --control-end <f>  the fraction of the steps where the control applies (default 0, 1)
+      --guess-mode             diffusers' guess mode: the ControlNet sees the conditional pass only
 
-Options of img2img: those of generate except --width and --height (the image sets the size), plus
+Options of img2img: those of generate except --width, --height and the --control flags (the image sets the size), plus
       --image <file.png>       the picture to start from (required)
       --strength <s>           how much to change it, from 0 to 1 (default ${DEFAULT_STRENGTH})
 

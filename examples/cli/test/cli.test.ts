@@ -13,6 +13,7 @@ import { imagesFromTensor } from '@denoise/pipelines';
 import { decode, encode } from 'fast-png';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HubServer } from '../../../packages/core/test/helpers/hub-server.js';
+import { buildControlNetWorld, silhouette } from '../../../tools/reference-world/controlnet.js';
 import { closestLabelsDistance, nearestLabels } from '../../../tools/reference-world/pictures.js';
 import { paintLatent, worldPoints } from '../../../tools/reference-world/world.js';
 import { reportError } from '../src/errors.js';
@@ -503,6 +504,53 @@ describe.concurrent('denoise flags', () => {
     expect(run.code).toBe(0);
     expect(run.stdout).toContain('denoise generate --prompt "..." [options]');
     expect(run.stdout).toContain('--scheduler <name>');
+  });
+});
+
+describe('denoise generate --control-image', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'denoise-cli-controlnet-'));
+  const model = join(dir, 'model');
+  buildControlNetWorld(model);
+  const square = join(dir, 'square.png');
+  const { width, height, data } = silhouette('square');
+  writeFileSync(square, encode({ width, height, channels: 4, depth: 8, data }));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('draws the silhouette’s shape in the prompt’s colours, and the prompt’s shape at --control-scale 0', async () => {
+    const common = ['--model', model, '--control-image', square, '--steps', '20', '--guidance', '1.5', '--seed', '3'];
+    const prompt = 'a red circle on a white background';
+    const out = join(dir, 'controlled.png');
+    const run = await denoise('generate', '--prompt', prompt, ...common, '--out', out);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^seed 3 \| scheduler DDIMScheduler \| 20 steps \| control scale 1 \| guidance 1\.5$/m);
+    expect(nearestLabels(decode(readFileSync(out)).data)[0].label).toBe('a red square on a white background');
+    const off = join(dir, 'off.png');
+    const offRun = await denoise('generate', '--prompt', prompt, ...common, '--control-scale', '0', '--out', off);
+    expect(offRun.code).toBe(0);
+    expect(nearestLabels(decode(readFileSync(off)).data)[0].label).toBe(prompt);
+  });
+
+  it('ControlNet flags without --control-image, and a model without a ControlNet, are one-line errors', async () => {
+    const flagOnly = await denoise('generate', '--prompt', 'x', '--control-scale', '0.5');
+    expect(flagOnly.code).toBe(1);
+    expect(flagOnly.stderr).toBe(
+      'denoise: --control-scale configures the ControlNet: pass the control image too, e.g. --control-image edges.png.\n',
+    );
+    const plain = await denoise(
+      'generate',
+      '--prompt',
+      'x',
+      '--control-image',
+      square,
+      '--steps',
+      '2',
+      '--out',
+      join(dir, 'x.png'),
+    );
+    expect(plain.code).toBe(1);
+    expect(plain.stderr).toMatch(/^denoise: The UNet of .* takes no ControlNet residuals/);
+    expect(plain.stderr.trim().split('\n')).toHaveLength(1);
   });
 });
 

@@ -20,6 +20,8 @@ export interface DenoiserRequest {
   readonly withUnconditional: boolean;
   /** The caller's signal. */
   readonly signal: AbortSignal | undefined;
+  /** Where in the run this evaluation is (e.g. for a ControlNet active on part of the schedule only). */
+  readonly position: GuidanceStepPosition;
 }
 
 /**
@@ -209,7 +211,7 @@ export async function runDenoisingLoop(options: DenoisingLoopOptions): Promise<T
       batchedInput.set(modelInput.data, size);
       sample = { data: batchedInput, dims: [2 * batch, ...dims.slice(1)] };
     }
-    const output = await denoiser({ sample, timestep, withUnconditional, signal });
+    const output = await denoiser({ sample, timestep, withUnconditional, signal, position });
     const rows = withUnconditional ? 2 * batch : batch;
     if (output.dims[0] !== rows || output.data.length !== (rows * size) / batch) {
       throw new InvalidArgumentError(

@@ -11,6 +11,15 @@ export {
   clipTokenizerJson,
   type TokenizedPrompts,
 } from './clip-tokenizer.js';
+export {
+  type ControlNetLayout,
+  controlNetLayout,
+  type FusedControlNetLayout,
+  type SeparateControlNetLayout,
+  type StableDiffusionControlNetComponents,
+  type StableDiffusionControlNetOptions,
+  StableDiffusionControlNetPipeline,
+} from './controlnet.js';
 export { type DDPMOptions, DDPMPipeline } from './ddpm.js';
 export {
   type Denoiser,
@@ -50,6 +59,7 @@ export { type OnnxClassifierInputs, onnxClassifierGradient } from './guidance/on
 export { GeneratedImage, imageFromPNG, imagesFromTensor, type RgbaImage, tensorFromImage } from './image.js';
 export type { GrayImage, MaskInput } from './mask.js';
 export {
+  CONTROLNET_CLASS_NAMES,
   DDPM_CLASS_NAMES,
   DiffusionPipeline,
   type FromPretrainedOptions,
@@ -99,8 +109,11 @@ export {
 } from './text-encoding.js';
 export {
   type ConditioningValue,
+  type UnetCall,
+  type UnetCallRows,
   type UnetConditioning,
   type UnetDenoiserOptions,
+  type UnetFeedsHook,
   unetDenoiser,
 } from './unet-denoiser.js';
 export { decodeLatents, encodeImages, type VaeGeometry } from './vae.js';

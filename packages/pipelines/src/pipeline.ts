@@ -20,6 +20,7 @@ import {
   type ProgressCallback,
 } from '@denoise/core/runtime';
 import { type NoiseGenerator, type Scheduler, schedulerFromConfig } from '@denoise/schedulers';
+import type { StableDiffusionControlNetPipeline } from './controlnet.js';
 import type { DDPMPipeline } from './ddpm.js';
 import type { GeneratedImage } from './image.js';
 import type { StableDiffusionPipeline } from './stable-diffusion.js';
@@ -103,6 +104,16 @@ export const INPAINT_CLASS_NAMES: readonly string[] = [
   'StableDiffusionInpaintPipeline',
 ];
 
+/**
+ * ControlNet pipeline class names. A Stable Diffusion repository whose `model_index.json` has a `controlnet`
+ * component loads as a ControlNet pipeline too.
+ */
+export const CONTROLNET_CLASS_NAMES: readonly string[] = [
+  'OnnxStableDiffusionControlNetPipeline',
+  'ORTStableDiffusionControlNetPipeline',
+  'StableDiffusionControlNetPipeline',
+];
+
 /** Unconditional pixel-space pipeline class names. */
 export const DDPM_CLASS_NAMES: readonly string[] = ['DDPMPipeline', 'DDIMPipeline'];
 
@@ -170,6 +181,7 @@ export type LoadedPipeline =
   | StableDiffusionInpaintPipeline
   | StableDiffusionXLPipeline
   | StableDiffusionXLImg2ImgPipeline
+  | StableDiffusionControlNetPipeline
   | DDPMPipeline;
 
 /** The `kind` of each pipeline class: its diffusers class name. */
@@ -275,6 +287,14 @@ export abstract class DiffusionPipeline {
 
   private static async fromRepositoryOfItsClass(repository: ModelRepository): Promise<LoadedPipeline> {
     const className = repository.modelIndex.className;
+    const hasControlNet = repository.modelIndex.components.some((c) => c.name === 'controlnet');
+    if (
+      CONTROLNET_CLASS_NAMES.includes(className) ||
+      (hasControlNet && STABLE_DIFFUSION_CLASS_NAMES.includes(className))
+    ) {
+      const { StableDiffusionControlNetPipeline } = await import('./controlnet.js');
+      return StableDiffusionControlNetPipeline.fromRepository(repository);
+    }
     if (IMG2IMG_CLASS_NAMES.includes(className)) {
       const { StableDiffusionImg2ImgPipeline } = await import('./stable-diffusion-img2img.js');
       return StableDiffusionImg2ImgPipeline.fromRepository(repository);
@@ -305,6 +325,7 @@ export abstract class DiffusionPipeline {
           ...STABLE_DIFFUSION_CLASS_NAMES,
           ...IMG2IMG_CLASS_NAMES,
           ...INPAINT_CLASS_NAMES,
+          ...CONTROLNET_CLASS_NAMES,
           ...STABLE_DIFFUSION_XL_CLASS_NAMES,
           ...STABLE_DIFFUSION_XL_IMG2IMG_CLASS_NAMES,
           ...DDPM_CLASS_NAMES,

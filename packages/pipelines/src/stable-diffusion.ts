@@ -34,7 +34,13 @@ import {
   repeatBatch,
   TEXT_ENCODER_HIDDEN_STATE,
 } from './text-encoding.js';
-import { type ConditioningValue, staticBatch, type UnetConditioning, unetDenoiser } from './unet-denoiser.js';
+import {
+  type ConditioningValue,
+  staticBatch,
+  type UnetConditioning,
+  type UnetFeedsHook,
+  unetDenoiser,
+} from './unet-denoiser.js';
 import { decodeLatents, latentSize, type VaeGeometry, vaeGeometry } from './vae.js';
 
 /**
@@ -694,6 +700,8 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
       guidances: readonly Guidance[];
       generator: NoiseGenerator;
       onWarning: (message: string) => void;
+      /** Extra UNet inputs per call (a ControlNet's residuals). */
+      unetFeeds?: UnetFeedsHook;
     },
     latents: TensorLike,
     startIndex: number,
@@ -706,7 +714,10 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
       latents,
       afterStep: loop.afterStep,
       denoiser: warnIfPromptIgnored(
-        unetDenoiser(this.unet, run.embeddings.conditioning, { extraSampleChannels: loop.extraSampleChannels }),
+        unetDenoiser(this.unet, run.embeddings.conditioning, {
+          extraSampleChannels: loop.extraSampleChannels,
+          extraFeeds: run.unetFeeds,
+        }),
         run.embeddings.promptOfRow ?? [],
         run.onWarning,
       ),

@@ -6,6 +6,7 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { DeviceTensor, type FeedValue, type ModelSession } from '@denoise/core/runtime';
 import type { Denoiser, DenoiserRequest } from './denoising-loop.js';
+import type { GuidanceStepPosition } from './guidance/guidance.js';
 
 /**
  * A conditioning input of a UNet: text embeddings (float32, on the CPU or left on the GPU by the text encoder)
@@ -26,6 +27,35 @@ export interface UnetConditioning {
    */
   readonly stacked?: Readonly<Record<string, ConditioningValue>>;
 }
+
+/**
+ * Which rows one UNet call evaluates: the conditional ones, the unconditional ones, or both stacked
+ * `[unconditional; conditional]` (the batched call of classifier-free guidance).
+ */
+export type UnetCallRows = 'conditional' | 'unconditional' | 'both';
+
+/** One UNet call, as a {@link UnetFeedsHook} sees it before the call runs. */
+export interface UnetCall {
+  /** The call's `sample` rows. */
+  readonly sample: TensorLike;
+  /** The timestep. */
+  readonly timestep: number;
+  /** Which rows `sample` holds. */
+  readonly rows: UnetCallRows;
+  /** The conditioning feeds of these rows (e.g. `encoder_hidden_states`), as the UNet gets them. */
+  readonly conditioning: Readonly<Record<string, FeedValue>>;
+  /** Where in the run the call is. */
+  readonly position: GuidanceStepPosition;
+  /** The caller's signal. */
+  readonly signal: AbortSignal | undefined;
+}
+
+/**
+ * Computes extra UNet inputs for one call from the same rows, e.g. a ControlNet run on the call's sample and text
+ * embeddings whose residuals the UNet takes as inputs. It runs once per UNet call, so it follows the call
+ * structure: one batched call for both halves when the UNet takes the batch, two calls for a fixed-batch UNet.
+ */
+export type UnetFeedsHook = (call: UnetCall) => Promise<Readonly<Record<string, FeedValue>>>;
 
 /** The name diffusers' and Optimum's ONNX exports give the UNet's noisy-sample input. */
 export const UNET_SAMPLE = 'sample';
@@ -77,6 +107,8 @@ export interface UnetDenoiserOptions {
    * (an inpainting UNet's mask and masked-image latents); the unconditional rows get the same ones.
    */
   readonly extraSampleChannels?: TensorLike;
+  /** Adds inputs to each call, computed from the call's rows (a ControlNet's residuals). */
+  readonly extraFeeds?: UnetFeedsHook;
 }
 
 /** `[sample, extra]` along the channel axis, row `r` of `sample` taking row `r mod B` of `extra`, into `out`. */
@@ -101,7 +133,7 @@ function appendChannels(sample: TensorLike, extra: TensorLike, out: Float32Array
  *
  * @param session - the UNet
  * @param conditioning - the conditioning inputs (text embeddings, class labels)
- * @param options - extra sample channels
+ * @param options - extra sample channels, and extra inputs computed per call (a ControlNet's residuals)
  */
 export function unetDenoiser(
   session: ModelSession,
@@ -110,19 +142,26 @@ export function unetDenoiser(
 ): Denoiser {
   const fixedBatch = staticBatch(session);
   const outputName = session.outputs[0].name;
-  const { extraSampleChannels } = options;
+  const { extraSampleChannels, extraFeeds } = options;
   // One buffer per row count (B or 2B), reused by every step.
   const widened = new Map<number, Float32Array>();
-  const run = async (sample: TensorLike, timestep: number, extra: Readonly<Record<string, FeedValue>>) => {
+  const run = async (
+    call: DenoiserRequest,
+    sample: TensorLike,
+    feeds: Readonly<Record<string, FeedValue>>,
+    rows: UnetCallRows,
+  ) => {
+    const { timestep, position, signal } = call;
+    const extra = extraFeeds && (await extraFeeds({ sample, timestep, rows, conditioning: feeds, position, signal }));
     let input = sample;
     if (extraSampleChannels !== undefined) {
-      const rows = sample.dims[0];
-      const length = sample.data.length + (rows * extraSampleChannels.data.length) / extraSampleChannels.dims[0];
-      const buffer = widened.get(rows) ?? new Float32Array(length);
-      widened.set(rows, buffer);
+      const count = sample.dims[0];
+      const length = sample.data.length + (count * extraSampleChannels.data.length) / extraSampleChannels.dims[0];
+      const buffer = widened.get(count) ?? new Float32Array(length);
+      widened.set(count, buffer);
       input = appendChannels(sample, extraSampleChannels, buffer);
     }
-    const out = await session.run({ [UNET_SAMPLE]: input, [UNET_TIMESTEP]: timestep, ...extra });
+    const out = await session.run({ [UNET_SAMPLE]: input, [UNET_TIMESTEP]: timestep, ...feeds, ...extra });
     return out[outputName];
   };
   // Built on first use, once per generation.
@@ -146,13 +185,14 @@ export function unetDenoiser(
     return { ...(await halves)[which], ...own };
   };
 
-  return async ({ sample, timestep, withUnconditional }: DenoiserRequest) => {
-    if (!withUnconditional) return run(sample, timestep, await completed('conditional'));
+  return async (call: DenoiserRequest) => {
+    const { sample, withUnconditional } = call;
+    if (!withUnconditional) return run(call, sample, await completed('conditional'), 'conditional');
     const { stacked } = conditioning;
     const rows = sample.dims[0];
     const half = rows / 2;
     const batchedCall = fixedBatch === undefined || fixedBatch === rows;
-    if (batchedCall && stacked !== undefined) return run(sample, timestep, stacked);
+    if (batchedCall && stacked !== undefined) return run(call, sample, stacked, 'both');
     const unconditional = await completed('unconditional');
     if (unconditional === undefined) {
       throw new InvalidArgumentError(
@@ -166,7 +206,7 @@ export function unetDenoiser(
           stack(name, unconditional[name], value),
         ]),
       );
-      return run(sample, timestep, batched);
+      return run(call, sample, batched, 'both');
     }
     if (fixedBatch !== half) {
       throw new InvalidArgumentError(
@@ -178,8 +218,8 @@ export function unetDenoiser(
     const conditional = await completed('conditional');
     const dims = [half, ...sample.dims.slice(1)];
     const split = sample.data.length / 2;
-    const first = await run({ data: sample.data.subarray(0, split), dims }, timestep, unconditional);
-    const second = await run({ data: sample.data.subarray(split), dims }, timestep, conditional);
+    const first = await run(call, { data: sample.data.subarray(0, split), dims }, unconditional, 'unconditional');
+    const second = await run(call, { data: sample.data.subarray(split), dims }, conditional, 'conditional');
     if (joined?.length !== 2 * first.data.length) joined = new Float32Array(2 * first.data.length);
     joined.set(first.data, 0);
     joined.set(second.data, first.data.length);

@@ -12,6 +12,7 @@ import {
   type LoadedPipeline,
   type PipelineKind,
   type PipelineOutput,
+  type StableDiffusionControlNetPipeline,
   type StableDiffusionImg2ImgOptions,
   StableDiffusionImg2ImgPipeline,
   type StableDiffusionInpaintOptions,
@@ -54,6 +55,7 @@ export async function compileTimeChecks(): Promise<void> {
     | 'StableDiffusionPipeline'
     | 'StableDiffusionImg2ImgPipeline'
     | 'StableDiffusionInpaintPipeline'
+    | 'StableDiffusionControlNetPipeline'
     | 'StableDiffusionXLPipeline'
     | 'StableDiffusionXLImg2ImgPipeline'
     | 'DDPMPipeline'
@@ -79,6 +81,9 @@ export async function compileTimeChecks(): Promise<void> {
       break;
     case 'DDPMPipeline':
       expectTypeOf(any).toEqualTypeOf<DDPMPipeline>();
+      break;
+    case 'StableDiffusionControlNetPipeline':
+      expectTypeOf(any).toEqualTypeOf<StableDiffusionControlNetPipeline>();
       break;
     case 'StableDiffusionInpaintPipeline':
       expectTypeOf(any).toEqualTypeOf<StableDiffusionInpaintPipeline>();
