@@ -254,10 +254,23 @@ function afterZeros(out: Float32Array, rows: Float32Array): Float32Array {
   return out;
 }
 
+/** The CPU copies of device text embeddings, read back once per generation for guess mode's conditional rows. */
+const readBack = new WeakMap<DeviceTensor, Promise<TensorLike>>();
+
 /** The second half (the conditional rows) of a `[2B, …]` value, read back once if it lives on the device. */
 async function conditionalHalf(value: FeedValue): Promise<TensorLike> {
   if (typeof value === 'number') throw new InvalidArgumentError('encoder_hidden_states cannot be a number.');
-  const cpu = value instanceof DeviceTensor ? await value.toTensor() : value;
+  let cpu: Exclude<FeedValue, number | DeviceTensor>;
+  if (value instanceof DeviceTensor) {
+    let copy = readBack.get(value);
+    if (copy === undefined) {
+      copy = value.toTensor();
+      readBack.set(value, copy);
+    }
+    cpu = await copy;
+  } else {
+    cpu = value;
+  }
   const [rows, ...rest] = cpu.dims;
   return { data: (cpu.data as Float32Array).subarray(cpu.data.length / 2), dims: [rows / 2, ...rest] };
 }
