@@ -48,7 +48,8 @@ it('every sample of every guide type-checks', async () => {
   );
   expect(output).toBe('');
   expect(code).toBe(0);
-});
+  // One tsc program over every guide's samples, run while the samples themselves run: minutes on a loaded 2-core machine.
+}, 300_000);
 
 describe.each(unitDocs.filter((doc) => doc.programs.length > 0))('$doc', ({ doc, programs }) => {
   it.each(programs.map((program) => [program.name, program] as const))('%s', async (_name, program) => {

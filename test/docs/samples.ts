@@ -240,7 +240,7 @@ export async function typecheckPrograms(
     files,
   };
   await writeFile(join(folder, 'tsconfig.json'), JSON.stringify(tsconfig));
-  const { code, stdout, stderr } = await collect(process.execPath, [TSC, '-p', folder], folder, process.env, 120_000);
+  const { code, stdout, stderr } = await collect(process.execPath, [TSC, '-p', folder], folder, process.env, 300_000);
   return { code, output: stdout + stderr };
 }
 
