@@ -514,7 +514,10 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
       negatives = list.length === 1 ? Array.from({ length: plan.promptCount }, () => list[0]) : list;
     }
     const { perPrompt, onWarning, prompts } = plan;
-    const unknownToTokenizer = new Set(prompts?.filter((prompt) => !this.tokenizer.hasKnownToken(prompt)));
+    // The empty prompt asks for an unconditional sample on purpose: neither check below warns of it.
+    const unknownToTokenizer = new Set(
+      prompts?.filter((prompt) => prompt !== '' && !this.tokenizer.hasKnownToken(prompt)),
+    );
     for (const prompt of unknownToTokenizer) {
       onWarning(
         `The prompt ${JSON.stringify(prompt)} has no token the tokenizer knows besides the start and end tokens, ` +
@@ -528,7 +531,8 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
         : await this.encodeTextPrompts(options, prompts, negatives, plan);
     // Rows whose unconditional pass is the empty prompt: if the UNet answers both passes alike, it ignored the prompt.
     const promptOfRow = prompts?.flatMap((prompt, p) => {
-      const watched = negatives?.[p] === '' && !unknownToTokenizer.has(prompt) ? prompt : undefined;
+      const watched =
+        negatives?.[p] === '' && prompt !== '' && !unknownToTokenizer.has(prompt) ? prompt : undefined;
       return Array.from({ length: perPrompt }, () => watched);
     });
     const embeddings = { ...encoded, promptOfRow };

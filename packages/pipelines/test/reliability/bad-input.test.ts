@@ -129,6 +129,8 @@ describe('generate: prompts the model does not know', () => {
 
   it('known prompts stay silent, with a negative prompt, without guidance and with one multistep step', async () => {
     expect(await warningsFor('a red circle on a white background')).toEqual([]);
+    // The empty prompt asks for an unconditional sample on purpose.
+    expect(await warningsFor('')).toEqual([]);
     expect(await warningsFor('a blue square', { negativePrompt: 'a purple dragon' })).toEqual([]);
     expect(await warningsFor('a purple dragon', { guidanceScale: 1 })).toEqual([]);
     const original = pipe.scheduler;
