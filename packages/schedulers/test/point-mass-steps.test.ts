@@ -1,4 +1,4 @@
-import { Tensor } from '@denoise/core';
+import { InvalidArgumentError, Tensor } from '@denoise/core';
 import {
   EulerAncestralDiscreteScheduler,
   EulerDiscreteScheduler,
@@ -66,7 +66,7 @@ describe('EulerDiscreteScheduler on a point mass', () => {
   it('churn (Karras et al. Alg. 2): σ̂ = σ(1 + γ), x̂ = x + s_noise·√(σ̂² − σ²)·z, then Euler from σ̂', () => {
     const sChurn = 1.2;
     const sNoise = 0.9;
-    for (const prediction_type of ['epsilon', 'sample'] as const) {
+    for (const prediction_type of TYPES) {
       const scheduler = new EulerDiscreteScheduler({ ...SD_SCHEDULE, prediction_type });
       scheduler.setTimesteps(5);
       // γ = min(s_churn / steps, √2 − 1), applied only where s_tmin ≤ σ ≤ s_tmax.
@@ -89,8 +89,15 @@ describe('EulerDiscreteScheduler on a point mass', () => {
           sNoise,
           noise: tensor((k) => z[k]),
         });
-        // diffusers: ε̂ is taken at σ̂ (x̂_0 = x̂ − σ̂·ε), x̂_0 as given; d = (x̂ − x̂_0)/σ̂.
-        const denoised = (k: number) => (prediction_type === 'epsilon' ? churned(k) - sigmaHat * eps[k] : x0[k]);
+        // diffusers: ε̂ is taken at σ̂ (x̂_0 = x̂ − σ̂·ε), v̂ at the σ the model saw (x̂_0 = x̂/(σ² + 1) − σ·v/√(σ² + 1)),
+        // x̂_0 as given; then d = (x̂ − x̂_0)/σ̂.
+        const v = (k: number) => (eps[k] - sigma * x0[k]) / Math.sqrt(1 + sigma * sigma);
+        const denoised = (k: number) =>
+          prediction_type === 'epsilon'
+            ? churned(k) - sigmaHat * eps[k]
+            : prediction_type === 'sample'
+              ? x0[k]
+              : churned(k) / (sigma * sigma + 1) - (sigma * v(k)) / Math.sqrt(sigma * sigma + 1);
         const derivative = (k: number) => (churned(k) - denoised(k)) / sigmaHat;
         expectElementwise(out.predOriginalSample!.data, denoised, `${prediction_type} step ${i} x̂_0`);
         expectElementwise(
@@ -119,6 +126,40 @@ describe('EulerDiscreteScheduler on a point mass', () => {
       (k) => x0[k] + sigma * eps[k] + extra * z[k] + (next - sigmaHat) * eps[k],
       'prevSample',
     );
+  });
+});
+
+describe('EulerDiscreteScheduler schedules', () => {
+  it("timestep_type 'continuous' with v_prediction gives the model 0.25·ln σ (EDM's c_noise), else training timesteps", () => {
+    const continuous = new EulerDiscreteScheduler({
+      ...SD_SCHEDULE,
+      prediction_type: 'v_prediction',
+      timestep_type: 'continuous',
+    });
+    const expectCNoise = () =>
+      continuous.timesteps.forEach((t, i) => expect(t).toBeCloseTo(0.25 * Math.log(continuous.sigmas[i]), 5));
+    expect(continuous.timesteps).toHaveLength(1000);
+    expectCNoise();
+    continuous.setTimesteps(5);
+    expect(continuous.timesteps).toHaveLength(5);
+    expectCNoise();
+    // With ε-prediction the timestep type has no effect: diffusers uses c_noise only for v_prediction.
+    const epsilon = new EulerDiscreteScheduler({ ...SD_SCHEDULE, timestep_type: 'continuous' });
+    epsilon.setTimesteps(5);
+    expect(epsilon.timesteps).toEqual([999, 749.25, 499.5, 249.75, 0]);
+  });
+
+  it('setTimesteps({ sigmas }) takes n + 1 sigmas for n steps and checks them', () => {
+    const scheduler = new EulerDiscreteScheduler(SD_SCHEDULE);
+    scheduler.setTimesteps({ sigmas: [10, 4, 1, 0] });
+    expect(scheduler.numInferenceSteps).toBe(3);
+    expect(scheduler.timesteps).toHaveLength(3);
+    expect([...scheduler.sigmas]).toEqual([10, 4, 1, 0]);
+    for (const sigmas of [[1], [2, -1, 0], [2, Number.NaN, 0], [Number.POSITIVE_INFINITY, 0]]) {
+      expect(() => scheduler.setTimesteps({ sigmas }), String(sigmas)).toThrow(InvalidArgumentError);
+    }
+    expect(() => scheduler.setTimesteps({ sigmas: [2, 1, 0], numInferenceSteps: 2 })).toThrow(/exactly one/);
+    expect(() => scheduler.setTimesteps({ sigmas: [2, 1, 0], timesteps: [900, 400] })).toThrow(/exactly one/);
   });
 });
 
