@@ -14,9 +14,12 @@ export default {
   vitest: { configFile: 'vitest.mutation.config.ts', related: false },
   plugins: ['@stryker-mutator/vitest-runner'],
   mutate: [
-    'packages/schedulers/src/**/*.ts',
-    '!packages/schedulers/src/index.ts',
-    'packages/pipelines/src/guidance/**/*.ts',
+    'packages/schedulers/src/euler-discrete.ts',
+    'packages/schedulers/src/euler-ancestral-discrete.ts',
+    'packages/schedulers/src/linear-combination.ts',
+    'packages/pipelines/src/guidance/classifier-free.ts',
+    'packages/pipelines/src/guidance/classifier.ts',
+    'packages/pipelines/src/guidance/guidance.ts',
   ],
   mutator: {
     // Error texts, config-spec objects and defaults, not step math; their checks are tested by the config tests.
@@ -29,6 +32,7 @@ export default {
   concurrency: 2,
   timeoutMS: 10_000,
   timeoutFactor: 2,
+  dryRunTimeoutMinutes: 10,
   reporters: ['clear-text', 'progress-append-only', 'json', 'html'],
   jsonReporter: { fileName: 'reports/mutation/mutation.json' },
   htmlReporter: { fileName: 'reports/mutation/index.html' },
