@@ -1,4 +1,4 @@
-import { InvalidArgumentError, Tensor } from '@denoise/core';
+import { InvalidArgumentError, RandomGenerator, Tensor } from '@denoise/core';
 import {
   EulerAncestralDiscreteScheduler,
   EulerDiscreteScheduler,
@@ -109,6 +109,22 @@ describe('EulerDiscreteScheduler on a point mass', () => {
     }
   });
 
+  it('a step without churn draws no noise: a shared generator continues as if the step had not run', () => {
+    const scheduler = new EulerDiscreteScheduler(SD_SCHEDULE);
+    scheduler.setTimesteps(3);
+    const shared = new RandomGenerator(42);
+    const sigma = scheduler.sigmas[0];
+    scheduler.step(exactOutput('epsilon', sigma), scheduler.timesteps[0], noisy(sigma), { generator: shared });
+    // Churn limited to σ ≤ s_tmax below this σ: γ = 0 here too.
+    const sigma1 = scheduler.sigmas[1];
+    scheduler.step(exactOutput('epsilon', sigma1), scheduler.timesteps[1], noisy(sigma1), {
+      generator: shared,
+      sChurn: 5,
+      sTmax: sigma1 / 2,
+    });
+    expect([...shared.randn([4]).data]).toEqual([...new RandomGenerator(42).randn([4]).data]);
+  });
+
   it('churn is capped at γ = √2 − 1', () => {
     const scheduler = new EulerDiscreteScheduler(SD_SCHEDULE);
     scheduler.setTimesteps(4);
@@ -155,6 +171,8 @@ describe('EulerDiscreteScheduler schedules', () => {
     expect(scheduler.numInferenceSteps).toBe(3);
     expect(scheduler.timesteps).toHaveLength(3);
     expect([...scheduler.sigmas]).toEqual([10, 4, 1, 0]);
+    scheduler.setTimesteps({ sigmas: [5, 0] });
+    expect(scheduler.numInferenceSteps).toBe(1);
     for (const sigmas of [[1], [2, -1, 0], [2, Number.NaN, 0], [Number.POSITIVE_INFINITY, 0]]) {
       expect(() => scheduler.setTimesteps({ sigmas }), String(sigmas)).toThrow(InvalidArgumentError);
     }
