@@ -50,7 +50,9 @@ describe('classifier-free guidance', () => {
     const u = [0.1, 0.2, -0.3, 0.4, 1, 1];
     const s = step({ conditional: t(c, [2, 3]), unconditional: t(u, [2, 3]) });
     new ClassifierFreeGuidance({ guidanceScale: 7.5 }).apply(s);
-    c.forEach((ci, i) => expect(s.prediction.data[i]).toBeCloseTo(u[i] + 7.5 * (ci - u[i]), 5));
+    c.forEach((ci, i) => {
+      expect(s.prediction.data[i]).toBeCloseTo(u[i] + 7.5 * (ci - u[i]), 5);
+    });
   });
 
   it('throws, saying what is missing, when a guided step has no unconditional prediction', () => {
@@ -79,7 +81,9 @@ describe('guidance rescale', () => {
     for (const b of [0, 1]) {
       const g = guided.slice(4 * b, 4 * b + 4);
       const factor = phi * (std(c.slice(4 * b, 4 * b + 4)) / std(g)) + (1 - phi);
-      g.forEach((v, i) => expect(s.prediction.data[4 * b + i]).toBeCloseTo(v * factor, 5));
+      g.forEach((v, i) => {
+        expect(s.prediction.data[4 * b + i]).toBeCloseTo(v * factor, 5);
+      });
     }
   });
 

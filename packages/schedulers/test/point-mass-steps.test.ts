@@ -153,7 +153,9 @@ describe('EulerDiscreteScheduler schedules', () => {
       timestep_type: 'continuous',
     });
     const expectCNoise = () =>
-      continuous.timesteps.forEach((t, i) => expect(t).toBeCloseTo(0.25 * Math.log(continuous.sigmas[i]), 5));
+      continuous.timesteps.forEach((t, i) => {
+        expect(t).toBeCloseTo(0.25 * Math.log(continuous.sigmas[i]), 5);
+      });
     expect(continuous.timesteps).toHaveLength(1000);
     expectCNoise();
     continuous.setTimesteps(5);
