@@ -78,6 +78,11 @@ const dpm2AncestralSigma: ModelSigma = (s, i) =>
 const sdeSigma: ModelSigma = (s, i) => (i % 2 === 0 ? s.sigmas[i] : Math.sqrt(s.sigmas[i - 1] * s.sigmas[i]));
 
 const config = (prediction_type: PredictionType) => ({ ...SD_SCHEDULE, prediction_type });
+/** PNDM takes ε̂ or v̂ only; its cases run with those two. */
+const pndmConfig = (prediction_type: PredictionType) => ({
+  ...SD_SCHEDULE,
+  prediction_type: prediction_type as 'epsilon' | 'v_prediction',
+});
 
 const CASES: readonly Case[] = [
   sigmaCase('Euler', (p) => new EulerDiscreteScheduler(config(p))),
@@ -97,9 +102,17 @@ const CASES: readonly Case[] = [
   discreteCase('DEIS 3', (p) => new DEISMultistepScheduler({ ...config(p), solver_order: 3 }), false),
   // PNDM converts its combined v̂ estimate to ε with the current sample, as diffusers does, so only its first step
   // (one estimate) is the same for ε̂ and v̂.
-  { ...discreteCase('PNDM', (p) => new PNDMScheduler(config(p)), false), types: ['epsilon', 'v_prediction'], steps: 1 },
   {
-    ...discreteCase('PNDM, skip_prk_steps', (p) => new PNDMScheduler({ ...config(p), skip_prk_steps: true }), false),
+    ...discreteCase('PNDM', (p) => new PNDMScheduler(pndmConfig(p)), false),
+    types: ['epsilon', 'v_prediction'],
+    steps: 1,
+  },
+  {
+    ...discreteCase(
+      'PNDM, skip_prk_steps',
+      (p) => new PNDMScheduler({ ...pndmConfig(p), skip_prk_steps: true }),
+      false,
+    ),
     types: ['epsilon', 'v_prediction'],
     steps: 1,
   },
