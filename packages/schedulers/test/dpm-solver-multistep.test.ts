@@ -12,6 +12,7 @@ import {
   TEST_MIXTURE,
   wasserstein1,
 } from './helpers/mixture.js';
+import { expectPublished } from './helpers/published.js';
 
 /** `get_scheduler_config` of diffusers' `tests/schedulers/test_scheduler_dpm_multi.py`. */
 function testConfig(overrides: Partial<DPMSolverMultistepSchedulerConfig> = {}) {
@@ -56,7 +57,7 @@ describe('DPMSolverMultistepScheduler: diffusers published loop values', () => {
 
   it('thresholding ratio 0.87, max 0.5: mean 1.1364 (test_full_loop_no_noise_thres)', () => {
     const mean = fullLoopMean({ thresholding: true, dynamic_thresholding_ratio: 0.87, sample_max_value: 0.5 });
-    expect(Math.abs(mean - 1.1364)).toBeLessThan(1e-3);
+    expectPublished(mean, '1.1364');
   });
 
   it('v_prediction: mean 0.2251', () => {
@@ -65,12 +66,14 @@ describe('DPMSolverMultistepScheduler: diffusers published loop values', () => {
 
   it('Karras sigmas with v_prediction: mean 0.2096', () => {
     const mean = fullLoopMean({ prediction_type: 'v_prediction', use_karras_sigmas: true });
+    // We are 0.2 % below diffusers here (reported; Karras σ with v_prediction in the multistep solvers), so this
+    // keeps diffusers' absolute 1e-3 until that is resolved.
     expect(Math.abs(mean - 0.2096)).toBeLessThan(1e-3);
   });
 
   it('Lu lambdas with v_prediction: mean 0.1554', () => {
     const mean = fullLoopMean({ prediction_type: 'v_prediction', use_lu_lambdas: true });
-    expect(Math.abs(mean - 0.1554)).toBeLessThan(1e-3);
+    expectPublished(mean, '0.1554');
   });
 
   it('img2img from step 5 with add_noise: sum 318.4111, mean 0.4146 (test_full_loop_with_noise)', () => {
@@ -81,7 +84,7 @@ describe('DPMSolverMultistepScheduler: diffusers published loop values', () => {
     for (const t of timesteps) sample = scheduler.step(dummyModel(sample, t), t, sample).prevSample;
     const { sum, mean } = absSumMean(sample);
     expect(Math.abs(sum - 318.4111)).toBeLessThan(1e-2);
-    expect(Math.abs(mean - 0.4146)).toBeLessThan(1e-3);
+    expectPublished(mean, '0.4146');
   });
 });
 

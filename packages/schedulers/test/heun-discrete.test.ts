@@ -4,6 +4,7 @@ import { HeunDiscreteScheduler, type HeunDiscreteSchedulerConfig } from '../src/
 import type { SchedulerConfigInput } from '../src/scheduler.js';
 import { mixtureDistance, TABLE_STEPS } from './accuracy-table.js';
 import { absSumMean, dummyModel, dummyNoiseDeter, dummySampleDeter } from './helpers/diffusers-fixtures.js';
+import { expectPublished } from './helpers/published.js';
 
 /** diffusers' `HeunDiscreteSchedulerTest.get_scheduler_config`. */
 const BASE = { num_train_timesteps: 1100, beta_start: 0.0001, beta_end: 0.02, beta_schedule: 'linear' } as const;
@@ -32,27 +33,29 @@ function fullLoop(config: SchedulerConfigInput<HeunDiscreteSchedulerConfig> = {}
 describe('HeunDiscreteScheduler', () => {
   it('reproduces diffusers test_full_loop_no_noise (sum 0.1233, mean 0.0002)', () => {
     const { sum, mean, scheduler } = fullLoop();
-    expect(Math.abs(sum - 0.1233)).toBeLessThan(1e-2);
-    expect(Math.abs(mean - 0.0002)).toBeLessThan(1e-3);
+    expectPublished(sum, '0.1233');
+    expectPublished(mean, '0.0002');
     expect(scheduler.timesteps).toHaveLength(19);
   });
 
   it('reproduces diffusers test_full_loop_with_v_prediction (sum 4.6934e-07)', () => {
-    const { sum, mean } = fullLoop({ prediction_type: 'v_prediction' });
-    expect(Math.abs(sum - 4.6934e-7)).toBeLessThan(1e-2);
-    expect(Math.abs(mean - 6.1112e-10)).toBeLessThan(1e-3);
+    // diffusers' 4.6934e-7 (the same figure as its KDPM2 test) is float32 residue of a loop that ends at ≈ 0:
+    // held against the start (|x| ≈ 0.5·σ_max per element) rather than by an absolute 1e-2 that zeros pass.
+    const { sum, scheduler } = fullLoop({ prediction_type: 'v_prediction' });
+    const start = scheduler.initNoiseSigma * absSumMean(dummySampleDeter()).sum;
+    expect(sum / start).toBeLessThan(1e-10);
   });
 
   it('reproduces diffusers test_full_loop_device_karras_sigmas (sum 0.00015)', () => {
     const { sum, mean } = fullLoop({ use_karras_sigmas: true });
-    expect(Math.abs(sum - 0.00015)).toBeLessThan(1e-2);
-    expect(Math.abs(mean - 1.9869554535034695e-7)).toBeLessThan(1e-2);
+    expectPublished(sum, '0.00015');
+    expectPublished(mean, '1.9869554535034695e-7');
   });
 
   it('reproduces diffusers test_full_loop_with_noise (sum 75074.8906, mean 97.7538)', () => {
     const { sum, mean } = fullLoop({}, 8);
     expect(Math.abs(sum - 75074.8906)).toBeLessThan(1e-2);
-    expect(Math.abs(mean - 97.7538)).toBeLessThan(1e-3);
+    expectPublished(mean, '97.7538');
   });
 
   it('doubles every timestep after the first and ends on sigma 0', () => {

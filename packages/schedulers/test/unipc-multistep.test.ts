@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { DPMSolverMultistepScheduler } from '../src/dpm-solver-multistep.js';
 import { UniPCMultistepScheduler, type UniPCMultistepSchedulerConfig } from '../src/unipc-multistep.js';
 import { absSumMean, dummyModel, dummyNoiseDeter, dummySampleDeter } from './helpers/diffusers-fixtures.js';
+import { expectPublished } from './helpers/published.js';
 
 /** `get_scheduler_config` of diffusers' `tests/schedulers/test_scheduler_unipc.py`. */
 function testConfig(overrides: Partial<UniPCMultistepSchedulerConfig> = {}) {
@@ -72,13 +73,15 @@ describe('UniPCMultistepScheduler: diffusers published loop values (4×3×8×8)'
 
   it('Karras sigmas with v_prediction: mean 0.1966', () => {
     const mean = fullLoopMean({ prediction_type: 'v_prediction', use_karras_sigmas: true });
+    // We are 0.2 % below diffusers here (reported; Karras σ with v_prediction in the multistep solvers), so this
+    // keeps diffusers' absolute 1e-3 until that is resolved.
     expect(Math.abs(mean - 0.1966)).toBeLessThan(1e-3);
   });
 
   it('img2img from step 8 with add_noise: sum 315.5757, mean 0.4109', () => {
     const { sum, mean } = loopWithNoise(dummySampleDeter(), dummyNoiseDeter());
     expect(Math.abs(sum - 315.5757)).toBeLessThan(1e-2);
-    expect(Math.abs(mean - 0.4109)).toBeLessThan(1e-3);
+    expectPublished(mean, '0.4109');
   });
 });
 
@@ -95,7 +98,7 @@ describe('UniPCMultistepScheduler: diffusers published loop values (1-D, 4×3×8
   it('img2img from step 8 with add_noise: sum 39.0870, mean 0.4072', () => {
     const { sum, mean } = loopWithNoise(sampleDeter1D(), sampleDeter1D(true));
     expect(Math.abs(sum - 39.087)).toBeLessThan(1e-2);
-    expect(Math.abs(mean - 0.4072)).toBeLessThan(1e-3);
+    expectPublished(mean, '0.4072');
   });
 });
 
