@@ -38,6 +38,7 @@ export {
 export {
   type ClassifierGuidanceForm,
   checkInterval,
+  classifierGuidanceForm,
   type Guidance,
   type GuidanceInterval,
   type GuidanceStep,

@@ -1,4 +1,20 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import type { PosteriorVariance } from './capabilities.js';
+import {
+  assertFiniteStepInputs,
+  assertFiniteStepResult,
+  assertPredictionDefinedAtZeroSnr,
+  assertSameDims,
+  assertTensorLike,
+} from './checks.js';
+import {
+  type ConfigSpec,
+  configField,
+  KARRAS_DIFFUSION_SCHEDULERS,
+  NOISE_SCHEDULE_SPEC,
+  type SchedulerConfigInput,
+} from './config.js';
+import { originalSampleWeights, PREDICTION_TYPES, type PredictionType } from './prediction.js';
 import {
   COMMON_BETA_SCHEDULES,
   type NoiseScheduleConfig,
@@ -7,29 +23,18 @@ import {
   type TimestepSpacing,
 } from './schedule.js';
 import {
-  applyDynamicThresholding,
-  assertFiniteStepInputs,
-  assertFiniteStepResult,
-  assertPredictionDefinedAtZeroSnr,
-  assertSameDims,
-  assertTensorLike,
-  type ConfigSpec,
-  configField,
-  KARRAS_DIFFUSION_SCHEDULERS,
-  NOISE_SCHEDULE_SPEC,
-  originalSampleWeights,
-  PREDICTION_TYPES,
-  type PredictionType,
   Scheduler,
-  type SchedulerConfigInput,
   type SchedulerOptions,
   type SchedulerOutput,
   type SetTimestepsOptions,
   type StepOptions,
+} from './scheduler.js';
+import {
+  applyDynamicThresholding,
   stepFromOriginalSample,
   THRESHOLDING_SPEC,
   type ThresholdingConfig,
-} from './scheduler.js';
+} from './thresholding.js';
 
 /**
  * The variance σ² of DDPM's ancestral step (`docs/math.md` §3):
@@ -121,11 +126,9 @@ interface DDPMStepCoefficients {
  * }
  * ```
  */
-export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
+export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> implements PosteriorVariance {
   /** The classes whose configs this one accepts. */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** Ancestral steps: classifier guidance shifts the mean by s·σ²·g. */
-  readonly classifierGuidance = 'mean' as const;
 
   private coefficients = new Map<number, DDPMStepCoefficients>();
   private customTimesteps = false;
@@ -181,6 +184,16 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
       throw new InvalidArgumentError(`getVariance needs the model's predicted variance when variance_type is ${type}.`);
     }
     return this.stdDev(c, predictedVariance ?? 0) ** 2;
+  }
+
+  /**
+   * Σ of the step from `timestep` for mean-form classifier guidance (`docs/math.md` §7): {@link getVariance}
+   * with the fixed variance of the config (learned variances come from the model output instead).
+   *
+   * @param timestep - a timestep of the current schedule
+   */
+  posteriorVariance(timestep: number): number {
+    return this.getVariance(timestep);
   }
 
   /**

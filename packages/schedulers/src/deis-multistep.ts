@@ -1,4 +1,13 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { assertFiniteStepInputs, assertFiniteStepResult } from './checks.js';
+import {
+  BETA_SCHEDULE_SPEC,
+  type ConfigField,
+  type ConfigSpec,
+  configField,
+  KARRAS_DIFFUSION_SCHEDULERS,
+  type SchedulerConfigInput,
+} from './config.js';
 import {
   type AlphaSigmaLambda,
   addNoiseAtSigmas,
@@ -10,27 +19,16 @@ import {
   scheduleIndexOf,
 } from './dpm-solver-multistep.js';
 import { linearCombination } from './linear-combination.js';
+import { PREDICTION_TYPES, type PredictionType } from './prediction.js';
 import { type BetaScheduleConfig, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
 import {
-  applyDynamicThresholding,
-  assertFiniteStepInputs,
-  assertFiniteStepResult,
-  BETA_SCHEDULE_SPEC,
-  type ConfigField,
-  type ConfigSpec,
-  configField,
-  KARRAS_DIFFUSION_SCHEDULERS,
-  PREDICTION_TYPES,
-  type PredictionType,
   Scheduler,
-  type SchedulerConfigInput,
   type SchedulerOptions,
   type SchedulerOutput,
   type SetTimestepsOptions,
   type StepOptions,
-  THRESHOLDING_SPEC,
-  type ThresholdingConfig,
 } from './scheduler.js';
+import { applyDynamicThresholding, THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
 
 /**
  * DEIS, the Diffusion Exponential Integrator Sampler (Zhang & Chen 2022, "Fast Sampling of Diffusion Models with
@@ -120,8 +118,6 @@ export const DEIS_MULTISTEP_CONFIG_SPEC: ConfigSpec<DEISMultistepSchedulerConfig
 export class DEISMultistepScheduler extends Scheduler<DEISMultistepSchedulerConfig> {
   /** The classes whose configs this one accepts (diffusers' `KarrasDiffusionSchedulers`). */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** A noise-prediction solver: classifier guidance corrects ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** σ at each step of the current schedule plus the final σ (empty before `setTimesteps`). */
   sigmas: Float64Array = new Float64Array(0);
 

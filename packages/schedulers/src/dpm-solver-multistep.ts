@@ -1,30 +1,23 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import { VARIANCE_TYPES, type VarianceType } from './ddpm.js';
-import { linearCombination } from './linear-combination.js';
-import { type NoiseScheduleConfig, roundHalfEven, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
+import { assertFiniteStepInputs, assertFiniteStepResult, assertSameDims, assertTensorLike } from './checks.js';
 import {
-  applyDynamicThresholding,
-  assertFiniteStepInputs,
-  assertFiniteStepResult,
-  assertSameDims,
-  assertTensorLike,
   type ConfigField,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
   NOISE_SCHEDULE_SPEC,
-  noisePredictionWeights,
-  originalSampleWeights,
-  PREDICTION_TYPES,
-  type PredictionType,
-  Scheduler,
   type SchedulerConfigInput,
+} from './config.js';
+import { VARIANCE_TYPES, type VarianceType } from './ddpm.js';
+import { linearCombination } from './linear-combination.js';
+import { noisePredictionWeights, originalSampleWeights, PREDICTION_TYPES, type PredictionType } from './prediction.js';
+import { type NoiseScheduleConfig, roundHalfEven, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
+import {
+  Scheduler,
   type SchedulerOptions,
   type SchedulerOutput,
   type SetTimestepsOptions,
   type StepOptions,
-  THRESHOLDING_SPEC,
-  type ThresholdingConfig,
 } from './scheduler.js';
 import {
   betaSigmas,
@@ -35,6 +28,7 @@ import {
   sigmasToTimesteps,
   sigmaToAlphaSigma,
 } from './sigmas.js';
+import { applyDynamicThresholding, THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
 
 /**
  * DPM-Solver (Lu et al. 2022, "DPM-Solver: A Fast ODE Solver for Diffusion Probabilistic Model Sampling in Around
@@ -562,8 +556,6 @@ export interface MultistepSetTimestepsOptions extends SetTimestepsOptions {
 export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSchedulerConfig> {
   /** The classes whose configs this one accepts (diffusers' `KarrasDiffusionSchedulers`). */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** A sigma-based solver: classifier guidance corrects ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** σ at each step of the current schedule plus the final σ (empty before `setTimesteps`). */
   sigmas: Float64Array = new Float64Array(0);
 

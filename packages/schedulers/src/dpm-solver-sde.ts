@@ -1,28 +1,23 @@
 import { RandomGenerator, Tensor, type TensorLike } from '@denoise/core';
-import { sigmaScheduleKind } from './euler-discrete.js';
-import { TIMESTEP_SPACINGS } from './schedule.js';
+import { assertFiniteStepResult, assertStepTensors, assertTensorLike } from './checks.js';
 import {
-  assertFiniteStepResult,
-  assertStepTensors,
-  assertTensorLike,
   BETA_SCHEDULE_SPEC,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
-  type NoiseGenerator,
-  PREDICTION_TYPES,
   type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type SetTimestepsOptions,
-  type StepOptions,
+} from './config.js';
+import { sigmaScheduleKind } from './euler-discrete.js';
+import { denoisedWeights, PREDICTION_TYPES } from './prediction.js';
+import { TIMESTEP_SPACINGS } from './schedule.js';
+import type {
+  NoiseGenerator,
+  SchedulerOptions,
+  SchedulerOutput,
+  SetTimestepsOptions,
+  StepOptions,
 } from './scheduler.js';
-import {
-  denoisedWeights,
-  type SigmaScheduleKind,
-  SigmaScheduler,
-  type SigmaSchedulerBaseConfig,
-} from './sigma-scheduler.js';
+import { type SigmaScheduleKind, SigmaScheduler, type SigmaSchedulerBaseConfig } from './sigma-scheduler.js';
 import { sigmaToTimestep } from './sigmas.js';
 
 /** The config of {@link DPMSolverSDEScheduler}: diffusers' `DPMSolverSDEScheduler` keys and defaults. */
@@ -115,8 +110,6 @@ export interface DPMSolverSDEStepOptions extends StepOptions {
 export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerConfig> {
   /** The classes whose configs this one accepts. */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** Classifier guidance shifts ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** Two model evaluations per step. */
   override order = 2;
 

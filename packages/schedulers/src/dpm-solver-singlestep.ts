@@ -1,4 +1,13 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { assertFiniteStepInputs, assertFiniteStepResult } from './checks.js';
+import {
+  BETA_SCHEDULE_SPEC,
+  type ConfigField,
+  type ConfigSpec,
+  configField,
+  KARRAS_DIFFUSION_SCHEDULERS,
+  type SchedulerConfigInput,
+} from './config.js';
 import type { VarianceType } from './ddpm.js';
 import {
   type AlphaSigmaLambda,
@@ -12,29 +21,16 @@ import {
   scheduleIndexOf,
 } from './dpm-solver-multistep.js';
 import { linearCombination } from './linear-combination.js';
+import { noisePredictionWeights, originalSampleWeights, PREDICTION_TYPES, type PredictionType } from './prediction.js';
 import type { BetaScheduleConfig } from './schedule.js';
 import {
-  applyDynamicThresholding,
-  assertFiniteStepInputs,
-  assertFiniteStepResult,
-  BETA_SCHEDULE_SPEC,
-  type ConfigField,
-  type ConfigSpec,
-  configField,
-  KARRAS_DIFFUSION_SCHEDULERS,
-  noisePredictionWeights,
-  originalSampleWeights,
-  PREDICTION_TYPES,
-  type PredictionType,
   Scheduler,
-  type SchedulerConfigInput,
   type SchedulerOptions,
   type SchedulerOutput,
   type SetTimestepsOptions,
   type StepOptions,
-  THRESHOLDING_SPEC,
-  type ThresholdingConfig,
 } from './scheduler.js';
+import { applyDynamicThresholding, THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
 
 /**
  * The singlestep DPM-Solver (Lu et al. 2022, "DPM-Solver", Algorithms 1 and 2) and DPM-Solver++ (Lu et al. 2022,
@@ -170,8 +166,6 @@ export function singlestepOrders(n: number, order: number, lowerOrderFinal: bool
 export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepSchedulerConfig> {
   /** The classes whose configs this one accepts (diffusers' `KarrasDiffusionSchedulers`). */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** A sigma-based solver: classifier guidance corrects ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** σ at each step of the current schedule plus the final σ (empty before `setTimesteps`). */
   sigmas: Float64Array = new Float64Array(0);
   /** The solver order of each step of the current schedule (diffusers' `order_list`). */

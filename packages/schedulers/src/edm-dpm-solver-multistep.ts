@@ -1,24 +1,16 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import { linearCombination } from './linear-combination.js';
-import type { NoiseScheduleConfig } from './schedule.js';
 import {
-  applyDynamicThresholding,
   assertFiniteStepInputs,
   assertFiniteStepResult,
   assertSameDims,
   assertStepTensors,
   assertTensorLike,
-  type ConfigField,
-  type ConfigSpec,
-  configField,
-  Scheduler,
-  type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type StepOptions,
-  THRESHOLDING_SPEC,
-  type ThresholdingConfig,
-} from './scheduler.js';
+} from './checks.js';
+import { type ConfigField, type ConfigSpec, configField, type SchedulerConfigInput } from './config.js';
+import { linearCombination } from './linear-combination.js';
+import type { NoiseScheduleConfig } from './schedule.js';
+import { Scheduler, type SchedulerOptions, type SchedulerOutput, type StepOptions } from './scheduler.js';
+import { applyDynamicThresholding, THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
 
 const f32 = Math.fround;
 
@@ -119,8 +111,6 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<
 > {
   /** diffusers lists no compatible classes: EDM models are not parametrised by a β schedule. */
   static override readonly compatibles: readonly string[] = [];
-  /** A σ-space step: classifier guidance shifts the ε implied by D. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** σ for each timestep of the schedule, then the final σ; float32 values. */
   sigmas: Float64Array;
 

@@ -1,18 +1,8 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { assertFiniteStepResult, assertSameDims, assertStepTensors, assertTensorLike } from './checks.js';
+import { type ConfigSpec, configField, type SchedulerConfigInput } from './config.js';
 import type { NoiseScheduleConfig } from './schedule.js';
-import {
-  assertFiniteStepResult,
-  assertSameDims,
-  assertStepTensors,
-  assertTensorLike,
-  type ConfigSpec,
-  configField,
-  Scheduler,
-  type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type StepOptions,
-} from './scheduler.js';
+import { Scheduler, type SchedulerOptions, type SchedulerOutput, type StepOptions } from './scheduler.js';
 
 const f32 = Math.fround;
 
@@ -89,8 +79,6 @@ export interface EDMEulerStepOptions extends StepOptions {
 export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig & NoiseScheduleConfig> {
   /** diffusers lists no compatible classes: EDM models are not parametrised by a β schedule. */
   static override readonly compatibles: readonly string[] = [];
-  /** A σ-space step: classifier guidance shifts the ε implied by D. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** σ for each timestep of the schedule, then the final σ; float32 values. */
   sigmas: Float64Array;
 

@@ -1,20 +1,16 @@
 import { Tensor, type TensorLike } from '@denoise/core';
-import { TIMESTEP_SPACINGS } from './schedule.js';
+import { assertFiniteStepResult, assertStepTensors } from './checks.js';
 import {
-  assertFiniteStepResult,
-  assertStepTensors,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
   NOISE_SCHEDULE_SPEC,
-  PREDICTION_TYPES,
   type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type SetTimestepsOptions,
-  type StepOptions,
-} from './scheduler.js';
-import { denoisedWeights, SigmaScheduler, type SigmaSchedulerConfig } from './sigma-scheduler.js';
+} from './config.js';
+import { denoisedWeights, PREDICTION_TYPES } from './prediction.js';
+import { TIMESTEP_SPACINGS } from './schedule.js';
+import type { SchedulerOptions, SchedulerOutput, SetTimestepsOptions, StepOptions } from './scheduler.js';
+import { SigmaScheduler, type SigmaSchedulerConfig } from './sigma-scheduler.js';
 import { interpolateAt } from './sigmas.js';
 
 /** The config of {@link EulerAncestralDiscreteScheduler}: diffusers' keys and defaults. */
@@ -50,8 +46,6 @@ export const EULER_ANCESTRAL_DISCRETE_CONFIG_SPEC: ConfigSpec<EulerAncestralDisc
 export class EulerAncestralDiscreteScheduler extends SigmaScheduler<EulerAncestralDiscreteSchedulerConfig> {
   /** The classes whose configs this one accepts. */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** Classifier guidance shifts ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
 
   private noiseBuffer = new Float32Array(0);
 

@@ -1,27 +1,17 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import { TIMESTEP_SPACINGS } from './schedule.js';
+import { assertFiniteStepResult, assertStepTensors } from './checks.js';
 import {
-  assertFiniteStepResult,
-  assertStepTensors,
   type ConfigField,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
   NOISE_SCHEDULE_SPEC,
-  PREDICTION_TYPES,
-  type PredictionType,
   type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type SetTimestepsOptions,
-  type StepOptions,
-} from './scheduler.js';
-import {
-  denoisedWeights,
-  type SigmaScheduleKind,
-  SigmaScheduler,
-  type SigmaSchedulerConfig,
-} from './sigma-scheduler.js';
+} from './config.js';
+import { denoisedWeights, PREDICTION_TYPES, type PredictionType } from './prediction.js';
+import { TIMESTEP_SPACINGS } from './schedule.js';
+import type { SchedulerOptions, SchedulerOutput, SetTimestepsOptions, StepOptions } from './scheduler.js';
+import { type SigmaScheduleKind, SigmaScheduler, type SigmaSchedulerConfig } from './sigma-scheduler.js';
 import { interpolateAt, sigmasToTimesteps } from './sigmas.js';
 
 /** The config of {@link EulerDiscreteScheduler}: diffusers' `EulerDiscreteScheduler` keys and defaults. */
@@ -140,8 +130,6 @@ export interface EulerStepOptions extends StepOptions {
 export class EulerDiscreteScheduler extends SigmaScheduler<EulerDiscreteSchedulerConfig> {
   /** The classes whose configs this one accepts. */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** Classifier guidance shifts ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
 
   private readonly sigmaKind: SigmaScheduleKind;
   private noiseBuffer = new Float32Array(0);

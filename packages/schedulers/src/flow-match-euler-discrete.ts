@@ -1,18 +1,8 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { assertFiniteStepResult, assertSameDims, assertStepTensors, assertTensorLike } from './checks.js';
+import { type ConfigSpec, configField, type SchedulerConfigInput } from './config.js';
 import type { NoiseScheduleConfig } from './schedule.js';
-import {
-  assertFiniteStepResult,
-  assertSameDims,
-  assertStepTensors,
-  assertTensorLike,
-  type ConfigSpec,
-  configField,
-  Scheduler,
-  type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type StepOptions,
-} from './scheduler.js';
+import { Scheduler, type SchedulerOptions, type SchedulerOutput, type StepOptions } from './scheduler.js';
 import { betaSigmas, exponentialSigmas, karrasSigmas } from './sigmas.js';
 
 const f32 = Math.fround;
@@ -122,8 +112,6 @@ export class FlowMatchEulerDiscreteScheduler extends Scheduler<
 > {
   /** diffusers lists no compatible classes: a flow model cannot be sampled with an ε-schedule, nor the reverse. */
   static override readonly compatibles: readonly string[] = [];
-  /** The velocity is (x − x̂_0)/σ, an ε-like quantity: guidance enters as for ε-steps. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** σ for each timestep of the schedule, then the final σ (0, or 1 with `invert_sigmas`); float32 values. */
   sigmas: Float64Array;
 

@@ -5,6 +5,9 @@
  * @packageDocumentation
  */
 
+export * from './capabilities.js';
+export * from './checks.js';
+export * from './config.js';
 export * from './ddim.js';
 export * from './ddim-inverse.js';
 export * from './ddpm.js';
@@ -70,6 +73,7 @@ export { KDPM2_DISCRETE_CONFIG_SPEC, KDPM2DiscreteScheduler } from './kdpm2-disc
 export * from './lcm.js';
 export * from './lms-discrete.js';
 export * from './pndm.js';
+export * from './prediction.js';
 export * from './registry.js';
 export * from './schedule.js';
 export * from './scheduler.js';
@@ -82,5 +86,6 @@ export type {
   TCDStepOptions,
 } from './tcd.js';
 export { TCD_CONFIG_SPEC, TCDScheduler } from './tcd.js';
+export * from './thresholding.js';
 export type { UniPCMultistepSchedulerConfig, UniPCSolverType } from './unipc-multistep.js';
 export { UNIPC_MULTISTEP_CONFIG_SPEC, UniPCMultistepScheduler } from './unipc-multistep.js';

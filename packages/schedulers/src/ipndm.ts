@@ -1,17 +1,9 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { assertFiniteStepResult, assertStepTensors } from './checks.js';
+import { type ConfigSpec, configField, type SchedulerConfigInput } from './config.js';
 import { linearCombination } from './linear-combination.js';
 import type { NoiseScheduleConfig } from './schedule.js';
-import {
-  assertFiniteStepResult,
-  assertStepTensors,
-  type ConfigSpec,
-  configField,
-  Scheduler,
-  type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type StepOptions,
-} from './scheduler.js';
+import { Scheduler, type SchedulerOptions, type SchedulerOutput, type StepOptions } from './scheduler.js';
 
 const f32 = Math.fround;
 
@@ -65,8 +57,6 @@ export const IPNDM_CONFIG_SPEC: ConfigSpec<IPNDMSchedulerConfig> = {
 export class IPNDMScheduler extends Scheduler<IPNDMSchedulerConfig & NoiseScheduleConfig> {
   /** diffusers lists no compatible classes: the schedule is the scheduler's own, not a model's β schedule. */
   static override readonly compatibles: readonly string[] = [];
-  /** Classifier guidance shifts the ε-like e. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** σ_i of the schedule, one per step plus the final 0 (diffusers' `betas`); float32 values. */
   sigmas = new Float64Array(0);
   /** α_i = √(1 − σ_i²) of the schedule (diffusers' `alphas`); float32 values. */

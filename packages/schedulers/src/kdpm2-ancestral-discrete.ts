@@ -1,20 +1,12 @@
 import { Tensor, type TensorLike } from '@denoise/core';
+import { assertFiniteStepResult, assertStepTensors, assertTensorLike } from './checks.js';
+import { type ConfigSpec, KARRAS_DIFFUSION_SCHEDULERS, type SchedulerConfigInput } from './config.js';
 import { sigmaScheduleKind } from './euler-discrete.js';
 import { KDPM2_DISCRETE_CONFIG_SPEC, type KDPM2DiscreteSchedulerConfig } from './kdpm2-discrete.js';
+import { denoisedWeights } from './prediction.js';
 import { roundHalfEven } from './schedule.js';
-import {
-  assertFiniteStepResult,
-  assertStepTensors,
-  assertTensorLike,
-  type ConfigSpec,
-  KARRAS_DIFFUSION_SCHEDULERS,
-  type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type SetTimestepsOptions,
-  type StepOptions,
-} from './scheduler.js';
-import { denoisedWeights, type SigmaScheduleKind, SigmaScheduler } from './sigma-scheduler.js';
+import type { SchedulerOptions, SchedulerOutput, SetTimestepsOptions, StepOptions } from './scheduler.js';
+import { type SigmaScheduleKind, SigmaScheduler } from './sigma-scheduler.js';
 import { sigmaToTimestep } from './sigmas.js';
 
 /** The config of {@link KDPM2AncestralDiscreteScheduler}: the same keys and defaults as DPM2's. */
@@ -56,8 +48,6 @@ export const KDPM2_ANCESTRAL_DISCRETE_CONFIG_SPEC: ConfigSpec<KDPM2AncestralDisc
 export class KDPM2AncestralDiscreteScheduler extends SigmaScheduler<KDPM2AncestralDiscreteSchedulerConfig> {
   /** The classes whose configs this one accepts. */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** Classifier guidance shifts ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** Two model evaluations per step. */
   override order = 2;
   /** σ_mid of the step each schedule index belongs to (aligned with {@link SigmaScheduler.sigmas}). */

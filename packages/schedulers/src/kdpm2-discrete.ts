@@ -1,27 +1,17 @@
 import { Tensor, type TensorLike } from '@denoise/core';
-import { sigmaScheduleKind } from './euler-discrete.js';
-import { roundHalfEven, TIMESTEP_SPACINGS } from './schedule.js';
+import { assertFiniteStepResult, assertStepTensors, assertTensorLike } from './checks.js';
 import {
-  assertFiniteStepResult,
-  assertStepTensors,
-  assertTensorLike,
   BETA_SCHEDULE_SPEC,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
-  PREDICTION_TYPES,
   type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type SetTimestepsOptions,
-  type StepOptions,
-} from './scheduler.js';
-import {
-  denoisedWeights,
-  type SigmaScheduleKind,
-  SigmaScheduler,
-  type SigmaSchedulerBaseConfig,
-} from './sigma-scheduler.js';
+} from './config.js';
+import { sigmaScheduleKind } from './euler-discrete.js';
+import { denoisedWeights, PREDICTION_TYPES } from './prediction.js';
+import { roundHalfEven, TIMESTEP_SPACINGS } from './schedule.js';
+import type { SchedulerOptions, SchedulerOutput, SetTimestepsOptions, StepOptions } from './scheduler.js';
+import { type SigmaScheduleKind, SigmaScheduler, type SigmaSchedulerBaseConfig } from './sigma-scheduler.js';
 import { sigmaToTimestep } from './sigmas.js';
 
 /** The config of {@link KDPM2DiscreteScheduler}: diffusers' `KDPM2DiscreteScheduler` keys and defaults. */
@@ -79,8 +69,6 @@ export const KDPM2_DISCRETE_CONFIG_SPEC: ConfigSpec<KDPM2DiscreteSchedulerConfig
 export class KDPM2DiscreteScheduler extends SigmaScheduler<KDPM2DiscreteSchedulerConfig> {
   /** The classes whose configs this one accepts. */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** Classifier guidance shifts ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** Two model evaluations per step. */
   override order = 2;
   /**

@@ -1,27 +1,21 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import type { NoiseScheduleConfig } from './schedule.js';
 import {
-  applyDynamicThresholding,
   assertFiniteStepInputs,
   assertFiniteStepResult,
   assertPredictionDefinedAtZeroSnr,
   assertStepTensors,
-  type ConfigSpec,
-  configField,
-  NOISE_SCHEDULE_SPEC,
-  originalSampleWeights,
-  PREDICTION_TYPES,
-  type PredictionType,
+} from './checks.js';
+import { type ConfigSpec, configField, NOISE_SCHEDULE_SPEC, type SchedulerConfigInput, warnOnce } from './config.js';
+import { originalSampleWeights, PREDICTION_TYPES, type PredictionType } from './prediction.js';
+import type { NoiseScheduleConfig } from './schedule.js';
+import {
   Scheduler,
-  type SchedulerConfigInput,
   type SchedulerOptions,
   type SchedulerOutput,
   type SetTimestepsOptions,
   type StepOptions,
-  THRESHOLDING_SPEC,
-  type ThresholdingConfig,
-  warnOnce,
 } from './scheduler.js';
+import { applyDynamicThresholding, THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
 
 /** The config of {@link LCMScheduler}: diffusers' `LCMScheduler` keys and defaults. */
 export interface LCMSchedulerConfig extends NoiseScheduleConfig, ThresholdingConfig {
@@ -82,8 +76,6 @@ const SIGMA_DATA = 0.5;
 export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
   /** diffusers lists no compatible classes for LCM: its timesteps only make sense for distilled models. */
   static override readonly compatibles: readonly string[] = [];
-  /** ε-based steps: classifier guidance shifts ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
 
   private stepIndex: number | undefined = undefined;
   private beginIndex: number | undefined = undefined;

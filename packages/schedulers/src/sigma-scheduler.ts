@@ -1,19 +1,14 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { assertSameDims, assertTensorLike } from './checks.js';
+import type { ConfigSpec } from './config.js';
+import type { PredictionType } from './prediction.js';
 import {
   type BetaScheduleConfig,
   type NoiseScheduleConfig,
   spacedTimesteps,
   type TimestepSpacing,
 } from './schedule.js';
-import {
-  assertSameDims,
-  assertTensorLike,
-  type ConfigSpec,
-  type PredictionType,
-  Scheduler,
-  type SchedulerOptions,
-  type SetTimestepsOptions,
-} from './scheduler.js';
+import { Scheduler, type SchedulerOptions, type SetTimestepsOptions } from './scheduler.js';
 import { betaSigmas, exponentialSigmas, interpolateAt, karrasSigmas, sigmasToTimesteps } from './sigmas.js';
 
 const f32 = Math.fround;
@@ -268,49 +263,5 @@ export abstract class SigmaScheduler<
     let max = 0;
     for (const s of sigmas) max = Math.max(max, s);
     return this.config.timestep_spacing === 'leading' ? f32(Math.sqrt(max * max + 1)) : max;
-  }
-}
-
-/**
- * x̂_0 from the model output at noise level σ, for `x = x_0 + σ ε` (Karras et al. 2022, Table 1; v-prediction
- * with `c_skip = 1/(σ²+1)`, `c_out = −σ/√(σ²+1)`).
- *
- * @param predictionType - what the model predicts
- * @param modelOutput - one element of the model output
- * @param sample - the same element of the sample
- * @param sigma - the noise level the model saw
- */
-export function denoisedFromModelOutput(
-  predictionType: PredictionType,
-  modelOutput: number,
-  sample: number,
-  sigma: number,
-): number {
-  if (predictionType === 'epsilon') return sample - sigma * modelOutput;
-  if (predictionType === 'v_prediction') {
-    return modelOutput * (-sigma / Math.sqrt(sigma * sigma + 1)) + sample / (sigma * sigma + 1);
-  }
-  return modelOutput;
-}
-
-/**
- * The weights (a, b) of x̂_0 = a·x + b·m of {@link denoisedFromModelOutput} at noise level σ, computed once per
- * step so that the element loop is one multiply-add whatever the prediction type: ε: (1, −σ); sample: (0, 1);
- * v: (c_skip, c_out) = (1/(σ²+1), −σ/√(σ²+1)).
- *
- * @param predictionType - what the model predicts
- * @param sigma - the noise level the model saw
- */
-export function denoisedWeights(
-  predictionType: PredictionType,
-  sigma: number,
-): [sampleWeight: number, outputWeight: number] {
-  switch (predictionType) {
-    case 'epsilon':
-      return [1, -sigma];
-    case 'sample':
-      return [0, 1];
-    case 'v_prediction':
-      return [1 / (sigma * sigma + 1), -sigma / Math.sqrt(sigma * sigma + 1)];
   }
 }

@@ -1,25 +1,16 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { assertFiniteStepResult, assertPredictionDefinedAtZeroSnr, assertStepTensors } from './checks.js';
+import { type ConfigSpec, configField, NOISE_SCHEDULE_SPEC, type SchedulerConfigInput, warnOnce } from './config.js';
+import { originalSampleWeights, PREDICTION_TYPES, type PredictionType } from './prediction.js';
 import type { NoiseScheduleConfig } from './schedule.js';
 import {
-  assertFiniteStepResult,
-  assertPredictionDefinedAtZeroSnr,
-  assertStepTensors,
-  type ConfigSpec,
-  configField,
-  NOISE_SCHEDULE_SPEC,
-  originalSampleWeights,
-  PREDICTION_TYPES,
-  type PredictionType,
   Scheduler,
-  type SchedulerConfigInput,
   type SchedulerOptions,
   type SchedulerOutput,
   type SetTimestepsOptions,
   type StepOptions,
-  THRESHOLDING_SPEC,
-  type ThresholdingConfig,
-  warnOnce,
 } from './scheduler.js';
+import { THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
 
 /** The config of {@link TCDScheduler}: diffusers' `TCDScheduler` keys and defaults (LCM's). */
 export interface TCDSchedulerConfig extends NoiseScheduleConfig, ThresholdingConfig {
@@ -102,8 +93,6 @@ export interface TCDSchedulerOutput extends SchedulerOutput {
 export class TCDScheduler extends Scheduler<TCDSchedulerConfig> {
   /** diffusers lists no compatible classes for TCD: its timesteps only make sense for distilled models. */
   static override readonly compatibles: readonly string[] = [];
-  /** ε-based steps: classifier guidance shifts ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
 
   private stepIndex: number | undefined = undefined;
   private beginIndex: number | undefined = undefined;

@@ -1,4 +1,13 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { assertFiniteStepInputs, assertFiniteStepResult } from './checks.js';
+import {
+  type ConfigField,
+  type ConfigSpec,
+  configField,
+  KARRAS_DIFFUSION_SCHEDULERS,
+  NOISE_SCHEDULE_SPEC,
+  type SchedulerConfigInput,
+} from './config.js';
 import {
   type AlphaSigmaLambda,
   addNoiseAtSigmas,
@@ -20,23 +29,9 @@ import {
 } from './dpm-solver-multistep.js';
 import { linearCombination } from './linear-combination.js';
 import { type NoiseScheduleConfig, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
-import {
-  applyDynamicThresholding,
-  assertFiniteStepInputs,
-  assertFiniteStepResult,
-  type ConfigField,
-  type ConfigSpec,
-  configField,
-  KARRAS_DIFFUSION_SCHEDULERS,
-  NOISE_SCHEDULE_SPEC,
-  Scheduler,
-  type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  THRESHOLDING_SPEC,
-  type ThresholdingConfig,
-} from './scheduler.js';
+import { Scheduler, type SchedulerOptions, type SchedulerOutput } from './scheduler.js';
 import { karrasSigmas, sigmasFromAlphasCumprod } from './sigmas.js';
+import { applyDynamicThresholding, THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
 
 /**
  * UniPC (Zhao et al. 2023, "UniPC: A Unified Predictor-Corrector Framework for Fast Sampling of Diffusion
@@ -188,8 +183,6 @@ export const UNIPC_MULTISTEP_CONFIG_SPEC: ConfigSpec<UniPCMultistepSchedulerConf
 export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerConfig> {
   /** The classes whose configs this one accepts (diffusers' `KarrasDiffusionSchedulers`). */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** A sigma-based solver: classifier guidance corrects ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** σ at each step of the current schedule plus the final σ (empty before `setTimesteps`). */
   sigmas: Float64Array = new Float64Array(0);
 
