@@ -30,11 +30,6 @@ function isTensor(image: RgbaImage | TensorLike): image is TensorLike {
   return image.data instanceof Float32Array && 'dims' in image;
 }
 
-/** A scheduler that can be told where in its schedule a run starts (sigma-based schedulers). */
-interface BeginIndexScheduler {
-  setBeginIndex(index: number): void;
-}
-
 /** Stable Diffusion image-to-image: needs the repository's `vae_encoder`. */
 export class StableDiffusionImg2ImgPipeline extends LatentDiffusionPipeline {
   /** {@inheritDoc DiffusionPipeline.kind} */
@@ -121,6 +116,6 @@ function strengthStartIndex(scheduler: Scheduler, strength: number): number {
       `strength ${strength} with ${steps} steps leaves no step to run; raise strength or numInferenceSteps.`,
     );
   }
-  (scheduler as Partial<BeginIndexScheduler>).setBeginIndex?.(startIndex);
+  scheduler.setBeginIndex(startIndex);
   return startIndex;
 }

@@ -95,7 +95,6 @@ export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
 
   private coefficients = new Map<number, DDIMStepCoefficients>();
-  private noiseBuffer = new Float32Array(0);
   private thresholdScratch = new Float32Array(0);
 
   /**
@@ -209,7 +208,7 @@ export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
       output: directionWeight * bEps,
       noise: std,
     };
-    const noise = eta > 0 ? this.drawNoise(options, sample) : null;
+    const noise = eta > 0 ? this.stepNoise(options, sample) : null;
     const n = sample.data.length;
     const x0 = new Float32Array(n);
     const prev = new Float32Array(n);
@@ -230,11 +229,6 @@ export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
 
   private alphaBarBefore(prevTimestep: number): number {
     return prevTimestep >= 0 ? this.alphaCumprodAt(prevTimestep) : this.finalAlphaCumprod;
-  }
-
-  private drawNoise(options: StepOptions, sample: TensorLike): Float32Array {
-    if (this.noiseBuffer.length !== sample.data.length) this.noiseBuffer = new Float32Array(sample.data.length);
-    return this.varianceNoise(options, sample, this.noiseBuffer);
   }
 
   /** The coefficients of a step from `timestep`: precomputed on the schedule, else for t − T // n (diffusers' rule). */

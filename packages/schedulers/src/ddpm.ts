@@ -132,7 +132,6 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> implements Pos
 
   private coefficients = new Map<number, DDPMStepCoefficients>();
   private customTimesteps = false;
-  private noiseBuffer = new Float32Array(0);
   private thresholdScratch = new Float32Array(0);
 
   /**
@@ -224,7 +223,7 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> implements Pos
     const x0 = new Float32Array(n);
     const prev = new Float32Array(n);
     // diffusers draws noise whenever t > 0.
-    const noise = timestep > 0 ? this.drawNoise(options, sample) : null;
+    const noise = timestep > 0 ? this.stepNoise(options, sample) : null;
     if (learned) {
       this.learnedVarianceStep(modelOutput, timestep, sample, noise, a, b, x0, prev);
     } else {
@@ -314,11 +313,6 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> implements Pos
         return Math.exp(0.5 * (frac * c.logBeta + (1 - frac) * c.logPosteriorVariance));
       }
     }
-  }
-
-  private drawNoise(options: StepOptions, sample: TensorLike): Float32Array {
-    if (this.noiseBuffer.length !== sample.data.length) this.noiseBuffer = new Float32Array(sample.data.length);
-    return this.varianceNoise(options, sample, this.noiseBuffer);
   }
 
   /**

@@ -118,7 +118,6 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
   private midpointSigma: number | undefined = undefined;
   /** The second half's terms in x_i and z₁, formed by the first half. */
   private carry = new Float32Array(0);
-  private noiseBuffer = new Float32Array(0);
   /** The generator seeded with `noise_sampler_seed` for the current run. */
   private seededNoise: NoiseGenerator | undefined = undefined;
 
@@ -171,7 +170,7 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
    */
   override scaleModelInput(sample: TensorLike, timestep: number): Tensor {
     assertTensorLike(sample, 'sample');
-    const sigma = this.midpointSigma ?? this.sigmas[this.currentStepIndex(timestep)];
+    const sigma = this.midpointSigma ?? this.sigmas[this.cursor.current(timestep)];
     const scale = 1 / Math.sqrt(sigma * sigma + 1);
     const out = new Float32Array(sample.data.length);
     for (let i = 0; i < out.length; i++) out[i] = sample.data[i] * scale;
@@ -195,8 +194,7 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
     options: DPMSolverSDEStepOptions = {},
   ): SchedulerOutput {
     assertStepTensors(modelOutput, sample);
-    const index = this.currentStepIndex(timestep);
-    this.assertStepInRange(index);
+    const index = this.cursor.stepIndexFor(timestep);
     const firstHalf = this.midpointSigma === undefined;
     const sigma = firstHalf ? this.sigmas[index] : this.sigmas[index - 1];
     const sigmaNext = firstHalf ? this.sigmas[index + 1] : this.sigmas[index];
@@ -217,7 +215,7 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
         nonFinite += value * 0;
       }
       assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
-      this.stepIndex = index + 1;
+      this.cursor.advance();
       return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
     }
     // The whole step's ancestral split (σ_i → σ_{i+1}) and the Brownian weights of
@@ -228,13 +226,10 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
     const w1 = span > 0 ? Math.sqrt(Math.abs(sigma - sigmaMid) / span) : 1;
     const w2 = span > 0 ? Math.sqrt(Math.abs(sigmaMid - sigmaNext) / span) : 0;
     const sNoise = options.sNoise ?? 1;
-    if (this.noiseBuffer.length !== n) {
-      this.noiseBuffer = new Float32Array(n);
-      this.carry = new Float32Array(n);
-    }
+    if (this.carry.length !== n) this.carry = new Float32Array(n);
     const source =
       options.noise !== undefined || options.generator !== undefined ? options : { generator: this.seededNoise };
-    const z = this.varianceNoise(source, sample, this.noiseBuffer);
+    const z = this.stepNoise(source, sample);
     const carry = this.carry;
     if (firstHalf) {
       // To σ_mid with ξ(σ_i, σ_mid) = z₁; the second half's terms in x_i and z₁ are formed now, so x_i and z₁ need
@@ -242,26 +237,36 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
       const half = ancestralSplit(sigma, sigmaMid);
       const noiseScale = sNoise * half.up;
       const carryNoise = sNoise * whole.up * w1;
+      // x_mid = keep·x + (1 − keep)·(a·x + b·m) + noise·z, in x and m directly.
+      const sampleWeight = half.keep + (1 - half.keep) * a;
+      const outputWeight = (1 - half.keep) * b;
       for (let i = 0; i < n; i++) {
-        x0[i] = a * x[i] + b * m[i];
-        carry[i] = whole.keep * x[i] + carryNoise * z[i];
-        const value = half.keep * x[i] + (1 - half.keep) * x0[i] + noiseScale * z[i];
+        const xi = x[i];
+        const mi = m[i];
+        const zi = z[i];
+        x0[i] = a * xi + b * mi;
+        carry[i] = whole.keep * xi + carryNoise * zi;
+        const value = sampleWeight * xi + outputWeight * mi + noiseScale * zi;
         prev[i] = value;
         nonFinite += value * 0;
       }
     } else {
       // From x_i to σ_{i+1} with x̂_0 at σ_mid and z₂.
       const noiseScale = sNoise * whole.up * w2;
+      const sampleWeight = (1 - whole.keep) * a;
+      const outputWeight = (1 - whole.keep) * b;
       for (let i = 0; i < n; i++) {
-        x0[i] = a * x[i] + b * m[i];
-        const value = carry[i] + (1 - whole.keep) * x0[i] + noiseScale * z[i];
+        const xi = x[i];
+        const mi = m[i];
+        x0[i] = a * xi + b * mi;
+        const value = carry[i] + sampleWeight * xi + outputWeight * mi + noiseScale * z[i];
         prev[i] = value;
         nonFinite += value * 0;
       }
     }
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     this.midpointSigma = firstHalf ? sigmaMid : undefined;
-    this.stepIndex = index + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }
 }

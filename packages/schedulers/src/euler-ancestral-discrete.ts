@@ -47,8 +47,6 @@ export class EulerAncestralDiscreteScheduler extends SigmaScheduler<EulerAncestr
   /** The classes whose configs this one accepts. */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
 
-  private noiseBuffer = new Float32Array(0);
-
   /**
    * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
    * @param options - warning handler
@@ -82,8 +80,7 @@ export class EulerAncestralDiscreteScheduler extends SigmaScheduler<EulerAncestr
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: StepOptions = {}): SchedulerOutput {
     assertStepTensors(modelOutput, sample);
-    const index = this.currentStepIndex(timestep);
-    this.assertStepInRange(index);
+    const index = this.cursor.stepIndexFor(timestep);
     const sigma = this.sigmas[index];
     const sigmaNext = this.sigmas[index + 1];
     // A step to a larger σ (zero terminal SNR's 2^-24 can sit below its neighbour's ᾱ) adds no noise instead of
@@ -92,8 +89,7 @@ export class EulerAncestralDiscreteScheduler extends SigmaScheduler<EulerAncestr
     const sigmaDown = Math.sqrt(sigmaNext ** 2 - sigmaUp ** 2);
     const dt = sigmaDown - sigma;
     const n = sample.data.length;
-    if (this.noiseBuffer.length !== n) this.noiseBuffer = new Float32Array(n);
-    const noise = this.varianceNoise(options, sample, this.noiseBuffer);
+    const noise = this.stepNoise(options, sample);
     const x = sample.data;
     const m = modelOutput.data;
     const [a, b] = denoisedWeights(this.config.prediction_type, sigma);
@@ -111,7 +107,7 @@ export class EulerAncestralDiscreteScheduler extends SigmaScheduler<EulerAncestr
       nonFinite += value * 0;
     }
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
-    this.stepIndex = index + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }
 }

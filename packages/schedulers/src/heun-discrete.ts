@@ -124,8 +124,7 @@ export class HeunDiscreteScheduler extends SigmaScheduler<HeunDiscreteSchedulerC
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, _options: StepOptions = {}): SchedulerOutput {
     assertStepTensors(modelOutput, sample);
-    const index = this.currentStepIndex(timestep);
-    this.assertStepInRange(index);
+    const index = this.cursor.stepIndexFor(timestep);
     const predictor = this.stateInFirstOrder;
     const n = sample.data.length;
     const x = sample.data;
@@ -175,7 +174,7 @@ export class HeunDiscreteScheduler extends SigmaScheduler<HeunDiscreteSchedulerC
     }
     if (!clip_sample) assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     this.predictorDt = predictor ? dt : undefined;
-    this.stepIndex = index + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }
 }

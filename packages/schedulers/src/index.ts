@@ -17,14 +17,11 @@ export type {
   DPMSolverAlgorithmType,
   DPMSolverMultistepSchedulerConfig,
   DPMSolverType,
-  MultistepPredictionType,
-  MultistepSetTimestepsOptions,
 } from './dpm-solver-multistep.js';
 export {
   DPM_SOLVER_ALGORITHM_TYPES,
   DPM_SOLVER_MULTISTEP_CONFIG_SPEC,
   DPMSolverMultistepScheduler,
-  MULTISTEP_PREDICTION_TYPES,
 } from './dpm-solver-multistep.js';
 export type { DPMSolverSDESchedulerConfig, DPMSolverSDEStepOptions } from './dpm-solver-sde.js';
 export { DPM_SOLVER_SDE_CONFIG_SPEC, DPMSolverSDEScheduler } from './dpm-solver-sde.js';
@@ -72,6 +69,8 @@ export type { KDPM2DiscreteSchedulerConfig } from './kdpm2-discrete.js';
 export { KDPM2_DISCRETE_CONFIG_SPEC, KDPM2DiscreteScheduler } from './kdpm2-discrete.js';
 export * from './lcm.js';
 export * from './lms-discrete.js';
+export type { MultistepPredictionType, MultistepSetTimestepsOptions } from './multistep.js';
+export { MULTISTEP_PREDICTION_TYPES } from './multistep.js';
 export * from './pndm.js';
 export * from './prediction.js';
 export * from './registry.js';

@@ -62,8 +62,6 @@ export class IPNDMScheduler extends Scheduler<IPNDMSchedulerConfig & NoiseSchedu
   /** α_i = √(1 − σ_i²) of the schedule (diffusers' `alphas`); float32 values. */
   signalScales = new Float64Array(0);
 
-  private stepIndex: number | undefined = undefined;
-  private beginIndex: number | undefined = undefined;
   /** The e of the steps so far, a ring of four; `history[newest]` is the latest. */
   private history: Float32Array[] = [];
   private newest = -1;
@@ -116,24 +114,9 @@ export class IPNDMScheduler extends Scheduler<IPNDMSchedulerConfig & NoiseSchedu
     }
     this.timesteps = timesteps;
     this.numInferenceSteps = count;
-    this.stepIndex = undefined;
-    this.beginIndex = undefined;
+    this.cursor.reset();
     this.count = 0;
     this.newest = -1;
-  }
-
-  /**
-   * The step index of the first step of the next run (img2img pipelines that start mid-schedule).
-   *
-   * @param beginIndex - an index into {@link Scheduler.timesteps}
-   */
-  setBeginIndex(beginIndex = 0): void {
-    if (!Number.isInteger(beginIndex) || beginIndex < 0 || beginIndex >= this.timesteps.length) {
-      throw new InvalidArgumentError(
-        `beginIndex must be an integer in [0, ${this.timesteps.length}) (an index into scheduler.timesteps), got ${beginIndex}.`,
-      );
-    }
-    this.beginIndex = beginIndex;
   }
 
   /**
@@ -147,14 +130,7 @@ export class IPNDMScheduler extends Scheduler<IPNDMSchedulerConfig & NoiseSchedu
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, _options: StepOptions = {}): SchedulerOutput {
     assertStepTensors(modelOutput, sample);
-    const start = timestep === this.timesteps[0] ? 0 : undefined;
-    this.stepIndex ??= this.beginIndex ?? start ?? this.indexForTimestep(timestep);
-    const i = this.stepIndex;
-    if (i >= this.timesteps.length) {
-      throw new InvalidArgumentError(
-        'IPNDMScheduler has already taken every step of its schedule; call setTimesteps(n) to start a new run.',
-      );
-    }
+    const i = this.cursor.stepIndexFor(timestep);
     const n = sample.data.length;
     if (this.history.length === 0 || this.history[0].length !== n) {
       if (this.count > 0) {
@@ -217,19 +193,8 @@ export class IPNDMScheduler extends Scheduler<IPNDMSchedulerConfig & NoiseSchedu
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     this.newest = slot;
     this.count = Math.min(this.count + 1, 4);
-    this.stepIndex = i + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims) };
-  }
-
-  private indexForTimestep(timestep: number): number {
-    const first = this.timesteps.indexOf(timestep);
-    if (first < 0) {
-      throw new InvalidArgumentError(
-        `Timestep ${timestep} is not in the current schedule of IPNDMScheduler; pass one of scheduler.timesteps.`,
-      );
-    }
-    const second = this.timesteps.indexOf(timestep, first + 1);
-    return second < 0 ? first : second;
   }
 }
 

@@ -140,7 +140,7 @@ export class KDPM2DiscreteScheduler extends SigmaScheduler<KDPM2DiscreteSchedule
    */
   override scaleModelInput(sample: TensorLike, timestep: number): Tensor {
     assertTensorLike(sample, 'sample');
-    const index = this.currentStepIndex(timestep);
+    const index = this.cursor.current(timestep);
     const sigma = this.inCorrector ? this.sigmasInterpol[index] : this.sigmas[index];
     const scale = 1 / Math.sqrt(sigma * sigma + 1);
     const out = new Float32Array(sample.data.length);
@@ -159,8 +159,7 @@ export class KDPM2DiscreteScheduler extends SigmaScheduler<KDPM2DiscreteSchedule
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, _options: StepOptions = {}): SchedulerOutput {
     assertStepTensors(modelOutput, sample);
-    const index = this.currentStepIndex(timestep);
-    this.assertStepInRange(index);
+    const index = this.cursor.stepIndexFor(timestep);
     const predictor = !this.inCorrector;
     const n = sample.data.length;
     const x = sample.data;
@@ -169,33 +168,40 @@ export class KDPM2DiscreteScheduler extends SigmaScheduler<KDPM2DiscreteSchedule
     const sigma = predictor ? this.sigmas[index] : this.sigmas[index - 1];
     const sigmaModel = predictor ? sigma : this.sigmasInterpol[index];
     const dt = predictor ? this.sigmasInterpol[index + 1] - sigma : this.sigmas[index] - sigma;
+    // x̂_0 = a·x + b·m, and the Euler move (x − x̂_0)·dt/σ = slope·x − b·(dt/σ)·m with slope = (1 − a)·dt/σ.
     const [a, b] = denoisedWeights(this.config.prediction_type, sigmaModel);
-    // Multiplying by 1/σ instead of dividing: a division per element costs about as much as the rest of the loop.
-    const inverseSigma = 1 / sigmaModel;
+    const move = dt / sigmaModel;
+    const slope = (1 - a) * move;
+    const outputSlope = -b * move;
     if (predictor && this.startSample.length !== n) this.startSample = new Float32Array(n);
     const start = this.startSample;
     const x0 = new Float32Array(n);
     const prev = new Float32Array(n);
     let nonFinite = 0;
     if (predictor) {
+      // The corrector steps from x_i again: keep a copy (one memcpy).
+      start.set(x);
       for (let i = 0; i < n; i++) {
-        x0[i] = a * x[i] + b * m[i];
-        start[i] = x[i];
-        const value = x[i] + (x[i] - x0[i]) * inverseSigma * dt;
+        const xi = x[i];
+        const mi = m[i];
+        x0[i] = a * xi + b * mi;
+        const value = xi + slope * xi + outputSlope * mi;
         prev[i] = value;
         nonFinite += value * 0;
       }
     } else {
       for (let i = 0; i < n; i++) {
-        x0[i] = a * x[i] + b * m[i];
-        const value = start[i] + (x[i] - x0[i]) * inverseSigma * dt;
+        const xi = x[i];
+        const mi = m[i];
+        x0[i] = a * xi + b * mi;
+        const value = start[i] + slope * xi + outputSlope * mi;
         prev[i] = value;
         nonFinite += value * 0;
       }
     }
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     this.inCorrector = predictor;
-    this.stepIndex = index + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }
 }

@@ -77,9 +77,6 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
   /** diffusers lists no compatible classes for LCM: its timesteps only make sense for distilled models. */
   static override readonly compatibles: readonly string[] = [];
 
-  private stepIndex: number | undefined = undefined;
-  private beginIndex: number | undefined = undefined;
-  private noiseBuffer = new Float32Array(0);
   private thresholdScratch = new Float32Array(0);
   /** x̂_0 of the configs that clamp it, reused across steps (the step returns f(x_t, t), not x̂_0). */
   private x0Scratch = new Float32Array(0);
@@ -96,15 +93,6 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
   /** ᾱ after the last step: 1 with `set_alpha_to_one`, else ᾱ_0. */
   get finalAlphaCumprod(): number {
     return this.config.set_alpha_to_one ? 1 : this.alphasCumprod[0];
-  }
-
-  /**
-   * The step index of the first step of the next run (img2img pipelines that start mid-schedule).
-   *
-   * @param beginIndex - an index into {@link Scheduler.timesteps}
-   */
-  setBeginIndex(beginIndex = 0): void {
-    this.beginIndex = beginIndex;
   }
 
   /**
@@ -158,8 +146,7 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
       this.timesteps = Array.from({ length: n }, (_, i) => (gridSize - Math.floor((i * gridSize) / n)) * k - 1);
     }
     this.numInferenceSteps = n;
-    this.stepIndex = undefined;
-    this.beginIndex = undefined;
+    this.cursor.reset();
   }
 
   /**
@@ -168,8 +155,7 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
    * @param timestep - a timestep of the current schedule
    */
   previousTimestep(timestep: number): number {
-    const index = this.timesteps.indexOf(timestep);
-    if (index < 0) throw new InvalidArgumentError(`Timestep ${timestep} is not in the current LCM schedule.`);
+    const index = this.cursor.indexOf(timestep);
     return index === this.timesteps.length - 1 ? -1 : this.timesteps[index + 1];
   }
 
@@ -194,14 +180,8 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
    * @param options - `generator` or `noise` for the re-noising
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: StepOptions = {}): SchedulerOutput {
-    if (this.numInferenceSteps === undefined) {
-      throw new InvalidArgumentError('LCMScheduler.step needs a schedule: call setTimesteps(numInferenceSteps) first.');
-    }
     assertStepTensors(modelOutput, sample);
-    // A run that starts at the first timestep starts at index 0, even when a timestep is repeated.
-    const start = timestep === this.timesteps[0] ? 0 : undefined;
-    this.stepIndex ??= this.beginIndex ?? start ?? this.indexForTimestep(timestep);
-    const index = this.stepIndex;
+    const index = this.cursor.stepIndexFor(timestep);
     const prevTimestep = index + 1 < this.timesteps.length ? this.timesteps[index + 1] : timestep;
     const alphaBar = this.alphaCumprodAt(timestep);
     const alphaBarPrev = prevTimestep >= 0 ? this.alphaCumprodAt(prevTimestep) : this.finalAlphaCumprod;
@@ -215,8 +195,9 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
     // x̂_0 = a·x_t + b·m (`docs/math.md` §2); f(x_t, t) = c_skip·x_t + c_out·x̂_0; then, except at the last step,
     // x_{t'} = √ᾱ_{t'}·f + √(1 − ᾱ_{t'})·z.
     const [a, b] = originalSampleWeights(prediction_type, sqrtA, sqrtB);
-    const renoise = index !== this.numInferenceSteps - 1;
-    const noise = renoise ? this.drawNoise(options, sample) : null;
+    // stepIndexFor has checked that setTimesteps ran.
+    const renoise = index !== (this.numInferenceSteps as number) - 1;
+    const noise = renoise ? this.stepNoise(options, sample) : null;
     const denoised = new Float32Array(n);
     const prev = renoise ? new Float32Array(n) : denoised;
     const signalWeight = Math.sqrt(alphaBarPrev);
@@ -263,23 +244,7 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
       }
       assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     }
-    this.stepIndex = index + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(denoised, sample.dims) };
-  }
-
-  private drawNoise(options: StepOptions, sample: TensorLike): Float32Array {
-    if (this.noiseBuffer.length !== sample.data.length) this.noiseBuffer = new Float32Array(sample.data.length);
-    return this.varianceNoise(options, sample, this.noiseBuffer);
-  }
-
-  private indexForTimestep(timestep: number): number {
-    const first = this.timesteps.indexOf(timestep);
-    if (first < 0) {
-      throw new InvalidArgumentError(
-        `Timestep ${timestep} is not in the current schedule of LCMScheduler; pass one of scheduler.timesteps.`,
-      );
-    }
-    const second = this.timesteps.indexOf(timestep, first + 1);
-    return second < 0 ? first : second;
   }
 }

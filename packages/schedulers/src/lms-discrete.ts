@@ -146,8 +146,7 @@ export class LMSDiscreteScheduler extends SigmaScheduler<LMSDiscreteSchedulerCon
     if (!Number.isInteger(maxOrder) || maxOrder < 1 || maxOrder > MAX_ORDER) {
       throw new InvalidArgumentError(`LMS order must be an integer from 1 to ${MAX_ORDER}, got ${options.order}.`);
     }
-    const index = this.currentStepIndex(timestep);
-    this.assertStepInRange(index);
+    const index = this.cursor.stepIndexFor(timestep);
     const sigma = this.sigmas[index];
 
     // As diffusers: the polynomial's order follows the step index; a run that starts mid-schedule has fewer
@@ -190,7 +189,7 @@ export class LMSDiscreteScheduler extends SigmaScheduler<LMSDiscreteSchedulerCon
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     this.derivatives.push(derivative);
     if (this.derivatives.length > maxOrder) this.spareBuffers.push(this.derivatives.shift() as Float32Array);
-    this.stepIndex = index + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }
 

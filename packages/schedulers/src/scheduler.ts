@@ -8,6 +8,7 @@ import {
   betasFromConfig,
   type NoiseScheduleConfig,
 } from './schedule.js';
+import { ScheduleCursor } from './schedule-cursor.js';
 
 /** A source of standard normal noise; `RandomGenerator` from `@denoise/core` is one. */
 export interface NoiseGenerator {
@@ -92,8 +93,15 @@ export abstract class Scheduler<C extends BetaScheduleConfig = BetaScheduleConfi
   readonly className: string;
   /** Where this instance reports warnings. */
   protected readonly onWarning: WarningHandler | undefined;
+  /**
+   * The step index of a run, for schedulers that index their state by step (sigma-based and multistep ones); those
+   * that step from the timestep itself (DDPM, DDIM, PNDM) do not read it.
+   */
+  protected readonly cursor: ScheduleCursor = new ScheduleCursor(this);
   /** The noise source of stochastic steps called without `generator` or `noise`, created on first use. */
   private unseededGenerator: NoiseGenerator | undefined;
+  /** The buffer {@link Scheduler.stepNoise} fills, reused across steps. */
+  private noiseBuffer = new Float32Array(0);
 
   /**
    * @param className - the diffusers class name, for messages and `toJSON`
@@ -183,6 +191,27 @@ export abstract class Scheduler<C extends BetaScheduleConfig = BetaScheduleConfi
   }
 
   /**
+   * Makes the next run start at this index of {@link Scheduler.timesteps} instead of locating its first timestep
+   * (diffusers' `set_begin_index`; image-to-image pipelines call it after `setTimesteps`). Schedulers that step from
+   * the timestep itself (DDPM, DDIM, PNDM) need no begin index and keep it only for `addNoise`'s sake.
+   *
+   * @param beginIndex - an index into {@link Scheduler.timesteps}
+   */
+  setBeginIndex(beginIndex = 0): void {
+    this.cursor.setBeginIndex(beginIndex);
+  }
+
+  /**
+   * The position of `timestep` in the current schedule: its first occurrence, or its second when it occurs twice
+   * (see {@link ScheduleCursor}).
+   *
+   * @param timestep - one of {@link Scheduler.timesteps}
+   */
+  indexForTimestep(timestep: number): number {
+    return this.cursor.indexOf(timestep);
+  }
+
+  /**
    * The forward process in closed form (`docs/math.md` §1): x_t = √ᾱ_t · x_0 + √(1 − ᾱ_t) · ε.
    *
    * @param originalSamples - x_0
@@ -190,10 +219,10 @@ export abstract class Scheduler<C extends BetaScheduleConfig = BetaScheduleConfi
    * @param timesteps - one training timestep for the whole batch, or one per batch item
    */
   addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
-    return this.combinePerItem(originalSamples, noise, timesteps, (alphaBar) => [
-      Math.sqrt(alphaBar),
-      Math.sqrt(1 - alphaBar),
-    ]);
+    return this.combinePerItem(originalSamples, noise, timesteps, (t) => {
+      const alphaBar = this.alphaCumprodAt(t);
+      return [Math.sqrt(alphaBar), Math.sqrt(1 - alphaBar)];
+    });
   }
 
   /**
@@ -204,7 +233,10 @@ export abstract class Scheduler<C extends BetaScheduleConfig = BetaScheduleConfi
    * @param timesteps - one training timestep for the whole batch, or one per batch item
    */
   getVelocity(sample: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
-    return this.combinePerItem(sample, noise, timesteps, (alphaBar) => [-Math.sqrt(1 - alphaBar), Math.sqrt(alphaBar)]);
+    return this.combinePerItem(sample, noise, timesteps, (t) => {
+      const alphaBar = this.alphaCumprodAt(t);
+      return [-Math.sqrt(1 - alphaBar), Math.sqrt(alphaBar)];
+    });
   }
 
   /** The config as diffusers writes `scheduler_config.json`: `_class_name` plus every key. */
@@ -234,6 +266,18 @@ export abstract class Scheduler<C extends BetaScheduleConfig = BetaScheduleConfi
     }
     this.unseededGenerator ??= new RandomGenerator(Math.floor(Math.random() * 2 ** 32));
     return (options.generator ?? this.unseededGenerator).randnInto(buffer);
+  }
+
+  /**
+   * {@link Scheduler.varianceNoise} into a buffer of this instance, reused across steps: the noise of a step that
+   * draws one noise tensor.
+   *
+   * @param options - the step options
+   * @param sample - the sample the noise must match
+   */
+  protected stepNoise(options: StepOptions, sample: TensorLike): Float32Array {
+    if (this.noiseBuffer.length !== sample.data.length) this.noiseBuffer = new Float32Array(sample.data.length);
+    return this.varianceNoise(options, sample, this.noiseBuffer);
   }
 
   /**
@@ -290,16 +334,24 @@ export abstract class Scheduler<C extends BetaScheduleConfig = BetaScheduleConfi
     return this.alphasCumprod[timestep];
   }
 
-  /** a·x + b·y per batch item, with (a, b) from ᾱ at that item's timestep. */
-  private combinePerItem(
+  /**
+   * a·x + c·y per batch item, with (a, c) at that item's timestep: the one loop of every `addNoise` and
+   * `getVelocity`.
+   *
+   * @param x - x_0 (or the sample)
+   * @param y - the noise, same dims
+   * @param timesteps - one timestep for the whole batch, or one per batch item
+   * @param coefficients - (a, c) at a timestep; throws for a timestep it cannot place
+   */
+  protected combinePerItem(
     x: TensorLike,
     y: TensorLike,
     timesteps: number | readonly number[],
-    coefficients: (alphaBar: number) => [number, number],
+    coefficients: (timestep: number) => readonly [number, number],
   ): Tensor {
-    assertTensorLike(x, 'sample');
+    assertTensorLike(x, 'originalSamples');
     assertTensorLike(y, 'noise');
-    assertSameDims(x, y, 'sample', 'noise');
+    assertSameDims(x, y, 'originalSamples', 'noise');
     const batch = x.dims.length > 0 ? x.dims[0] : 1;
     const perItem = typeof timesteps === 'number' ? null : timesteps;
     if (perItem && perItem.length !== batch && perItem.length !== 1) {
@@ -311,7 +363,7 @@ export abstract class Scheduler<C extends BetaScheduleConfig = BetaScheduleConfi
     const itemSize = x.data.length / batch;
     for (let b = 0; b < batch; b++) {
       const t = perItem ? perItem[perItem.length === 1 ? 0 : b] : (timesteps as number);
-      const [a, c] = coefficients(this.alphaCumprodAt(t));
+      const [a, c] = coefficients(t);
       for (let i = b * itemSize, end = i + itemSize; i < end; i++) out[i] = a * x.data[i] + c * y.data[i];
     }
     return new Tensor(out, x.dims);

@@ -94,10 +94,6 @@ export class TCDScheduler extends Scheduler<TCDSchedulerConfig> {
   /** diffusers lists no compatible classes for TCD: its timesteps only make sense for distilled models. */
   static override readonly compatibles: readonly string[] = [];
 
-  private stepIndex: number | undefined = undefined;
-  private beginIndex: number | undefined = undefined;
-  private noiseBuffer = new Float32Array(0);
-
   /**
    * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
    * @param options - warning handler
@@ -105,20 +101,6 @@ export class TCDScheduler extends Scheduler<TCDSchedulerConfig> {
   constructor(config: SchedulerConfigInput<TCDSchedulerConfig> = {}, options?: SchedulerOptions) {
     super('TCDScheduler', TCD_CONFIG_SPEC, config, options);
     assertPredictionDefinedAtZeroSnr('TCDScheduler', this.config);
-  }
-
-  /**
-   * The step index of the first step of the next run (img2img pipelines that start mid-schedule).
-   *
-   * @param beginIndex - an index into {@link Scheduler.timesteps}
-   */
-  setBeginIndex(beginIndex = 0): void {
-    if (!Number.isInteger(beginIndex) || beginIndex < 0 || beginIndex >= this.timesteps.length) {
-      throw new InvalidArgumentError(
-        `beginIndex must be an integer in [0, ${this.timesteps.length}) (an index into scheduler.timesteps), got ${beginIndex}.`,
-      );
-    }
-    this.beginIndex = beginIndex;
   }
 
   /**
@@ -176,8 +158,7 @@ export class TCDScheduler extends Scheduler<TCDSchedulerConfig> {
       this.timesteps = Array.from({ length: n }, (_, i) => grid[grid.length - 1 - Math.floor(i * stride)]);
     }
     this.numInferenceSteps = n;
-    this.stepIndex = undefined;
-    this.beginIndex = undefined;
+    this.cursor.reset();
   }
 
   /**
@@ -186,8 +167,7 @@ export class TCDScheduler extends Scheduler<TCDSchedulerConfig> {
    * @param timestep - a timestep of the current schedule
    */
   previousTimestep(timestep: number): number {
-    const index = this.timesteps.indexOf(timestep);
-    if (index < 0) throw new InvalidArgumentError(`Timestep ${timestep} is not in the current TCD schedule.`);
+    const index = this.cursor.indexOf(timestep);
     return index === this.timesteps.length - 1 ? -1 : this.timesteps[index + 1];
   }
 
@@ -206,22 +186,12 @@ export class TCDScheduler extends Scheduler<TCDSchedulerConfig> {
     sample: TensorLike,
     options: TCDStepOptions = {},
   ): TCDSchedulerOutput {
-    if (this.numInferenceSteps === undefined) {
-      throw new InvalidArgumentError('TCDScheduler.step needs a schedule: call setTimesteps(numInferenceSteps) first.');
-    }
     assertStepTensors(modelOutput, sample);
     const gamma = options.eta ?? 0.3;
     if (!(gamma >= 0 && gamma <= 1)) {
       throw new InvalidArgumentError(`TCDScheduler: eta (the paper's γ) must be in [0, 1], got ${gamma}.`);
     }
-    const start = timestep === this.timesteps[0] ? 0 : undefined;
-    this.stepIndex ??= this.beginIndex ?? start ?? this.indexForTimestep(timestep);
-    const index = this.stepIndex;
-    if (index >= this.timesteps.length) {
-      throw new InvalidArgumentError(
-        'TCDScheduler has already taken every step of its schedule; call setTimesteps(n) to start a new run.',
-      );
-    }
+    const index = this.cursor.stepIndexFor(timestep);
     const isLast = index === this.timesteps.length - 1;
     // diffusers: the last step goes to timestep 0 (ᾱ_0), not to set_alpha_to_one's ᾱ = 1.
     const prevTimestep = isLast ? 0 : this.timesteps[index + 1];
@@ -243,8 +213,7 @@ export class TCDScheduler extends Scheduler<TCDSchedulerConfig> {
     const prev = renoise ? new Float32Array(n) : predicted;
     let nonFinite = 0;
     if (renoise) {
-      if (this.noiseBuffer.length !== n) this.noiseBuffer = new Float32Array(n);
-      const noise = this.varianceNoise(options, sample, this.noiseBuffer);
+      const noise = this.stepNoise(options, sample);
       const keep = Math.sqrt(alphaBarPrev / alphaBarS);
       const added = Math.sqrt(1 - alphaBarPrev / alphaBarS);
       for (let i = 0; i < n; i++) {
@@ -261,19 +230,8 @@ export class TCDScheduler extends Scheduler<TCDSchedulerConfig> {
       }
     }
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
-    this.stepIndex = index + 1;
+    this.cursor.advance();
     const predNoisedSample = new Tensor(predicted, sample.dims);
     return { prevSample: renoise ? new Tensor(prev, sample.dims) : predNoisedSample, predNoisedSample };
-  }
-
-  private indexForTimestep(timestep: number): number {
-    const first = this.timesteps.indexOf(timestep);
-    if (first < 0) {
-      throw new InvalidArgumentError(
-        `Timestep ${timestep} is not in the current schedule of TCDScheduler; pass one of scheduler.timesteps.`,
-      );
-    }
-    const second = this.timesteps.indexOf(timestep, first + 1);
-    return second < 0 ? first : second;
   }
 }

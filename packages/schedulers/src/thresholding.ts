@@ -141,9 +141,12 @@ function thresholdOfItem(
       const sample = scratch.subarray(0, THRESHOLD_SAMPLE_SIZE);
       selectInPlace(sample, sampleRank);
       const lowerBound = sample[sampleRank];
+      // Every value is written and the count advances only for a candidate, so there is no branch to mispredict;
+      // a non-candidate is overwritten by the next value (the write index never passes i − start).
       for (let i = start; i < end; i++) {
         const value = Math.abs(a * x[i] + b * m[i]);
-        if (value >= lowerBound) scratch[candidates++] = value;
+        scratch[candidates] = value;
+        candidates += +(value >= lowerBound);
       }
     }
   }
@@ -156,6 +159,17 @@ function thresholdOfItem(
     quantile = valueAtRank(scratch.subarray(0, n), rank);
   }
   return Math.min(Math.max(quantile, 1), clamp.sample_max_value);
+}
+
+/**
+ * The threshold when it does not depend on the values: s = clamp(q, 1, `sample_max_value`) is `sample_max_value`
+ * whatever the quantile q when `sample_max_value` ≤ 1 (`torch.clamp` with min > max gives max), as with diffusers'
+ * default of 1. Thresholding is then a clip to ±s and a division by s, one pass like `clip_sample`.
+ *
+ * @param maxValue - diffusers' `sample_max_value`
+ */
+function fixedThreshold(maxValue: number): number | undefined {
+  return maxValue <= 1 ? maxValue : undefined;
 }
 
 /**
@@ -190,10 +204,14 @@ export function applyDynamicThresholding(
 ): void {
   const itemSize = values.length / batchSize;
   const absValues = scratch.subarray(0, itemSize);
+  const fixed = fixedThreshold(maxValue);
   for (let b = 0; b < batchSize; b++) {
     const item = values.subarray(b * itemSize, (b + 1) * itemSize);
-    for (let i = 0; i < itemSize; i++) absValues[i] = Math.abs(item[i]);
-    const s = dynamicThreshold(absValues, ratio, maxValue);
+    let s = fixed;
+    if (s === undefined) {
+      for (let i = 0; i < itemSize; i++) absValues[i] = Math.abs(item[i]);
+      s = dynamicThreshold(absValues, ratio, maxValue);
+    }
     for (let i = 0; i < itemSize; i++) item[i] = Math.min(Math.max(item[i], -s), s) / s;
   }
 }
@@ -244,8 +262,9 @@ export interface OriginalSampleStepBuffers {
 /**
  * One DDPM-family step in a single pass where the config allows it: x̂_0 = a·x_t + b·m (`docs/math.md` §2), clipped to
  * ±`clip_sample_range` or, with thresholding, clamped to ±s and divided by s, then the update of `weights`. Clipping
- * costs a few arithmetic operations per element; thresholding adds one read pass per batch item that finds s
- * (see `thresholdOfItem`), and recomputes x̂_0 in the update pass instead of reading it back. Returns Σ 0·x̂_0 before clamping (0 unless an input is NaN or ±Infinity, which clamping could hide) for
+ * costs a few arithmetic operations per element; thresholding costs the same when `sample_max_value` ≤ 1 fixes s
+ * (see `fixedThreshold`), else one read pass per batch item that finds s (see `thresholdOfItem`), recomputing x̂_0
+ * in the update pass instead of reading it back. Returns Σ 0·x̂_0 before clamping (0 unless an input is NaN or ±Infinity, which clamping could hide) for
  * {@link assertFiniteStepResult}.
  *
  * @param buffers - the step's inputs and outputs
@@ -266,6 +285,8 @@ export function stepFromOriginalSample(
     const bound = clamp.clip_sample ? clamp.clip_sample_range : Number.POSITIVE_INFINITY;
     return clampedUpdate(buffers, a, b, bound, 1, weights, 0, x.length);
   }
+  const fixed = fixedThreshold(clamp.sample_max_value);
+  if (fixed !== undefined) return clampedUpdate(buffers, a, b, fixed, 1 / fixed, weights, 0, x.length);
   const batch = buffers.sample.dims[0];
   const itemSize = x.length / batch;
   let nonFinite = 0;
