@@ -1,5 +1,5 @@
 import { RandomGenerator, Tensor, type TensorLike } from '@denoise/core';
-import { assertFiniteStepResult, assertStepTensors, assertTensorLike } from './checks.js';
+import { assertFiniteStepResult, assertStepTensors } from './checks.js';
 import {
   BETA_SCHEDULE_SPEC,
   type ConfigSpec,
@@ -163,18 +163,12 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
   }
 
   /**
-   * Divides the sample by `√(σ² + 1)` at the σ the model sees next: σ_i for a first half, σ_mid for a second.
+   * The σ the model sees next: σ_i for a first half, σ_mid for a second.
    *
-   * @param sample - the current latents
-   * @param timestep - the current timestep, one of {@link Scheduler.timesteps}
+   * @param index - the current step index
    */
-  override scaleModelInput(sample: TensorLike, timestep: number): Tensor {
-    assertTensorLike(sample, 'sample');
-    const sigma = this.midpointSigma ?? this.sigmas[this.cursor.current(timestep)];
-    const scale = 1 / Math.sqrt(sigma * sigma + 1);
-    const out = new Float32Array(sample.data.length);
-    for (let i = 0; i < out.length; i++) out[i] = sample.data[i] * scale;
-    return new Tensor(out, sample.dims);
+  protected override modelInputSigma(index: number): number {
+    return this.midpointSigma ?? this.sigmas[index];
   }
 
   /**

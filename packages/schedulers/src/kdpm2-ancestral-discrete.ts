@@ -1,8 +1,9 @@
 import { Tensor, type TensorLike } from '@denoise/core';
-import { assertFiniteStepResult, assertStepTensors, assertTensorLike } from './checks.js';
+import { assertFiniteStepResult, assertStepTensors } from './checks.js';
 import { type ConfigSpec, KARRAS_DIFFUSION_SCHEDULERS, type SchedulerConfigInput } from './config.js';
 import { sigmaScheduleKind } from './euler-discrete.js';
 import { KDPM2_DISCRETE_CONFIG_SPEC, type KDPM2DiscreteSchedulerConfig } from './kdpm2-discrete.js';
+import { midpointHalfStep } from './midpoint-step.js';
 import { denoisedWeights } from './prediction.js';
 import { roundHalfEven } from './schedule.js';
 import type { SchedulerOptions, SchedulerOutput, SetTimestepsOptions, StepOptions } from './scheduler.js';
@@ -125,19 +126,12 @@ export class KDPM2AncestralDiscreteScheduler extends SigmaScheduler<KDPM2Ancestr
   }
 
   /**
-   * Divides the sample by `√(σ² + 1)` at the σ the model sees next: σ_i for a predictor, σ_mid for a corrector.
+   * The σ the model sees next: σ_i for a predictor, σ_mid for a corrector.
    *
-   * @param sample - the current latents
-   * @param timestep - the current timestep, one of {@link Scheduler.timesteps}
+   * @param index - the current step index
    */
-  override scaleModelInput(sample: TensorLike, timestep: number): Tensor {
-    assertTensorLike(sample, 'sample');
-    const index = this.cursor.current(timestep);
-    const sigma = this.inCorrector ? this.sigmasInterpol[index - 1] : this.sigmas[index];
-    const scale = 1 / Math.sqrt(sigma * sigma + 1);
-    const out = new Float32Array(sample.data.length);
-    for (let i = 0; i < out.length; i++) out[i] = sample.data[i] * scale;
-    return new Tensor(out, sample.dims);
+  protected override modelInputSigma(index: number): number {
+    return this.inCorrector ? this.sigmasInterpol[index - 1] : this.sigmas[index];
   }
 
   /**
@@ -154,8 +148,6 @@ export class KDPM2AncestralDiscreteScheduler extends SigmaScheduler<KDPM2Ancestr
     const index = this.cursor.stepIndexFor(timestep);
     const predictor = !this.inCorrector;
     const n = sample.data.length;
-    const x = sample.data;
-    const m = modelOutput.data;
     // The predictor's step is the one index belongs to; the corrector finishes the step of index − 1.
     const own = predictor ? index : index - 1;
     const sigma = this.sigmas[own];
@@ -163,38 +155,20 @@ export class KDPM2AncestralDiscreteScheduler extends SigmaScheduler<KDPM2Ancestr
     const sigmaModel = predictor ? sigma : sigmaMid;
     const dt = predictor ? sigmaMid - sigma : this.sigmasDown[own] - sigma;
     const sigmaUp = predictor ? 0 : this.sigmasUp[own];
-    // x̂_0 = a·x + b·m, and the Euler move (x − x̂_0)·dt/σ = slope·x − b·(dt/σ)·m with slope = (1 − a)·dt/σ.
-    const [a, b] = denoisedWeights(this.config.prediction_type, sigmaModel);
-    const move = dt / sigmaModel;
-    const slope = (1 - a) * move;
-    const outputSlope = -b * move;
     if (predictor && this.startSample.length !== n) this.startSample = new Float32Array(n);
-    const start = this.startSample;
     const x0 = new Float32Array(n);
     const prev = new Float32Array(n);
-    let nonFinite = 0;
-    if (predictor) {
-      // The corrector steps from x_i again: keep a copy (one memcpy).
-      start.set(x);
-      for (let i = 0; i < n; i++) {
-        const xi = x[i];
-        const mi = m[i];
-        x0[i] = a * xi + b * mi;
-        const value = xi + slope * xi + outputSlope * mi;
-        prev[i] = value;
-        nonFinite += value * 0;
-      }
-    } else {
-      const noise = this.stepNoise(options, sample);
-      for (let i = 0; i < n; i++) {
-        const xi = x[i];
-        const mi = m[i];
-        x0[i] = a * xi + b * mi;
-        const value = start[i] + slope * xi + outputSlope * mi + sigmaUp * noise[i];
-        prev[i] = value;
-        nonFinite += value * 0;
-      }
-    }
+    const nonFinite = midpointHalfStep({
+      x: sample.data,
+      m: modelOutput.data,
+      start: this.startSample,
+      x0,
+      prev,
+      predictor,
+      denoised: denoisedWeights(this.config.prediction_type, sigmaModel),
+      move: dt / sigmaModel,
+      noise: predictor ? null : { z: this.stepNoise(options, sample), sigmaUp },
+    });
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     this.inCorrector = predictor;
     this.cursor.advance();

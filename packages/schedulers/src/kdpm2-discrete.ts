@@ -1,5 +1,5 @@
 import { Tensor, type TensorLike } from '@denoise/core';
-import { assertFiniteStepResult, assertStepTensors, assertTensorLike } from './checks.js';
+import { assertFiniteStepResult, assertStepTensors } from './checks.js';
 import {
   BETA_SCHEDULE_SPEC,
   type ConfigSpec,
@@ -8,6 +8,7 @@ import {
   type SchedulerConfigInput,
 } from './config.js';
 import { sigmaScheduleKind } from './euler-discrete.js';
+import { midpointHalfStep } from './midpoint-step.js';
 import { denoisedWeights, PREDICTION_TYPES } from './prediction.js';
 import { roundHalfEven, TIMESTEP_SPACINGS } from './schedule.js';
 import type { SchedulerOptions, SchedulerOutput, SetTimestepsOptions, StepOptions } from './scheduler.js';
@@ -133,19 +134,12 @@ export class KDPM2DiscreteScheduler extends SigmaScheduler<KDPM2DiscreteSchedule
   }
 
   /**
-   * Divides the sample by `√(σ² + 1)` at the σ the model sees next: σ_i for a predictor, σ_mid for a corrector.
+   * The σ the model sees next: σ_i for a predictor, σ_mid for a corrector.
    *
-   * @param sample - the current latents
-   * @param timestep - the current timestep, one of {@link Scheduler.timesteps}
+   * @param index - the current step index
    */
-  override scaleModelInput(sample: TensorLike, timestep: number): Tensor {
-    assertTensorLike(sample, 'sample');
-    const index = this.cursor.current(timestep);
-    const sigma = this.inCorrector ? this.sigmasInterpol[index] : this.sigmas[index];
-    const scale = 1 / Math.sqrt(sigma * sigma + 1);
-    const out = new Float32Array(sample.data.length);
-    for (let i = 0; i < out.length; i++) out[i] = sample.data[i] * scale;
-    return new Tensor(out, sample.dims);
+  protected override modelInputSigma(index: number): number {
+    return this.inCorrector ? this.sigmasInterpol[index] : this.sigmas[index];
   }
 
   /**
@@ -162,43 +156,24 @@ export class KDPM2DiscreteScheduler extends SigmaScheduler<KDPM2DiscreteSchedule
     const index = this.cursor.stepIndexFor(timestep);
     const predictor = !this.inCorrector;
     const n = sample.data.length;
-    const x = sample.data;
-    const m = modelOutput.data;
     // The predictor sees the model at σ_i and moves to σ_mid; the corrector sees it at σ_mid and moves σ_i → σ_{i+1}.
     const sigma = predictor ? this.sigmas[index] : this.sigmas[index - 1];
     const sigmaModel = predictor ? sigma : this.sigmasInterpol[index];
     const dt = predictor ? this.sigmasInterpol[index + 1] - sigma : this.sigmas[index] - sigma;
-    // x̂_0 = a·x + b·m, and the Euler move (x − x̂_0)·dt/σ = slope·x − b·(dt/σ)·m with slope = (1 − a)·dt/σ.
-    const [a, b] = denoisedWeights(this.config.prediction_type, sigmaModel);
-    const move = dt / sigmaModel;
-    const slope = (1 - a) * move;
-    const outputSlope = -b * move;
     if (predictor && this.startSample.length !== n) this.startSample = new Float32Array(n);
-    const start = this.startSample;
     const x0 = new Float32Array(n);
     const prev = new Float32Array(n);
-    let nonFinite = 0;
-    if (predictor) {
-      // The corrector steps from x_i again: keep a copy (one memcpy).
-      start.set(x);
-      for (let i = 0; i < n; i++) {
-        const xi = x[i];
-        const mi = m[i];
-        x0[i] = a * xi + b * mi;
-        const value = xi + slope * xi + outputSlope * mi;
-        prev[i] = value;
-        nonFinite += value * 0;
-      }
-    } else {
-      for (let i = 0; i < n; i++) {
-        const xi = x[i];
-        const mi = m[i];
-        x0[i] = a * xi + b * mi;
-        const value = start[i] + slope * xi + outputSlope * mi;
-        prev[i] = value;
-        nonFinite += value * 0;
-      }
-    }
+    const nonFinite = midpointHalfStep({
+      x: sample.data,
+      m: modelOutput.data,
+      start: this.startSample,
+      x0,
+      prev,
+      predictor,
+      denoised: denoisedWeights(this.config.prediction_type, sigmaModel),
+      move: dt / sigmaModel,
+      noise: null,
+    });
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     this.inCorrector = predictor;
     this.cursor.advance();

@@ -1,11 +1,12 @@
-import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { Tensor, type TensorLike } from '@denoise/core';
 import {
   assertFiniteStepInputs,
   assertFiniteStepResult,
   assertPredictionDefinedAtZeroSnr,
   assertStepTensors,
 } from './checks.js';
-import { type ConfigSpec, configField, NOISE_SCHEDULE_SPEC, type SchedulerConfigInput, warnOnce } from './config.js';
+import { type ConfigSpec, configField, NOISE_SCHEDULE_SPEC, type SchedulerConfigInput } from './config.js';
+import { distillationOptions, distillationTimesteps } from './distillation-grid.js';
 import { originalSampleWeights, PREDICTION_TYPES, type PredictionType } from './prediction.js';
 import type { NoiseScheduleConfig } from './schedule.js';
 import {
@@ -104,48 +105,15 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
    */
   setTimesteps(steps: number | LCMSetTimestepsOptions): void {
     const options = typeof steps === 'number' ? {} : steps;
-    const strength = options.strength ?? 1;
-    if (!(strength > 0 && strength <= 1)) {
-      throw new InvalidArgumentError(`strength must be in (0, 1], got ${strength}.`);
-    }
     const T = this.config.num_train_timesteps;
-    const originalSteps = options.originalInferenceSteps ?? this.config.original_inference_steps;
-    if (!Number.isInteger(originalSteps) || originalSteps < 1 || originalSteps > T) {
-      throw new InvalidArgumentError(
-        `original_inference_steps must be an integer from 1 to num_train_timesteps (${T}), got ${originalSteps}.`,
-      );
-    }
-    const { numInferenceSteps: n, timesteps: custom } = this.parseSetTimesteps(
+    const { strength, originalSteps } = distillationOptions(options, T, this.config.original_inference_steps);
+    const parsed = this.parseSetTimesteps(
       typeof steps === 'number' ? steps : { numInferenceSteps: steps.numInferenceSteps, timesteps: steps.timesteps },
     );
     const k = Math.floor(T / originalSteps);
-    const gridSize = Math.trunc(originalSteps * strength);
-    if (custom) {
-      const grid = new Set(Array.from({ length: gridSize }, (_, j) => (j + 1) * k - 1));
-      const offGrid = custom.filter((t) => !grid.has(t));
-      if (offGrid.length > 0) {
-        warnOnce(
-          `LCMScheduler: timesteps ${offGrid.join(', ')} are not on the distillation grid; results may suffer.`,
-          this.onWarning,
-        );
-      }
-      const keep = Math.min(Math.trunc(n * strength), n);
-      this.timesteps = custom.slice(Math.max(n - keep, 0));
-    } else {
-      if (n > originalSteps) {
-        throw new InvalidArgumentError(
-          `numInferenceSteps (${n}) cannot exceed original_inference_steps (${originalSteps}): the schedule is a subset of that grid.`,
-        );
-      }
-      if (Math.floor(gridSize / n) < 1) {
-        throw new InvalidArgumentError(
-          `original_inference_steps × strength (${originalSteps} × ${strength}) gives fewer grid points than numInferenceSteps (${n}); lower the steps or raise strength.`,
-        );
-      }
-      // The grid from the noisiest point, sampled at floor(i · size / n).
-      this.timesteps = Array.from({ length: n }, (_, i) => (gridSize - Math.floor((i * gridSize) / n)) * k - 1);
-    }
-    this.numInferenceSteps = n;
+    const grid = Array.from({ length: Math.trunc(originalSteps * strength) }, (_, j) => (j + 1) * k - 1);
+    this.timesteps = distillationTimesteps(this.className, grid, parsed, strength, originalSteps, this.onWarning);
+    this.numInferenceSteps = parsed.numInferenceSteps;
     this.cursor.reset();
   }
 

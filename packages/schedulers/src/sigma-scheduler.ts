@@ -78,11 +78,21 @@ export abstract class SigmaScheduler<
    */
   override scaleModelInput(sample: TensorLike, timestep: number): Tensor {
     assertTensorLike(sample, 'sample');
-    const sigma = this.sigmas[this.cursor.current(timestep)];
+    const sigma = this.modelInputSigma(this.cursor.current(timestep));
     const scale = 1 / Math.sqrt(sigma * sigma + 1);
     const out = new Float32Array(sample.data.length);
     for (let i = 0; i < out.length; i++) out[i] = sample.data[i] * scale;
     return new Tensor(out, sample.dims);
+  }
+
+  /**
+   * The σ the model sees at schedule index `index`: the schedule's own, except for schedulers whose second model
+   * evaluation of a step is at a midpoint σ (DPM2, DPM2 a, DPM++ SDE).
+   *
+   * @param index - the current step index
+   */
+  protected modelInputSigma(index: number): number {
+    return this.sigmas[index];
   }
 
   /**

@@ -1,6 +1,7 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { assertFiniteStepResult, assertPredictionDefinedAtZeroSnr, assertStepTensors } from './checks.js';
-import { type ConfigSpec, configField, NOISE_SCHEDULE_SPEC, type SchedulerConfigInput, warnOnce } from './config.js';
+import { type ConfigSpec, configField, NOISE_SCHEDULE_SPEC, type SchedulerConfigInput } from './config.js';
+import { distillationOptions, distillationTimesteps } from './distillation-grid.js';
 import { originalSampleWeights, PREDICTION_TYPES, type PredictionType } from './prediction.js';
 import type { NoiseScheduleConfig } from './schedule.js';
 import {
@@ -111,18 +112,9 @@ export class TCDScheduler extends Scheduler<TCDSchedulerConfig> {
    */
   setTimesteps(steps: number | TCDSetTimestepsOptions): void {
     const options = typeof steps === 'number' ? {} : steps;
-    const strength = options.strength ?? 1;
-    if (!(strength > 0 && strength <= 1)) {
-      throw new InvalidArgumentError(`strength must be in (0, 1], got ${strength}.`);
-    }
     const T = this.config.num_train_timesteps;
-    const originalSteps = options.originalInferenceSteps ?? this.config.original_inference_steps;
-    if (!Number.isInteger(originalSteps) || originalSteps < 1 || originalSteps > T) {
-      throw new InvalidArgumentError(
-        `original_inference_steps must be an integer from 1 to num_train_timesteps (${T}), got ${originalSteps}.`,
-      );
-    }
-    const { numInferenceSteps: n, timesteps: custom } = this.parseSetTimesteps(
+    const { strength, originalSteps } = distillationOptions(options, T, this.config.original_inference_steps);
+    const parsed = this.parseSetTimesteps(
       typeof steps === 'number' ? steps : { numInferenceSteps: steps.numInferenceSteps, timesteps: steps.timesteps },
     );
     // The grid, ascending: the distillation grid, or (diffusers' quirk) every timestep when the override is passed.
@@ -131,33 +123,8 @@ export class TCDScheduler extends Scheduler<TCDSchedulerConfig> {
       options.originalInferenceSteps === undefined
         ? Array.from({ length: Math.trunc(originalSteps * strength) }, (_, j) => (j + 1) * k - 1)
         : Array.from({ length: Math.trunc(T * strength) }, (_, j) => j);
-    if (custom) {
-      const onGrid = new Set(grid);
-      const offGrid = custom.filter((t) => !onGrid.has(t));
-      if (offGrid.length > 0) {
-        warnOnce(
-          `TCDScheduler: timesteps ${offGrid.join(', ')} are not on the distillation grid; results may suffer.`,
-          this.onWarning,
-        );
-      }
-      const keep = Math.min(Math.trunc(n * strength), n);
-      this.timesteps = custom.slice(Math.max(n - keep, 0));
-    } else {
-      if (n > originalSteps) {
-        throw new InvalidArgumentError(
-          `numInferenceSteps (${n}) cannot exceed original_inference_steps (${originalSteps}): the schedule is a subset of that grid.`,
-        );
-      }
-      if (Math.floor(grid.length / n) < 1) {
-        throw new InvalidArgumentError(
-          `original_inference_steps × strength (${originalSteps} × ${strength}) gives fewer grid points than numInferenceSteps (${n}); lower the steps or raise strength.`,
-        );
-      }
-      // The grid from the noisiest point, at indices floor(linspace(0, size, n, endpoint=False)) as numpy.
-      const stride = grid.length / n;
-      this.timesteps = Array.from({ length: n }, (_, i) => grid[grid.length - 1 - Math.floor(i * stride)]);
-    }
-    this.numInferenceSteps = n;
+    this.timesteps = distillationTimesteps(this.className, grid, parsed, strength, originalSteps, this.onWarning);
+    this.numInferenceSteps = parsed.numInferenceSteps;
     this.cursor.reset();
   }
 
