@@ -2,7 +2,6 @@ import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@den
 import { assertFiniteStepInputs, assertFiniteStepResult, assertStepTensors, assertTensorLike } from './checks.js';
 import { type ConfigField, type ConfigSpec, configField, type SchedulerConfigInput } from './config.js';
 import { linearCombination } from './linear-combination.js';
-import type { NoiseScheduleConfig } from './schedule.js';
 import { Scheduler, type SchedulerOptions, type SchedulerOutput, type StepOptions } from './scheduler.js';
 import { applyDynamicThresholding, THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
 
@@ -100,9 +99,7 @@ export const EDM_DPM_SOLVER_MULTISTEP_CONFIG_SPEC: ConfigSpec<EDMDPMSolverMultis
  * }
  * ```
  */
-export class EDMDPMSolverMultistepScheduler extends Scheduler<
-  EDMDPMSolverMultistepSchedulerConfig & NoiseScheduleConfig
-> {
+export class EDMDPMSolverMultistepScheduler extends Scheduler<EDMDPMSolverMultistepSchedulerConfig> {
   /** diffusers lists no compatible classes: EDM models are not parametrised by a β schedule. */
   static override readonly compatibles: readonly string[] = [];
   /** σ for each timestep of the schedule, then the final σ; float32 values. */
@@ -124,13 +121,7 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<
    * @throws ConfigError for a third-order SDE solver
    */
   constructor(config: SchedulerConfigInput<EDMDPMSolverMultistepSchedulerConfig> = {}, options?: SchedulerOptions) {
-    // The spec has no β keys, so the base builds its (unused) ᾱ table from the default schedule.
-    super(
-      'EDMDPMSolverMultistepScheduler',
-      EDM_DPM_SOLVER_MULTISTEP_CONFIG_SPEC as ConfigSpec<EDMDPMSolverMultistepSchedulerConfig & NoiseScheduleConfig>,
-      config,
-      options,
-    );
+    super('EDMDPMSolverMultistepScheduler', EDM_DPM_SOLVER_MULTISTEP_CONFIG_SPEC, config, options);
     if (this.config.algorithm_type === 'sde-dpmsolver++' && this.config.solver_order === 3) {
       throw new ConfigError('algorithm_type "sde-dpmsolver++" supports solver_order 1 or 2, not 3.');
     }

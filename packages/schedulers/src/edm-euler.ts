@@ -1,7 +1,6 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { assertFiniteStepResult, assertStepTensors, assertTensorLike } from './checks.js';
 import { type ConfigSpec, configField, type SchedulerConfigInput } from './config.js';
-import type { NoiseScheduleConfig } from './schedule.js';
 import { Scheduler, type SchedulerOptions, type SchedulerOutput, type StepOptions } from './scheduler.js';
 
 const f32 = Math.fround;
@@ -76,7 +75,7 @@ export interface EDMEulerStepOptions extends StepOptions {
  * }
  * ```
  */
-export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig & NoiseScheduleConfig> {
+export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig> {
   /** diffusers lists no compatible classes: EDM models are not parametrised by a β schedule. */
   static override readonly compatibles: readonly string[] = [];
   /** σ for each timestep of the schedule, then the final σ; float32 values. */
@@ -89,13 +88,7 @@ export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig & Noise
    * @param options - warning handler
    */
   constructor(config: SchedulerConfigInput<EDMEulerSchedulerConfig> = {}, options?: SchedulerOptions) {
-    // The spec has no β keys, so the base builds its (unused) ᾱ table from the default schedule.
-    super(
-      'EDMEulerScheduler',
-      EDM_EULER_CONFIG_SPEC as ConfigSpec<EDMEulerSchedulerConfig & NoiseScheduleConfig>,
-      config,
-      options,
-    );
+    super('EDMEulerScheduler', EDM_EULER_CONFIG_SPEC, config, options);
     const T = this.config.num_train_timesteps;
     this.sigmas = this.scheduleFromRamp(Float64Array.from({ length: T + 1 }, (_, i) => i / T));
     this.timesteps = this.noiseConditioning(this.sigmas);

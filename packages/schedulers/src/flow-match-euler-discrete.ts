@@ -1,7 +1,6 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { assertFiniteStepResult, assertSameDims, assertStepTensors, assertTensorLike } from './checks.js';
 import { type ConfigSpec, configField, type SchedulerConfigInput } from './config.js';
-import type { NoiseScheduleConfig } from './schedule.js';
 import { Scheduler, type SchedulerOptions, type SchedulerOutput, type StepOptions } from './scheduler.js';
 import { betaSigmas, exponentialSigmas, karrasSigmas } from './sigmas.js';
 
@@ -107,9 +106,7 @@ export function flowMatchMu(
  * for (const t of scheduler.timesteps) latents = scheduler.step(await transformer(latents, t), t, latents).prevSample;
  * ```
  */
-export class FlowMatchEulerDiscreteScheduler extends Scheduler<
-  FlowMatchEulerDiscreteSchedulerConfig & NoiseScheduleConfig
-> {
+export class FlowMatchEulerDiscreteScheduler extends Scheduler<FlowMatchEulerDiscreteSchedulerConfig> {
   /** diffusers lists no compatible classes: a flow model cannot be sampled with an ε-schedule, nor the reverse. */
   static override readonly compatibles: readonly string[] = [];
   /** σ for each timestep of the schedule, then the final σ (0, or 1 with `invert_sigmas`); float32 values. */
@@ -123,13 +120,7 @@ export class FlowMatchEulerDiscreteScheduler extends Scheduler<
    * @param options - warning handler
    */
   constructor(config: SchedulerConfigInput<FlowMatchEulerDiscreteSchedulerConfig> = {}, options?: SchedulerOptions) {
-    // The spec has no β keys, so the base builds its (unused) ᾱ table from the default schedule.
-    super(
-      'FlowMatchEulerDiscreteScheduler',
-      FLOW_MATCH_EULER_DISCRETE_CONFIG_SPEC as ConfigSpec<FlowMatchEulerDiscreteSchedulerConfig & NoiseScheduleConfig>,
-      config,
-      options,
-    );
+    super('FlowMatchEulerDiscreteScheduler', FLOW_MATCH_EULER_DISCRETE_CONFIG_SPEC, config, options);
     const { use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas } = this.config;
     if (Number(use_karras_sigmas) + Number(use_exponential_sigmas) + Number(use_beta_sigmas) > 1) {
       throw new ConfigError(

@@ -75,6 +75,7 @@ export * from './pndm.js';
 export * from './prediction.js';
 export * from './registry.js';
 export * from './schedule.js';
+export * from './schedule-cursor.js';
 export * from './scheduler.js';
 export * from './sigma-scheduler.js';
 export * from './sigmas.js';

@@ -2,7 +2,6 @@ import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@den
 import { assertFiniteStepResult, assertStepTensors } from './checks.js';
 import { type ConfigSpec, configField, type SchedulerConfigInput } from './config.js';
 import { linearCombination } from './linear-combination.js';
-import type { NoiseScheduleConfig } from './schedule.js';
 import { Scheduler, type SchedulerOptions, type SchedulerOutput, type StepOptions } from './scheduler.js';
 
 const f32 = Math.fround;
@@ -54,7 +53,7 @@ export const IPNDM_CONFIG_SPEC: ConfigSpec<IPNDMSchedulerConfig> = {
  * for (const t of scheduler.timesteps) sample = scheduler.step(await model(sample, t), t, sample).prevSample;
  * ```
  */
-export class IPNDMScheduler extends Scheduler<IPNDMSchedulerConfig & NoiseScheduleConfig> {
+export class IPNDMScheduler extends Scheduler<IPNDMSchedulerConfig> {
   /** diffusers lists no compatible classes: the schedule is the scheduler's own, not a model's β schedule. */
   static override readonly compatibles: readonly string[] = [];
   /** σ_i of the schedule, one per step plus the final 0 (diffusers' `betas`); float32 values. */
@@ -75,13 +74,7 @@ export class IPNDMScheduler extends Scheduler<IPNDMSchedulerConfig & NoiseSchedu
    * @param options - warning handler
    */
   constructor(config: SchedulerConfigInput<IPNDMSchedulerConfig> = {}, options?: SchedulerOptions) {
-    // The spec has no β keys, so the base builds its (unused) ᾱ table from the default schedule.
-    super(
-      'IPNDMScheduler',
-      IPNDM_CONFIG_SPEC as ConfigSpec<IPNDMSchedulerConfig & NoiseScheduleConfig>,
-      config,
-      options,
-    );
+    super('IPNDMScheduler', IPNDM_CONFIG_SPEC, config, options);
     // As diffusers, a fresh scheduler holds a schedule of num_train_timesteps steps.
     this.setTimesteps(this.config.num_train_timesteps);
   }

@@ -62,24 +62,43 @@ export interface SchedulerOptions {
   onWarning?: WarningHandler;
 }
 
+/** The one config key every scheduler has: the length of the training schedule. */
+export interface SchedulerConfig {
+  /** T, the number of training timesteps (diffusers' `num_train_timesteps`). */
+  num_train_timesteps: number;
+}
+
 /**
- * The base of every scheduler: a resolved, frozen config; the β/ᾱ schedule; the common forward-process helpers
+ * Whether a config describes its noise by β (diffusers' `beta_schedule` and friends), rather than by σ directly
+ * (flow matching, EDM, iPNDM), which have no β table.
+ *
+ * @param config - a resolved scheduler config
+ */
+function definesBetas(config: SchedulerConfig): config is SchedulerConfig & BetaScheduleConfig {
+  return 'beta_schedule' in config;
+}
+
+/**
+ * The base of every scheduler: a resolved, frozen config; the β/ᾱ schedule (for the classes defined by one); the common forward-process helpers
  * (`addNoise`, `getVelocity`); and the contract each scheduler implements (`setTimesteps`, `step`,
  * `scaleModelInput`). Subclasses declare their config with a {@link ConfigSpec} and pass it to the constructor.
  *
  * @typeParam C - the scheduler's config, snake_case keys as in diffusers' `scheduler_config.json`
  */
-export abstract class Scheduler<C extends BetaScheduleConfig = BetaScheduleConfig> {
+export abstract class Scheduler<C extends SchedulerConfig = SchedulerConfig> {
   /** The diffusers class names whose configs this class accepts (diffusers' `_compatibles`). */
   static readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
 
   /** The resolved config: every key present with its diffusers default if it was not given. JSON-safe, frozen. */
   readonly config: Readonly<C>;
-  /** β_t for t = 0 … T−1 (float32 values). */
+  /** β_t for t = 0 … T−1 (float32 values); empty for the σ-defined classes (flow matching, EDM, iPNDM). */
   readonly betas: Float64Array;
-  /** α_t = 1 − β_t (float32 values). */
+  /** α_t = 1 − β_t (float32 values); empty for the σ-defined classes. */
   readonly alphas: Float64Array;
-  /** ᾱ_t = ∏_{s ≤ t} α_s (float32 values); guidance and custom samplers read it. Do not modify. */
+  /**
+   * ᾱ_t = ∏_{s ≤ t} α_s (float32 values); guidance and custom samplers read it. Do not modify. Empty for the
+   * σ-defined classes, whose noise levels are their `sigmas`.
+   */
   readonly alphasCumprod: Float64Array;
   /** The timesteps of the current schedule in sampling order; all training timesteps until `setTimesteps`. */
   timesteps: readonly number[];
@@ -114,7 +133,8 @@ export abstract class Scheduler<C extends BetaScheduleConfig = BetaScheduleConfi
     this.onWarning = options.onWarning;
     const { compatibles } = new.target as unknown as { compatibles: readonly string[] };
     this.config = resolveConfig(className, spec, config, options.onWarning, compatibles);
-    this.betas = betasFromConfig(this.config);
+    // A σ-defined class has no β keys, and no ᾱ table to derive from them: its noise levels are its sigmas.
+    this.betas = definesBetas(this.config) ? betasFromConfig(this.config) : new Float64Array(0);
     this.alphas = this.betas.map((b) => Math.fround(1 - b));
     this.alphasCumprod = alphasCumprodFromBetas(this.betas);
     // ᾱ must fall strictly from below 1: a β of 0 (or below float32 resolution) repeats a noise level, where
@@ -326,6 +346,11 @@ export abstract class Scheduler<C extends BetaScheduleConfig = BetaScheduleConfi
    * @param timestep - an integer in [0, T)
    */
   protected alphaCumprodAt(timestep: number): number {
+    if (this.alphasCumprod.length === 0) {
+      throw new InvalidArgumentError(
+        `${this.className} defines its noise levels by σ (scheduler.sigmas), not by a β schedule; it has no ᾱ at a timestep.`,
+      );
+    }
     if (!Number.isInteger(timestep) || timestep < 0 || timestep >= this.alphasCumprod.length) {
       throw new InvalidArgumentError(
         `Timestep ${timestep} is not a training timestep of this scheduler (integers 0 to ${this.alphasCumprod.length - 1}).`,
