@@ -4,8 +4,21 @@
  * scheduler, add any mean shift, and hand the latents to the caller's callback.
  */
 import { InvalidArgumentError, Tensor, type TensorLike, throwIfAborted } from '@denoise/core';
-import { type NoiseGenerator, originalSampleWeights, type Scheduler } from '@denoise/schedulers';
-import type { Guidance, GuidanceStep, GuidanceStepPosition, PredictionType } from './guidance/guidance.js';
+import {
+  type DDIMStepOptions,
+  hasPosteriorVariance,
+  hasSigmaSchedule,
+  type NoiseGenerator,
+  originalSampleWeights,
+  type PredictionType,
+  type Scheduler,
+} from '@denoise/schedulers';
+import {
+  classifierGuidanceForm,
+  type Guidance,
+  type GuidanceStep,
+  type GuidanceStepPosition,
+} from './guidance/guidance.js';
 
 /** One model evaluation requested by the loop. */
 export interface DenoiserRequest {
@@ -118,25 +131,6 @@ export interface DenoisingLoopOptions {
   signal?: AbortSignal;
 }
 
-/** A scheduler that can report the variance of its ancestral step (DDPM). */
-interface VarianceScheduler {
-  getVariance(timestep: number): number;
-}
-
-/** A sigma-based scheduler's noise levels, one per model evaluation. */
-interface SigmaScheduler {
-  sigmas: ArrayLike<number>;
-}
-
-function hasVariance(scheduler: unknown): scheduler is VarianceScheduler {
-  return typeof (scheduler as Partial<VarianceScheduler>).getVariance === 'function';
-}
-
-function sigmasOf(scheduler: unknown): ArrayLike<number> | undefined {
-  const sigmas = (scheduler as Partial<SigmaScheduler>).sigmas;
-  return sigmas !== undefined && typeof sigmas.length === 'number' ? sigmas : undefined;
-}
-
 /**
  * $\bar\alpha$ of the evaluation at `scheduler.timesteps[scheduleIndex]`: from the step's σ for sigma-based schedulers
  * ($\bar\alpha = 1/(1+\sigma^2)$, since $\sigma = \sqrt{(1-\bar\alpha)/\bar\alpha}$), else from the training schedule at the (integer) timestep.
@@ -146,9 +140,8 @@ function sigmasOf(scheduler: unknown): ArrayLike<number> | undefined {
  * @param scheduleIndex - its index in `scheduler.timesteps`
  */
 export function alphaProdAtStep(scheduler: Scheduler, timestep: number, scheduleIndex: number): number {
-  const sigmas = sigmasOf(scheduler);
-  if (sigmas !== undefined && scheduleIndex < sigmas.length) {
-    const sigma = sigmas[scheduleIndex];
+  if (hasSigmaSchedule(scheduler) && scheduleIndex < scheduler.sigmas.length) {
+    const sigma = scheduler.sigmas[scheduleIndex];
     return 1 / (1 + sigma * sigma);
   }
   const t = Math.min(Math.max(Math.round(timestep), 0), scheduler.alphasCumprod.length - 1);
@@ -188,12 +181,14 @@ export async function runDenoisingLoop(options: DenoisingLoopOptions): Promise<T
   const dims = options.latents.dims;
   const batch = dims[0];
   const size = options.latents.data.length;
-  const form = scheduler.classifierGuidance;
+  const form = classifierGuidanceForm(scheduler);
 
   const batchedInput = new Float32Array(2 * size);
   const prediction = new Tensor(new Float32Array(size), dims);
   const meanShift = new Tensor(new Float32Array(size), dims);
   const { learnedVariance } = options;
+  // η goes to every scheduler, as diffusers' `prepare_extra_step_kwargs` passes it; those without one ignore it.
+  const stepOptions: DDIMStepOptions = { generator: options.generator, eta: options.eta };
 
   // The caller's latents are only read (each scheduler step returns a new tensor), so they are not copied.
   let latents: Tensor =
@@ -232,7 +227,7 @@ export async function runDenoisingLoop(options: DenoisingLoopOptions): Promise<T
       let variance: number | TensorLike | undefined;
       if (form === 'mean') {
         if (learnedVariance) variance = learnedVariance.variance(timestep);
-        else if (hasVariance(scheduler)) variance = scheduler.getVariance(timestep);
+        else if (hasPosteriorVariance(scheduler)) variance = scheduler.posteriorVariance(timestep);
       }
       const step: GuidanceStep = {
         ...position,
@@ -262,10 +257,7 @@ export async function runDenoisingLoop(options: DenoisingLoopOptions): Promise<T
     }
 
     const stepInput = learnedVariance ? learnedVariance.stepInput(prediction) : prediction;
-    const stepped = scheduler.step(stepInput, timestep, latents, {
-      generator: options.generator,
-      eta: options.eta,
-    });
+    const stepped = scheduler.step(stepInput, timestep, latents, stepOptions);
     const { prevSample } = stepped;
     if (form === 'mean' && guidances.length > 0) {
       const shift = meanShift.data;

@@ -48,6 +48,7 @@ export {
 export {
   type ClassifierGuidanceForm,
   checkInterval,
+  classifierGuidanceForm,
   type Guidance,
   type GuidanceInterval,
   type GuidanceStep,

@@ -31,11 +31,6 @@ export function isTensor(image: RgbaImage | TensorLike): image is TensorLike {
   return image.data instanceof Float32Array && 'dims' in image;
 }
 
-/** A scheduler that can be told where in its schedule a run starts (sigma-based schedulers). */
-interface BeginIndexScheduler {
-  setBeginIndex(index: number): void;
-}
-
 /** Stable Diffusion image-to-image: needs the repository's `vae_encoder`. */
 export class StableDiffusionImg2ImgPipeline extends LatentDiffusionPipeline {
   /** {@inheritDoc DiffusionPipeline.kind} */
@@ -198,7 +193,7 @@ export function strengthStartIndex(scheduler: Scheduler, strength: number, denoi
         : `denoisingStart ${denoisingStart} with ${steps} steps leaves no step to run; lower it or raise numInferenceSteps.`,
     );
   }
-  (scheduler as Partial<BeginIndexScheduler>).setBeginIndex?.(startIndex);
+  scheduler.setBeginIndex(startIndex);
   return startIndex;
 }
 

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ClassifierFreeGuidance,
   classifierFreeGuidances,
+  classifierGuidanceForm,
   type Guidance,
   type StableDiffusionOptions,
   StableDiffusionPipeline,
@@ -69,7 +70,7 @@ describe('mean shifts', () => {
   };
 
   it("under DDIM (the 'epsilon' form) writing one throws instead of being dropped", async () => {
-    expect(pipe.scheduler.classifierGuidance).toBe('epsilon');
+    expect(classifierGuidanceForm(pipe.scheduler)).toBe('epsilon');
     const error = await pipe.generate({ ...base, guidances: [pushUp] }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(InvalidArgumentError);
     expect(String(error)).toMatch(/mean shift, which DDIMScheduler cannot take/);

@@ -1,23 +1,14 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { assertFiniteStepInputs, assertFiniteStepResult, assertStepTensors } from './checks.js';
+import { type ConfigSpec, configField, NOISE_SCHEDULE_SPEC, type SchedulerConfigInput, warnOnce } from './config.js';
+import { noisePredictionWeights, originalSampleWeights, PREDICTION_TYPES, type PredictionType } from './prediction.js';
 import { type NoiseScheduleConfig, roundHalfEven } from './schedule.js';
 import {
-  assertFiniteStepInputs,
-  assertFiniteStepResult,
-  assertStepTensors,
-  type ConfigSpec,
-  configField,
-  NOISE_SCHEDULE_SPEC,
-  noisePredictionWeights,
-  originalSampleWeights,
-  PREDICTION_TYPES,
-  type PredictionType,
   Scheduler,
-  type SchedulerConfigInput,
   type SchedulerOptions,
   type SchedulerOutput,
   type SetTimestepsOptions,
   type StepOptions,
-  warnOnce,
 } from './scheduler.js';
 
 /** The config of {@link DDIMInverseScheduler}: diffusers' `DDIMInverseScheduler` keys and defaults. */
@@ -56,8 +47,6 @@ export const DDIM_INVERSE_CONFIG_SPEC: ConfigSpec<DDIMInverseSchedulerConfig> = 
 export class DDIMInverseScheduler extends Scheduler<DDIMInverseSchedulerConfig> {
   /** diffusers lists no compatible classes for the inverse scheduler. */
   static override readonly compatibles: readonly string[] = [];
-  /** DDIM-type steps: classifier guidance shifts ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
 
   /**
    * @param config - typed keys or a raw `scheduler_config.json`; the deprecated `set_alpha_to_zero` key is read

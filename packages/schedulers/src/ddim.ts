@@ -1,28 +1,27 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import { type NoiseScheduleConfig, spacedTimesteps, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
+import { assertFiniteStepResult, assertPredictionDefinedAtZeroSnr, assertStepTensors } from './checks.js';
 import {
-  assertFiniteStepResult,
-  assertPredictionDefinedAtZeroSnr,
-  assertStepTensors,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
   NOISE_SCHEDULE_SPEC,
-  noisePredictionWeights,
-  originalSampleWeights,
-  PREDICTION_TYPES,
-  type PredictionType,
-  Scheduler,
   type SchedulerConfigInput,
+} from './config.js';
+import { noisePredictionWeights, originalSampleWeights, PREDICTION_TYPES, type PredictionType } from './prediction.js';
+import { type NoiseScheduleConfig, spacedTimesteps, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
+import {
+  Scheduler,
   type SchedulerOptions,
   type SchedulerOutput,
   type SetTimestepsOptions,
   type StepOptions,
+} from './scheduler.js';
+import {
   stepFromOriginalSample,
   THRESHOLDING_SPEC,
   type ThresholdingConfig,
   type UpdateWeights,
-} from './scheduler.js';
+} from './thresholding.js';
 
 /** The config of {@link DDIMScheduler}: diffusers' `DDIMScheduler` keys and defaults. */
 export interface DDIMSchedulerConfig extends NoiseScheduleConfig, ThresholdingConfig {
@@ -51,6 +50,14 @@ export const DDIM_CONFIG_SPEC: ConfigSpec<DDIMSchedulerConfig> = {
   clip_sample_range: configField.number(1, { above: 0 }),
   timestep_spacing: configField.oneOf(TIMESTEP_SPACINGS, 'leading'),
 };
+
+/** The options of {@link DDIMScheduler.step}: the noise source of {@link StepOptions} and DDIM's own. */
+export interface DDIMStepOptions extends StepOptions {
+  /** DDIM's η (eq. 16): 0 is deterministic, 1 matches DDPM's posterior variance. */
+  eta?: number;
+  /** Recompute ε̂ from the clipped x̂_0 (diffusers' `use_clipped_model_output`, as GLIDE does). */
+  useClippedModelOutput?: boolean;
+}
 
 /** Everything one DDIM step from `t` needs, computed once per schedule. */
 interface DDIMStepCoefficients {
@@ -86,11 +93,8 @@ interface DDIMStepCoefficients {
 export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
   /** The classes whose configs this one accepts. */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** DDIM-type steps: classifier guidance shifts ε̂ by −√(1−ᾱ_t)·s·g. */
-  readonly classifierGuidance = 'epsilon' as const;
 
   private coefficients = new Map<number, DDIMStepCoefficients>();
-  private noiseBuffer = new Float32Array(0);
   private thresholdScratch = new Float32Array(0);
 
   /**
@@ -165,7 +169,7 @@ export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
    * @param sample - x_t
    * @param options - `eta`, `useClippedModelOutput`, `generator` or `noise`
    */
-  step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: StepOptions = {}): SchedulerOutput {
+  step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: DDIMStepOptions = {}): SchedulerOutput {
     if (this.numInferenceSteps === undefined) {
       throw new InvalidArgumentError(
         'DDIMScheduler.step needs a schedule: call setTimesteps(numInferenceSteps) first.',
@@ -204,7 +208,7 @@ export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
       output: directionWeight * bEps,
       noise: std,
     };
-    const noise = eta > 0 ? this.drawNoise(options, sample) : null;
+    const noise = eta > 0 ? this.stepNoise(options, sample) : null;
     const n = sample.data.length;
     const x0 = new Float32Array(n);
     const prev = new Float32Array(n);
@@ -225,11 +229,6 @@ export class DDIMScheduler extends Scheduler<DDIMSchedulerConfig> {
 
   private alphaBarBefore(prevTimestep: number): number {
     return prevTimestep >= 0 ? this.alphaCumprodAt(prevTimestep) : this.finalAlphaCumprod;
-  }
-
-  private drawNoise(options: StepOptions, sample: TensorLike): Float32Array {
-    if (this.noiseBuffer.length !== sample.data.length) this.noiseBuffer = new Float32Array(sample.data.length);
-    return this.varianceNoise(options, sample, this.noiseBuffer);
   }
 
   /** The coefficients of a step from `timestep`: precomputed on the schedule, else for t − T // n (diffusers' rule). */

@@ -1,4 +1,20 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import type { PosteriorVariance } from './capabilities.js';
+import {
+  assertFiniteStepInputs,
+  assertFiniteStepResult,
+  assertPredictionDefinedAtZeroSnr,
+  assertSameDims,
+  assertTensorLike,
+} from './checks.js';
+import {
+  type ConfigSpec,
+  configField,
+  KARRAS_DIFFUSION_SCHEDULERS,
+  NOISE_SCHEDULE_SPEC,
+  type SchedulerConfigInput,
+} from './config.js';
+import { originalSampleWeights, PREDICTION_TYPES, type PredictionType } from './prediction.js';
 import {
   COMMON_BETA_SCHEDULES,
   type NoiseScheduleConfig,
@@ -7,29 +23,18 @@ import {
   type TimestepSpacing,
 } from './schedule.js';
 import {
-  applyDynamicThresholding,
-  assertFiniteStepInputs,
-  assertFiniteStepResult,
-  assertPredictionDefinedAtZeroSnr,
-  assertSameDims,
-  assertTensorLike,
-  type ConfigSpec,
-  configField,
-  KARRAS_DIFFUSION_SCHEDULERS,
-  NOISE_SCHEDULE_SPEC,
-  originalSampleWeights,
-  PREDICTION_TYPES,
-  type PredictionType,
   Scheduler,
-  type SchedulerConfigInput,
   type SchedulerOptions,
   type SchedulerOutput,
   type SetTimestepsOptions,
   type StepOptions,
+} from './scheduler.js';
+import {
+  applyDynamicThresholding,
   stepFromOriginalSample,
   THRESHOLDING_SPEC,
   type ThresholdingConfig,
-} from './scheduler.js';
+} from './thresholding.js';
 
 /**
  * The variance σ² of DDPM's ancestral step (`docs/math.md` §3):
@@ -121,15 +126,12 @@ interface DDPMStepCoefficients {
  * }
  * ```
  */
-export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
+export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> implements PosteriorVariance {
   /** The classes whose configs this one accepts. */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** Ancestral steps: classifier guidance shifts the mean by s·σ²·g. */
-  readonly classifierGuidance = 'mean' as const;
 
   private coefficients = new Map<number, DDPMStepCoefficients>();
   private customTimesteps = false;
-  private noiseBuffer = new Float32Array(0);
   private thresholdScratch = new Float32Array(0);
 
   /**
@@ -184,6 +186,16 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
   }
 
   /**
+   * Σ of the step from `timestep` for mean-form classifier guidance (`docs/math.md` §7): {@link getVariance}
+   * with the fixed variance of the config (learned variances come from the model output instead).
+   *
+   * @param timestep - a timestep of the current schedule
+   */
+  posteriorVariance(timestep: number): number {
+    return this.getVariance(timestep);
+  }
+
+  /**
    * One ancestral step x_t → x_{t'} (`docs/math.md` §2–3). For the learned variance types the model output has twice the
    * sample's channels: the prediction, then the variance values. Noise comes from `options.noise` or
    * `options.generator` (one `randn` of the sample's shape per step with `timestep > 0`, like diffusers).
@@ -211,7 +223,7 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
     const x0 = new Float32Array(n);
     const prev = new Float32Array(n);
     // diffusers draws noise whenever t > 0.
-    const noise = timestep > 0 ? this.drawNoise(options, sample) : null;
+    const noise = timestep > 0 ? this.stepNoise(options, sample) : null;
     if (learned) {
       this.learnedVarianceStep(modelOutput, timestep, sample, noise, a, b, x0, prev);
     } else {
@@ -301,11 +313,6 @@ export class DDPMScheduler extends Scheduler<DDPMSchedulerConfig> {
         return Math.exp(0.5 * (frac * c.logBeta + (1 - frac) * c.logPosteriorVariance));
       }
     }
-  }
-
-  private drawNoise(options: StepOptions, sample: TensorLike): Float32Array {
-    if (this.noiseBuffer.length !== sample.data.length) this.noiseBuffer = new Float32Array(sample.data.length);
-    return this.varianceNoise(options, sample, this.noiseBuffer);
   }
 
   /**

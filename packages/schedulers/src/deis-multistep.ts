@@ -1,36 +1,33 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { assertFiniteStepInputs, assertFiniteStepResult } from './checks.js';
 import {
-  type AlphaSigmaLambda,
-  addNoiseAtSigmas,
-  alphaSigmaLambda,
-  convertPrediction,
-  multistepSchedule,
-  multistepTimesteps,
-  predictionStride,
-  scheduleIndexOf,
-} from './dpm-solver-multistep.js';
-import { linearCombination } from './linear-combination.js';
-import { type BetaScheduleConfig, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
-import {
-  applyDynamicThresholding,
-  assertFiniteStepInputs,
-  assertFiniteStepResult,
   BETA_SCHEDULE_SPEC,
   type ConfigField,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
-  PREDICTION_TYPES,
-  type PredictionType,
-  Scheduler,
   type SchedulerConfigInput,
+} from './config.js';
+import { linearCombination } from './linear-combination.js';
+import {
+  type AlphaSigmaLambda,
+  alphaSigmaLambda,
+  convertPrediction,
+  multistepSchedule,
+  multistepTimesteps,
+  predictionStride,
+  solverAlphaSigma,
+} from './multistep.js';
+import { PREDICTION_TYPES, type PredictionType } from './prediction.js';
+import { type BetaScheduleConfig, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
+import {
+  Scheduler,
   type SchedulerOptions,
   type SchedulerOutput,
   type SetTimestepsOptions,
   type StepOptions,
-  THRESHOLDING_SPEC,
-  type ThresholdingConfig,
 } from './scheduler.js';
+import { applyDynamicThresholding, THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
 
 /**
  * DEIS, the Diffusion Exponential Integrator Sampler (Zhang & Chen 2022, "Fast Sampling of Diffusion Models with
@@ -120,14 +117,10 @@ export const DEIS_MULTISTEP_CONFIG_SPEC: ConfigSpec<DEISMultistepSchedulerConfig
 export class DEISMultistepScheduler extends Scheduler<DEISMultistepSchedulerConfig> {
   /** The classes whose configs this one accepts (diffusers' `KarrasDiffusionSchedulers`). */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** A noise-prediction solver: classifier guidance corrects ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** σ at each step of the current schedule plus the final σ (empty before `setTimesteps`). */
   sigmas: Float64Array = new Float64Array(0);
 
   private coefficients: AlphaSigmaLambda = alphaSigmaLambda(new Float64Array(0));
-  private stepIndex: number | undefined = undefined;
-  private beginIndex: number | undefined = undefined;
   /** How many ε̂ of this run the history holds (diffusers' `lower_order_nums`, capped at the order). */
   private lowerOrderNums = 0;
   /** The ε̂ of the last steps, a ring: `history[newest]` is the latest. */
@@ -189,22 +182,9 @@ export class DEISMultistepScheduler extends Scheduler<DEISMultistepSchedulerConf
     this.sigmas = schedule.sigmas;
     this.numInferenceSteps = schedule.timesteps.length;
     this.coefficients = alphaSigmaLambda(schedule.sigmas);
-    this.stepIndex = undefined;
-    this.beginIndex = undefined;
+    this.cursor.reset();
     this.lowerOrderNums = 0;
     this.newest = 0;
-  }
-
-  /**
-   * Starts the next run at this schedule index instead of locating the first timestep (img2img).
-   *
-   * @param index - an index into {@link DEISMultistepScheduler.timesteps}
-   */
-  setBeginIndex(index: number): void {
-    if (!Number.isInteger(index) || index < 0 || index >= this.timesteps.length) {
-      throw new InvalidArgumentError(`setBeginIndex needs an index in [0, ${this.timesteps.length}), got ${index}.`);
-    }
-    this.beginIndex = index;
   }
 
   /**
@@ -218,22 +198,9 @@ export class DEISMultistepScheduler extends Scheduler<DEISMultistepSchedulerConf
    * @param _options - unused: DEIS is deterministic
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, _options: StepOptions = {}): SchedulerOutput {
-    const n = this.numInferenceSteps;
-    if (n === undefined) {
-      throw new InvalidArgumentError('Call setTimesteps before step: DEISMultistepScheduler has no schedule yet.');
-    }
     predictionStride(modelOutput, sample, false);
-    const start = timestep === this.timesteps[0] ? 0 : undefined;
-    this.stepIndex ??= this.beginIndex ?? start ?? scheduleIndexOf(this.timesteps, timestep);
-    const i = this.stepIndex;
-    if (i >= n) {
-      throw new InvalidArgumentError(`All ${n} steps of this schedule are done; call setTimesteps to start a new run.`);
-    }
-    if (this.timesteps[i] !== timestep) {
-      throw new InvalidArgumentError(
-        `Timestep ${timestep} is not step ${i} of the current schedule of DEISMultistepScheduler (${this.timesteps[i]}); pass scheduler.timesteps in order.`,
-      );
-    }
+    const i = this.cursor.stepIndexFor(timestep);
+    const n = this.timesteps.length;
     const solverOrder = this.config.solver_order;
     this.prepareBuffers(sample.data.length);
     const shortRun = this.config.lower_order_final && n < 15;
@@ -260,7 +227,7 @@ export class DEISMultistepScheduler extends Scheduler<DEISMultistepSchedulerConf
     const { lambda } = this.coefficients;
     if (lambda[i + 1] === lambda[i]) this.lowerOrderNums = 0;
     else if (this.lowerOrderNums < solverOrder) this.lowerOrderNums++;
-    this.stepIndex = i + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims) };
   }
 
@@ -274,8 +241,10 @@ export class DEISMultistepScheduler extends Scheduler<DEISMultistepSchedulerConf
    */
   override addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
     if (this.numInferenceSteps === undefined) return super.addNoise(originalSamples, noise, timesteps);
-    const index = this.beginIndex === undefined ? undefined : (this.stepIndex ?? this.beginIndex);
-    return addNoiseAtSigmas(originalSamples, noise, timesteps, this, index);
+    return this.combinePerItem(originalSamples, noise, timesteps, (t) => {
+      const { alphaT, sigmaT } = solverAlphaSigma(this.sigmas[this.cursor.noiseIndex(t)], false);
+      return [alphaT, sigmaT];
+    });
   }
 
   private prepareBuffers(size: number): void {
@@ -294,7 +263,7 @@ export class DEISMultistepScheduler extends Scheduler<DEISMultistepSchedulerConf
   private convertModelOutput(modelOutput: TensorLike, sample: TensorLike, timestep: number, out: Float32Array): void {
     const { prediction_type, thresholding } = this.config;
     if (thresholding) assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
-    const index = this.stepIndex as number;
+    const index = this.cursor.stepIndex as number;
     const alpha = this.coefficients.alpha[index];
     const sigma = this.coefficients.sigma[index];
     const x = sample.data;
@@ -329,7 +298,7 @@ export class DEISMultistepScheduler extends Scheduler<DEISMultistepSchedulerConf
    */
   private updateWeights(order: number): Float64Array {
     const { alpha, sigma, lambda } = this.coefficients;
-    const i = this.stepIndex as number;
+    const i = this.cursor.stepIndex as number;
     const w = this.weights;
     const alphaT = alpha[i + 1];
     w[0] = alphaT / alpha[i];

@@ -1,40 +1,36 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import { VARIANCE_TYPES, type VarianceType } from './ddpm.js';
-import { linearCombination } from './linear-combination.js';
-import { type NoiseScheduleConfig, roundHalfEven, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
+import { assertFiniteStepInputs, assertFiniteStepResult } from './checks.js';
 import {
-  applyDynamicThresholding,
-  assertFiniteStepInputs,
-  assertFiniteStepResult,
-  assertSameDims,
-  assertTensorLike,
   type ConfigField,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
   NOISE_SCHEDULE_SPEC,
-  noisePredictionWeights,
-  originalSampleWeights,
-  PREDICTION_TYPES,
-  type PredictionType,
-  Scheduler,
   type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type SetTimestepsOptions,
-  type StepOptions,
-  THRESHOLDING_SPEC,
-  type ThresholdingConfig,
-} from './scheduler.js';
+} from './config.js';
+import { VARIANCE_TYPES, type VarianceType } from './ddpm.js';
+import { linearCombination } from './linear-combination.js';
 import {
-  betaSigmas,
-  exponentialSigmas,
-  karrasSigmas,
-  logSigmas,
-  sigmasFromAlphasCumprod,
-  sigmasToTimesteps,
-  sigmaToAlphaSigma,
-} from './sigmas.js';
+  type AlphaSigmaLambda,
+  alphaSigmaLambda,
+  checkFlowConfig,
+  convertPrediction,
+  flowLinspace,
+  flowShift,
+  MULTISTEP_PREDICTION_TYPES,
+  type MultistepPredictionType,
+  type MultistepSchedule,
+  type MultistepSetTimestepsOptions,
+  multistepSchedule,
+  multistepTimesteps,
+  predictionStride,
+  shiftFlowSigma,
+  solverAlphaSigma,
+  solverAlphasCumprod,
+} from './multistep.js';
+import { type NoiseScheduleConfig, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
+import { Scheduler, type SchedulerOptions, type SchedulerOutput, type StepOptions } from './scheduler.js';
+import { applyDynamicThresholding, THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
 
 /**
  * DPM-Solver (Lu et al. 2022, "DPM-Solver: A Fast ODE Solver for Diffusion Probabilistic Model Sampling in Around
@@ -57,15 +53,6 @@ export const DPM_SOLVER_ALGORITHM_TYPES: readonly DPMSolverAlgorithmType[] = [
   'sde-dpmsolver',
   'sde-dpmsolver++',
 ];
-
-/**
- * What the model predicts: diffusers' `prediction_type` of the multistep solvers, which add `flow_prediction` (the
- * velocity v = ε − x_0 of a rectified-flow model, with `use_flow_sigmas`) to the usual three.
- */
-export type MultistepPredictionType = PredictionType | 'flow_prediction';
-
-/** All values `prediction_type` of the multistep solvers accepts. */
-export const MULTISTEP_PREDICTION_TYPES: readonly MultistepPredictionType[] = [...PREDICTION_TYPES, 'flow_prediction'];
 
 /** diffusers' `solver_type`: how the second-order step estimates the derivative term. */
 export type DPMSolverType = 'midpoint' | 'heun';
@@ -174,363 +161,6 @@ export const DPM_SOLVER_MULTISTEP_CONFIG_SPEC: ConfigSpec<DPMSolverMultistepSche
   steps_offset: configField.number(0, { integer: true, min: 0 }),
 };
 
-// ---------------------------------------------------------------------------------------------------------------
-// The sigma schedule shared by the multistep solvers (DPM-Solver, UniPC)
-
-/** The timesteps and noise levels of one sampling run of a multistep solver. */
-export interface MultistepSchedule {
-  /** Training timesteps in sampling order (integers). */
-  readonly timesteps: number[];
-  /** σ at each timestep plus the final σ after the last step (`timesteps.length + 1` values, float32). */
-  readonly sigmas: Float64Array;
-}
-
-/** Which noise levels a multistep schedule uses, in diffusers' order of precedence. */
-export interface MultistepSigmaOptions {
-  /** The scheduler's training ᾱ_t, from {@link solverAlphasCumprod}. */
-  readonly alphasCumprod: Float64Array;
-  /** Karras et al. (2022) spacing. */
-  readonly karras: boolean;
-  /** Uniform steps in λ (DPM-Solver only). */
-  readonly luLambdas: boolean;
-  /** Uniform steps in log σ. */
-  readonly exponential: boolean;
-  /** Beta(0.6, 0.6) quantiles. */
-  readonly beta: boolean;
-  /** Round the timesteps of Karras/Lu sigmas (diffusers truncates them instead for the cosine schedule). */
-  readonly roundTimesteps: boolean;
-  /** The final σ: 0, or the smallest σ of the range. */
-  readonly finalSigmasType: 'zero' | 'sigma_min';
-  /** The smallest σ of Karras/exponential/beta spacing instead of the training one (UniPC's `sigma_min`). */
-  readonly sigmaMin?: number | null;
-  /** The largest σ of Karras/exponential/beta spacing instead of the training one (UniPC's `sigma_max`). */
-  readonly sigmaMax?: number | null;
-}
-
-/**
- * ᾱ as the multistep solvers use it. With zero terminal SNR the last ᾱ is 0, which would make σ infinite;
- * diffusers puts 2⁻²⁴ (the smallest float16 subnormal) there instead.
- *
- * @param alphasCumprod - the scheduler's ᾱ_t
- * @param zeroTerminalSnr - whether the schedule was rescaled to zero terminal SNR
- */
-export function solverAlphasCumprod(alphasCumprod: Float64Array, zeroTerminalSnr: boolean): Float64Array {
-  const out = Float64Array.from(alphasCumprod);
-  if (zeroTerminalSnr) out[out.length - 1] = 2 ** -24;
-  return out;
-}
-
-/**
- * Inference timesteps of diffusers' multistep solvers, which space `n + 1` points and drop the last one (so the
- * schedule never reaches timestep 0 under `linspace`):
- * - `linspace`: `round(linspace(0, last − 1, n + 1))`, reversed, without its final 0;
- * - `leading`: `arange(n + 1) · (last // (n + 1))`, reversed, without its final 0, plus `stepsOffset`;
- * - `trailing`: `round(arange(last, 0, −T/n)) − 1`.
- *
- * @param spacing - the `timestep_spacing` rule
- * @param n - the number of inference steps
- * @param numTrainTimesteps - T
- * @param lastTimestep - one past the largest usable timestep (T unless λ is clipped)
- * @param stepsOffset - diffusers' `steps_offset`
- */
-export function multistepTimesteps(
-  spacing: TimestepSpacing,
-  n: number,
-  numTrainTimesteps: number,
-  lastTimestep: number,
-  stepsOffset: number,
-): number[] {
-  const timesteps: number[] = [];
-  if (spacing === 'linspace') {
-    // numpy's linspace: i · step, with the end point exact.
-    const step = (lastTimestep - 1) / n;
-    for (let i = n; i > 0; i--) timesteps.push(i === n ? lastTimestep - 1 : roundHalfEven(i * step));
-  } else if (spacing === 'leading') {
-    const ratio = Math.floor(lastTimestep / (n + 1));
-    if (ratio === 0) {
-      // diffusers would repeat one timestep n times.
-      throw new InvalidArgumentError(
-        `timestep_spacing "leading" has no room for ${n} steps below timestep ${lastTimestep}; use at most ` +
-          `${lastTimestep - 1} steps, or "trailing" or "linspace" spacing.`,
-      );
-    }
-    for (let i = n; i > 0; i--) timesteps.push(i * ratio + stepsOffset);
-  } else {
-    const ratio = numTrainTimesteps / n;
-    const count = Math.ceil(lastTimestep / ratio);
-    for (let i = 0; i < count; i++) timesteps.push(roundHalfEven(lastTimestep - i * ratio) - 1);
-  }
-  return timesteps;
-}
-
-/**
- * The noise levels of a multistep run. With no special spacing, σ is read at each timestep; otherwise the
- * levels come from `sigmas.ts` between the training extremes and the timesteps are mapped back from them
- * (log-σ interpolation). Uniform λ = −log σ steps are exponential σ steps.
- *
- * @param timesteps - the spaced timesteps (replaced when a special spacing is on)
- * @param options - which spacing and final sigma
- */
-export function multistepSchedule(timesteps: readonly number[], options: MultistepSigmaOptions): MultistepSchedule {
-  const table = sigmasFromAlphasCumprod(options.alphasCumprod);
-  const logTable = logSigmas(table);
-  const sigmaMin = options.sigmaMin ?? table[0];
-  const sigmaMax = options.sigmaMax ?? table[table.length - 1];
-  const n = timesteps.length;
-  const spaced = options.karras
-    ? karrasSigmas(sigmaMin, sigmaMax, n)
-    : options.luLambdas
-      ? exponentialSigmas(sigmaMin, sigmaMax, n)
-      : options.exponential
-        ? exponentialSigmas(sigmaMin, sigmaMax, n)
-        : options.beta
-          ? betaSigmas(sigmaMin, sigmaMax, n)
-          : null;
-  const round = (options.karras || options.luLambdas) && options.roundTimesteps;
-  // As np.interp, a timestep past the table (`leading` spacing plus `steps_offset`) reads its last entry.
-  const levels = spaced ?? Float64Array.from(timesteps, (t) => table[Math.min(t, table.length - 1)]);
-  const sigmas = new Float64Array(n + 1);
-  for (let i = 0; i < n; i++) sigmas[i] = Math.fround(levels[i]);
-  sigmas[n] = options.finalSigmasType === 'zero' ? 0 : Math.fround(spaced ? sigmaMin : table[0]);
-  return {
-    timesteps: spaced
-      ? Array.from(sigmasToTimesteps(spaced, logTable), round ? roundHalfEven : Math.trunc)
-      : [...timesteps],
-    sigmas,
-  };
-}
-
-/**
- * The index in `timesteps` a run entering at `timestep` starts from: its position, or its second position when it
- * appears twice (so an img2img run does not skip a sigma), or the last index when it is absent (diffusers'
- * `index_for_timestep`).
- *
- * @param timesteps - the schedule
- * @param timestep - the timestep to place
- */
-export function scheduleIndexOf(timesteps: readonly number[], timestep: number): number {
-  const first = timesteps.indexOf(timestep);
-  if (first < 0) return timesteps.length - 1;
-  const second = timesteps.indexOf(timestep, first + 1);
-  return second < 0 ? first : second;
-}
-
-/** α, σ (of `x_t = α·x_0 + σ·ε`) and λ = log(α/σ) at every sigma of a schedule. */
-export interface AlphaSigmaLambda {
-  /** α at each schedule index. */
-  readonly alpha: Float64Array;
-  /** σ_t = σ·α at each schedule index. */
-  readonly sigma: Float64Array;
-  /** λ = log α − log σ_t (+∞ at σ = 0). */
-  readonly lambda: Float64Array;
-}
-
-/**
- * α and σ_t of `x_t = α·x_0 + σ_t·ε` at one schedule sigma: variance-preserving (α = 1/√(σ² + 1), σ_t = σ·α), or
- * rectified flow (α = 1 − σ, σ_t = σ).
- *
- * @param sigma - the schedule's σ
- * @param flow - whether the schedule holds flow-matching sigmas
- */
-export function solverAlphaSigma(sigma: number, flow: boolean): { alphaT: number; sigmaT: number } {
-  return flow ? { alphaT: 1 - sigma, sigmaT: sigma } : sigmaToAlphaSigma(sigma);
-}
-
-/**
- * Converts a schedule's sigmas to the α, σ and λ the solvers step with.
- *
- * @param sigmas - the schedule's noise levels
- * @param flow - whether they are flow-matching sigmas (see {@link solverAlphaSigma})
- */
-export function alphaSigmaLambda(sigmas: Float64Array, flow = false): AlphaSigmaLambda {
-  const alpha = new Float64Array(sigmas.length);
-  const sigma = new Float64Array(sigmas.length);
-  const lambda = new Float64Array(sigmas.length);
-  for (let i = 0; i < sigmas.length; i++) {
-    const { alphaT, sigmaT } = solverAlphaSigma(sigmas[i], flow);
-    alpha[i] = alphaT;
-    sigma[i] = sigmaT;
-    lambda[i] = Math.log(alphaT) - Math.log(sigmaT);
-  }
-  return { alpha, sigma, lambda };
-}
-
-/**
- * The flow shift of rectified-flow sampling (Esser et al. 2024, SD3 §5.3.2): σ' = s·σ/(1 + (s − 1)·σ), which keeps
- * 0 and 1 fixed and moves the steps towards high noise for s > 1. With s = e^μ it is diffusers' exponential time
- * shift e^μ/(e^μ + 1/σ − 1); with s = μ its linear one.
- *
- * @param sigma - a flow sigma in [0, 1]
- * @param shift - s
- */
-export function shiftFlowSigma(sigma: number, shift: number): number {
-  return (shift * sigma) / (1 + (shift - 1) * sigma);
-}
-
-/**
- * The `k`-th of `n + 1` points of numpy's `linspace(1, 1/T, n + 1)`, with numpy's rounding (k·step + start, the end
- * point exact), so flow timesteps truncate to the same integers as diffusers'.
- *
- * @param k - the index, 0 … n
- * @param n - the number of intervals
- * @param numTrainTimesteps - T
- */
-export function flowLinspace(k: number, n: number, numTrainTimesteps: number): number {
-  return k === n ? 1 / numTrainTimesteps : k * ((1 / numTrainTimesteps - 1) / n) + 1;
-}
-
-/**
- * The forward process at schedule sigmas, as diffusers' multistep solvers do it: x = α·x_0 + σ_t·ε at the sigma
- * of each item's timestep (its schedule index, or `index` when given).
- *
- * @param original - x_0
- * @param noise - ε
- * @param timesteps - one timestep, or one per batch item
- * @param schedule - the current timesteps and sigmas
- * @param index - the schedule index to use for every item (a pipeline's begin index), if set
- * @param flow - whether the schedule holds flow-matching sigmas (α = 1 − σ)
- */
-export function addNoiseAtSigmas(
-  original: TensorLike,
-  noise: TensorLike,
-  timesteps: number | readonly number[],
-  schedule: { readonly timesteps: readonly number[]; readonly sigmas: Float64Array },
-  index: number | undefined,
-  flow = false,
-): Tensor {
-  assertTensorLike(original, 'originalSamples');
-  assertTensorLike(noise, 'noise');
-  assertSameDims(original, noise, 'originalSamples', 'noise');
-  const batch = original.dims.length > 0 ? original.dims[0] : 1;
-  const perItem = typeof timesteps === 'number' ? [timesteps] : timesteps;
-  if (perItem.length !== batch && perItem.length !== 1) {
-    throw new InvalidArgumentError(
-      `Got ${perItem.length} timesteps for a batch of ${batch}; pass one timestep or one per batch item.`,
-    );
-  }
-  const out = new Float32Array(original.data.length);
-  const itemSize = out.length / batch;
-  for (let b = 0; b < batch; b++) {
-    const t = perItem[perItem.length === 1 ? 0 : b];
-    const at = index ?? scheduleIndexOf(schedule.timesteps, t);
-    if (index === undefined && schedule.timesteps[at] !== t) {
-      throw new InvalidArgumentError(`Timestep ${t} is not in the current schedule; pass one of scheduler.timesteps.`);
-    }
-    const { alphaT, sigmaT } = solverAlphaSigma(schedule.sigmas[at], flow);
-    for (let i = b * itemSize, end = i + itemSize; i < end; i++) {
-      out[i] = alphaT * original.data[i] + sigmaT * noise.data[i];
-    }
-  }
-  return new Tensor(out, original.dims);
-}
-
-/**
- * Checks that a model output matches the sample, or carries twice its channels when the model also predicts a
- * variance, and returns the distance between consecutive batch items in the output (to read the prediction half).
- *
- * @param modelOutput - the network output
- * @param sample - x_t
- * @param learnedVariance - whether the output may carry variance channels
- * @param remedy - what to tell a caller whose output has variance channels the scheduler is not set up to read
- */
-export function predictionStride(
-  modelOutput: TensorLike,
-  sample: TensorLike,
-  learnedVariance: boolean,
-  remedy = 'this scheduler does not read them',
-): number {
-  assertTensorLike(sample, 'sample');
-  assertTensorLike(modelOutput, 'modelOutput');
-  if (sample.dims.length < 1 || sample.data.length === 0) {
-    throw new InvalidArgumentError(`sample must have a batch axis and data, got dims [${sample.dims.join(', ')}].`);
-  }
-  const itemSize = sample.data.length / sample.dims[0];
-  const doubled =
-    modelOutput.data.length === 2 * sample.data.length &&
-    sample.dims.length >= 2 &&
-    modelOutput.dims.length === sample.dims.length &&
-    modelOutput.dims.every((d, i) => d === (i === 1 ? 2 : 1) * sample.dims[i]);
-  if (doubled && learnedVariance) return 2 * itemSize;
-  if (doubled) {
-    throw new InvalidArgumentError(
-      `modelOutput [${modelOutput.dims.join(', ')}] has twice the channels of sample [${sample.dims.join(', ')}], ` +
-        `as a model that also predicts a variance (IDDPM) outputs; ${remedy}.`,
-    );
-  }
-  assertSameDims(modelOutput, sample, 'modelOutput', 'sample');
-  return itemSize;
-}
-
-/**
- * Converts a model output to the quantity a solver integrates (`docs/math.md` §2 with `x_t = α·x_0 + σ·ε`): the data
- * prediction x̂_0 (`target: 'data'`) or the noise prediction ε̂ (`'noise'`), written into `out`. A flow velocity
- * v̂ = ε̂ − x̂_0 gives x̂_0 = x_t − σ·v̂ (as diffusers, whatever α is). Both are
- * a·x_t + b·m with per-step weights; every element of both inputs is multiplied (a weight of 0 included), so a NaN
- * or ±Infinity in either reaches the result, and the returned Σ 0·value is not 0 exactly then (see
- * `assertFiniteStepResult`).
- *
- * @param output - the model output values
- * @param stride - the distance between batch items in `output` (twice the item size with variance channels)
- * @param x - the sample x_t, batch-major
- * @param batch - the number of batch items
- * @param alpha - α at the current step
- * @param sigma - σ_t at the current step
- * @param predictionType - what the model predicts
- * @param target - what to produce
- * @param out - the destination, the sample's size
- * @returns Σ 0·value over the result: 0, or NaN when a value is not finite
- */
-export function convertPrediction(
-  output: Float32Array,
-  stride: number,
-  x: Float32Array,
-  batch: number,
-  alpha: number,
-  sigma: number,
-  predictionType: MultistepPredictionType,
-  target: 'data' | 'noise',
-  out: Float32Array,
-): number {
-  const [a, b] = predictionWeights(predictionType, target, alpha, sigma);
-  const itemSize = x.length / batch;
-  let nonFinite = 0;
-  for (let item = 0; item < batch; item++) {
-    const base = item * itemSize;
-    const outputBase = item * stride;
-    for (let j = 0; j < itemSize; j++) {
-      const value = a * x[base + j] + b * output[outputBase + j];
-      out[base + j] = value;
-      nonFinite += value * 0;
-    }
-  }
-  return nonFinite;
-}
-
-/** The weights (a, b) of x̂_0 or ε̂ = a·x_t + b·m for a model output m at (α, σ_t). */
-function predictionWeights(
-  predictionType: MultistepPredictionType,
-  target: 'data' | 'noise',
-  alpha: number,
-  sigma: number,
-): [sampleWeight: number, outputWeight: number] {
-  if (predictionType === 'flow_prediction') {
-    // x̂_0 = x_t − σ·v̂, and ε̂ = (x_t − α·x̂_0)/σ.
-    return target === 'data' ? [1, -sigma] : [(1 - alpha) / sigma, alpha];
-  }
-  return target === 'data'
-    ? originalSampleWeights(predictionType, alpha, sigma)
-    : noisePredictionWeights(predictionType, alpha, sigma);
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// The scheduler
-
-/** `setTimesteps` options of the multistep solvers: diffusers' `mu` on top of the common ones. */
-export interface MultistepSetTimestepsOptions extends SetTimestepsOptions {
-  /** The dynamic-shifting exponent (with `use_dynamic_shifting`): the flow shift of this schedule is e^μ. */
-  mu?: number;
-}
-
 /**
  * The multistep DPM-Solver and DPM-Solver++ (Lu et al. 2022), diffusers' `DPMSolverMultistepScheduler`: high-order
  * exponential-integrator steps for the diffusion ODE (or, with `sde-*`, the SDE), reusing the model outputs of the
@@ -562,21 +192,16 @@ export interface MultistepSetTimestepsOptions extends SetTimestepsOptions {
 export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSchedulerConfig> {
   /** The classes whose configs this one accepts (diffusers' `KarrasDiffusionSchedulers`). */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** A sigma-based solver: classifier guidance corrects ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** σ at each step of the current schedule plus the final σ (empty before `setTimesteps`). */
   sigmas: Float64Array = new Float64Array(0);
 
   private coefficients: AlphaSigmaLambda = alphaSigmaLambda(new Float64Array(0));
   private readonly solverAlphas: Float64Array;
-  private stepIndex: number | undefined = undefined;
-  private beginIndex: number | undefined = undefined;
   /** How many model outputs of this run the history holds (diffusers' `lower_order_nums`, capped at the order). */
   private lowerOrderNums = 0;
   /** The converted model outputs, a ring: `history[newest]` is the latest. */
   private history: Float32Array[] = [];
   private newest = 0;
-  private noiseBuffer = new Float32Array(0);
   private thresholdScratch = new Float32Array(0);
   private readonly weights = new Float64Array(5);
   // The buffers of an update (sample, history, noise) and their weights, reused across steps.
@@ -639,8 +264,7 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     this.sigmas = schedule.sigmas;
     this.numInferenceSteps = schedule.timesteps.length;
     this.coefficients = alphaSigmaLambda(schedule.sigmas, c.use_flow_sigmas);
-    this.stepIndex = undefined;
-    this.beginIndex = undefined;
+    this.cursor.reset();
     this.lowerOrderNums = 0;
     this.newest = 0;
   }
@@ -679,19 +303,6 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
   }
 
   /**
-   * Starts the next run at this schedule index instead of locating the first timestep (pipelines call it for
-   * img2img after `setTimesteps`).
-   *
-   * @param index - an index into {@link DPMSolverMultistepScheduler.timesteps}
-   */
-  setBeginIndex(index: number): void {
-    if (!Number.isInteger(index) || index < 0 || index >= this.timesteps.length) {
-      throw new InvalidArgumentError(`setBeginIndex needs an index in [0, ${this.timesteps.length}), got ${index}.`);
-    }
-    this.beginIndex = index;
-  }
-
-  /**
    * One multistep DPM-Solver step from `timestep` to the next timestep of the schedule. The order used is the
    * configured one once enough history exists (first order on the first step, and at the end per
    * `lower_order_final`, `euler_at_final` and `final_sigmas_type: "zero"`). The `sde-*` algorithms draw noise from
@@ -703,26 +314,11 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
    * @param options - `generator` or `noise` for the `sde-*` algorithms
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: StepOptions = {}): SchedulerOutput {
-    const n = this.numInferenceSteps;
-    if (n === undefined) {
-      throw new InvalidArgumentError('Call setTimesteps before step: DPMSolverMultistepScheduler has no schedule yet.');
-    }
     const { variance_type } = this.config;
     const learned = variance_type === 'learned' || variance_type === 'learned_range';
     const stride = predictionStride(modelOutput, sample, learned, 'set variance_type to "learned_range" to use them');
-    // A run that starts at the first timestep starts at index 0, even when rounding repeated that timestep (the
-    // second-occurrence rule would skip a step and run past the end, as in diffusers).
-    const start = timestep === this.timesteps[0] ? 0 : undefined;
-    this.stepIndex ??= this.beginIndex ?? start ?? scheduleIndexOf(this.timesteps, timestep);
-    const i = this.stepIndex;
-    if (i >= n) {
-      throw new InvalidArgumentError(`All ${n} steps of this schedule are done; call setTimesteps to start a new run.`);
-    }
-    if (this.timesteps[i] !== timestep) {
-      throw new InvalidArgumentError(
-        `Timestep ${timestep} is not step ${i} of the current schedule of DPMSolverMultistepScheduler (${this.timesteps[i]}); pass scheduler.timesteps in order.`,
-      );
-    }
+    const i = this.cursor.stepIndexFor(timestep);
+    const n = this.timesteps.length;
     const { solver_order: solverOrder, lower_order_final, euler_at_final, final_sigmas_type } = this.config;
     this.prepareBuffers(sample.data.length);
 
@@ -739,7 +335,7 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     this.newest = slot;
 
     const stochastic = this.config.algorithm_type.startsWith('sde-');
-    const noise = stochastic ? this.varianceNoise(options, sample, this.noiseBuffer) : null;
+    const noise = stochastic ? this.stepNoise(options, sample) : null;
 
     let order = 3;
     if (solverOrder === 1 || this.lowerOrderNums < 1 || firstOrderAtEnd) order = 1;
@@ -768,7 +364,7 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     const { lambda } = this.coefficients;
     if (lambda[i + 1] === lambda[i]) this.lowerOrderNums = 0;
     else if (this.lowerOrderNums < solverOrder) this.lowerOrderNums++;
-    this.stepIndex = i + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims) };
   }
 
@@ -782,8 +378,10 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
    */
   override addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
     if (this.numInferenceSteps === undefined) return super.addNoise(originalSamples, noise, timesteps);
-    const index = this.beginIndex === undefined ? undefined : (this.stepIndex ?? this.beginIndex);
-    return addNoiseAtSigmas(originalSamples, noise, timesteps, this, index, this.config.use_flow_sigmas);
+    return this.combinePerItem(originalSamples, noise, timesteps, (t) => {
+      const { alphaT, sigmaT } = solverAlphaSigma(this.sigmas[this.cursor.noiseIndex(t)], this.config.use_flow_sigmas);
+      return [alphaT, sigmaT];
+    });
   }
 
   private spacedTimesteps(n: number): number[] {
@@ -814,7 +412,6 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
       );
     }
     this.history = Array.from({ length: order }, () => new Float32Array(size));
-    if (this.config.algorithm_type.startsWith('sde-')) this.noiseBuffer = new Float32Array(size);
   }
 
   /**
@@ -831,7 +428,7 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     const { prediction_type, algorithm_type, thresholding } = this.config;
     // Every input element reaches the converted values, unless thresholding clamps an Infinity: then check the inputs.
     if (thresholding) assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
-    const index = this.stepIndex!;
+    const index = this.cursor.stepIndex as number;
     const alpha = this.coefficients.alpha[index];
     const sigma = this.coefficients.sigma[index];
     const x = sample.data;
@@ -858,7 +455,7 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
   private updateWeights(order: number): Float64Array {
     const weights = this.weights;
     const { alpha, sigma, lambda } = this.coefficients;
-    const i = this.stepIndex!;
+    const i = this.cursor.stepIndex as number;
     const { algorithm_type: algorithm, solver_type: solverType } = this.config;
     const alphaT = alpha[i + 1];
     const sigmaT = sigma[i + 1];
@@ -935,87 +532,4 @@ function setWeights(weights: Float64Array, x: number, m0: number, m1: number, m2
   weights[3] = m2;
   weights[4] = noise;
   return weights;
-}
-
-/** The flow-matching keys both multistep solvers share. */
-interface FlowConfig {
-  readonly use_karras_sigmas: boolean;
-  readonly use_exponential_sigmas: boolean;
-  readonly use_beta_sigmas: boolean;
-  readonly use_flow_sigmas: boolean;
-  readonly flow_shift: number;
-  readonly use_dynamic_shifting: boolean;
-  readonly prediction_type: MultistepPredictionType;
-}
-
-/**
- * Rejects the flow-matching settings diffusers accepts but computes without meaning: flow sigmas under another
- * spacing (which reads variance-preserving sigmas as flow ones), `flow_prediction` without flow sigmas or with an
- * ε̂ solver, and dynamic shifting without flow sigmas.
- *
- * @param className - for messages
- * @param config - the resolved config
- * @param dataPrediction - whether the solver integrates x̂_0
- * @param otherSpacing - a further spacing key that is on and excludes flow sigmas, if any
- * @param allowKarras - whether Karras sigmas combine with flow sigmas (UniPC maps them to σ/(1 + σ))
- */
-export function checkFlowConfig(
-  className: string,
-  config: FlowConfig,
-  dataPrediction: boolean,
-  otherSpacing: string | undefined,
-  allowKarras = false,
-): void {
-  if (config.use_flow_sigmas) {
-    const spacing =
-      otherSpacing ??
-      (config.use_karras_sigmas && !allowKarras
-        ? 'use_karras_sigmas'
-        : config.use_exponential_sigmas
-          ? 'use_exponential_sigmas'
-          : config.use_beta_sigmas
-            ? 'use_beta_sigmas'
-            : undefined);
-    if (spacing) {
-      throw new ConfigError(
-        `${className} cannot combine use_flow_sigmas with ${spacing}: that spacing makes variance-preserving sigmas, ` +
-          'which are not flow sigmas; turn one of them off.',
-      );
-    }
-  } else if (config.use_dynamic_shifting) {
-    throw new ConfigError(`use_dynamic_shifting shifts flow-matching sigmas; set use_flow_sigmas too, or turn it off.`);
-  }
-  if (config.prediction_type === 'flow_prediction' && !(config.use_flow_sigmas && dataPrediction)) {
-    throw new ConfigError(
-      `prediction_type "flow_prediction" (a rectified-flow velocity) needs use_flow_sigmas: true and a solver of ` +
-        `the data prediction (${className === 'UniPCMultistepScheduler' ? 'predict_x0: true' : 'algorithm_type "dpmsolver++" or "sde-dpmsolver++"'}).`,
-    );
-  }
-}
-
-/**
- * The flow shift of one flow-matching schedule: e^μ (or μ for a linear time shift) when dynamic shifting is on,
- * which then needs μ; `flow_shift` otherwise.
- *
- * @param className - for messages
- * @param config - the resolved config
- * @param mu - `setTimesteps`' μ, if given
- * @param linear - whether μ is a linear rather than exponential time shift
- */
-export function flowShift(className: string, config: FlowConfig, mu: number | undefined, linear: boolean): number {
-  if (!config.use_dynamic_shifting) {
-    if (mu !== undefined) {
-      throw new InvalidArgumentError(
-        `${className}.setTimesteps got mu, which only dynamic shifting uses; set use_dynamic_shifting: true or drop mu.`,
-      );
-    }
-    return config.flow_shift;
-  }
-  if (mu === undefined || !Number.isFinite(mu) || (linear && mu <= 0)) {
-    throw new InvalidArgumentError(
-      `${className} has use_dynamic_shifting: true, so setTimesteps needs a finite mu ` +
-        `(${linear ? 'above 0 for a linear time shift' : 'the shift is e^mu'}), got ${mu}.`,
-    );
-  }
-  return linear ? mu : Math.exp(mu);
 }

@@ -1,28 +1,23 @@
 import { RandomGenerator, Tensor, type TensorLike } from '@denoise/core';
-import { sigmaScheduleKind } from './euler-discrete.js';
-import { TIMESTEP_SPACINGS } from './schedule.js';
+import { assertFiniteStepResult, assertStepTensors } from './checks.js';
 import {
-  assertFiniteStepResult,
-  assertStepTensors,
-  assertTensorLike,
   BETA_SCHEDULE_SPEC,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
-  type NoiseGenerator,
-  PREDICTION_TYPES,
   type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type SetTimestepsOptions,
-  type StepOptions,
+} from './config.js';
+import { sigmaScheduleKind } from './euler-discrete.js';
+import { denoisedWeights, PREDICTION_TYPES } from './prediction.js';
+import { TIMESTEP_SPACINGS } from './schedule.js';
+import type {
+  NoiseGenerator,
+  SchedulerOptions,
+  SchedulerOutput,
+  SetTimestepsOptions,
+  StepOptions,
 } from './scheduler.js';
-import {
-  denoisedWeights,
-  type SigmaScheduleKind,
-  SigmaScheduler,
-  type SigmaSchedulerBaseConfig,
-} from './sigma-scheduler.js';
+import { type SigmaScheduleKind, SigmaScheduler, type SigmaSchedulerBaseConfig } from './sigma-scheduler.js';
 import { sigmaToTimestep } from './sigmas.js';
 
 /** The config of {@link DPMSolverSDEScheduler}: diffusers' `DPMSolverSDEScheduler` keys and defaults. */
@@ -115,8 +110,6 @@ export interface DPMSolverSDEStepOptions extends StepOptions {
 export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerConfig> {
   /** The classes whose configs this one accepts. */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** Classifier guidance shifts ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** Two model evaluations per step. */
   override order = 2;
 
@@ -125,7 +118,6 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
   private midpointSigma: number | undefined = undefined;
   /** The second half's terms in x_i and z₁, formed by the first half. */
   private carry = new Float32Array(0);
-  private noiseBuffer = new Float32Array(0);
   /** The generator seeded with `noise_sampler_seed` for the current run. */
   private seededNoise: NoiseGenerator | undefined = undefined;
 
@@ -171,18 +163,12 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
   }
 
   /**
-   * Divides the sample by `√(σ² + 1)` at the σ the model sees next: σ_i for a first half, σ_mid for a second.
+   * The σ the model sees next: σ_i for a first half, σ_mid for a second.
    *
-   * @param sample - the current latents
-   * @param timestep - the current timestep, one of {@link Scheduler.timesteps}
+   * @param index - the current step index
    */
-  override scaleModelInput(sample: TensorLike, timestep: number): Tensor {
-    assertTensorLike(sample, 'sample');
-    const sigma = this.midpointSigma ?? this.sigmas[this.currentStepIndex(timestep)];
-    const scale = 1 / Math.sqrt(sigma * sigma + 1);
-    const out = new Float32Array(sample.data.length);
-    for (let i = 0; i < out.length; i++) out[i] = sample.data[i] * scale;
-    return new Tensor(out, sample.dims);
+  protected override modelInputSigma(index: number): number {
+    return this.midpointSigma ?? this.sigmas[index];
   }
 
   /**
@@ -202,8 +188,7 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
     options: DPMSolverSDEStepOptions = {},
   ): SchedulerOutput {
     assertStepTensors(modelOutput, sample);
-    const index = this.currentStepIndex(timestep);
-    this.assertStepInRange(index);
+    const index = this.cursor.stepIndexFor(timestep);
     const firstHalf = this.midpointSigma === undefined;
     const sigma = firstHalf ? this.sigmas[index] : this.sigmas[index - 1];
     const sigmaNext = firstHalf ? this.sigmas[index + 1] : this.sigmas[index];
@@ -224,7 +209,7 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
         nonFinite += value * 0;
       }
       assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
-      this.stepIndex = index + 1;
+      this.cursor.advance();
       return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
     }
     // The whole step's ancestral split (σ_i → σ_{i+1}) and the Brownian weights of
@@ -235,13 +220,10 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
     const w1 = span > 0 ? Math.sqrt(Math.abs(sigma - sigmaMid) / span) : 1;
     const w2 = span > 0 ? Math.sqrt(Math.abs(sigmaMid - sigmaNext) / span) : 0;
     const sNoise = options.sNoise ?? 1;
-    if (this.noiseBuffer.length !== n) {
-      this.noiseBuffer = new Float32Array(n);
-      this.carry = new Float32Array(n);
-    }
+    if (this.carry.length !== n) this.carry = new Float32Array(n);
     const source =
       options.noise !== undefined || options.generator !== undefined ? options : { generator: this.seededNoise };
-    const z = this.varianceNoise(source, sample, this.noiseBuffer);
+    const z = this.stepNoise(source, sample);
     const carry = this.carry;
     if (firstHalf) {
       // To σ_mid with ξ(σ_i, σ_mid) = z₁; the second half's terms in x_i and z₁ are formed now, so x_i and z₁ need
@@ -249,26 +231,36 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
       const half = ancestralSplit(sigma, sigmaMid);
       const noiseScale = sNoise * half.up;
       const carryNoise = sNoise * whole.up * w1;
+      // x_mid = keep·x + (1 − keep)·(a·x + b·m) + noise·z, in x and m directly.
+      const sampleWeight = half.keep + (1 - half.keep) * a;
+      const outputWeight = (1 - half.keep) * b;
       for (let i = 0; i < n; i++) {
-        x0[i] = a * x[i] + b * m[i];
-        carry[i] = whole.keep * x[i] + carryNoise * z[i];
-        const value = half.keep * x[i] + (1 - half.keep) * x0[i] + noiseScale * z[i];
+        const xi = x[i];
+        const mi = m[i];
+        const zi = z[i];
+        x0[i] = a * xi + b * mi;
+        carry[i] = whole.keep * xi + carryNoise * zi;
+        const value = sampleWeight * xi + outputWeight * mi + noiseScale * zi;
         prev[i] = value;
         nonFinite += value * 0;
       }
     } else {
       // From x_i to σ_{i+1} with x̂_0 at σ_mid and z₂.
       const noiseScale = sNoise * whole.up * w2;
+      const sampleWeight = (1 - whole.keep) * a;
+      const outputWeight = (1 - whole.keep) * b;
       for (let i = 0; i < n; i++) {
-        x0[i] = a * x[i] + b * m[i];
-        const value = carry[i] + (1 - whole.keep) * x0[i] + noiseScale * z[i];
+        const xi = x[i];
+        const mi = m[i];
+        x0[i] = a * xi + b * mi;
+        const value = carry[i] + sampleWeight * xi + outputWeight * mi + noiseScale * z[i];
         prev[i] = value;
         nonFinite += value * 0;
       }
     }
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     this.midpointSigma = firstHalf ? sigmaMid : undefined;
-    this.stepIndex = index + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }
 }

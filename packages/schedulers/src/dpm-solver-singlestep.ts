@@ -1,40 +1,34 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import type { VarianceType } from './ddpm.js';
+import { assertFiniteStepInputs, assertFiniteStepResult } from './checks.js';
 import {
-  type AlphaSigmaLambda,
-  addNoiseAtSigmas,
-  alphaSigmaLambda,
-  DPM_SOLVER_MULTISTEP_CONFIG_SPEC,
-  type DPMSolverType,
-  multistepSchedule,
-  multistepTimesteps,
-  predictionStride,
-  scheduleIndexOf,
-} from './dpm-solver-multistep.js';
-import { linearCombination } from './linear-combination.js';
-import type { BetaScheduleConfig } from './schedule.js';
-import {
-  applyDynamicThresholding,
-  assertFiniteStepInputs,
-  assertFiniteStepResult,
   BETA_SCHEDULE_SPEC,
   type ConfigField,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
-  noisePredictionWeights,
-  originalSampleWeights,
-  PREDICTION_TYPES,
-  type PredictionType,
-  Scheduler,
   type SchedulerConfigInput,
+} from './config.js';
+import type { VarianceType } from './ddpm.js';
+import { DPM_SOLVER_MULTISTEP_CONFIG_SPEC, type DPMSolverType } from './dpm-solver-multistep.js';
+import { linearCombination } from './linear-combination.js';
+import {
+  type AlphaSigmaLambda,
+  alphaSigmaLambda,
+  multistepSchedule,
+  multistepTimesteps,
+  predictionStride,
+  solverAlphaSigma,
+} from './multistep.js';
+import { noisePredictionWeights, originalSampleWeights, PREDICTION_TYPES, type PredictionType } from './prediction.js';
+import type { BetaScheduleConfig } from './schedule.js';
+import {
+  Scheduler,
   type SchedulerOptions,
   type SchedulerOutput,
   type SetTimestepsOptions,
   type StepOptions,
-  THRESHOLDING_SPEC,
-  type ThresholdingConfig,
 } from './scheduler.js';
+import { applyDynamicThresholding, THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
 
 /**
  * The singlestep DPM-Solver (Lu et al. 2022, "DPM-Solver", Algorithms 1 and 2) and DPM-Solver++ (Lu et al. 2022,
@@ -170,16 +164,12 @@ export function singlestepOrders(n: number, order: number, lowerOrderFinal: bool
 export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepSchedulerConfig> {
   /** The classes whose configs this one accepts (diffusers' `KarrasDiffusionSchedulers`). */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** A sigma-based solver: classifier guidance corrects ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** σ at each step of the current schedule plus the final σ (empty before `setTimesteps`). */
   sigmas: Float64Array = new Float64Array(0);
   /** The solver order of each step of the current schedule (diffusers' `order_list`). */
   orderList: readonly number[] = [];
 
   private coefficients: AlphaSigmaLambda = alphaSigmaLambda(new Float64Array(0));
-  private stepIndex: number | undefined = undefined;
-  private beginIndex: number | undefined = undefined;
   /** How many model outputs of this run the history holds, capped at the order. */
   private filled = 0;
   /** The converted model outputs, a ring: `history[newest]` is the latest. */
@@ -187,7 +177,6 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
   private newest = 0;
   /** The sample the current group started from (diffusers' `self.sample`). */
   private groupStart = new Float32Array(0);
-  private noiseBuffer = new Float32Array(0);
   private thresholdScratch = new Float32Array(0);
   private readonly weights = new Float64Array(5);
   private readonly terms = new Array<Float32Array>(5);
@@ -249,22 +238,9 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
     const orders = singlestepOrders(n, c.solver_order, lowerOrderFinal);
     if (c.final_sigmas_type === 'zero') orders[n - 1] = 1;
     this.orderList = orders;
-    this.stepIndex = undefined;
-    this.beginIndex = undefined;
+    this.cursor.reset();
     this.filled = 0;
     this.newest = 0;
-  }
-
-  /**
-   * Starts the next run at this schedule index instead of locating the first timestep (img2img).
-   *
-   * @param index - an index into {@link DPMSolverSinglestepScheduler.timesteps}
-   */
-  setBeginIndex(index: number): void {
-    if (!Number.isInteger(index) || index < 0 || index >= this.timesteps.length) {
-      throw new InvalidArgumentError(`setBeginIndex needs an index in [0, ${this.timesteps.length}), got ${index}.`);
-    }
-    this.beginIndex = index;
   }
 
   /**
@@ -279,26 +255,10 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
    * @param options - `generator` or `noise` for `sde-dpmsolver++`
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: StepOptions = {}): SchedulerOutput {
-    const n = this.numInferenceSteps;
-    if (n === undefined) {
-      throw new InvalidArgumentError(
-        'Call setTimesteps before step: DPMSolverSinglestepScheduler has no schedule yet.',
-      );
-    }
     const { variance_type } = this.config;
     const learned = variance_type === 'learned' || variance_type === 'learned_range';
     const stride = predictionStride(modelOutput, sample, learned, 'set variance_type to "learned_range" to use them');
-    const start = timestep === this.timesteps[0] ? 0 : undefined;
-    this.stepIndex ??= this.beginIndex ?? start ?? scheduleIndexOf(this.timesteps, timestep);
-    const i = this.stepIndex;
-    if (i >= n) {
-      throw new InvalidArgumentError(`All ${n} steps of this schedule are done; call setTimesteps to start a new run.`);
-    }
-    if (this.timesteps[i] !== timestep) {
-      throw new InvalidArgumentError(
-        `Timestep ${timestep} is not step ${i} of the current schedule of DPMSolverSinglestepScheduler (${this.timesteps[i]}); pass scheduler.timesteps in order.`,
-      );
-    }
+    const i = this.cursor.stepIndexFor(timestep);
     const solverOrder = this.config.solver_order;
     const size = sample.data.length;
     this.prepareBuffers(size);
@@ -310,7 +270,7 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
     this.filled = Math.min(this.filled + 1, solverOrder);
 
     const stochastic = this.config.algorithm_type === 'sde-dpmsolver++';
-    const noise = stochastic ? this.varianceNoise(options, sample, this.noiseBuffer) : null;
+    const noise = stochastic ? this.stepNoise(options, sample) : null;
     // x_t = A·x_s + w_0·m_newest + … + w_z·z, in one pass.
     const weights = this.updateWeights(order);
     const terms = this.terms;
@@ -324,7 +284,7 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
     }
     const prev = new Float32Array(size);
     linearCombination(prev, weights, terms, count);
-    this.stepIndex = i + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims) };
   }
 
@@ -338,8 +298,10 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
    */
   override addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
     if (this.numInferenceSteps === undefined) return super.addNoise(originalSamples, noise, timesteps);
-    const index = this.beginIndex === undefined ? undefined : (this.stepIndex ?? this.beginIndex);
-    return addNoiseAtSigmas(originalSamples, noise, timesteps, this, index);
+    return this.combinePerItem(originalSamples, noise, timesteps, (t) => {
+      const { alphaT, sigmaT } = solverAlphaSigma(this.sigmas[this.cursor.noiseIndex(t)], false);
+      return [alphaT, sigmaT];
+    });
   }
 
   /** diffusers' timesteps: `round(linspace(0, last − 1, n + 1))` reversed without its final 0, λ-clipped. */
@@ -371,7 +333,6 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
     }
     this.history = Array.from({ length: order }, () => new Float32Array(size));
     this.groupStart = new Float32Array(size);
-    if (this.config.algorithm_type === 'sde-dpmsolver++') this.noiseBuffer = new Float32Array(size);
   }
 
   /**
@@ -389,7 +350,7 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
   ): void {
     const { prediction_type, algorithm_type, thresholding } = this.config;
     if (thresholding) assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
-    const index = this.stepIndex!;
+    const index = this.cursor.stepIndex as number;
     const alpha = this.coefficients.alpha[index];
     const sigma = this.coefficients.sigma[index];
     const dataPrediction = algorithm_type !== 'dpmsolver';
@@ -432,7 +393,7 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
    */
   private updateWeights(order: number): Float64Array {
     const { alpha, sigma, lambda } = this.coefficients;
-    const i = this.stepIndex!;
+    const i = this.cursor.stepIndex as number;
     const s = i - order + 1;
     const { algorithm_type: algorithm, solver_type: solverType } = this.config;
     const alphaT = alpha[i + 1];

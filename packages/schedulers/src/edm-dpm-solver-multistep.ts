@@ -1,24 +1,9 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { assertFiniteStepInputs, assertFiniteStepResult, assertStepTensors, assertTensorLike } from './checks.js';
+import { type ConfigField, type ConfigSpec, configField, type SchedulerConfigInput } from './config.js';
 import { linearCombination } from './linear-combination.js';
-import type { NoiseScheduleConfig } from './schedule.js';
-import {
-  applyDynamicThresholding,
-  assertFiniteStepInputs,
-  assertFiniteStepResult,
-  assertSameDims,
-  assertStepTensors,
-  assertTensorLike,
-  type ConfigField,
-  type ConfigSpec,
-  configField,
-  Scheduler,
-  type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type StepOptions,
-  THRESHOLDING_SPEC,
-  type ThresholdingConfig,
-} from './scheduler.js';
+import { Scheduler, type SchedulerOptions, type SchedulerOutput, type StepOptions } from './scheduler.js';
+import { applyDynamicThresholding, THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
 
 const f32 = Math.fround;
 
@@ -114,24 +99,17 @@ export const EDM_DPM_SOLVER_MULTISTEP_CONFIG_SPEC: ConfigSpec<EDMDPMSolverMultis
  * }
  * ```
  */
-export class EDMDPMSolverMultistepScheduler extends Scheduler<
-  EDMDPMSolverMultistepSchedulerConfig & NoiseScheduleConfig
-> {
+export class EDMDPMSolverMultistepScheduler extends Scheduler<EDMDPMSolverMultistepSchedulerConfig> {
   /** diffusers lists no compatible classes: EDM models are not parametrised by a β schedule. */
   static override readonly compatibles: readonly string[] = [];
-  /** A σ-space step: classifier guidance shifts the ε implied by D. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** σ for each timestep of the schedule, then the final σ; float32 values. */
   sigmas: Float64Array;
 
-  private stepIndex: number | undefined = undefined;
-  private beginIndex: number | undefined = undefined;
   /** How many D of this run the history holds (diffusers' `lower_order_nums`, capped at the order). */
   private lowerOrderNums = 0;
   /** The data predictions D of the last steps, a ring: `history[newest]` is the latest. */
   private history: Float32Array[] = [];
   private newest = 0;
-  private noiseBuffer = new Float32Array(0);
   private thresholdScratch = new Float32Array(0);
   private readonly weights = new Float64Array(5);
   private readonly terms = new Array<Float32Array>(5);
@@ -143,13 +121,7 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<
    * @throws ConfigError for a third-order SDE solver
    */
   constructor(config: SchedulerConfigInput<EDMDPMSolverMultistepSchedulerConfig> = {}, options?: SchedulerOptions) {
-    // The spec has no β keys, so the base builds its (unused) ᾱ table from the default schedule.
-    super(
-      'EDMDPMSolverMultistepScheduler',
-      EDM_DPM_SOLVER_MULTISTEP_CONFIG_SPEC as ConfigSpec<EDMDPMSolverMultistepSchedulerConfig & NoiseScheduleConfig>,
-      config,
-      options,
-    );
+    super('EDMDPMSolverMultistepScheduler', EDM_DPM_SOLVER_MULTISTEP_CONFIG_SPEC, config, options);
     if (this.config.algorithm_type === 'sde-dpmsolver++' && this.config.solver_order === 3) {
       throw new ConfigError('algorithm_type "sde-dpmsolver++" supports solver_order 1 or 2, not 3.');
     }
@@ -173,22 +145,9 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<
     this.sigmas = this.scheduleFromRamp(n as number, finalSigma);
     this.timesteps = this.noiseConditioning(this.sigmas);
     this.numInferenceSteps = n as number;
-    this.stepIndex = undefined;
-    this.beginIndex = undefined;
+    this.cursor.reset();
     this.lowerOrderNums = 0;
     this.newest = 0;
-  }
-
-  /**
-   * Starts the next run at this schedule index instead of locating the first timestep (img2img).
-   *
-   * @param index - an index into {@link Scheduler.timesteps}
-   */
-  setBeginIndex(index = 0): void {
-    if (!Number.isInteger(index) || index < 0 || index >= this.timesteps.length) {
-      throw new InvalidArgumentError(`setBeginIndex needs an index in [0, ${this.timesteps.length}), got ${index}.`);
-    }
-    this.beginIndex = index;
   }
 
   /**
@@ -199,7 +158,7 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<
    */
   override scaleModelInput(sample: TensorLike, timestep: number): Tensor {
     assertTensorLike(sample, 'sample');
-    const sigma = this.sigmas[this.currentStepIndex(timestep)];
+    const sigma = this.sigmas[this.cursor.current(timestep)];
     const cIn = 1 / Math.sqrt(sigma * sigma + this.config.sigma_data ** 2);
     const out = new Float32Array(sample.data.length);
     for (let i = 0; i < out.length; i++) out[i] = sample.data[i] * cIn;
@@ -217,22 +176,9 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<
    * @param options - `generator` or `noise` for the SDE solver
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: StepOptions = {}): SchedulerOutput {
-    const n = this.numInferenceSteps;
-    if (n === undefined) {
-      throw new InvalidArgumentError(
-        'Call setTimesteps before step: EDMDPMSolverMultistepScheduler has no schedule yet.',
-      );
-    }
     assertStepTensors(modelOutput, sample);
-    const i = this.currentStepIndex(timestep);
-    if (i >= n) {
-      throw new InvalidArgumentError(`All ${n} steps of this schedule are done; call setTimesteps to start a new run.`);
-    }
-    if (this.timesteps[i] !== timestep) {
-      throw new InvalidArgumentError(
-        `Timestep ${timestep} is not step ${i} of the current schedule of EDMDPMSolverMultistepScheduler (${this.timesteps[i]}); pass scheduler.timesteps in order.`,
-      );
-    }
+    const i = this.cursor.stepIndexFor(timestep);
+    const n = this.timesteps.length;
     const { solver_order: solverOrder, lower_order_final, euler_at_final, final_sigmas_type } = this.config;
     this.prepareBuffers(sample.data.length);
     const shortRun = lower_order_final && n < 15;
@@ -244,7 +190,7 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<
     this.denoise(modelOutput, sample, timestep, this.sigmas[i], this.history[slot]);
     this.newest = slot;
     const stochastic = this.config.algorithm_type === 'sde-dpmsolver++';
-    const noise = stochastic ? this.varianceNoise(options, sample, this.noiseBuffer) : null;
+    const noise = stochastic ? this.stepNoise(options, sample) : null;
 
     let order = 3;
     if (solverOrder === 1 || this.lowerOrderNums < 1 || firstOrderAtEnd) order = 1;
@@ -268,7 +214,7 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<
     // After a zero-length step the next divided difference would be 0/0: restart the warm-up from order 1.
     if (this.sigmas[i + 1] === this.sigmas[i]) this.lowerOrderNums = 0;
     else if (this.lowerOrderNums < solverOrder) this.lowerOrderNums++;
-    this.stepIndex = i + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims) };
   }
 
@@ -281,41 +227,7 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<
    * @param timesteps - one timestep of the schedule for the batch, or one per batch item
    */
   override addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
-    assertTensorLike(originalSamples, 'originalSamples');
-    assertTensorLike(noise, 'noise');
-    assertSameDims(originalSamples, noise, 'originalSamples', 'noise');
-    const batch = originalSamples.dims.length > 0 ? originalSamples.dims[0] : 1;
-    const list = typeof timesteps === 'number' ? [timesteps] : timesteps;
-    if (list.length !== 1 && list.length !== batch) {
-      throw new InvalidArgumentError(
-        `Got ${list.length} timesteps for a batch of ${batch}; pass one timestep or one per batch item.`,
-      );
-    }
-    const itemSize = originalSamples.data.length / batch;
-    const out = new Float32Array(originalSamples.data.length);
-    for (let b = 0; b < batch; b++) {
-      const t = list[list.length === 1 ? 0 : b];
-      const index = this.beginIndex === undefined ? this.indexForTimestep(t) : (this.stepIndex ?? this.beginIndex);
-      const sigma = this.sigmas[index];
-      for (let i = b * itemSize; i < (b + 1) * itemSize; i++) out[i] = originalSamples.data[i] + sigma * noise.data[i];
-    }
-    return new Tensor(out, originalSamples.dims);
-  }
-
-  /**
-   * The position of `timestep` in the schedule: its first occurrence, or its second when it repeats.
-   *
-   * @param timestep - one of {@link Scheduler.timesteps}
-   */
-  indexForTimestep(timestep: number): number {
-    const first = this.timesteps.indexOf(timestep);
-    if (first < 0) {
-      throw new InvalidArgumentError(
-        `Timestep ${timestep} is not in the current schedule of EDMDPMSolverMultistepScheduler; pass one of scheduler.timesteps.`,
-      );
-    }
-    const second = this.timesteps.indexOf(timestep, first + 1);
-    return second < 0 ? first : second;
+    return this.combinePerItem(originalSamples, noise, timesteps, (t) => [1, this.sigmas[this.cursor.noiseIndex(t)]]);
   }
 
   /** D = c_skip·x + c_out·F at σ (Karras et al. 2022, Table 1) into `out`, thresholded when configured. */
@@ -416,7 +328,6 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<
       );
     }
     this.history = Array.from({ length: order }, () => new Float32Array(size));
-    if (this.config.algorithm_type === 'sde-dpmsolver++') this.noiseBuffer = new Float32Array(size);
   }
 
   /**
@@ -446,13 +357,6 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<
   /** c_noise = ¼·ln σ for each σ of the schedule but the final one (float32, as torch). */
   private noiseConditioning(sigmas: Float64Array): number[] {
     return Array.from(sigmas.subarray(0, -1), (s) => f32(0.25 * f32(Math.log(s))));
-  }
-
-  /** The step index for `timestep`: found on the first call of a run, then the one the last step advanced to. */
-  private currentStepIndex(timestep: number): number {
-    const start = timestep === this.timesteps[0] ? 0 : undefined;
-    this.stepIndex ??= this.beginIndex ?? start ?? this.indexForTimestep(timestep);
-    return this.stepIndex;
   }
 }
 

@@ -1,18 +1,7 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import type { NoiseScheduleConfig } from './schedule.js';
-import {
-  assertFiniteStepResult,
-  assertSameDims,
-  assertStepTensors,
-  assertTensorLike,
-  type ConfigSpec,
-  configField,
-  Scheduler,
-  type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type StepOptions,
-} from './scheduler.js';
+import { assertFiniteStepResult, assertStepTensors, assertTensorLike } from './checks.js';
+import { type ConfigSpec, configField, type SchedulerConfigInput } from './config.js';
+import { Scheduler, type SchedulerOptions, type SchedulerOutput, type StepOptions } from './scheduler.js';
 
 const f32 = Math.fround;
 
@@ -86,17 +75,12 @@ export interface EDMEulerStepOptions extends StepOptions {
  * }
  * ```
  */
-export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig & NoiseScheduleConfig> {
+export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig> {
   /** diffusers lists no compatible classes: EDM models are not parametrised by a β schedule. */
   static override readonly compatibles: readonly string[] = [];
-  /** A σ-space step: classifier guidance shifts the ε implied by D. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** σ for each timestep of the schedule, then the final σ; float32 values. */
   sigmas: Float64Array;
 
-  private stepIndex: number | undefined = undefined;
-  private beginIndex: number | undefined = undefined;
-  private noiseBuffer = new Float32Array(0);
   private churnBuffer = new Float32Array(0);
 
   /**
@@ -104,13 +88,7 @@ export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig & Noise
    * @param options - warning handler
    */
   constructor(config: SchedulerConfigInput<EDMEulerSchedulerConfig> = {}, options?: SchedulerOptions) {
-    // The spec has no β keys, so the base builds its (unused) ᾱ table from the default schedule.
-    super(
-      'EDMEulerScheduler',
-      EDM_EULER_CONFIG_SPEC as ConfigSpec<EDMEulerSchedulerConfig & NoiseScheduleConfig>,
-      config,
-      options,
-    );
+    super('EDMEulerScheduler', EDM_EULER_CONFIG_SPEC, config, options);
     const T = this.config.num_train_timesteps;
     this.sigmas = this.scheduleFromRamp(Float64Array.from({ length: T + 1 }, (_, i) => i / T));
     this.timesteps = this.noiseConditioning(this.sigmas);
@@ -148,38 +126,7 @@ export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig & Noise
     this.sigmas = this.scheduleFromRamp(positions);
     this.timesteps = this.noiseConditioning(this.sigmas);
     this.numInferenceSteps = positions.length;
-    this.stepIndex = undefined;
-    this.beginIndex = undefined;
-  }
-
-  /**
-   * The step index of the first step of the next run (img2img pipelines that start mid-schedule).
-   *
-   * @param beginIndex - an index into {@link Scheduler.timesteps}
-   */
-  setBeginIndex(beginIndex = 0): void {
-    if (!Number.isInteger(beginIndex) || beginIndex < 0 || beginIndex >= this.timesteps.length) {
-      throw new InvalidArgumentError(
-        `beginIndex must be an integer in [0, ${this.timesteps.length}) (an index into scheduler.timesteps), got ${beginIndex}.`,
-      );
-    }
-    this.beginIndex = beginIndex;
-  }
-
-  /**
-   * The position of `timestep` in the schedule: its first occurrence, or its second when it repeats.
-   *
-   * @param timestep - one of {@link Scheduler.timesteps}
-   */
-  indexForTimestep(timestep: number): number {
-    const first = this.timesteps.indexOf(timestep);
-    if (first < 0) {
-      throw new InvalidArgumentError(
-        `Timestep ${timestep} is not in the current schedule of EDMEulerScheduler; pass one of scheduler.timesteps.`,
-      );
-    }
-    const second = this.timesteps.indexOf(timestep, first + 1);
-    return second < 0 ? first : second;
+    this.cursor.reset();
   }
 
   /**
@@ -190,7 +137,7 @@ export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig & Noise
    */
   override scaleModelInput(sample: TensorLike, timestep: number): Tensor {
     assertTensorLike(sample, 'sample');
-    const sigma = this.sigmas[this.currentStepIndex(timestep)];
+    const sigma = this.sigmas[this.cursor.current(timestep)];
     const cIn = 1 / Math.sqrt(sigma * sigma + this.config.sigma_data ** 2);
     const out = new Float32Array(sample.data.length);
     for (let i = 0; i < out.length; i++) out[i] = sample.data[i] * cIn;
@@ -213,15 +160,7 @@ export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig & Noise
     options: EDMEulerStepOptions = {},
   ): SchedulerOutput {
     assertStepTensors(modelOutput, sample);
-    if (this.numInferenceSteps === undefined) {
-      throw new InvalidArgumentError('EDMEulerScheduler.step needs a schedule: call setTimesteps(n) first.');
-    }
-    const index = this.currentStepIndex(timestep);
-    if (index + 1 >= this.sigmas.length) {
-      throw new InvalidArgumentError(
-        'EDMEulerScheduler has already taken every step of its schedule; call setTimesteps(n) to start a new run.',
-      );
-    }
+    const index = this.cursor.stepIndexFor(timestep);
     const { sChurn = 0, sTmin = 0, sTmax = Number.POSITIVE_INFINITY, sNoise = 1 } = options;
     const sigma = this.sigmas[index];
     const gamma = sTmin <= sigma && sigma <= sTmax ? Math.min(sChurn / (this.sigmas.length - 1), Math.SQRT2 - 1) : 0;
@@ -229,9 +168,8 @@ export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig & Noise
     const n = sample.data.length;
     let current = sample.data;
     if (gamma > 0) {
-      if (this.noiseBuffer.length !== n) this.noiseBuffer = new Float32Array(n);
       if (this.churnBuffer.length !== n) this.churnBuffer = new Float32Array(n);
-      const noise = this.varianceNoise(options, sample, this.noiseBuffer);
+      const noise = this.stepNoise(options, sample);
       const extra = sNoise * Math.sqrt(sigmaHat * sigmaHat - sigma * sigma);
       for (let i = 0; i < n; i++) this.churnBuffer[i] = current[i] + noise[i] * extra;
       current = this.churnBuffer;
@@ -254,7 +192,7 @@ export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig & Noise
       nonFinite += value * 0;
     }
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
-    this.stepIndex = index + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }
 
@@ -267,25 +205,7 @@ export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig & Noise
    * @param timesteps - one timestep of the schedule for the batch, or one per batch item
    */
   override addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
-    assertTensorLike(originalSamples, 'originalSamples');
-    assertTensorLike(noise, 'noise');
-    assertSameDims(originalSamples, noise, 'originalSamples', 'noise');
-    const batch = originalSamples.dims.length > 0 ? originalSamples.dims[0] : 1;
-    const list = typeof timesteps === 'number' ? [timesteps] : timesteps;
-    if (list.length !== 1 && list.length !== batch) {
-      throw new InvalidArgumentError(
-        `Got ${list.length} timesteps for a batch of ${batch}; pass one timestep or one per batch item.`,
-      );
-    }
-    const itemSize = originalSamples.data.length / batch;
-    const out = new Float32Array(originalSamples.data.length);
-    for (let b = 0; b < batch; b++) {
-      const t = list[list.length === 1 ? 0 : b];
-      const index = this.beginIndex === undefined ? this.indexForTimestep(t) : (this.stepIndex ?? this.beginIndex);
-      const sigma = this.sigmas[index];
-      for (let i = b * itemSize; i < (b + 1) * itemSize; i++) out[i] = originalSamples.data[i] + sigma * noise.data[i];
-    }
-    return new Tensor(out, originalSamples.dims);
+    return this.combinePerItem(originalSamples, noise, timesteps, (t) => [1, this.sigmas[this.cursor.noiseIndex(t)]]);
   }
 
   /**
@@ -313,12 +233,6 @@ export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig & Noise
   /** c_noise = ¼·ln σ for each σ of the schedule but the final one (float32, as torch). */
   private noiseConditioning(sigmas: Float64Array): number[] {
     return Array.from(sigmas.subarray(0, -1), (s) => f32(0.25 * f32(Math.log(s))));
-  }
-
-  /** The step index for `timestep`: found on the first call of a run, then the one the last step advanced to. */
-  private currentStepIndex(timestep: number): number {
-    this.stepIndex ??= this.beginIndex ?? this.indexForTimestep(timestep);
-    return this.stepIndex;
   }
 }
 

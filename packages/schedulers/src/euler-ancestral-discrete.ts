@@ -1,20 +1,16 @@
 import { Tensor, type TensorLike } from '@denoise/core';
-import { TIMESTEP_SPACINGS } from './schedule.js';
+import { assertFiniteStepResult, assertStepTensors } from './checks.js';
 import {
-  assertFiniteStepResult,
-  assertStepTensors,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
   NOISE_SCHEDULE_SPEC,
-  PREDICTION_TYPES,
   type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type SetTimestepsOptions,
-  type StepOptions,
-} from './scheduler.js';
-import { denoisedWeights, SigmaScheduler, type SigmaSchedulerConfig } from './sigma-scheduler.js';
+} from './config.js';
+import { denoisedWeights, PREDICTION_TYPES } from './prediction.js';
+import { TIMESTEP_SPACINGS } from './schedule.js';
+import type { SchedulerOptions, SchedulerOutput, SetTimestepsOptions, StepOptions } from './scheduler.js';
+import { SigmaScheduler, type SigmaSchedulerConfig } from './sigma-scheduler.js';
 import { interpolateAt } from './sigmas.js';
 
 /** The config of {@link EulerAncestralDiscreteScheduler}: diffusers' keys and defaults. */
@@ -50,10 +46,6 @@ export const EULER_ANCESTRAL_DISCRETE_CONFIG_SPEC: ConfigSpec<EulerAncestralDisc
 export class EulerAncestralDiscreteScheduler extends SigmaScheduler<EulerAncestralDiscreteSchedulerConfig> {
   /** The classes whose configs this one accepts. */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** Classifier guidance shifts ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
-
-  private noiseBuffer = new Float32Array(0);
 
   /**
    * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
@@ -88,8 +80,7 @@ export class EulerAncestralDiscreteScheduler extends SigmaScheduler<EulerAncestr
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: StepOptions = {}): SchedulerOutput {
     assertStepTensors(modelOutput, sample);
-    const index = this.currentStepIndex(timestep);
-    this.assertStepInRange(index);
+    const index = this.cursor.stepIndexFor(timestep);
     const sigma = this.sigmas[index];
     const sigmaNext = this.sigmas[index + 1];
     // A step to a larger σ (zero terminal SNR's 2^-24 can sit below its neighbour's ᾱ) adds no noise instead of
@@ -98,8 +89,7 @@ export class EulerAncestralDiscreteScheduler extends SigmaScheduler<EulerAncestr
     const sigmaDown = Math.sqrt(sigmaNext ** 2 - sigmaUp ** 2);
     const dt = sigmaDown - sigma;
     const n = sample.data.length;
-    if (this.noiseBuffer.length !== n) this.noiseBuffer = new Float32Array(n);
-    const noise = this.varianceNoise(options, sample, this.noiseBuffer);
+    const noise = this.stepNoise(options, sample);
     const x = sample.data;
     const m = modelOutput.data;
     const [a, b] = denoisedWeights(this.config.prediction_type, sigma);
@@ -117,7 +107,7 @@ export class EulerAncestralDiscreteScheduler extends SigmaScheduler<EulerAncestr
       nonFinite += value * 0;
     }
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
-    this.stepIndex = index + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }
 }

@@ -1,27 +1,17 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import { TIMESTEP_SPACINGS } from './schedule.js';
+import { assertFiniteStepResult, assertStepTensors } from './checks.js';
 import {
-  assertFiniteStepResult,
-  assertStepTensors,
   type ConfigField,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
   NOISE_SCHEDULE_SPEC,
-  PREDICTION_TYPES,
-  type PredictionType,
   type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type SetTimestepsOptions,
-  type StepOptions,
-} from './scheduler.js';
-import {
-  denoisedWeights,
-  type SigmaScheduleKind,
-  SigmaScheduler,
-  type SigmaSchedulerConfig,
-} from './sigma-scheduler.js';
+} from './config.js';
+import { denoisedWeights, PREDICTION_TYPES, type PredictionType } from './prediction.js';
+import { TIMESTEP_SPACINGS } from './schedule.js';
+import type { SchedulerOptions, SchedulerOutput, SetTimestepsOptions, StepOptions } from './scheduler.js';
+import { type SigmaScheduleKind, SigmaScheduler, type SigmaSchedulerConfig } from './sigma-scheduler.js';
 import { interpolateAt, sigmasToTimesteps } from './sigmas.js';
 
 /** The config of {@link EulerDiscreteScheduler}: diffusers' `EulerDiscreteScheduler` keys and defaults. */
@@ -140,11 +130,8 @@ export interface EulerStepOptions extends StepOptions {
 export class EulerDiscreteScheduler extends SigmaScheduler<EulerDiscreteSchedulerConfig> {
   /** The classes whose configs this one accepts. */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** Classifier guidance shifts ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
 
   private readonly sigmaKind: SigmaScheduleKind;
-  private noiseBuffer = new Float32Array(0);
   private churnBuffer = new Float32Array(0);
 
   /**
@@ -237,8 +224,7 @@ export class EulerDiscreteScheduler extends SigmaScheduler<EulerDiscreteSchedule
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: EulerStepOptions = {}): SchedulerOutput {
     assertStepTensors(modelOutput, sample);
-    const index = this.currentStepIndex(timestep);
-    this.assertStepInRange(index);
+    const index = this.cursor.stepIndexFor(timestep);
     const { sChurn = 0, sTmin = 0, sTmax = Number.POSITIVE_INFINITY, sNoise = 1 } = options;
     const sigma = this.sigmas[index];
     const gamma = sTmin <= sigma && sigma <= sTmax ? Math.min(sChurn / (this.sigmas.length - 1), Math.SQRT2 - 1) : 0;
@@ -248,8 +234,7 @@ export class EulerDiscreteScheduler extends SigmaScheduler<EulerDiscreteSchedule
     const m = modelOutput.data;
     let churned: Float32Array | null = null;
     if (gamma > 0) {
-      if (this.noiseBuffer.length !== n) this.noiseBuffer = new Float32Array(n);
-      const noise = this.varianceNoise(options, sample, this.noiseBuffer);
+      const noise = this.stepNoise(options, sample);
       const extra = sNoise * Math.sqrt(sigmaHat * sigmaHat - sigma * sigma);
       if (this.churnBuffer.length !== n) this.churnBuffer = new Float32Array(n);
       churned = this.churnBuffer;
@@ -274,7 +259,7 @@ export class EulerDiscreteScheduler extends SigmaScheduler<EulerDiscreteSchedule
       nonFinite += value * 0;
     }
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
-    this.stepIndex = index + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }
 }

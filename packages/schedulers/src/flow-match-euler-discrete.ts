@@ -1,18 +1,7 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import type { NoiseScheduleConfig } from './schedule.js';
-import {
-  assertFiniteStepResult,
-  assertSameDims,
-  assertStepTensors,
-  assertTensorLike,
-  type ConfigSpec,
-  configField,
-  Scheduler,
-  type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type StepOptions,
-} from './scheduler.js';
+import { assertFiniteStepResult, assertSameDims, assertStepTensors, assertTensorLike } from './checks.js';
+import { type ConfigSpec, configField, type SchedulerConfigInput } from './config.js';
+import { Scheduler, type SchedulerOptions, type SchedulerOutput, type StepOptions } from './scheduler.js';
 import { betaSigmas, exponentialSigmas, karrasSigmas } from './sigmas.js';
 
 const f32 = Math.fround;
@@ -117,34 +106,21 @@ export function flowMatchMu(
  * for (const t of scheduler.timesteps) latents = scheduler.step(await transformer(latents, t), t, latents).prevSample;
  * ```
  */
-export class FlowMatchEulerDiscreteScheduler extends Scheduler<
-  FlowMatchEulerDiscreteSchedulerConfig & NoiseScheduleConfig
-> {
+export class FlowMatchEulerDiscreteScheduler extends Scheduler<FlowMatchEulerDiscreteSchedulerConfig> {
   /** diffusers lists no compatible classes: a flow model cannot be sampled with an ε-schedule, nor the reverse. */
   static override readonly compatibles: readonly string[] = [];
-  /** The velocity is (x − x̂_0)/σ, an ε-like quantity: guidance enters as for ε-steps. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** σ for each timestep of the schedule, then the final σ (0, or 1 with `invert_sigmas`); float32 values. */
   sigmas: Float64Array;
 
-  private stepIndex: number | undefined = undefined;
-  private beginIndex: number | undefined = undefined;
   private readonly sigmaMin: number;
   private readonly sigmaMax: number;
-  private noiseBuffer = new Float32Array(0);
 
   /**
    * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
    * @param options - warning handler
    */
   constructor(config: SchedulerConfigInput<FlowMatchEulerDiscreteSchedulerConfig> = {}, options?: SchedulerOptions) {
-    // The spec has no β keys, so the base builds its (unused) ᾱ table from the default schedule.
-    super(
-      'FlowMatchEulerDiscreteScheduler',
-      FLOW_MATCH_EULER_DISCRETE_CONFIG_SPEC as ConfigSpec<FlowMatchEulerDiscreteSchedulerConfig & NoiseScheduleConfig>,
-      config,
-      options,
-    );
+    super('FlowMatchEulerDiscreteScheduler', FLOW_MATCH_EULER_DISCRETE_CONFIG_SPEC, config, options);
     const { use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas } = this.config;
     if (Number(use_karras_sigmas) + Number(use_exponential_sigmas) + Number(use_beta_sigmas) > 1) {
       throw new ConfigError(
@@ -198,38 +174,7 @@ export class FlowMatchEulerDiscreteScheduler extends Scheduler<
     this.sigmas = schedule;
     this.timesteps = Array.from(schedule.subarray(0, n), (s) => f32(s * T));
     this.numInferenceSteps = n;
-    this.stepIndex = undefined;
-    this.beginIndex = undefined;
-  }
-
-  /**
-   * The step index of the first step of the next run (img2img pipelines that start mid-schedule).
-   *
-   * @param beginIndex - an index into {@link Scheduler.timesteps}
-   */
-  setBeginIndex(beginIndex = 0): void {
-    if (!Number.isInteger(beginIndex) || beginIndex < 0 || beginIndex >= this.timesteps.length) {
-      throw new InvalidArgumentError(
-        `beginIndex must be an integer in [0, ${this.timesteps.length}) (an index into scheduler.timesteps), got ${beginIndex}.`,
-      );
-    }
-    this.beginIndex = beginIndex;
-  }
-
-  /**
-   * The position of `timestep` in the schedule: its first occurrence, or its second when it repeats.
-   *
-   * @param timestep - one of {@link Scheduler.timesteps}
-   */
-  indexForTimestep(timestep: number): number {
-    const first = this.timesteps.indexOf(timestep);
-    if (first < 0) {
-      throw new InvalidArgumentError(
-        `Timestep ${timestep} is not in the current schedule of FlowMatchEulerDiscreteScheduler; pass one of scheduler.timesteps.`,
-      );
-    }
-    const second = this.timesteps.indexOf(timestep, first + 1);
-    return second < 0 ? first : second;
+    this.cursor.reset();
   }
 
   /**
@@ -243,18 +188,7 @@ export class FlowMatchEulerDiscreteScheduler extends Scheduler<
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: StepOptions = {}): SchedulerOutput {
     assertStepTensors(modelOutput, sample);
-    if (this.numInferenceSteps === undefined) {
-      throw new InvalidArgumentError(
-        'FlowMatchEulerDiscreteScheduler.step needs a schedule: call setTimesteps(n) first.',
-      );
-    }
-    this.stepIndex ??= this.beginIndex ?? this.indexForTimestep(timestep);
-    const index = this.stepIndex;
-    if (index + 1 >= this.sigmas.length) {
-      throw new InvalidArgumentError(
-        'FlowMatchEulerDiscreteScheduler has already taken every step of its schedule; call setTimesteps(n) to start a new run.',
-      );
-    }
+    const index = this.cursor.stepIndexFor(timestep);
     const sigma = this.sigmas[index];
     const sigmaNext = this.sigmas[index + 1];
     const x = sample.data;
@@ -263,8 +197,7 @@ export class FlowMatchEulerDiscreteScheduler extends Scheduler<
     const prev = new Float32Array(n);
     let nonFinite = 0;
     if (this.config.stochastic_sampling) {
-      if (this.noiseBuffer.length !== n) this.noiseBuffer = new Float32Array(n);
-      const noise = this.varianceNoise(options, sample, this.noiseBuffer);
+      const noise = this.stepNoise(options, sample);
       for (let i = 0; i < n; i++) {
         const value = (1 - sigmaNext) * (x[i] - sigma * v[i]) + sigmaNext * noise[i];
         prev[i] = value;
@@ -279,7 +212,7 @@ export class FlowMatchEulerDiscreteScheduler extends Scheduler<
       }
     }
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
-    this.stepIndex = index + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims) };
   }
 
@@ -292,27 +225,10 @@ export class FlowMatchEulerDiscreteScheduler extends Scheduler<
    * @param timesteps - one timestep of the schedule for the batch, or one per batch item
    */
   override addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
-    assertTensorLike(originalSamples, 'originalSamples');
-    assertTensorLike(noise, 'noise');
-    assertSameDims(originalSamples, noise, 'originalSamples', 'noise');
-    const batch = originalSamples.dims.length > 0 ? originalSamples.dims[0] : 1;
-    const list = typeof timesteps === 'number' ? [timesteps] : timesteps;
-    if (list.length !== 1 && list.length !== batch) {
-      throw new InvalidArgumentError(
-        `Got ${list.length} timesteps for a batch of ${batch}; pass one timestep or one per batch item.`,
-      );
-    }
-    const itemSize = originalSamples.data.length / batch;
-    const out = new Float32Array(originalSamples.data.length);
-    for (let b = 0; b < batch; b++) {
-      const t = list[list.length === 1 ? 0 : b];
-      const index = this.beginIndex === undefined ? this.indexForTimestep(t) : (this.stepIndex ?? this.beginIndex);
-      const sigma = this.sigmas[index];
-      for (let i = b * itemSize; i < (b + 1) * itemSize; i++) {
-        out[i] = sigma * noise.data[i] + (1 - sigma) * originalSamples.data[i];
-      }
-    }
-    return new Tensor(out, originalSamples.dims);
+    return this.combinePerItem(originalSamples, noise, timesteps, (t) => {
+      const sigma = this.sigmas[this.cursor.noiseIndex(t)];
+      return [1 - sigma, sigma];
+    });
   }
 
   /**

@@ -1,27 +1,17 @@
 import { Tensor, type TensorLike } from '@denoise/core';
-import { sigmaScheduleKind } from './euler-discrete.js';
-import { COMMON_BETA_SCHEDULES, TIMESTEP_SPACINGS } from './schedule.js';
+import { assertFiniteStepInputs, assertFiniteStepResult, assertStepTensors } from './checks.js';
 import {
-  assertFiniteStepInputs,
-  assertFiniteStepResult,
-  assertStepTensors,
   BETA_SCHEDULE_SPEC,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
-  PREDICTION_TYPES,
   type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type SetTimestepsOptions,
-  type StepOptions,
-} from './scheduler.js';
-import {
-  denoisedWeights,
-  type SigmaScheduleKind,
-  SigmaScheduler,
-  type SigmaSchedulerBaseConfig,
-} from './sigma-scheduler.js';
+} from './config.js';
+import { sigmaScheduleKind } from './euler-discrete.js';
+import { denoisedWeights, PREDICTION_TYPES } from './prediction.js';
+import { COMMON_BETA_SCHEDULES, TIMESTEP_SPACINGS } from './schedule.js';
+import type { SchedulerOptions, SchedulerOutput, SetTimestepsOptions, StepOptions } from './scheduler.js';
+import { type SigmaScheduleKind, SigmaScheduler, type SigmaSchedulerBaseConfig } from './sigma-scheduler.js';
 
 /**
  * The config of {@link HeunDiscreteScheduler}: diffusers' `HeunDiscreteScheduler` keys and defaults (no
@@ -79,8 +69,6 @@ export const HEUN_DISCRETE_CONFIG_SPEC: ConfigSpec<HeunDiscreteSchedulerConfig> 
 export class HeunDiscreteScheduler extends SigmaScheduler<HeunDiscreteSchedulerConfig> {
   /** The classes whose configs this one accepts. */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** Classifier guidance shifts ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** Two model evaluations per step. */
   override order = 2;
 
@@ -136,8 +124,7 @@ export class HeunDiscreteScheduler extends SigmaScheduler<HeunDiscreteSchedulerC
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, _options: StepOptions = {}): SchedulerOutput {
     assertStepTensors(modelOutput, sample);
-    const index = this.currentStepIndex(timestep);
-    this.assertStepInRange(index);
+    const index = this.cursor.stepIndexFor(timestep);
     const predictor = this.stateInFirstOrder;
     const n = sample.data.length;
     const x = sample.data;
@@ -187,7 +174,7 @@ export class HeunDiscreteScheduler extends SigmaScheduler<HeunDiscreteSchedulerC
     }
     if (!clip_sample) assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     this.predictorDt = predictor ? dt : undefined;
-    this.stepIndex = index + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }
 }

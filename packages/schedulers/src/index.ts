@@ -5,6 +5,9 @@
  * @packageDocumentation
  */
 
+export * from './capabilities.js';
+export * from './checks.js';
+export * from './config.js';
 export * from './ddim.js';
 export * from './ddim-inverse.js';
 export * from './ddpm.js';
@@ -14,14 +17,11 @@ export type {
   DPMSolverAlgorithmType,
   DPMSolverMultistepSchedulerConfig,
   DPMSolverType,
-  MultistepPredictionType,
-  MultistepSetTimestepsOptions,
 } from './dpm-solver-multistep.js';
 export {
   DPM_SOLVER_ALGORITHM_TYPES,
   DPM_SOLVER_MULTISTEP_CONFIG_SPEC,
   DPMSolverMultistepScheduler,
-  MULTISTEP_PREDICTION_TYPES,
 } from './dpm-solver-multistep.js';
 export type { DPMSolverSDESchedulerConfig, DPMSolverSDEStepOptions } from './dpm-solver-sde.js';
 export { DPM_SOLVER_SDE_CONFIG_SPEC, DPMSolverSDEScheduler } from './dpm-solver-sde.js';
@@ -69,9 +69,13 @@ export type { KDPM2DiscreteSchedulerConfig } from './kdpm2-discrete.js';
 export { KDPM2_DISCRETE_CONFIG_SPEC, KDPM2DiscreteScheduler } from './kdpm2-discrete.js';
 export * from './lcm.js';
 export * from './lms-discrete.js';
+export type { MultistepPredictionType, MultistepSetTimestepsOptions } from './multistep.js';
+export { MULTISTEP_PREDICTION_TYPES } from './multistep.js';
 export * from './pndm.js';
+export * from './prediction.js';
 export * from './registry.js';
 export * from './schedule.js';
+export * from './schedule-cursor.js';
 export * from './scheduler.js';
 export * from './sigma-scheduler.js';
 export * from './sigmas.js';
@@ -82,5 +86,6 @@ export type {
   TCDStepOptions,
 } from './tcd.js';
 export { TCD_CONFIG_SPEC, TCDScheduler } from './tcd.js';
+export * from './thresholding.js';
 export type { UniPCMultistepSchedulerConfig, UniPCSolverType } from './unipc-multistep.js';
 export { UNIPC_MULTISTEP_CONFIG_SPEC, UniPCMultistepScheduler } from './unipc-multistep.js';

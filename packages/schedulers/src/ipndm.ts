@@ -1,17 +1,8 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { assertFiniteStepResult, assertStepTensors } from './checks.js';
+import { type ConfigSpec, configField, type SchedulerConfigInput } from './config.js';
 import { linearCombination } from './linear-combination.js';
-import type { NoiseScheduleConfig } from './schedule.js';
-import {
-  assertFiniteStepResult,
-  assertStepTensors,
-  type ConfigSpec,
-  configField,
-  Scheduler,
-  type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type StepOptions,
-} from './scheduler.js';
+import { Scheduler, type SchedulerOptions, type SchedulerOutput, type StepOptions } from './scheduler.js';
 
 const f32 = Math.fround;
 
@@ -62,18 +53,14 @@ export const IPNDM_CONFIG_SPEC: ConfigSpec<IPNDMSchedulerConfig> = {
  * for (const t of scheduler.timesteps) sample = scheduler.step(await model(sample, t), t, sample).prevSample;
  * ```
  */
-export class IPNDMScheduler extends Scheduler<IPNDMSchedulerConfig & NoiseScheduleConfig> {
+export class IPNDMScheduler extends Scheduler<IPNDMSchedulerConfig> {
   /** diffusers lists no compatible classes: the schedule is the scheduler's own, not a model's β schedule. */
   static override readonly compatibles: readonly string[] = [];
-  /** Classifier guidance shifts the ε-like e. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** σ_i of the schedule, one per step plus the final 0 (diffusers' `betas`); float32 values. */
   sigmas = new Float64Array(0);
   /** α_i = √(1 − σ_i²) of the schedule (diffusers' `alphas`); float32 values. */
   signalScales = new Float64Array(0);
 
-  private stepIndex: number | undefined = undefined;
-  private beginIndex: number | undefined = undefined;
   /** The e of the steps so far, a ring of four; `history[newest]` is the latest. */
   private history: Float32Array[] = [];
   private newest = -1;
@@ -87,13 +74,7 @@ export class IPNDMScheduler extends Scheduler<IPNDMSchedulerConfig & NoiseSchedu
    * @param options - warning handler
    */
   constructor(config: SchedulerConfigInput<IPNDMSchedulerConfig> = {}, options?: SchedulerOptions) {
-    // The spec has no β keys, so the base builds its (unused) ᾱ table from the default schedule.
-    super(
-      'IPNDMScheduler',
-      IPNDM_CONFIG_SPEC as ConfigSpec<IPNDMSchedulerConfig & NoiseScheduleConfig>,
-      config,
-      options,
-    );
+    super('IPNDMScheduler', IPNDM_CONFIG_SPEC, config, options);
     // As diffusers, a fresh scheduler holds a schedule of num_train_timesteps steps.
     this.setTimesteps(this.config.num_train_timesteps);
   }
@@ -126,24 +107,9 @@ export class IPNDMScheduler extends Scheduler<IPNDMSchedulerConfig & NoiseSchedu
     }
     this.timesteps = timesteps;
     this.numInferenceSteps = count;
-    this.stepIndex = undefined;
-    this.beginIndex = undefined;
+    this.cursor.reset();
     this.count = 0;
     this.newest = -1;
-  }
-
-  /**
-   * The step index of the first step of the next run (img2img pipelines that start mid-schedule).
-   *
-   * @param beginIndex - an index into {@link Scheduler.timesteps}
-   */
-  setBeginIndex(beginIndex = 0): void {
-    if (!Number.isInteger(beginIndex) || beginIndex < 0 || beginIndex >= this.timesteps.length) {
-      throw new InvalidArgumentError(
-        `beginIndex must be an integer in [0, ${this.timesteps.length}) (an index into scheduler.timesteps), got ${beginIndex}.`,
-      );
-    }
-    this.beginIndex = beginIndex;
   }
 
   /**
@@ -157,14 +123,7 @@ export class IPNDMScheduler extends Scheduler<IPNDMSchedulerConfig & NoiseSchedu
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, _options: StepOptions = {}): SchedulerOutput {
     assertStepTensors(modelOutput, sample);
-    const start = timestep === this.timesteps[0] ? 0 : undefined;
-    this.stepIndex ??= this.beginIndex ?? start ?? this.indexForTimestep(timestep);
-    const i = this.stepIndex;
-    if (i >= this.timesteps.length) {
-      throw new InvalidArgumentError(
-        'IPNDMScheduler has already taken every step of its schedule; call setTimesteps(n) to start a new run.',
-      );
-    }
+    const i = this.cursor.stepIndexFor(timestep);
     const n = sample.data.length;
     if (this.history.length === 0 || this.history[0].length !== n) {
       if (this.count > 0) {
@@ -227,19 +186,8 @@ export class IPNDMScheduler extends Scheduler<IPNDMSchedulerConfig & NoiseSchedu
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     this.newest = slot;
     this.count = Math.min(this.count + 1, 4);
-    this.stepIndex = i + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims) };
-  }
-
-  private indexForTimestep(timestep: number): number {
-    const first = this.timesteps.indexOf(timestep);
-    if (first < 0) {
-      throw new InvalidArgumentError(
-        `Timestep ${timestep} is not in the current schedule of IPNDMScheduler; pass one of scheduler.timesteps.`,
-      );
-    }
-    const second = this.timesteps.indexOf(timestep, first + 1);
-    return second < 0 ? first : second;
   }
 }
 

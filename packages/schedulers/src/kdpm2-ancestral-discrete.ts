@@ -1,20 +1,13 @@
 import { Tensor, type TensorLike } from '@denoise/core';
+import { assertFiniteStepResult, assertStepTensors } from './checks.js';
+import { type ConfigSpec, KARRAS_DIFFUSION_SCHEDULERS, type SchedulerConfigInput } from './config.js';
 import { sigmaScheduleKind } from './euler-discrete.js';
 import { KDPM2_DISCRETE_CONFIG_SPEC, type KDPM2DiscreteSchedulerConfig } from './kdpm2-discrete.js';
+import { midpointHalfStep } from './midpoint-step.js';
+import { denoisedWeights } from './prediction.js';
 import { roundHalfEven } from './schedule.js';
-import {
-  assertFiniteStepResult,
-  assertStepTensors,
-  assertTensorLike,
-  type ConfigSpec,
-  KARRAS_DIFFUSION_SCHEDULERS,
-  type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type SetTimestepsOptions,
-  type StepOptions,
-} from './scheduler.js';
-import { denoisedWeights, type SigmaScheduleKind, SigmaScheduler } from './sigma-scheduler.js';
+import type { SchedulerOptions, SchedulerOutput, SetTimestepsOptions, StepOptions } from './scheduler.js';
+import { type SigmaScheduleKind, SigmaScheduler } from './sigma-scheduler.js';
 import { sigmaToTimestep } from './sigmas.js';
 
 /** The config of {@link KDPM2AncestralDiscreteScheduler}: the same keys and defaults as DPM2's. */
@@ -56,8 +49,6 @@ export const KDPM2_ANCESTRAL_DISCRETE_CONFIG_SPEC: ConfigSpec<KDPM2AncestralDisc
 export class KDPM2AncestralDiscreteScheduler extends SigmaScheduler<KDPM2AncestralDiscreteSchedulerConfig> {
   /** The classes whose configs this one accepts. */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** Classifier guidance shifts ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** Two model evaluations per step. */
   override order = 2;
   /** σ_mid of the step each schedule index belongs to (aligned with {@link SigmaScheduler.sigmas}). */
@@ -70,7 +61,6 @@ export class KDPM2AncestralDiscreteScheduler extends SigmaScheduler<KDPM2Ancestr
   private readonly sigmaKind: SigmaScheduleKind;
   /** The sample x_i the predictor started from, kept for the corrector. */
   private startSample = new Float32Array(0);
-  private noiseBuffer = new Float32Array(0);
   private inCorrector = false;
 
   /**
@@ -136,19 +126,12 @@ export class KDPM2AncestralDiscreteScheduler extends SigmaScheduler<KDPM2Ancestr
   }
 
   /**
-   * Divides the sample by `√(σ² + 1)` at the σ the model sees next: σ_i for a predictor, σ_mid for a corrector.
+   * The σ the model sees next: σ_i for a predictor, σ_mid for a corrector.
    *
-   * @param sample - the current latents
-   * @param timestep - the current timestep, one of {@link Scheduler.timesteps}
+   * @param index - the current step index
    */
-  override scaleModelInput(sample: TensorLike, timestep: number): Tensor {
-    assertTensorLike(sample, 'sample');
-    const index = this.currentStepIndex(timestep);
-    const sigma = this.inCorrector ? this.sigmasInterpol[index - 1] : this.sigmas[index];
-    const scale = 1 / Math.sqrt(sigma * sigma + 1);
-    const out = new Float32Array(sample.data.length);
-    for (let i = 0; i < out.length; i++) out[i] = sample.data[i] * scale;
-    return new Tensor(out, sample.dims);
+  protected override modelInputSigma(index: number): number {
+    return this.inCorrector ? this.sigmasInterpol[index - 1] : this.sigmas[index];
   }
 
   /**
@@ -162,12 +145,9 @@ export class KDPM2AncestralDiscreteScheduler extends SigmaScheduler<KDPM2Ancestr
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: StepOptions = {}): SchedulerOutput {
     assertStepTensors(modelOutput, sample);
-    const index = this.currentStepIndex(timestep);
-    this.assertStepInRange(index);
+    const index = this.cursor.stepIndexFor(timestep);
     const predictor = !this.inCorrector;
     const n = sample.data.length;
-    const x = sample.data;
-    const m = modelOutput.data;
     // The predictor's step is the one index belongs to; the corrector finishes the step of index − 1.
     const own = predictor ? index : index - 1;
     const sigma = this.sigmas[own];
@@ -175,34 +155,23 @@ export class KDPM2AncestralDiscreteScheduler extends SigmaScheduler<KDPM2Ancestr
     const sigmaModel = predictor ? sigma : sigmaMid;
     const dt = predictor ? sigmaMid - sigma : this.sigmasDown[own] - sigma;
     const sigmaUp = predictor ? 0 : this.sigmasUp[own];
-    const [a, b] = denoisedWeights(this.config.prediction_type, sigmaModel);
-    const inverseSigma = 1 / sigmaModel;
     if (predictor && this.startSample.length !== n) this.startSample = new Float32Array(n);
-    const start = this.startSample;
     const x0 = new Float32Array(n);
     const prev = new Float32Array(n);
-    let nonFinite = 0;
-    if (predictor) {
-      for (let i = 0; i < n; i++) {
-        x0[i] = a * x[i] + b * m[i];
-        start[i] = x[i];
-        const value = x[i] + (x[i] - x0[i]) * inverseSigma * dt;
-        prev[i] = value;
-        nonFinite += value * 0;
-      }
-    } else {
-      if (this.noiseBuffer.length !== n) this.noiseBuffer = new Float32Array(n);
-      const noise = this.varianceNoise(options, sample, this.noiseBuffer);
-      for (let i = 0; i < n; i++) {
-        x0[i] = a * x[i] + b * m[i];
-        const value = start[i] + (x[i] - x0[i]) * inverseSigma * dt + noise[i] * sigmaUp;
-        prev[i] = value;
-        nonFinite += value * 0;
-      }
-    }
+    const nonFinite = midpointHalfStep({
+      x: sample.data,
+      m: modelOutput.data,
+      start: this.startSample,
+      x0,
+      prev,
+      predictor,
+      denoised: denoisedWeights(this.config.prediction_type, sigmaModel),
+      move: dt / sigmaModel,
+      noise: predictor ? null : { z: this.stepNoise(options, sample), sigmaUp },
+    });
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     this.inCorrector = predictor;
-    this.stepIndex = index + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }
 }

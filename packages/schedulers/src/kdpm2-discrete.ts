@@ -1,27 +1,18 @@
 import { Tensor, type TensorLike } from '@denoise/core';
-import { sigmaScheduleKind } from './euler-discrete.js';
-import { roundHalfEven, TIMESTEP_SPACINGS } from './schedule.js';
+import { assertFiniteStepResult, assertStepTensors } from './checks.js';
 import {
-  assertFiniteStepResult,
-  assertStepTensors,
-  assertTensorLike,
   BETA_SCHEDULE_SPEC,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
-  PREDICTION_TYPES,
   type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type SetTimestepsOptions,
-  type StepOptions,
-} from './scheduler.js';
-import {
-  denoisedWeights,
-  type SigmaScheduleKind,
-  SigmaScheduler,
-  type SigmaSchedulerBaseConfig,
-} from './sigma-scheduler.js';
+} from './config.js';
+import { sigmaScheduleKind } from './euler-discrete.js';
+import { midpointHalfStep } from './midpoint-step.js';
+import { denoisedWeights, PREDICTION_TYPES } from './prediction.js';
+import { roundHalfEven, TIMESTEP_SPACINGS } from './schedule.js';
+import type { SchedulerOptions, SchedulerOutput, SetTimestepsOptions, StepOptions } from './scheduler.js';
+import { type SigmaScheduleKind, SigmaScheduler, type SigmaSchedulerBaseConfig } from './sigma-scheduler.js';
 import { sigmaToTimestep } from './sigmas.js';
 
 /** The config of {@link KDPM2DiscreteScheduler}: diffusers' `KDPM2DiscreteScheduler` keys and defaults. */
@@ -79,8 +70,6 @@ export const KDPM2_DISCRETE_CONFIG_SPEC: ConfigSpec<KDPM2DiscreteSchedulerConfig
 export class KDPM2DiscreteScheduler extends SigmaScheduler<KDPM2DiscreteSchedulerConfig> {
   /** The classes whose configs this one accepts. */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** Classifier guidance shifts ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** Two model evaluations per step. */
   override order = 2;
   /**
@@ -145,19 +134,12 @@ export class KDPM2DiscreteScheduler extends SigmaScheduler<KDPM2DiscreteSchedule
   }
 
   /**
-   * Divides the sample by `√(σ² + 1)` at the σ the model sees next: σ_i for a predictor, σ_mid for a corrector.
+   * The σ the model sees next: σ_i for a predictor, σ_mid for a corrector.
    *
-   * @param sample - the current latents
-   * @param timestep - the current timestep, one of {@link Scheduler.timesteps}
+   * @param index - the current step index
    */
-  override scaleModelInput(sample: TensorLike, timestep: number): Tensor {
-    assertTensorLike(sample, 'sample');
-    const index = this.currentStepIndex(timestep);
-    const sigma = this.inCorrector ? this.sigmasInterpol[index] : this.sigmas[index];
-    const scale = 1 / Math.sqrt(sigma * sigma + 1);
-    const out = new Float32Array(sample.data.length);
-    for (let i = 0; i < out.length; i++) out[i] = sample.data[i] * scale;
-    return new Tensor(out, sample.dims);
+  protected override modelInputSigma(index: number): number {
+    return this.inCorrector ? this.sigmasInterpol[index] : this.sigmas[index];
   }
 
   /**
@@ -171,43 +153,30 @@ export class KDPM2DiscreteScheduler extends SigmaScheduler<KDPM2DiscreteSchedule
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, _options: StepOptions = {}): SchedulerOutput {
     assertStepTensors(modelOutput, sample);
-    const index = this.currentStepIndex(timestep);
-    this.assertStepInRange(index);
+    const index = this.cursor.stepIndexFor(timestep);
     const predictor = !this.inCorrector;
     const n = sample.data.length;
-    const x = sample.data;
-    const m = modelOutput.data;
     // The predictor sees the model at σ_i and moves to σ_mid; the corrector sees it at σ_mid and moves σ_i → σ_{i+1}.
     const sigma = predictor ? this.sigmas[index] : this.sigmas[index - 1];
     const sigmaModel = predictor ? sigma : this.sigmasInterpol[index];
     const dt = predictor ? this.sigmasInterpol[index + 1] - sigma : this.sigmas[index] - sigma;
-    const [a, b] = denoisedWeights(this.config.prediction_type, sigmaModel);
-    // Multiplying by 1/σ instead of dividing: a division per element costs about as much as the rest of the loop.
-    const inverseSigma = 1 / sigmaModel;
     if (predictor && this.startSample.length !== n) this.startSample = new Float32Array(n);
-    const start = this.startSample;
     const x0 = new Float32Array(n);
     const prev = new Float32Array(n);
-    let nonFinite = 0;
-    if (predictor) {
-      for (let i = 0; i < n; i++) {
-        x0[i] = a * x[i] + b * m[i];
-        start[i] = x[i];
-        const value = x[i] + (x[i] - x0[i]) * inverseSigma * dt;
-        prev[i] = value;
-        nonFinite += value * 0;
-      }
-    } else {
-      for (let i = 0; i < n; i++) {
-        x0[i] = a * x[i] + b * m[i];
-        const value = start[i] + (x[i] - x0[i]) * inverseSigma * dt;
-        prev[i] = value;
-        nonFinite += value * 0;
-      }
-    }
+    const nonFinite = midpointHalfStep({
+      x: sample.data,
+      m: modelOutput.data,
+      start: this.startSample,
+      x0,
+      prev,
+      predictor,
+      denoised: denoisedWeights(this.config.prediction_type, sigmaModel),
+      move: dt / sigmaModel,
+      noise: null,
+    });
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     this.inCorrector = predictor;
-    this.stepIndex = index + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }
 }

@@ -1,27 +1,22 @@
-import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import type { NoiseScheduleConfig } from './schedule.js';
+import { Tensor, type TensorLike } from '@denoise/core';
 import {
-  applyDynamicThresholding,
   assertFiniteStepInputs,
   assertFiniteStepResult,
   assertPredictionDefinedAtZeroSnr,
   assertStepTensors,
-  type ConfigSpec,
-  configField,
-  NOISE_SCHEDULE_SPEC,
-  originalSampleWeights,
-  PREDICTION_TYPES,
-  type PredictionType,
+} from './checks.js';
+import { type ConfigSpec, configField, NOISE_SCHEDULE_SPEC, type SchedulerConfigInput } from './config.js';
+import { distillationOptions, distillationTimesteps } from './distillation-grid.js';
+import { originalSampleWeights, PREDICTION_TYPES, type PredictionType } from './prediction.js';
+import type { NoiseScheduleConfig } from './schedule.js';
+import {
   Scheduler,
-  type SchedulerConfigInput,
   type SchedulerOptions,
   type SchedulerOutput,
   type SetTimestepsOptions,
   type StepOptions,
-  THRESHOLDING_SPEC,
-  type ThresholdingConfig,
-  warnOnce,
 } from './scheduler.js';
+import { applyDynamicThresholding, THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
 
 /** The config of {@link LCMScheduler}: diffusers' `LCMScheduler` keys and defaults. */
 export interface LCMSchedulerConfig extends NoiseScheduleConfig, ThresholdingConfig {
@@ -82,12 +77,7 @@ const SIGMA_DATA = 0.5;
 export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
   /** diffusers lists no compatible classes for LCM: its timesteps only make sense for distilled models. */
   static override readonly compatibles: readonly string[] = [];
-  /** ε-based steps: classifier guidance shifts ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
 
-  private stepIndex: number | undefined = undefined;
-  private beginIndex: number | undefined = undefined;
-  private noiseBuffer = new Float32Array(0);
   private thresholdScratch = new Float32Array(0);
   /** x̂_0 of the configs that clamp it, reused across steps (the step returns f(x_t, t), not x̂_0). */
   private x0Scratch = new Float32Array(0);
@@ -107,15 +97,6 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
   }
 
   /**
-   * The step index of the first step of the next run (img2img pipelines that start mid-schedule).
-   *
-   * @param beginIndex - an index into {@link Scheduler.timesteps}
-   */
-  setBeginIndex(beginIndex = 0): void {
-    this.beginIndex = beginIndex;
-  }
-
-  /**
    * Picks n timesteps from the distillation grid `t_j = j·(T // original_steps) − 1`, j = 1 … original_steps·strength,
    * evenly by index from the noisiest; or takes explicit descending timesteps (then `strength` drops the first
    * ones, as diffusers does).
@@ -124,50 +105,16 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
    */
   setTimesteps(steps: number | LCMSetTimestepsOptions): void {
     const options = typeof steps === 'number' ? {} : steps;
-    const strength = options.strength ?? 1;
-    if (!(strength > 0 && strength <= 1)) {
-      throw new InvalidArgumentError(`strength must be in (0, 1], got ${strength}.`);
-    }
     const T = this.config.num_train_timesteps;
-    const originalSteps = options.originalInferenceSteps ?? this.config.original_inference_steps;
-    if (!Number.isInteger(originalSteps) || originalSteps < 1 || originalSteps > T) {
-      throw new InvalidArgumentError(
-        `original_inference_steps must be an integer from 1 to num_train_timesteps (${T}), got ${originalSteps}.`,
-      );
-    }
-    const { numInferenceSteps: n, timesteps: custom } = this.parseSetTimesteps(
+    const { strength, originalSteps } = distillationOptions(options, T, this.config.original_inference_steps);
+    const parsed = this.parseSetTimesteps(
       typeof steps === 'number' ? steps : { numInferenceSteps: steps.numInferenceSteps, timesteps: steps.timesteps },
     );
     const k = Math.floor(T / originalSteps);
-    const gridSize = Math.trunc(originalSteps * strength);
-    if (custom) {
-      const grid = new Set(Array.from({ length: gridSize }, (_, j) => (j + 1) * k - 1));
-      const offGrid = custom.filter((t) => !grid.has(t));
-      if (offGrid.length > 0) {
-        warnOnce(
-          `LCMScheduler: timesteps ${offGrid.join(', ')} are not on the distillation grid; results may suffer.`,
-          this.onWarning,
-        );
-      }
-      const keep = Math.min(Math.trunc(n * strength), n);
-      this.timesteps = custom.slice(Math.max(n - keep, 0));
-    } else {
-      if (n > originalSteps) {
-        throw new InvalidArgumentError(
-          `numInferenceSteps (${n}) cannot exceed original_inference_steps (${originalSteps}): the schedule is a subset of that grid.`,
-        );
-      }
-      if (Math.floor(gridSize / n) < 1) {
-        throw new InvalidArgumentError(
-          `original_inference_steps × strength (${originalSteps} × ${strength}) gives fewer grid points than numInferenceSteps (${n}); lower the steps or raise strength.`,
-        );
-      }
-      // The grid from the noisiest point, sampled at floor(i · size / n).
-      this.timesteps = Array.from({ length: n }, (_, i) => (gridSize - Math.floor((i * gridSize) / n)) * k - 1);
-    }
-    this.numInferenceSteps = n;
-    this.stepIndex = undefined;
-    this.beginIndex = undefined;
+    const grid = Array.from({ length: Math.trunc(originalSteps * strength) }, (_, j) => (j + 1) * k - 1);
+    this.timesteps = distillationTimesteps(this.className, grid, parsed, strength, originalSteps, this.onWarning);
+    this.numInferenceSteps = parsed.numInferenceSteps;
+    this.cursor.reset();
   }
 
   /**
@@ -176,8 +123,7 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
    * @param timestep - a timestep of the current schedule
    */
   previousTimestep(timestep: number): number {
-    const index = this.timesteps.indexOf(timestep);
-    if (index < 0) throw new InvalidArgumentError(`Timestep ${timestep} is not in the current LCM schedule.`);
+    const index = this.cursor.indexOf(timestep);
     return index === this.timesteps.length - 1 ? -1 : this.timesteps[index + 1];
   }
 
@@ -202,14 +148,8 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
    * @param options - `generator` or `noise` for the re-noising
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike, options: StepOptions = {}): SchedulerOutput {
-    if (this.numInferenceSteps === undefined) {
-      throw new InvalidArgumentError('LCMScheduler.step needs a schedule: call setTimesteps(numInferenceSteps) first.');
-    }
     assertStepTensors(modelOutput, sample);
-    // A run that starts at the first timestep starts at index 0, even when a timestep is repeated.
-    const start = timestep === this.timesteps[0] ? 0 : undefined;
-    this.stepIndex ??= this.beginIndex ?? start ?? this.indexForTimestep(timestep);
-    const index = this.stepIndex;
+    const index = this.cursor.stepIndexFor(timestep);
     const prevTimestep = index + 1 < this.timesteps.length ? this.timesteps[index + 1] : timestep;
     const alphaBar = this.alphaCumprodAt(timestep);
     const alphaBarPrev = prevTimestep >= 0 ? this.alphaCumprodAt(prevTimestep) : this.finalAlphaCumprod;
@@ -223,8 +163,9 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
     // x̂_0 = a·x_t + b·m (`docs/math.md` §2); f(x_t, t) = c_skip·x_t + c_out·x̂_0; then, except at the last step,
     // x_{t'} = √ᾱ_{t'}·f + √(1 − ᾱ_{t'})·z.
     const [a, b] = originalSampleWeights(prediction_type, sqrtA, sqrtB);
-    const renoise = index !== this.numInferenceSteps - 1;
-    const noise = renoise ? this.drawNoise(options, sample) : null;
+    // stepIndexFor has checked that setTimesteps ran.
+    const renoise = index !== (this.numInferenceSteps as number) - 1;
+    const noise = renoise ? this.stepNoise(options, sample) : null;
     const denoised = new Float32Array(n);
     const prev = renoise ? new Float32Array(n) : denoised;
     const signalWeight = Math.sqrt(alphaBarPrev);
@@ -271,23 +212,7 @@ export class LCMScheduler extends Scheduler<LCMSchedulerConfig> {
       }
       assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     }
-    this.stepIndex = index + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(denoised, sample.dims) };
-  }
-
-  private drawNoise(options: StepOptions, sample: TensorLike): Float32Array {
-    if (this.noiseBuffer.length !== sample.data.length) this.noiseBuffer = new Float32Array(sample.data.length);
-    return this.varianceNoise(options, sample, this.noiseBuffer);
-  }
-
-  private indexForTimestep(timestep: number): number {
-    const first = this.timesteps.indexOf(timestep);
-    if (first < 0) {
-      throw new InvalidArgumentError(
-        `Timestep ${timestep} is not in the current schedule of LCMScheduler; pass one of scheduler.timesteps.`,
-      );
-    }
-    const second = this.timesteps.indexOf(timestep, first + 1);
-    return second < 0 ? first : second;
   }
 }

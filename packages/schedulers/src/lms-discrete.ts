@@ -1,26 +1,17 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import { sigmaScheduleKind } from './euler-discrete.js';
-import { TIMESTEP_SPACINGS } from './schedule.js';
+import { assertFiniteStepResult, assertStepTensors } from './checks.js';
 import {
-  assertFiniteStepResult,
-  assertStepTensors,
   BETA_SCHEDULE_SPEC,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
-  PREDICTION_TYPES,
   type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  type SetTimestepsOptions,
-  type StepOptions,
-} from './scheduler.js';
-import {
-  denoisedWeights,
-  type SigmaScheduleKind,
-  SigmaScheduler,
-  type SigmaSchedulerBaseConfig,
-} from './sigma-scheduler.js';
+} from './config.js';
+import { sigmaScheduleKind } from './euler-discrete.js';
+import { denoisedWeights, PREDICTION_TYPES } from './prediction.js';
+import { TIMESTEP_SPACINGS } from './schedule.js';
+import type { SchedulerOptions, SchedulerOutput, SetTimestepsOptions, StepOptions } from './scheduler.js';
+import { type SigmaScheduleKind, SigmaScheduler, type SigmaSchedulerBaseConfig } from './sigma-scheduler.js';
 
 /**
  * The config of {@link LMSDiscreteScheduler}: diffusers' `LMSDiscreteScheduler` keys and defaults (no
@@ -83,8 +74,6 @@ const MAX_ORDER = 4;
 export class LMSDiscreteScheduler extends SigmaScheduler<LMSDiscreteSchedulerConfig> {
   /** The classes whose configs this one accepts. */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** Classifier guidance shifts ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
 
   private readonly sigmaKind: SigmaScheduleKind;
   /** Past slopes d, newest last; reused buffers. */
@@ -157,8 +146,7 @@ export class LMSDiscreteScheduler extends SigmaScheduler<LMSDiscreteSchedulerCon
     if (!Number.isInteger(maxOrder) || maxOrder < 1 || maxOrder > MAX_ORDER) {
       throw new InvalidArgumentError(`LMS order must be an integer from 1 to ${MAX_ORDER}, got ${options.order}.`);
     }
-    const index = this.currentStepIndex(timestep);
-    this.assertStepInRange(index);
+    const index = this.cursor.stepIndexFor(timestep);
     const sigma = this.sigmas[index];
 
     // As diffusers: the polynomial's order follows the step index; a run that starts mid-schedule has fewer
@@ -201,7 +189,7 @@ export class LMSDiscreteScheduler extends SigmaScheduler<LMSDiscreteSchedulerCon
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     this.derivatives.push(derivative);
     if (this.derivatives.length > maxOrder) this.spareBuffers.push(this.derivatives.shift() as Float32Array);
-    this.stepIndex = index + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
   }
 

@@ -1,16 +1,16 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import type { BetaScheduleConfig } from './schedule.js';
-import { spacedTimesteps, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
+import { assertFiniteStepInputs, assertFiniteStepResult, assertStepTensors } from './checks.js';
 import {
-  assertFiniteStepInputs,
-  assertFiniteStepResult,
-  assertStepTensors,
   BETA_SCHEDULE_SPEC,
   type ConfigSpec,
   configField,
   KARRAS_DIFFUSION_SCHEDULERS,
-  Scheduler,
   type SchedulerConfigInput,
+} from './config.js';
+import type { BetaScheduleConfig } from './schedule.js';
+import { spacedTimesteps, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
+import {
+  Scheduler,
   type SchedulerOptions,
   type SchedulerOutput,
   type SetTimestepsOptions,
@@ -68,8 +68,6 @@ export const PNDM_CONFIG_SPEC: ConfigSpec<PNDMSchedulerConfig> = {
 export class PNDMScheduler extends Scheduler<PNDMSchedulerConfig> {
   /** The classes whose configs this one accepts. */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** ε-based steps: classifier guidance shifts ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** The timesteps of the Runge–Kutta phase (empty with `skip_prk_steps`). */
   prkTimesteps: readonly number[] = [];
   /** The timesteps of the linear multistep phase. */

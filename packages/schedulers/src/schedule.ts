@@ -179,11 +179,13 @@ export function betasFromConfig(
     betas = linspaceFloat32(-6, 6, steps).map((x) => Math.fround((1 / (1 + Math.exp(-x))) * (end - start) + start));
   } else if (config.beta_schedule === 'squaredcos_cap_v2') {
     betas = cosineBetas(steps);
-  } else if (config.beta_schedule === undefined) {
-    // σ-defined classes (flow matching, EDM) declare no β keys; their unused ᾱ table is the cosine one.
-    betas = cosineBetas(steps);
-  } else {
+  } else if (config.beta_schedule === 'laplace' || config.beta_schedule === 'exp') {
     betas = betasForAlphaBar(steps, config.beta_schedule);
+  } else {
+    // Only an untyped caller gets here: a σ-defined config (flow matching, EDM) has no β schedule to compute.
+    throw new ConfigError(
+      `beta_schedule must be one of ${BETA_SCHEDULES.map((b) => `"${b}"`).join(', ')}, got ${JSON.stringify(config.beta_schedule)}.`,
+    );
   }
   if (config.rescale_betas_zero_snr) betas = rescaleZeroTerminalSnr(betas);
   for (let i = 0; i < steps; i++) {

@@ -1,19 +1,14 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { assertTensorLike } from './checks.js';
+import type { ConfigSpec } from './config.js';
+import type { PredictionType } from './prediction.js';
 import {
   type BetaScheduleConfig,
   type NoiseScheduleConfig,
   spacedTimesteps,
   type TimestepSpacing,
 } from './schedule.js';
-import {
-  assertSameDims,
-  assertTensorLike,
-  type ConfigSpec,
-  type PredictionType,
-  Scheduler,
-  type SchedulerOptions,
-  type SetTimestepsOptions,
-} from './scheduler.js';
+import { Scheduler, type SchedulerOptions, type SetTimestepsOptions } from './scheduler.js';
 import { betaSigmas, exponentialSigmas, interpolateAt, karrasSigmas, sigmasToTimesteps } from './sigmas.js';
 
 const f32 = Math.fround;
@@ -44,9 +39,8 @@ export type SigmaScheduleKind = 'interpolated' | 'karras' | 'exponential' | 'bet
  * divides by it and {@link Scheduler.initNoiseSigma} is σ_max (or `√(σ_max² + 1)` with `leading` spacing,
  * as diffusers does).
  *
- * The current position in the schedule is a step index, found from the first timestep seen (the second match
- * when a timestep repeats, so an img2img run that starts mid-schedule does not skip a sigma) and advanced by
- * each step, as in diffusers.
+ * The current position in the schedule is the base class's {@link ScheduleCursor}: found from the first timestep
+ * seen and advanced by each step, as in diffusers.
  */
 export abstract class SigmaScheduler<
   C extends SigmaSchedulerBaseConfig = SigmaSchedulerBaseConfig,
@@ -57,9 +51,6 @@ export abstract class SigmaScheduler<
   protected readonly trainingSigmas: Float64Array;
   /** `log σ_t` of {@link SigmaScheduler.trainingSigmas} (float32 values, as numpy's log of them). */
   protected readonly trainingLogSigmas: Float64Array;
-  /** The index of the current step in {@link Scheduler.timesteps}; `undefined` until the first call. */
-  protected stepIndex: number | undefined = undefined;
-  private beginIndex: number | undefined = undefined;
 
   /**
    * @param className - the diffusers class name
@@ -79,21 +70,6 @@ export abstract class SigmaScheduler<
   }
 
   /**
-   * The step index of the first step of the next run, for pipelines that start mid-schedule (img2img): with it
-   * set, the first call does not search the timesteps.
-   *
-   * @param beginIndex - an index into {@link Scheduler.timesteps}
-   */
-  setBeginIndex(beginIndex = 0): void {
-    if (!Number.isInteger(beginIndex) || beginIndex < 0 || beginIndex >= this.timesteps.length) {
-      throw new InvalidArgumentError(
-        `beginIndex must be an integer in [0, ${this.timesteps.length}) (an index into scheduler.timesteps), got ${beginIndex}.`,
-      );
-    }
-    this.beginIndex = beginIndex;
-  }
-
-  /**
    * Divides the sample by `√(σ² + 1)`, giving the variance-preserving input the model was trained on.
    * Returns a new tensor.
    *
@@ -102,11 +78,21 @@ export abstract class SigmaScheduler<
    */
   override scaleModelInput(sample: TensorLike, timestep: number): Tensor {
     assertTensorLike(sample, 'sample');
-    const sigma = this.sigmas[this.currentStepIndex(timestep)];
+    const sigma = this.modelInputSigma(this.cursor.current(timestep));
     const scale = 1 / Math.sqrt(sigma * sigma + 1);
     const out = new Float32Array(sample.data.length);
     for (let i = 0; i < out.length; i++) out[i] = sample.data[i] * scale;
     return new Tensor(out, sample.dims);
+  }
+
+  /**
+   * The σ the model sees at schedule index `index`: the schedule's own, except for schedulers whose second model
+   * evaluation of a step is at a midpoint σ (DPM2, DPM2 a, DPM++ SDE).
+   *
+   * @param index - the current step index
+   */
+  protected modelInputSigma(index: number): number {
+    return this.sigmas[index];
   }
 
   /**
@@ -118,44 +104,7 @@ export abstract class SigmaScheduler<
    * @param timesteps - one timestep of the schedule for the batch, or one per batch item
    */
   override addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
-    assertTensorLike(originalSamples, 'originalSamples');
-    assertTensorLike(noise, 'noise');
-    assertSameDims(originalSamples, noise, 'originalSamples', 'noise');
-    const batch = originalSamples.dims.length > 0 ? originalSamples.dims[0] : 1;
-    const list = typeof timesteps === 'number' ? [timesteps] : timesteps;
-    if (list.length !== 1 && list.length !== batch) {
-      throw new InvalidArgumentError(
-        `Got ${list.length} timesteps for a batch of ${batch}; pass one timestep or one per batch item.`,
-      );
-    }
-    const itemSize = originalSamples.data.length / batch;
-    const out = new Float32Array(originalSamples.data.length);
-    for (let b = 0; b < batch; b++) {
-      const t = list[list.length === 1 ? 0 : b];
-      // As diffusers: look the timestep up unless a pipeline fixed the begin index (img2img), then use the
-      // current step.
-      const index = this.beginIndex === undefined ? this.indexForTimestep(t) : (this.stepIndex ?? this.beginIndex);
-      const sigma = this.sigmas[index];
-      for (let i = b * itemSize; i < (b + 1) * itemSize; i++) out[i] = originalSamples.data[i] + sigma * noise.data[i];
-    }
-    return new Tensor(out, originalSamples.dims);
-  }
-
-  /**
-   * The position of `timestep` in the schedule: its first occurrence, or its second when it occurs more than
-   * once (Heun repeats every timestep but the first).
-   *
-   * @param timestep - one of {@link Scheduler.timesteps}
-   */
-  indexForTimestep(timestep: number): number {
-    const first = this.timesteps.indexOf(timestep);
-    if (first < 0) {
-      throw new InvalidArgumentError(
-        `Timestep ${timestep} is not in the current schedule of ${this.className}; pass one of scheduler.timesteps.`,
-      );
-    }
-    const second = this.timesteps.indexOf(timestep, first + 1);
-    return second < 0 ? first : second;
+    return this.combinePerItem(originalSamples, noise, timesteps, (t) => [1, this.sigmas[this.cursor.noiseIndex(t)]]);
   }
 
   /**
@@ -168,8 +117,7 @@ export abstract class SigmaScheduler<
     this.timesteps = timesteps.map(f32);
     this.sigmas = sigmas.map(f32);
     this.initNoiseSigma = this.noiseSigmaFor(this.sigmas);
-    this.stepIndex = undefined;
-    this.beginIndex = undefined;
+    this.cursor.reset();
   }
 
   /**
@@ -235,82 +183,9 @@ export abstract class SigmaScheduler<
     return { sigmas: converted, timesteps: [...sigmasToTimesteps(converted, this.trainingLogSigmas)] };
   }
 
-  /**
-   * The step index for `timestep`: found on the first call of a run, then the one the last step advanced to.
-   *
-   * @param timestep - the current timestep
-   */
-  protected currentStepIndex(timestep: number): number {
-    // A run that starts at the first timestep starts at index 0, even when rounding repeated that timestep (the
-    // second-occurrence rule of `indexForTimestep` would skip a step and run past the end, as in diffusers).
-    const start = timestep === this.timesteps[0] ? 0 : undefined;
-    if (this.stepIndex === undefined) this.stepIndex = this.beginIndex ?? start ?? this.indexForTimestep(timestep);
-    return this.stepIndex;
-  }
-
-  /**
-   * Throws unless `setTimesteps` has run and the step index still has a next sigma.
-   *
-   * @param index - the current step index
-   */
-  protected assertStepInRange(index: number): void {
-    if (this.numInferenceSteps === undefined) {
-      throw new InvalidArgumentError(`${this.className}.step needs a schedule: call setTimesteps(n) first.`);
-    }
-    if (index + 1 >= this.sigmas.length) {
-      throw new InvalidArgumentError(
-        `${this.className} has already taken every step of its schedule; call setTimesteps(n) to start a new run.`,
-      );
-    }
-  }
-
   private noiseSigmaFor(sigmas: Float64Array): number {
     let max = 0;
     for (const s of sigmas) max = Math.max(max, s);
     return this.config.timestep_spacing === 'leading' ? f32(Math.sqrt(max * max + 1)) : max;
-  }
-}
-
-/**
- * x̂_0 from the model output at noise level σ, for `x = x_0 + σ ε` (Karras et al. 2022, Table 1; v-prediction
- * with `c_skip = 1/(σ²+1)`, `c_out = −σ/√(σ²+1)`).
- *
- * @param predictionType - what the model predicts
- * @param modelOutput - one element of the model output
- * @param sample - the same element of the sample
- * @param sigma - the noise level the model saw
- */
-export function denoisedFromModelOutput(
-  predictionType: PredictionType,
-  modelOutput: number,
-  sample: number,
-  sigma: number,
-): number {
-  if (predictionType === 'epsilon') return sample - sigma * modelOutput;
-  if (predictionType === 'v_prediction') {
-    return modelOutput * (-sigma / Math.sqrt(sigma * sigma + 1)) + sample / (sigma * sigma + 1);
-  }
-  return modelOutput;
-}
-
-/**
- * The weights (a, b) of x̂_0 = a·x + b·m of {@link denoisedFromModelOutput} at noise level σ, computed once per
- * step so that the element loop is one multiply-add whatever the prediction type: ε: (1, −σ); sample: (0, 1);
- * v: (c_skip, c_out) = (1/(σ²+1), −σ/√(σ²+1)).
- *
- * @param predictionType - what the model predicts
- * @param sigma - the noise level the model saw
- */
-export function denoisedWeights(
-  predictionType: PredictionType,
-  sigma: number,
-): [sampleWeight: number, outputWeight: number] {
-  switch (predictionType) {
-    case 'epsilon':
-      return [1, -sigma];
-    case 'sample':
-      return [0, 1];
-    case 'v_prediction':
-      return [1 / (sigma * sigma + 1), -sigma / Math.sqrt(sigma * sigma + 1)];
   }
 }

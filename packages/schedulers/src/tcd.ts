@@ -1,25 +1,17 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { assertFiniteStepResult, assertPredictionDefinedAtZeroSnr, assertStepTensors } from './checks.js';
+import { type ConfigSpec, configField, NOISE_SCHEDULE_SPEC, type SchedulerConfigInput } from './config.js';
+import { distillationOptions, distillationTimesteps } from './distillation-grid.js';
+import { originalSampleWeights, PREDICTION_TYPES, type PredictionType } from './prediction.js';
 import type { NoiseScheduleConfig } from './schedule.js';
 import {
-  assertFiniteStepResult,
-  assertPredictionDefinedAtZeroSnr,
-  assertStepTensors,
-  type ConfigSpec,
-  configField,
-  NOISE_SCHEDULE_SPEC,
-  originalSampleWeights,
-  PREDICTION_TYPES,
-  type PredictionType,
   Scheduler,
-  type SchedulerConfigInput,
   type SchedulerOptions,
   type SchedulerOutput,
   type SetTimestepsOptions,
   type StepOptions,
-  THRESHOLDING_SPEC,
-  type ThresholdingConfig,
-  warnOnce,
 } from './scheduler.js';
+import { THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
 
 /** The config of {@link TCDScheduler}: diffusers' `TCDScheduler` keys and defaults (LCM's). */
 export interface TCDSchedulerConfig extends NoiseScheduleConfig, ThresholdingConfig {
@@ -102,12 +94,6 @@ export interface TCDSchedulerOutput extends SchedulerOutput {
 export class TCDScheduler extends Scheduler<TCDSchedulerConfig> {
   /** diffusers lists no compatible classes for TCD: its timesteps only make sense for distilled models. */
   static override readonly compatibles: readonly string[] = [];
-  /** ε-based steps: classifier guidance shifts ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
-
-  private stepIndex: number | undefined = undefined;
-  private beginIndex: number | undefined = undefined;
-  private noiseBuffer = new Float32Array(0);
 
   /**
    * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
@@ -119,20 +105,6 @@ export class TCDScheduler extends Scheduler<TCDSchedulerConfig> {
   }
 
   /**
-   * The step index of the first step of the next run (img2img pipelines that start mid-schedule).
-   *
-   * @param beginIndex - an index into {@link Scheduler.timesteps}
-   */
-  setBeginIndex(beginIndex = 0): void {
-    if (!Number.isInteger(beginIndex) || beginIndex < 0 || beginIndex >= this.timesteps.length) {
-      throw new InvalidArgumentError(
-        `beginIndex must be an integer in [0, ${this.timesteps.length}) (an index into scheduler.timesteps), got ${beginIndex}.`,
-      );
-    }
-    this.beginIndex = beginIndex;
-  }
-
-  /**
    * Picks n timesteps from the distillation grid `t_j = j·(T // original_steps) − 1`, j = 1 … original_steps·strength,
    * evenly by index from the noisiest; or takes explicit descending timesteps (then `strength` drops the first ones).
    *
@@ -140,18 +112,9 @@ export class TCDScheduler extends Scheduler<TCDSchedulerConfig> {
    */
   setTimesteps(steps: number | TCDSetTimestepsOptions): void {
     const options = typeof steps === 'number' ? {} : steps;
-    const strength = options.strength ?? 1;
-    if (!(strength > 0 && strength <= 1)) {
-      throw new InvalidArgumentError(`strength must be in (0, 1], got ${strength}.`);
-    }
     const T = this.config.num_train_timesteps;
-    const originalSteps = options.originalInferenceSteps ?? this.config.original_inference_steps;
-    if (!Number.isInteger(originalSteps) || originalSteps < 1 || originalSteps > T) {
-      throw new InvalidArgumentError(
-        `original_inference_steps must be an integer from 1 to num_train_timesteps (${T}), got ${originalSteps}.`,
-      );
-    }
-    const { numInferenceSteps: n, timesteps: custom } = this.parseSetTimesteps(
+    const { strength, originalSteps } = distillationOptions(options, T, this.config.original_inference_steps);
+    const parsed = this.parseSetTimesteps(
       typeof steps === 'number' ? steps : { numInferenceSteps: steps.numInferenceSteps, timesteps: steps.timesteps },
     );
     // The grid, ascending: the distillation grid, or (diffusers' quirk) every timestep when the override is passed.
@@ -160,35 +123,9 @@ export class TCDScheduler extends Scheduler<TCDSchedulerConfig> {
       options.originalInferenceSteps === undefined
         ? Array.from({ length: Math.trunc(originalSteps * strength) }, (_, j) => (j + 1) * k - 1)
         : Array.from({ length: Math.trunc(T * strength) }, (_, j) => j);
-    if (custom) {
-      const onGrid = new Set(grid);
-      const offGrid = custom.filter((t) => !onGrid.has(t));
-      if (offGrid.length > 0) {
-        warnOnce(
-          `TCDScheduler: timesteps ${offGrid.join(', ')} are not on the distillation grid; results may suffer.`,
-          this.onWarning,
-        );
-      }
-      const keep = Math.min(Math.trunc(n * strength), n);
-      this.timesteps = custom.slice(Math.max(n - keep, 0));
-    } else {
-      if (n > originalSteps) {
-        throw new InvalidArgumentError(
-          `numInferenceSteps (${n}) cannot exceed original_inference_steps (${originalSteps}): the schedule is a subset of that grid.`,
-        );
-      }
-      if (Math.floor(grid.length / n) < 1) {
-        throw new InvalidArgumentError(
-          `original_inference_steps × strength (${originalSteps} × ${strength}) gives fewer grid points than numInferenceSteps (${n}); lower the steps or raise strength.`,
-        );
-      }
-      // The grid from the noisiest point, at indices floor(linspace(0, size, n, endpoint=False)) as numpy.
-      const stride = grid.length / n;
-      this.timesteps = Array.from({ length: n }, (_, i) => grid[grid.length - 1 - Math.floor(i * stride)]);
-    }
-    this.numInferenceSteps = n;
-    this.stepIndex = undefined;
-    this.beginIndex = undefined;
+    this.timesteps = distillationTimesteps(this.className, grid, parsed, strength, originalSteps, this.onWarning);
+    this.numInferenceSteps = parsed.numInferenceSteps;
+    this.cursor.reset();
   }
 
   /**
@@ -197,8 +134,7 @@ export class TCDScheduler extends Scheduler<TCDSchedulerConfig> {
    * @param timestep - a timestep of the current schedule
    */
   previousTimestep(timestep: number): number {
-    const index = this.timesteps.indexOf(timestep);
-    if (index < 0) throw new InvalidArgumentError(`Timestep ${timestep} is not in the current TCD schedule.`);
+    const index = this.cursor.indexOf(timestep);
     return index === this.timesteps.length - 1 ? -1 : this.timesteps[index + 1];
   }
 
@@ -217,22 +153,12 @@ export class TCDScheduler extends Scheduler<TCDSchedulerConfig> {
     sample: TensorLike,
     options: TCDStepOptions = {},
   ): TCDSchedulerOutput {
-    if (this.numInferenceSteps === undefined) {
-      throw new InvalidArgumentError('TCDScheduler.step needs a schedule: call setTimesteps(numInferenceSteps) first.');
-    }
     assertStepTensors(modelOutput, sample);
     const gamma = options.eta ?? 0.3;
     if (!(gamma >= 0 && gamma <= 1)) {
       throw new InvalidArgumentError(`TCDScheduler: eta (the paper's γ) must be in [0, 1], got ${gamma}.`);
     }
-    const start = timestep === this.timesteps[0] ? 0 : undefined;
-    this.stepIndex ??= this.beginIndex ?? start ?? this.indexForTimestep(timestep);
-    const index = this.stepIndex;
-    if (index >= this.timesteps.length) {
-      throw new InvalidArgumentError(
-        'TCDScheduler has already taken every step of its schedule; call setTimesteps(n) to start a new run.',
-      );
-    }
+    const index = this.cursor.stepIndexFor(timestep);
     const isLast = index === this.timesteps.length - 1;
     // diffusers: the last step goes to timestep 0 (ᾱ_0), not to set_alpha_to_one's ᾱ = 1.
     const prevTimestep = isLast ? 0 : this.timesteps[index + 1];
@@ -254,8 +180,7 @@ export class TCDScheduler extends Scheduler<TCDSchedulerConfig> {
     const prev = renoise ? new Float32Array(n) : predicted;
     let nonFinite = 0;
     if (renoise) {
-      if (this.noiseBuffer.length !== n) this.noiseBuffer = new Float32Array(n);
-      const noise = this.varianceNoise(options, sample, this.noiseBuffer);
+      const noise = this.stepNoise(options, sample);
       const keep = Math.sqrt(alphaBarPrev / alphaBarS);
       const added = Math.sqrt(1 - alphaBarPrev / alphaBarS);
       for (let i = 0; i < n; i++) {
@@ -272,19 +197,8 @@ export class TCDScheduler extends Scheduler<TCDSchedulerConfig> {
       }
     }
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
-    this.stepIndex = index + 1;
+    this.cursor.advance();
     const predNoisedSample = new Tensor(predicted, sample.dims);
     return { prevSample: renoise ? new Tensor(prev, sample.dims) : predNoisedSample, predNoisedSample };
-  }
-
-  private indexForTimestep(timestep: number): number {
-    const first = this.timesteps.indexOf(timestep);
-    if (first < 0) {
-      throw new InvalidArgumentError(
-        `Timestep ${timestep} is not in the current schedule of TCDScheduler; pass one of scheduler.timesteps.`,
-      );
-    }
-    const second = this.timesteps.indexOf(timestep, first + 1);
-    return second < 0 ? first : second;
   }
 }

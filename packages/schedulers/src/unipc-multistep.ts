@@ -1,7 +1,16 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import { assertFiniteStepInputs, assertFiniteStepResult } from './checks.js';
+import {
+  type ConfigField,
+  type ConfigSpec,
+  configField,
+  KARRAS_DIFFUSION_SCHEDULERS,
+  NOISE_SCHEDULE_SPEC,
+  type SchedulerConfigInput,
+} from './config.js';
+import { linearCombination } from './linear-combination.js';
 import {
   type AlphaSigmaLambda,
-  addNoiseAtSigmas,
   alphaSigmaLambda,
   checkFlowConfig,
   convertPrediction,
@@ -14,29 +23,14 @@ import {
   multistepSchedule,
   multistepTimesteps,
   predictionStride,
-  scheduleIndexOf,
   shiftFlowSigma,
+  solverAlphaSigma,
   solverAlphasCumprod,
-} from './dpm-solver-multistep.js';
-import { linearCombination } from './linear-combination.js';
+} from './multistep.js';
 import { type NoiseScheduleConfig, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
-import {
-  applyDynamicThresholding,
-  assertFiniteStepInputs,
-  assertFiniteStepResult,
-  type ConfigField,
-  type ConfigSpec,
-  configField,
-  KARRAS_DIFFUSION_SCHEDULERS,
-  NOISE_SCHEDULE_SPEC,
-  Scheduler,
-  type SchedulerConfigInput,
-  type SchedulerOptions,
-  type SchedulerOutput,
-  THRESHOLDING_SPEC,
-  type ThresholdingConfig,
-} from './scheduler.js';
+import { Scheduler, type SchedulerOptions, type SchedulerOutput } from './scheduler.js';
 import { karrasSigmas, sigmasFromAlphasCumprod } from './sigmas.js';
+import { applyDynamicThresholding, THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
 
 /**
  * UniPC (Zhao et al. 2023, "UniPC: A Unified Predictor-Corrector Framework for Fast Sampling of Diffusion
@@ -188,15 +182,11 @@ export const UNIPC_MULTISTEP_CONFIG_SPEC: ConfigSpec<UniPCMultistepSchedulerConf
 export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerConfig> {
   /** The classes whose configs this one accepts (diffusers' `KarrasDiffusionSchedulers`). */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
-  /** A sigma-based solver: classifier guidance corrects ε̂. */
-  readonly classifierGuidance = 'epsilon' as const;
   /** σ at each step of the current schedule plus the final σ (empty before `setTimesteps`). */
   sigmas: Float64Array = new Float64Array(0);
 
   private coefficients: AlphaSigmaLambda = alphaSigmaLambda(new Float64Array(0));
   private readonly solverAlphas: Float64Array;
-  private stepIndex: number | undefined = undefined;
-  private beginIndex: number | undefined = undefined;
   /** How many model outputs of this run the history holds, capped at the order. */
   private lowerOrderNums = 0;
   /** The predictor order of the previous step, which the corrector of this step matches. */
@@ -307,8 +297,7 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
     this.sigmas = schedule.sigmas;
     this.numInferenceSteps = schedule.timesteps.length;
     this.coefficients = alphaSigmaLambda(schedule.sigmas, c.use_flow_sigmas);
-    this.stepIndex = undefined;
-    this.beginIndex = undefined;
+    this.cursor.reset();
     this.lowerOrderNums = 0;
     this.lastOrder = 0;
     this.newest = 0;
@@ -353,19 +342,6 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
   }
 
   /**
-   * Starts the next run at this schedule index instead of locating the first timestep (pipelines call it for
-   * img2img after `setTimesteps`).
-   *
-   * @param index - an index into {@link UniPCMultistepScheduler.timesteps}
-   */
-  setBeginIndex(index: number): void {
-    if (!Number.isInteger(index) || index < 0 || index >= this.timesteps.length) {
-      throw new InvalidArgumentError(`setBeginIndex needs an index in [0, ${this.timesteps.length}), got ${index}.`);
-    }
-    this.beginIndex = index;
-  }
-
-  /**
    * One UniPC step: corrects `sample` with this model output (UniC, unless disabled for this step or on the
    * first step), then predicts the sample at the next timestep (UniP) from the corrected one. Deterministic.
    *
@@ -374,29 +350,14 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
    * @param sample - x_t
    */
   step(modelOutput: TensorLike, timestep: number, sample: TensorLike): SchedulerOutput {
-    const n = this.numInferenceSteps;
-    if (n === undefined) {
-      throw new InvalidArgumentError('Call setTimesteps before step: UniPCMultistepScheduler has no schedule yet.');
-    }
     const stride = predictionStride(
       modelOutput,
       sample,
       false,
       'UniPC reads no variance channels (diffusers neither); use DPMSolverMultistepScheduler with variance_type "learned_range"',
     );
-    // A run that starts at the first timestep starts at index 0, even when rounding repeated that timestep (the
-    // second-occurrence rule would skip a step and run past the end, as in diffusers).
-    const start = timestep === this.timesteps[0] ? 0 : undefined;
-    this.stepIndex ??= this.beginIndex ?? start ?? scheduleIndexOf(this.timesteps, timestep);
-    const i = this.stepIndex;
-    if (i >= n) {
-      throw new InvalidArgumentError(`All ${n} steps of this schedule are done; call setTimesteps to start a new run.`);
-    }
-    if (this.timesteps[i] !== timestep) {
-      throw new InvalidArgumentError(
-        `Timestep ${timestep} is not step ${i} of the current schedule of UniPCMultistepScheduler (${this.timesteps[i]}); pass scheduler.timesteps in order.`,
-      );
-    }
+    const i = this.cursor.stepIndexFor(timestep);
+    const n = this.timesteps.length;
     const { solver_order: solverOrder, lower_order_final, disable_corrector, final_sigmas_type } = this.config;
     this.prepareBuffers(sample.data.length);
     const ring = solverOrder + 1;
@@ -428,7 +389,7 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
     const { lambda } = this.coefficients;
     if (lambda[i + 1] === lambda[i]) this.lowerOrderNums = 0;
     else if (this.lowerOrderNums < solverOrder) this.lowerOrderNums++;
-    this.stepIndex = i + 1;
+    this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims) };
   }
 
@@ -442,8 +403,10 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
    */
   override addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
     if (this.numInferenceSteps === undefined) return super.addNoise(originalSamples, noise, timesteps);
-    const index = this.beginIndex === undefined ? undefined : (this.stepIndex ?? this.beginIndex);
-    return addNoiseAtSigmas(originalSamples, noise, timesteps, this, index, this.config.use_flow_sigmas);
+    return this.combinePerItem(originalSamples, noise, timesteps, (t) => {
+      const { alphaT, sigmaT } = solverAlphaSigma(this.sigmas[this.cursor.noiseIndex(t)], this.config.use_flow_sigmas);
+      return [alphaT, sigmaT];
+    });
   }
 
   private prepareBuffers(size: number): void {
@@ -474,7 +437,7 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
     const { prediction_type, predict_x0, thresholding } = this.config;
     const threshold = predict_x0 && thresholding;
     if (threshold) assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
-    const index = this.stepIndex!;
+    const index = this.cursor.stepIndex as number;
     const batch = sample.dims[0];
     const alpha = this.coefficients.alpha[index];
     const sigma = this.coefficients.sigma[index];
@@ -580,7 +543,7 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
    * {@link UniPCMultistepScheduler.outputScale}, and ρ solving the first p − 1 order conditions (ρ = ½ for p = 2).
    */
   private predict(p: number, out: Float32Array): void {
-    const s0 = this.stepIndex!;
+    const s0 = this.cursor.stepIndex as number;
     if (this.coefficients.lambda[s0 + 1] === this.coefficients.lambda[s0]) {
       // A zero-length step (the last σ repeated, as with Karras spacing and final σ_min) is the identity.
       out.set(this.lastSample);
@@ -614,7 +577,7 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
    * one (in `slot`) and ρ solves all p order conditions (ρ = ½ for p = 1).
    */
   private correct(slot: number, p: number): void {
-    const t = this.stepIndex!;
+    const t = this.cursor.stepIndex as number;
     const s0 = t - 1;
     if (this.coefficients.lambda[t] === this.coefficients.lambda[s0]) return; // a zero-length step changes nothing
     this.orderConditions(s0, t, p);

@@ -104,7 +104,8 @@ describe('β schedules per class, as diffusers implements them', () => {
     expect(new HeunDiscreteScheduler({ beta_schedule: 'exp' }).config.beta_schedule).toBe('exp');
     for (const Class of BETA_SCHEDULE_CLASSES) {
       for (const beta_schedule of ['linear', 'scaled_linear', 'squaredcos_cap_v2']) {
-        expect(new Class({ beta_schedule, prediction_type: 'v_prediction' }).config.beta_schedule).toBe(beta_schedule);
+        const { config } = new Class({ beta_schedule, prediction_type: 'v_prediction' });
+        expect((config as { beta_schedule?: string }).beta_schedule).toBe(beta_schedule);
       }
     }
   });

@@ -1,8 +1,8 @@
 import { Tensor, type TensorLike } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
+import type { SchedulerConfigInput } from '../src/config.js';
 import { DDIMScheduler } from '../src/ddim.js';
 import { DDIMInverseScheduler, type DDIMInverseSchedulerConfig } from '../src/ddim-inverse.js';
-import type { SchedulerConfigInput } from '../src/scheduler.js';
 import { mixtureDistance, TABLE_STEPS } from './accuracy-table.js';
 import { absSumMean, dummyModel, dummySampleDeter } from './helpers/diffusers-fixtures.js';
 import { expectPublished } from './helpers/published.js';

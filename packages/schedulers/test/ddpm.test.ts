@@ -1,6 +1,6 @@
 import { ConfigError, InvalidArgumentError, RandomGenerator, Tensor } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
-import { DDIMScheduler, DDPMScheduler } from '../src/index.js';
+import { DDIMScheduler, DDPMScheduler, hasPosteriorVariance } from '../src/index.js';
 import { absSumMean, dummyModel, dummyNoiseDeter, dummySampleDeter } from './helpers/diffusers-fixtures.js';
 import { expectPublished } from './helpers/published.js';
 
@@ -334,7 +334,8 @@ describe('scheduler configs', () => {
   it('lists the diffusers-compatible classes', () => {
     expect(DDPMScheduler.compatibles).toContain('EulerDiscreteScheduler');
     expect(DDIMScheduler.compatibles).toContain('DDPMScheduler');
-    expect(new DDPMScheduler().classifierGuidance).toBe('mean');
-    expect(new DDIMScheduler().classifierGuidance).toBe('epsilon');
+    // Only DDPM's ancestral step takes mean-form classifier guidance.
+    expect(hasPosteriorVariance(new DDPMScheduler())).toBe(true);
+    expect(hasPosteriorVariance(new DDIMScheduler())).toBe(false);
   });
 });

@@ -1,8 +1,8 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
+import type { SchedulerConfigInput } from '../src/config.js';
 import { DEISMultistepScheduler, type DEISMultistepSchedulerConfig } from '../src/deis-multistep.js';
 import { DPMSolverMultistepScheduler } from '../src/dpm-solver-multistep.js';
-import type { SchedulerConfigInput } from '../src/scheduler.js';
 import { UniPCMultistepScheduler } from '../src/unipc-multistep.js';
 import { mixtureDistance } from './accuracy-table.js';
 import { absSumMean, dummyModel, dummyNoiseDeter, dummySampleDeter } from './helpers/diffusers-fixtures.js';

@@ -1,8 +1,8 @@
 import { RandomGenerator, Tensor, type TensorLike } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
+import type { SchedulerConfigInput } from '../src/config.js';
 import { DPMSolverSDEScheduler, type DPMSolverSDESchedulerConfig } from '../src/dpm-solver-sde.js';
 import { KDPM2DiscreteScheduler } from '../src/kdpm2-discrete.js';
-import type { SchedulerConfigInput } from '../src/scheduler.js';
 import { mixtureDistance, TABLE_STEPS } from './accuracy-table.js';
 import { absSumMean, dummyModel, dummySampleDeter } from './helpers/diffusers-fixtures.js';
 

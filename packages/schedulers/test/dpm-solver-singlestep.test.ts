@@ -1,12 +1,12 @@
 import type { TensorLike } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
+import type { SchedulerConfigInput } from '../src/config.js';
 import { DPMSolverMultistepScheduler } from '../src/dpm-solver-multistep.js';
 import {
   DPMSolverSinglestepScheduler,
   type DPMSolverSinglestepSchedulerConfig,
   singlestepOrders,
 } from '../src/dpm-solver-singlestep.js';
-import type { SchedulerConfigInput } from '../src/scheduler.js';
 import { UniPCMultistepScheduler } from '../src/unipc-multistep.js';
 import { mixtureDistance, TABLE_STEPS } from './accuracy-table.js';
 import { absSumMean, dummyModel, dummyNoiseDeter, dummySampleDeter } from './helpers/diffusers-fixtures.js';

@@ -1,11 +1,11 @@
 import { ConfigError, RandomGenerator, type TensorLike } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
+import type { SchedulerConfigInput } from '../src/config.js';
 import {
   EDMDPMSolverMultistepScheduler,
   type EDMDPMSolverMultistepSchedulerConfig,
 } from '../src/edm-dpm-solver-multistep.js';
 import { EDMEulerScheduler } from '../src/edm-euler.js';
-import type { SchedulerConfigInput } from '../src/scheduler.js';
 import { mixtureDistance } from './accuracy-table.js';
 import { absSumMean, dummyModel, dummyNoiseDeter, dummySampleDeter } from './helpers/diffusers-fixtures.js';
 import { expectPublished } from './helpers/published.js';

@@ -1,8 +1,8 @@
 import { ConfigError, RandomGenerator, Tensor, type TensorLike } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
+import type { SchedulerConfigInput } from '../src/config.js';
 import { EDMEulerScheduler, type EDMEulerSchedulerConfig } from '../src/edm-euler.js';
 import { compatibleSchedulers } from '../src/registry.js';
-import type { SchedulerConfigInput } from '../src/scheduler.js';
 import { exactEdmOutput, mixtureDistance } from './accuracy-table.js';
 import { absSumMean, dummyModel, dummySampleDeter } from './helpers/diffusers-fixtures.js';
 import { posterior, seededNormal, TEST_MIXTURE } from './helpers/mixture.js';

@@ -1,7 +1,7 @@
 import { ConfigError, InvalidArgumentError, RandomGenerator, Tensor, type TensorLike } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
+import type { SchedulerConfigInput } from '../src/config.js';
 import { EulerDiscreteScheduler, type EulerDiscreteSchedulerConfig } from '../src/euler-discrete.js';
-import type { SchedulerConfigInput } from '../src/scheduler.js';
 import { mixtureDistance, TABLE_STEPS } from './accuracy-table.js';
 import { absSumMean, dummyModel, dummyNoiseDeter, dummySampleDeter } from './helpers/diffusers-fixtures.js';
 import { expectPublished } from './helpers/published.js';

@@ -1,12 +1,12 @@
 import { ConfigError, InvalidArgumentError, RandomGenerator, Tensor, type TensorLike } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
+import type { SchedulerConfigInput } from '../src/config.js';
 import {
   FlowMatchEulerDiscreteScheduler,
   type FlowMatchEulerDiscreteSchedulerConfig,
   flowMatchMu,
 } from '../src/flow-match-euler-discrete.js';
 import { compatibleSchedulers } from '../src/registry.js';
-import type { SchedulerConfigInput } from '../src/scheduler.js';
 import { mixtureDistance } from './accuracy-table.js';
 import { absSumMean, dummyModel, dummySampleDeter } from './helpers/diffusers-fixtures.js';
 import { exactFlowVelocity, type GaussianMixture, posterior, seededNormal, TEST_MIXTURE } from './helpers/mixture.js';

@@ -11,7 +11,7 @@ describe('IPNDMScheduler', () => {
     let sample: TensorLike = dummySampleDeter();
     for (const t of scheduler.timesteps) sample = scheduler.step(dummyModel(sample, t), t, sample).prevSample;
     // diffusers' test resets the private step index (`scheduler._step_index = None`) but keeps the history.
-    (scheduler as unknown as { stepIndex: number | undefined }).stepIndex = undefined;
+    (scheduler as unknown as { cursor: { reset(): void } }).cursor.reset();
     for (const t of scheduler.timesteps) sample = scheduler.step(dummyModel(sample, t), t, sample).prevSample;
     expect(Math.abs(absSumMean(sample).mean - 2540529)).toBeLessThan(10);
   });

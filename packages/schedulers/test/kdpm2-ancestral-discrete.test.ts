@@ -1,7 +1,7 @@
 import { RandomGenerator, Tensor, type TensorLike } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
 import { KDPM2AncestralDiscreteScheduler } from '../src/kdpm2-ancestral-discrete.js';
-import type { PredictionType } from '../src/scheduler.js';
+import type { PredictionType } from '../src/prediction.js';
 import { mixtureDistance, TABLE_STEPS } from './accuracy-table.js';
 import { absSumMean, dummyModel, dummyNoiseDeter, dummySampleDeter } from './helpers/diffusers-fixtures.js';
 import { expectPublished } from './helpers/published.js';

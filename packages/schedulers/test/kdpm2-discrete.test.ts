@@ -1,7 +1,7 @@
 import { Tensor, type TensorLike } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
+import type { SchedulerConfigInput } from '../src/config.js';
 import { KDPM2DiscreteScheduler, type KDPM2DiscreteSchedulerConfig } from '../src/kdpm2-discrete.js';
-import type { SchedulerConfigInput } from '../src/scheduler.js';
 import { mixtureDistance, TABLE_STEPS } from './accuracy-table.js';
 import { absSumMean, dummyModel, dummyNoiseDeter, dummySampleDeter } from './helpers/diffusers-fixtures.js';
 import { expectPublished } from './helpers/published.js';

@@ -1,7 +1,7 @@
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
+import type { SchedulerConfigInput } from '../src/config.js';
 import { LMSDiscreteScheduler, type LMSDiscreteSchedulerConfig } from '../src/lms-discrete.js';
-import type { SchedulerConfigInput } from '../src/scheduler.js';
 import { mixtureDistance, TABLE_STEPS } from './accuracy-table.js';
 import { absSumMean, dummyModel, dummyNoiseDeter, dummySampleDeter } from './helpers/diffusers-fixtures.js';
 import { expectPublished } from './helpers/published.js';

@@ -5,9 +5,9 @@
  * classifier gradient on the guided prediction).
  */
 import { InvalidArgumentError, type TensorLike } from '@denoise/core';
+import { hasPosteriorVariance, type PredictionType, type Scheduler } from '@denoise/schedulers';
 
-/** What a model predicts, as diffusers' `prediction_type`. */
-export type PredictionType = 'epsilon' | 'v_prediction' | 'sample';
+export type { PredictionType } from '@denoise/schedulers';
 
 /**
  * Where a guidance that adds a gradient must act for the current scheduler (`docs/math.md` §7):
@@ -15,6 +15,16 @@ export type PredictionType = 'epsilon' | 'v_prediction' | 'sample';
  * sigma-based samplers (shift the noise estimate by $-\sqrt{1-\bar\alpha_t}\, s\, g$).
  */
 export type ClassifierGuidanceForm = 'mean' | 'epsilon';
+
+/**
+ * The form gradient guidance takes under `scheduler`: `'mean'` when its step is ancestral with a posterior variance
+ * (DDPM, see `PosteriorVariance` in `@denoise/schedulers`), else `'epsilon'`.
+ *
+ * @param scheduler - the scheduler of the run
+ */
+export function classifierGuidanceForm(scheduler: Scheduler): ClassifierGuidanceForm {
+  return hasPosteriorVariance(scheduler) ? 'mean' : 'epsilon';
+}
 
 /** Where a step sits in the schedule, which is all a guidance needs to decide whether it is active. */
 export interface GuidanceStepPosition {

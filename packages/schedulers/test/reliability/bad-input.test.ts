@@ -13,8 +13,10 @@ import {
   type TensorLike,
 } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
+import type { DDIMStepOptions } from '../../src/ddim.js';
 import { getScheduler, SCHEDULER_CLASSES, schedulerFromConfig } from '../../src/registry.js';
 import type { Scheduler } from '../../src/scheduler.js';
+import type { TCDStepOptions } from '../../src/tcd.js';
 
 const CLASS_NAMES = Object.keys(SCHEDULER_CLASSES);
 /** The classes configured by a β schedule (the others, flow matching and EDM, are defined by σ directly). */
@@ -143,7 +145,7 @@ describe.each(CLASS_NAMES)('%s: bad arguments', (className) => {
           stochastic.step(filled(0.1), first(stochastic), filled(0.1), {
             generator: generator as unknown as RandomGenerator,
             eta: 1,
-          }),
+          } as DDIMStepOptions),
         InvalidArgumentError,
         /generator must be a NoiseGenerator/,
         /new RandomGenerator\(seed\)/,
@@ -576,7 +578,7 @@ describe('the schedulers of issue #15: their own unsupported values are config e
     expectError(() => flow.setTimesteps(4), InvalidArgumentError, /needs a finite mu/, /flowMatchMu/);
     const tcd = ready('TCDScheduler');
     expectError(
-      () => tcd.step(filled(0.1), tcd.timesteps[0], filled(0.1), { eta: 2 }),
+      () => tcd.step(filled(0.1), tcd.timesteps[0], filled(0.1), { eta: 2 } as TCDStepOptions),
       InvalidArgumentError,
       /eta \(the paper's γ\) must be in \[0, 1\], got 2/,
     );

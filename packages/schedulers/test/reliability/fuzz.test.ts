@@ -11,6 +11,7 @@
 import { DenoiseError, NumericError, RandomGenerator, Tensor } from '@denoise/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import type { DDIMStepOptions } from '../../src/ddim.js';
 import { SCHEDULER_CLASSES } from '../../src/registry.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 1000);
@@ -157,7 +158,7 @@ function run(
         poisonedTimestep = t;
         (poison.target === 'sample' ? sample : output).data[poison.index] = poison.value;
       }
-      sample = scheduler.step(output, t, sample, { generator, eta: c.eta }).prevSample;
+      sample = scheduler.step(output, t, sample, { generator, eta: c.eta } as DDIMStepOptions).prevSample;
     }
     return { final: sample.data, stage, steps: scheduler.timesteps.length, poisonedTimestep };
   } catch (error) {
