@@ -531,8 +531,7 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
         : await this.encodeTextPrompts(options, prompts, negatives, plan);
     // Rows whose unconditional pass is the empty prompt: if the UNet answers both passes alike, it ignored the prompt.
     const promptOfRow = prompts?.flatMap((prompt, p) => {
-      const watched =
-        negatives?.[p] === '' && prompt !== '' && !unknownToTokenizer.has(prompt) ? prompt : undefined;
+      const watched = negatives?.[p] === '' && prompt !== '' && !unknownToTokenizer.has(prompt) ? prompt : undefined;
       return Array.from({ length: perPrompt }, () => watched);
     });
     const embeddings = { ...encoded, promptOfRow };
