@@ -11,7 +11,7 @@ import {
   throwIfAborted,
 } from '@denoise/core';
 import { DeviceTensor, type ModelRepository, type ModelSession, type SessionOptions } from '@denoise/core/runtime';
-import type { NoiseGenerator, Scheduler } from '@denoise/schedulers';
+import { acceptsCustomSigmas, customSigmasSchedulers, type NoiseGenerator, type Scheduler } from '@denoise/schedulers';
 import type { ClipTokenizer } from './clip-tokenizer.js';
 import { type Denoiser, type LatentsAfterStep, runDenoisingLoop, type StepEndCallback } from './denoising-loop.js';
 import { classifierFreeGuidances } from './guidance/classifier-free.js';
@@ -73,6 +73,13 @@ export interface StableDiffusionOptions<O extends OutputType = 'image'> {
    * `timesteps`), for schedulers that take them.
    */
   timesteps?: readonly number[];
+  /**
+   * Explicit noise levels in sampling order, instead of `numInferenceSteps` and `timesteps` (diffusers' `sigmas`),
+   * for schedulers that take them ({@link acceptsCustomSigmas}); the scheduler reads them as its
+   * `setTimesteps({ sigmas })` does: `EulerDiscreteScheduler` takes σ per step then the final σ (n + 1 values),
+   * `FlowMatchEulerDiscreteScheduler` σ in (0, 1] before its shift, `EDMEulerScheduler` ramp positions in [0, 1].
+   */
+  sigmas?: readonly number[];
   /** Classifier-free guidance scale `w` (default 7.5); `≤ 1` skips the unconditional pass (SD-Turbo uses 0). */
   guidanceScale?: number;
   /** Guidance rescale `φ` (Lin et al. 2023), default 0. */
@@ -424,19 +431,34 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
 
   /**
    * Step 2, diffusers' `retrieve_timesteps`: a copy of the pipeline's scheduler, for this generation alone, set to
-   * the caller's `timesteps` or to `numInferenceSteps` (default 50).
+   * the caller's `timesteps`, to the caller's `sigmas` or to `numInferenceSteps` (default 50).
    *
    * @param options - the call options
    */
   protected prepareTimesteps(options: StableDiffusionOptions<OutputType>): Scheduler {
     const scheduler = cloneScheduler(this.scheduler);
-    if (options.timesteps !== undefined) {
-      if (options.numInferenceSteps !== undefined) {
+    const { numInferenceSteps, timesteps, sigmas } = options;
+    if (sigmas !== undefined) {
+      if (numInferenceSteps !== undefined || timesteps !== undefined) {
+        throw new InvalidArgumentError(
+          'Give only one of numInferenceSteps, timesteps and sigmas: sigmas set the steps and their timesteps.',
+        );
+      }
+      if (!acceptsCustomSigmas(scheduler)) {
+        throw new InvalidArgumentError(
+          `${scheduler.className} does not take custom sigmas. Use a scheduler that does ` +
+            `(${customSigmasSchedulers().join(', ')}), e.g. pipe.scheduler = ` +
+            'EulerDiscreteScheduler.fromConfig(pipe.scheduler.config), or give timesteps or numInferenceSteps.',
+        );
+      }
+      scheduler.setTimesteps({ sigmas });
+    } else if (timesteps !== undefined) {
+      if (numInferenceSteps !== undefined) {
         throw new InvalidArgumentError('Give at most one of numInferenceSteps and timesteps.');
       }
-      scheduler.setTimesteps({ timesteps: options.timesteps });
+      scheduler.setTimesteps({ timesteps });
     } else {
-      scheduler.setTimesteps(options.numInferenceSteps ?? 50);
+      scheduler.setTimesteps(numInferenceSteps ?? 50);
     }
     return scheduler;
   }

@@ -28,6 +28,32 @@ export interface PosteriorVariance {
 }
 
 /**
+ * A scheduler whose `setTimesteps` also takes an explicit noise schedule, `setTimesteps({ sigmas })`, in sampling
+ * order (diffusers' `set_timesteps(sigmas=...)`). What the values are is the scheduler's own: σ values with the
+ * final one for `EulerDiscreteScheduler`, σ in (0, 1] before the shift for
+ * `FlowMatchEulerDiscreteScheduler`, ramp positions in [0, 1] for `EDMEulerScheduler`.
+ */
+export interface CustomSigmas {
+  /** Declares the capability, so that a caller asks {@link acceptsCustomSigmas} instead of probing `setTimesteps`. */
+  readonly acceptsCustomSigmas: true;
+  /**
+   * Sets the sampling schedule from a step count or from explicit sigmas.
+   *
+   * @param steps - the number of steps, or `{ sigmas }` (and the scheduler's other forms)
+   */
+  setTimesteps(steps: number | { sigmas?: readonly number[] }): void;
+}
+
+/**
+ * Whether `scheduler` takes `setTimesteps({ sigmas })` ({@link CustomSigmas}).
+ *
+ * @param scheduler - any scheduler
+ */
+export function acceptsCustomSigmas(scheduler: Scheduler): scheduler is Scheduler & CustomSigmas {
+  return (scheduler as Partial<CustomSigmas>).acceptsCustomSigmas === true;
+}
+
+/**
  * Whether `scheduler` steps through noise levels σ ({@link SigmaSchedule}).
  *
  * @param scheduler - any scheduler

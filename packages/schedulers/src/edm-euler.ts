@@ -1,3 +1,4 @@
+import type { CustomSigmas } from './capabilities.js';
 import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { assertFiniteStepResult, assertStepTensors, assertTensorLike } from './checks.js';
 import { type ConfigSpec, configField, type SchedulerConfigInput } from './config.js';
@@ -75,9 +76,11 @@ export interface EDMEulerStepOptions extends StepOptions {
  * }
  * ```
  */
-export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig> {
+export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig> implements CustomSigmas {
   /** diffusers lists no compatible classes: EDM models are not parametrised by a β schedule. */
   static override readonly compatibles: readonly string[] = [];
+  /** `setTimesteps({ sigmas })` takes ramp positions in [0, 1], one per step ({@link CustomSigmas}). */
+  readonly acceptsCustomSigmas = true;
   /** σ for each timestep of the schedule, then the final σ; float32 values. */
   sigmas: Float64Array;
 

@@ -1,3 +1,4 @@
+import type { CustomSigmas } from './capabilities.js';
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { assertFiniteStepResult, assertStepTensors } from './checks.js';
 import {
@@ -127,9 +128,11 @@ export interface EulerStepOptions extends StepOptions {
  * }
  * ```
  */
-export class EulerDiscreteScheduler extends SigmaScheduler<EulerDiscreteSchedulerConfig> {
+export class EulerDiscreteScheduler extends SigmaScheduler<EulerDiscreteSchedulerConfig> implements CustomSigmas {
   /** The classes whose configs this one accepts. */
   static override readonly compatibles: readonly string[] = KARRAS_DIFFUSION_SCHEDULERS;
+  /** `setTimesteps({ sigmas })` takes explicit σ values, the final one included ({@link CustomSigmas}). */
+  readonly acceptsCustomSigmas = true;
 
   private readonly sigmaKind: SigmaScheduleKind;
   private churnBuffer = new Float32Array(0);

@@ -1,3 +1,4 @@
+import type { CustomSigmas } from './capabilities.js';
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { assertFiniteStepResult, assertSameDims, assertStepTensors, assertTensorLike } from './checks.js';
 import { type ConfigSpec, configField, type SchedulerConfigInput } from './config.js';
@@ -106,9 +107,14 @@ export function flowMatchMu(
  * for (const t of scheduler.timesteps) latents = scheduler.step(await transformer(latents, t), t, latents).prevSample;
  * ```
  */
-export class FlowMatchEulerDiscreteScheduler extends Scheduler<FlowMatchEulerDiscreteSchedulerConfig> {
+export class FlowMatchEulerDiscreteScheduler
+  extends Scheduler<FlowMatchEulerDiscreteSchedulerConfig>
+  implements CustomSigmas
+{
   /** diffusers lists no compatible classes: a flow model cannot be sampled with an ε-schedule, nor the reverse. */
   static override readonly compatibles: readonly string[] = [];
+  /** `setTimesteps({ sigmas })` takes σ in (0, 1] before the shift, one per step ({@link CustomSigmas}). */
+  readonly acceptsCustomSigmas = true;
   /** σ for each timestep of the schedule, then the final σ (0, or 1 with `invert_sigmas`); float32 values. */
   sigmas: Float64Array;
 

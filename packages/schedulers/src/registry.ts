@@ -1,4 +1,5 @@
 import { ConfigError } from '@denoise/core';
+import { acceptsCustomSigmas } from './capabilities.js';
 import { DDIMScheduler } from './ddim.js';
 import { DDIMInverseScheduler } from './ddim-inverse.js';
 import { DDPMScheduler } from './ddpm.js';
@@ -111,6 +112,16 @@ export function schedulerFromConfig(json: Record<string, unknown>, options?: Sch
 export function compatibleSchedulers(className: string): string[] {
   return Object.entries(SCHEDULER_CLASSES)
     .filter(([name, Class]) => name === className || Class.compatibles.includes(className))
+    .map(([name]) => name);
+}
+
+/**
+ * The registered classes whose `setTimesteps` takes custom sigmas ({@link acceptsCustomSigmas}), to name the
+ * alternatives when a scheduler does not.
+ */
+export function customSigmasSchedulers(): string[] {
+  return Object.entries(SCHEDULER_CLASSES)
+    .filter(([, Class]) => acceptsCustomSigmas(new Class()))
     .map(([name]) => name);
 }
 
