@@ -1,14 +1,16 @@
 /**
  * The diffusers call options that change what goes in or comes out of `generate`: `outputType`, `promptEmbeds` /
- * `negativePromptEmbeds` and custom `timesteps`, each checked against the plain call it must equal.
+ * `negativePromptEmbeds`, custom `timesteps` and custom `sigmas`, each checked against the plain call it must equal.
  */
 import { InvalidArgumentError, RandomGenerator, Tensor } from '@denoise/core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EulerDiscreteScheduler, type Scheduler } from '@denoise/schedulers';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   decodeLatents,
   encodePrompts,
   imagesFromTensor,
   type StableDiffusionOptions,
+  StableDiffusionImg2ImgPipeline,
   StableDiffusionPipeline,
 } from '../src/index.js';
 import { REFERENCE_WORLD } from './reliability/helpers.js';
@@ -144,5 +146,96 @@ describe('timesteps', () => {
     const error = await pipe.generate({ ...base, timesteps: [901, 500, 99] }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(InvalidArgumentError);
     expect(String(error)).toMatch(/at most one of numInferenceSteps and timesteps/);
+  });
+});
+
+describe('sigmas', () => {
+  const quiet = { onWarning: () => {} };
+  /** The world's own scheduler (DDIM, which takes no custom sigmas), restored after each test. */
+  let worldScheduler: Scheduler;
+  beforeAll(() => {
+    worldScheduler = pipe.scheduler;
+  });
+  afterEach(() => {
+    pipe.scheduler = worldScheduler;
+  });
+
+  const euler = (karras: boolean) =>
+    EulerDiscreteScheduler.fromConfig({ ...worldScheduler.config, use_karras_sigmas: karras }, quiet);
+
+  /** The Karras sigmas the config flag gives at `steps` steps, the final 0 included, and their timesteps. */
+  function karrasSchedule(steps: number): { sigmas: number[]; timesteps: number[] } {
+    const karras = euler(true);
+    karras.setTimesteps(steps);
+    return { sigmas: [...karras.sigmas], timesteps: [...karras.timesteps] };
+  }
+
+  it("the scheduler's own Karras sigmas give the images of use_karras_sigmas: true, byte for byte", async () => {
+    // At guidance 7.5 the world's images still depend on the schedule (at low guidance its exact denoiser lands
+    // on the label's picture whatever the schedule).
+    const options = { ...base, guidanceScale: 7.5 };
+    const { sigmas, timesteps } = karrasSchedule(options.numInferenceSteps);
+    expect(sigmas).toHaveLength(options.numInferenceSteps + 1);
+    pipe.scheduler = euler(true);
+    const fromConfig = await bytes(options);
+
+    pipe.scheduler = euler(false);
+    const seen: number[] = [];
+    const fromSigmas = await bytes({
+      ...options,
+      numInferenceSteps: undefined,
+      sigmas,
+      callbackOnStepEnd: ({ timestep }) => {
+        seen.push(timestep);
+        return undefined;
+      },
+    });
+    expect(fromSigmas).toEqual(fromConfig);
+    // The same steps, up to one float32 ulp: as in diffusers, custom sigmas are cast to float32 before they are
+    // mapped to timesteps, while the config flag maps its float64 Karras sigmas.
+    expect(seen).toHaveLength(timesteps.length);
+    seen.forEach((t, i) => expect(Math.abs(t - timesteps[i])).toBeLessThanOrEqual(2 ** -23 * timesteps[i]));
+    // The plain Euler schedule gives other images, so the sigmas, not the scheduler, made them equal.
+    expect(await bytes(options)).not.toEqual(fromConfig);
+  });
+
+  it('reach image-to-image too, where strength cuts the custom schedule as it cuts the configured one', async () => {
+    const img2img = await StableDiffusionImg2ImgPipeline.fromPretrained(REFERENCE_WORLD, { device: 'cpu' });
+    try {
+      const [image] = (await pipe.generate({ ...base, generator: new RandomGenerator(2) })).images;
+      const { numInferenceSteps, ...rest } = base;
+      const options = { ...rest, prompt: 'a blue square on a white background', guidanceScale: 7.5, image };
+      const steps = 4;
+      // The latents, bit for bit: from half-noised pictures the world's images do not depend on the schedule.
+      const run = async (schedule: { numInferenceSteps: number } | { sigmas: number[] }) => {
+        const call = { ...options, ...schedule, strength: 0.5, outputType: 'latent' as const };
+        return [...(await img2img.generate({ ...call, generator: new RandomGenerator(9) })).latents.data];
+      };
+      img2img.scheduler = euler(true);
+      const fromConfig = await run({ numInferenceSteps: steps });
+      img2img.scheduler = euler(false);
+      expect(await run({ sigmas: karrasSchedule(steps).sigmas })).toEqual(fromConfig);
+      expect(await run({ numInferenceSteps: steps })).not.toEqual(fromConfig);
+    } finally {
+      img2img.release();
+    }
+  });
+
+  it('on a scheduler without custom sigmas is an InvalidArgumentError naming it and the ones that take them', async () => {
+    const { sigmas } = karrasSchedule(3);
+    const error = await pipe.generate({ prompt: base.prompt, sigmas }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InvalidArgumentError);
+    expect(String(error)).toMatch(/DDIMScheduler does not take custom sigmas/);
+    expect(String(error)).toMatch(/EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler, EDMEulerScheduler/);
+  });
+
+  it('next to numInferenceSteps or timesteps is an InvalidArgumentError', async () => {
+    pipe.scheduler = euler(false);
+    const { sigmas, timesteps } = karrasSchedule(3);
+    for (const conflict of [{ numInferenceSteps: 3 }, { timesteps }]) {
+      const error = await pipe.generate({ prompt: base.prompt, sigmas, ...conflict }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(InvalidArgumentError);
+      expect(String(error)).toMatch(/only one of numInferenceSteps, timesteps and sigmas/);
+    }
   });
 });
