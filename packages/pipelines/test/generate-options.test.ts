@@ -9,8 +9,8 @@ import {
   decodeLatents,
   encodePrompts,
   imagesFromTensor,
-  type StableDiffusionOptions,
   StableDiffusionImg2ImgPipeline,
+  type StableDiffusionOptions,
   StableDiffusionPipeline,
 } from '../src/index.js';
 import { REFERENCE_WORLD } from './reliability/helpers.js';
@@ -194,7 +194,9 @@ describe('sigmas', () => {
     // The same steps, up to one float32 ulp: as in diffusers, custom sigmas are cast to float32 before they are
     // mapped to timesteps, while the config flag maps its float64 Karras sigmas.
     expect(seen).toHaveLength(timesteps.length);
-    seen.forEach((t, i) => expect(Math.abs(t - timesteps[i])).toBeLessThanOrEqual(2 ** -23 * timesteps[i]));
+    for (const [i, t] of seen.entries()) {
+      expect(Math.abs(t - timesteps[i])).toBeLessThanOrEqual(2 ** -23 * timesteps[i]);
+    }
     // The plain Euler schedule gives other images, so the sigmas, not the scheduler, made them equal.
     expect(await bytes(options)).not.toEqual(fromConfig);
   });

@@ -12,6 +12,7 @@ import {
   type LoadedPipeline,
   type PipelineKind,
   type PipelineOutput,
+  type StableDiffusionControlNetOptions,
   type StableDiffusionControlNetPipeline,
   type StableDiffusionImg2ImgOptions,
   StableDiffusionImg2ImgPipeline,
@@ -19,7 +20,9 @@ import {
   type StableDiffusionInpaintPipeline,
   type StableDiffusionOptions,
   StableDiffusionPipeline,
+  type StableDiffusionXLImg2ImgOptions,
   type StableDiffusionXLImg2ImgPipeline,
+  type StableDiffusionXLOptions,
   type StableDiffusionXLPipeline,
   type TensorOutput,
 } from '../src/index.js';
@@ -41,6 +44,16 @@ export async function compileTimeChecks(): Promise<void> {
   expectTypeOf(await sd.generate(options)).toEqualTypeOf<PipelineOutput>();
   // @ts-expect-error an output type that does not exist
   await sd.generate({ prompt: 'a red circle', outputType: 'pil' });
+
+  // Custom sigmas: a list of numbers, on every latent pipeline's options.
+  expectTypeOf<StableDiffusionOptions['sigmas']>().toEqualTypeOf<readonly number[] | undefined>();
+  expectTypeOf<StableDiffusionImg2ImgOptions['sigmas']>().toEqualTypeOf<readonly number[] | undefined>();
+  expectTypeOf<StableDiffusionInpaintOptions['sigmas']>().toEqualTypeOf<readonly number[] | undefined>();
+  expectTypeOf<StableDiffusionControlNetOptions['sigmas']>().toEqualTypeOf<readonly number[] | undefined>();
+  expectTypeOf<StableDiffusionXLOptions['sigmas']>().toEqualTypeOf<readonly number[] | undefined>();
+  expectTypeOf<StableDiffusionXLImg2ImgOptions['sigmas']>().toEqualTypeOf<readonly number[] | undefined>();
+  // @ts-expect-error sigmas are noise levels, not a schedule name
+  await sd.generate({ prompt: 'a red circle', sigmas: 'karras' });
 
   // @ts-expect-error a misspelt option does not compile
   await sd.generate({ promt: 'typo' });

@@ -1,5 +1,5 @@
-import type { CustomSigmas } from './capabilities.js';
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import type { CustomSigmas } from './capabilities.js';
 import { assertFiniteStepResult, assertStepTensors } from './checks.js';
 import {
   type ConfigField,

@@ -1,5 +1,5 @@
-import type { CustomSigmas } from './capabilities.js';
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
+import type { CustomSigmas } from './capabilities.js';
 import { assertFiniteStepResult, assertSameDims, assertStepTensors, assertTensorLike } from './checks.js';
 import { type ConfigSpec, configField, type SchedulerConfigInput } from './config.js';
 import { Scheduler, type SchedulerOptions, type SchedulerOutput, type StepOptions } from './scheduler.js';

@@ -1,5 +1,6 @@
 import { ConfigError } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
+import { acceptsCustomSigmas } from '../src/capabilities.js';
 import { DPMSolverMultistepScheduler } from '../src/dpm-solver-multistep.js';
 import { EulerAncestralDiscreteScheduler } from '../src/euler-ancestral-discrete.js';
 import { EulerDiscreteScheduler } from '../src/euler-discrete.js';
@@ -7,6 +8,7 @@ import { LMSDiscreteScheduler } from '../src/lms-discrete.js';
 import { PNDMScheduler } from '../src/pndm.js';
 import {
   compatibleSchedulers,
+  customSigmasSchedulers,
   getScheduler,
   listSchedulers,
   SCHEDULER_ALIASES,
@@ -66,6 +68,27 @@ describe('scheduler registry', () => {
       expect.arrayContaining(['EulerDiscreteScheduler', 'DPMSolverMultistepScheduler', 'UniPCMultistepScheduler']),
     );
     expect(compatibleSchedulers('PNDMScheduler')).not.toContain('LCMScheduler');
+  });
+
+  it('names the classes that take custom sigmas, and each sets its schedule from them', () => {
+    expect(customSigmasSchedulers()).toEqual([
+      'EulerDiscreteScheduler',
+      'FlowMatchEulerDiscreteScheduler',
+      'EDMEulerScheduler',
+    ]);
+    // Three steps in each class's own reading of `sigmas`: σ with the final one, σ before the shift, ramp positions.
+    const threeSteps: Record<string, number[]> = {
+      EulerDiscreteScheduler: [10, 4, 1, 0],
+      FlowMatchEulerDiscreteScheduler: [1, 0.6, 0.3],
+      EDMEulerScheduler: [0, 0.5, 1],
+    };
+    for (const name of customSigmasSchedulers()) {
+      const scheduler = new SCHEDULER_CLASSES[name]();
+      if (!acceptsCustomSigmas(scheduler)) throw new Error(`${name} lost the capability`);
+      scheduler.setTimesteps({ sigmas: threeSteps[name] });
+      expect(scheduler.timesteps, name).toHaveLength(3);
+    }
+    expect(acceptsCustomSigmas(new SCHEDULER_CLASSES.DDIMScheduler())).toBe(false);
   });
 
   it('resolves UI names to a class and overrides on top of the model config', () => {
