@@ -20,6 +20,7 @@ import {
   type StableDiffusionOptions,
   StableDiffusionPipeline,
   type StableDiffusionXLImg2ImgPipeline,
+  type StableDiffusionXLInpaintPipeline,
   type StableDiffusionXLPipeline,
   type TensorOutput,
 } from '../src/index.js';
@@ -58,6 +59,7 @@ export async function compileTimeChecks(): Promise<void> {
     | 'StableDiffusionControlNetPipeline'
     | 'StableDiffusionXLPipeline'
     | 'StableDiffusionXLImg2ImgPipeline'
+    | 'StableDiffusionXLInpaintPipeline'
     | 'DDPMPipeline'
   >();
   // @ts-expect-error a pipeline of unknown class has no single generate signature
@@ -93,6 +95,9 @@ export async function compileTimeChecks(): Promise<void> {
       break;
     case 'StableDiffusionXLImg2ImgPipeline':
       expectTypeOf(any).toEqualTypeOf<StableDiffusionXLImg2ImgPipeline>();
+      break;
+    case 'StableDiffusionXLInpaintPipeline':
+      expectTypeOf(any).toEqualTypeOf<StableDiffusionXLInpaintPipeline>();
       break;
     default:
       expectTypeOf(any).toEqualTypeOf<StableDiffusionImg2ImgPipeline>();
