@@ -77,6 +77,7 @@ export {
   STABLE_DIFFUSION_CLASS_NAMES,
   STABLE_DIFFUSION_XL_CLASS_NAMES,
   STABLE_DIFFUSION_XL_IMG2IMG_CLASS_NAMES,
+  STABLE_DIFFUSION_XL_INPAINT_CLASS_NAMES,
   type TensorOutput,
 } from './pipeline.js';
 export {
@@ -88,7 +89,11 @@ export {
   type TextEmbeddings,
 } from './stable-diffusion.js';
 export { type StableDiffusionImg2ImgOptions, StableDiffusionImg2ImgPipeline } from './stable-diffusion-img2img.js';
-export { type StableDiffusionInpaintOptions, StableDiffusionInpaintPipeline } from './stable-diffusion-inpaint.js';
+export {
+  type InpaintingImageOptions,
+  type StableDiffusionInpaintOptions,
+  StableDiffusionInpaintPipeline,
+} from './stable-diffusion-inpaint.js';
 export {
   LatentDiffusionXL,
   type PixelPair,
@@ -101,6 +106,10 @@ export {
   type StableDiffusionXLImg2ImgOptions,
   StableDiffusionXLImg2ImgPipeline,
 } from './stable-diffusion-xl-img2img.js';
+export {
+  type StableDiffusionXLInpaintOptions,
+  StableDiffusionXLInpaintPipeline,
+} from './stable-diffusion-xl-inpaint.js';
 export {
   encodePrompts,
   encodePromptsWithHiddenStates,

@@ -28,6 +28,7 @@ import type { StableDiffusionImg2ImgPipeline } from './stable-diffusion-img2img.
 import type { StableDiffusionInpaintPipeline } from './stable-diffusion-inpaint.js';
 import type { StableDiffusionXLPipeline } from './stable-diffusion-xl.js';
 import type { StableDiffusionXLImg2ImgPipeline } from './stable-diffusion-xl-img2img.js';
+import type { StableDiffusionXLInpaintPipeline } from './stable-diffusion-xl-inpaint.js';
 
 /** Options of `fromPretrained`. */
 export interface FromPretrainedOptions extends Omit<LoadOptions, 'dtype' | 'device' | 'progressCallback'> {
@@ -95,6 +96,12 @@ export const STABLE_DIFFUSION_XL_CLASS_NAMES: readonly string[] = [
 export const STABLE_DIFFUSION_XL_IMG2IMG_CLASS_NAMES: readonly string[] = [
   'StableDiffusionXLImg2ImgPipeline',
   'ORTStableDiffusionXLImg2ImgPipeline',
+];
+
+/** Stable Diffusion XL inpainting class names. */
+export const STABLE_DIFFUSION_XL_INPAINT_CLASS_NAMES: readonly string[] = [
+  'StableDiffusionXLInpaintPipeline',
+  'ORTStableDiffusionXLInpaintPipeline',
 ];
 
 /** Inpainting pipeline class names. */
@@ -181,6 +188,7 @@ export type LoadedPipeline =
   | StableDiffusionInpaintPipeline
   | StableDiffusionXLPipeline
   | StableDiffusionXLImg2ImgPipeline
+  | StableDiffusionXLInpaintPipeline
   | StableDiffusionControlNetPipeline
   | DDPMPipeline;
 
@@ -243,7 +251,8 @@ export abstract class DiffusionPipeline {
    * Called on `DiffusionPipeline`, it returns the pipeline class the repository's `model_index.json` names
    * (`OnnxStableDiffusionPipeline`, `StableDiffusionPipeline`, `LatentConsistencyModelPipeline`... →
    * {@link StableDiffusionPipeline}; `OnnxStableDiffusionInpaintPipeline`... → {@link StableDiffusionInpaintPipeline};
-   * `StableDiffusionXLPipeline` → {@link StableDiffusionXLPipeline}; `DDPMPipeline` →
+   * `StableDiffusionXLPipeline` → {@link StableDiffusionXLPipeline}; `StableDiffusionXLInpaintPipeline` →
+   * {@link StableDiffusionXLInpaintPipeline}; `DDPMPipeline` →
    * {@link DDPMPipeline}), typed as {@link LoadedPipeline}.
    * Called on a pipeline class, it builds that class from the repository, whatever `model_index.json` names (as
    * diffusers' `StableDiffusionImg2ImgPipeline.from_pretrained` loads a text-to-image repository), typed as that
@@ -315,6 +324,10 @@ export abstract class DiffusionPipeline {
       const { StableDiffusionXLImg2ImgPipeline } = await import('./stable-diffusion-xl-img2img.js');
       return StableDiffusionXLImg2ImgPipeline.fromRepository(repository);
     }
+    if (STABLE_DIFFUSION_XL_INPAINT_CLASS_NAMES.includes(className)) {
+      const { StableDiffusionXLInpaintPipeline } = await import('./stable-diffusion-xl-inpaint.js');
+      return StableDiffusionXLInpaintPipeline.fromRepository(repository);
+    }
     if (DDPM_CLASS_NAMES.includes(className)) {
       const { DDPMPipeline } = await import('./ddpm.js');
       return DDPMPipeline.fromRepository(repository);
@@ -328,6 +341,7 @@ export abstract class DiffusionPipeline {
           ...CONTROLNET_CLASS_NAMES,
           ...STABLE_DIFFUSION_XL_CLASS_NAMES,
           ...STABLE_DIFFUSION_XL_IMG2IMG_CLASS_NAMES,
+          ...STABLE_DIFFUSION_XL_INPAINT_CLASS_NAMES,
           ...DDPM_CLASS_NAMES,
         ].join(', ')}.`,
     );

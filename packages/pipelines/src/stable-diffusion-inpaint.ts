@@ -24,16 +24,11 @@ import {
 } from './mask.js';
 import { DiffusionPipeline, type OutputOf, type OutputType } from './pipeline.js';
 import { type GenerationPlan, LatentDiffusionPipeline, type StableDiffusionOptions } from './stable-diffusion.js';
-import { isTensor, repeatOverBatch, strengthStartIndex } from './stable-diffusion-img2img.js';
+import { checkStrength, isTensor, repeatOverBatch, strengthStartIndex } from './stable-diffusion-img2img.js';
 import { encodeImages, latentSize } from './vae.js';
 
-/**
- * Options of {@link StableDiffusionInpaintPipeline.generate}.
- *
- * @typeParam O - what `generate` returns, from `outputType`
- */
-export interface StableDiffusionInpaintOptions<O extends OutputType = 'image'>
-  extends Omit<StableDiffusionOptions<O>, 'latents'> {
+/** The image, mask and crop options every inpainting pipeline takes. */
+export interface InpaintingImageOptions {
   /** The image to repaint: RGBA pixels, or a `[1, 3, H, W]` tensor in `[-1, 1]`. */
   image: RgbaImage | TensorLike;
   /**
@@ -41,11 +36,6 @@ export interface StableDiffusionInpaintOptions<O extends OutputType = 'image'>
    * single-channel image, or a `[H, W]` float tensor in `[0, 1]`; resized (nearest) to the image's size.
    */
   maskImage: MaskInput;
-  /**
-   * How much to change the masked region, in `[0, 1]` (default 1): the fraction of the schedule that is run,
-   * starting from the image noised to that level; 1 starts from pure noise.
-   */
-  strength?: number;
   /**
    * Work on the mask's bounding box grown by this many pixels (and to the aspect ratio of `width × height`)
    * instead of the whole image: the box is cut out, generated at `width × height` (default: the UNet's size),
@@ -56,16 +46,203 @@ export interface StableDiffusionInpaintOptions<O extends OutputType = 'image'>
   height?: number;
   /** The processing width (default: the image's, or the UNet's with `paddingMaskCrop`). */
   width?: number;
+  /** `'latent'` (not with `paddingMaskCrop`), `'tensor'` or `'image'`. */
+  outputType?: OutputType;
+}
+
+/**
+ * Options of {@link StableDiffusionInpaintPipeline.generate}.
+ *
+ * @typeParam O - what `generate` returns, from `outputType`
+ */
+export interface StableDiffusionInpaintOptions<O extends OutputType = 'image'>
+  extends Omit<StableDiffusionOptions<O>, 'latents'>,
+    InpaintingImageOptions {
+  /**
+   * How much to change the masked region, in `[0, 1]` (default 1): the fraction of the schedule that is run,
+   * starting from the image noised to that level; 1 starts from pure noise.
+   */
+  strength?: number;
+  /** What `generate` returns: `'image'` (default), `'tensor'` or `'latent'`. */
+  outputType?: O;
 }
 
 /** The image, mask and crop of one call, at the processing size. */
-interface PreparedInputs {
+export interface PreparedInpainting {
   /** The image `[1, 3, H, W]` in `[-1, 1]`. */
   readonly pixels: TensorLike;
   /** The binarised mask at the same size. */
   readonly mask: Plane;
   /** With `paddingMaskCrop`: the full image, its full mask (not binarised) and where the crop came from. */
   readonly crop?: { readonly original: TensorLike; readonly mask: Plane; readonly region: CropRegion };
+}
+
+/**
+ * The channels of a UNet's `sample` input: 9 for an inpainting UNet, 4 for a text-to-image one (and when the graph
+ * leaves it free).
+ *
+ * @param unet - the UNet session
+ */
+export function unetSampleChannels(unet: ModelSession): number {
+  const channels = unet.inputs.find((i) => i.name === 'sample')?.shape[1];
+  return typeof channels === 'number' ? channels : 4;
+}
+
+/**
+ * Checks that a repository can inpaint: a VAE encoder, and a UNet of 9 sample channels or 4 (legacy blend).
+ *
+ * @param repositoryName - for the messages
+ * @param encoder - the repository's VAE encoder, if any
+ * @param unetChannels - from {@link unetSampleChannels}
+ * @returns the encoder
+ */
+export function inpaintingEncoder(
+  repositoryName: string,
+  encoder: ModelSession | undefined,
+  unetChannels: number,
+): ModelSession {
+  if (encoder === undefined) {
+    throw new InvalidArgumentError(
+      `${repositoryName} has no vae_encoder, which inpainting needs to encode the image and the masked ` +
+        'image. Use an export that includes vae_encoder/model.onnx.',
+    );
+  }
+  if (unetChannels !== 4 && unetChannels !== 9) {
+    throw new ConfigError(
+      `The UNet of ${repositoryName} takes ${unetChannels} sample channels; inpainting needs 9 ` +
+        '(latents, mask, masked-image latents) or 4 (a text-to-image UNet, blended outside the mask).',
+    );
+  }
+  return encoder;
+}
+
+/**
+ * The image and its mask at the processing size: diffusers' `image_processor` and `mask_processor` (grayscale,
+ * nearest resize, binarised), after the crop of `paddingMaskCrop`.
+ *
+ * @param options - the call's image, mask, sizes and crop padding
+ * @param scaleFactor - the VAE's pixel-to-latent factor
+ * @param sampleSize - the UNet's latent size, whose pixel size is the default with `paddingMaskCrop`
+ */
+export function prepareImageAndMask(
+  options: InpaintingImageOptions,
+  scaleFactor: number,
+  sampleSize: number | undefined,
+): PreparedInpainting {
+  const { image, maskImage, paddingMaskCrop } = options;
+  if (image === null || typeof image !== 'object') {
+    throw new InvalidArgumentError('image must be RGBA pixels { width, height, data } or a [1, 3, H, W] tensor.');
+  }
+  const pixels = isTensor(image) ? image : tensorFromImage(image);
+  if (pixels.dims.length !== 4 || pixels.dims[0] !== 1 || pixels.dims[1] !== 3) {
+    throw new InvalidArgumentError(`An image tensor must be [1, 3, H, W] in [-1, 1], got [${pixels.dims.join(', ')}].`);
+  }
+  const [, , imageHeight, imageWidth] = pixels.dims;
+  const fullMask = resizeNearest(maskPlane(maskImage), imageWidth, imageHeight);
+  if (paddingMaskCrop === undefined) {
+    const width = options.width ?? imageWidth;
+    const height = options.height ?? imageHeight;
+    latentSize(height, width, scaleFactor);
+    return { pixels: resizeBilinear(pixels, width, height), mask: binarize(resizeNearest(fullMask, width, height)) };
+  }
+  if (!(Number.isInteger(paddingMaskCrop) && paddingMaskCrop >= 0)) {
+    throw new InvalidArgumentError(`paddingMaskCrop must be a non-negative integer of pixels, got ${paddingMaskCrop}.`);
+  }
+  if (options.outputType === 'latent') {
+    throw new InvalidArgumentError(
+      "paddingMaskCrop pastes the generated crop back into the image, so outputType must be 'image' or 'tensor'.",
+    );
+  }
+  const defaultSize = (sampleSize ?? 64) * scaleFactor;
+  const width = options.width ?? defaultSize;
+  const height = options.height ?? defaultSize;
+  latentSize(height, width, scaleFactor);
+  const region = cropRegion(fullMask, width, height, paddingMaskCrop);
+  return {
+    pixels: resizeBilinear(cropImage(pixels, region), width, height),
+    mask: binarize(resizeNearest(cropPlane(fullMask, region), width, height)),
+    crop: { original: pixels, mask: fullMask, region },
+  };
+}
+
+/** Where an inpainting run starts and stops, and how. */
+export interface InpaintingRun {
+  /** The run's scheduler, after `setTimesteps` and {@link strengthStartIndex}. */
+  readonly scheduler: Scheduler;
+  /** The run's first index in `scheduler.timesteps`. */
+  readonly startIndex: number;
+  /** Where it stops (exclusive; default: the end of the schedule), SDXL's `denoisingEnd`. */
+  readonly endIndex?: number;
+  /** 1 starts from pure noise (diffusers' `is_strength_max`). */
+  readonly strength: number;
+  /** Whether to noise the image's latents (false for SDXL's `denoisingStart`: the latents are the image's). */
+  readonly addNoise: boolean;
+  /** The UNet's sample channels: 9 takes the mask channels, 4 gets the legacy blend. */
+  readonly unetChannels: number;
+  /** The VAE's latent scaling factor. */
+  readonly scalingFactor: number;
+}
+
+/**
+ * diffusers' inpainting `prepare_latents` and `prepare_mask_latents`: the initial latents (noise, the image's latents
+ * noised to the first timestep, or those latents as they are), and what the loop adds: the mask and masked-image
+ * channels of a 9-channel UNet, or the legacy blend of a 4-channel one.
+ *
+ * @param encoder - the VAE encoder
+ * @param inputs - from {@link prepareImageAndMask}
+ * @param plan - the batch's dims and the generator
+ * @param run - the schedule, strength and UNet of the run
+ */
+export async function inpaintingLatents(
+  encoder: ModelSession,
+  inputs: PreparedInpainting,
+  plan: GenerationPlan,
+  run: InpaintingRun,
+): Promise<{ latents: TensorLike; loop: { extraSampleChannels?: Tensor; afterStep?: LatentsAfterStep } }> {
+  const { scheduler, startIndex } = run;
+  const noise = plan.generator.randnInto(new Float32Array(plan.latentDims.reduce((a, b) => a * b, 1)));
+  const fromNoise = run.addNoise && run.strength === 1;
+  // The original's latents: the start of a partial run, and what the legacy blend keeps outside the mask.
+  const imageLatents =
+    !fromNoise || run.unetChannels === 4
+      ? repeatOverBatch(await encodeImages(encoder, inputs.pixels, run.scalingFactor), plan.latentDims[0], 'images')
+      : undefined;
+  let latents: TensorLike;
+  if (fromNoise) latents = scaledNoise(noise, plan.latentDims, scheduler.initNoiseSigma);
+  else if (!run.addNoise) latents = imageLatents as Tensor;
+  else {
+    latents = scheduler.addNoise(
+      imageLatents as Tensor,
+      { data: noise, dims: plan.latentDims },
+      scheduler.timesteps[startIndex],
+    );
+  }
+  const latentMask = latentMaskOf(inputs.mask, plan);
+  if (run.unetChannels === 9) {
+    const masked = await maskAndMaskedImage(encoder, inputs, latentMask, plan, run.scalingFactor);
+    return { latents, loop: { extraSampleChannels: masked } };
+  }
+  const timesteps = scheduler.timesteps.slice(startIndex, run.endIndex);
+  return { latents, loop: { afterStep: legacyBlend(scheduler, timesteps, imageLatents as Tensor, noise, latentMask) } };
+}
+
+/**
+ * With `paddingMaskCrop`, the generated crop pasted back into the full image through the full mask.
+ *
+ * @param images - the decoded crop, `[B, 3, h, w]` in `[0, 1]`
+ * @param crop - from {@link prepareImageAndMask}
+ * @param outputType - `'tensor'` (in `[0, 1]`) or images
+ */
+export function pasteCropBack<O extends OutputType>(
+  images: TensorLike,
+  crop: NonNullable<PreparedInpainting['crop']>,
+  outputType: O | undefined,
+): OutputOf<O> {
+  const { original, mask, region } = crop;
+  const unit = { data: original.data.map((v) => Math.min(Math.max(v / 2 + 0.5, 0), 1)), dims: original.dims };
+  const pasted = overlayCrop(unit, mask, images, region);
+  if (outputType === 'tensor') return { images: pasted } as OutputOf<O>;
+  return { images: imagesFromTensor({ data: pasted.data.map((v) => v * 2 - 1), dims: pasted.dims }) } as OutputOf<O>;
 }
 
 /**
@@ -95,8 +272,7 @@ export class StableDiffusionInpaintPipeline extends LatentDiffusionPipeline {
 
   /** The channels of the UNet's `sample` input: 9 for an inpainting UNet, 4 for a text-to-image one. */
   get unetChannels(): number {
-    const channels = this.unet.inputs.find((i) => i.name === 'sample')?.shape[1];
-    return typeof channels === 'number' ? channels : 4;
+    return unetSampleChannels(this.unet);
   }
 
   /** The latents' channels: the UNet's, less the mask and masked-image channels of an inpainting UNet. */
@@ -111,24 +287,9 @@ export class StableDiffusionInpaintPipeline extends LatentDiffusionPipeline {
    * @returns the images, or the latents or pixel tensor that `outputType` asks for
    */
   async generate<O extends OutputType = 'image'>(options: StableDiffusionInpaintOptions<O>): Promise<OutputOf<O>> {
-    const encoder = this.vaeEncoder;
-    if (encoder === undefined) {
-      throw new InvalidArgumentError(
-        `${this.repository.name} has no vae_encoder, which inpainting needs to encode the image and the masked ` +
-          'image. Use an export that includes vae_encoder/model.onnx.',
-      );
-    }
-    if (this.unetChannels !== 4 && this.unetChannels !== 9) {
-      throw new ConfigError(
-        `The UNet of ${this.repository.name} takes ${this.unetChannels} sample channels; inpainting needs 9 ` +
-          '(latents, mask, masked-image latents) or 4 (a text-to-image UNet, blended outside the mask).',
-      );
-    }
-    const strength = options.strength ?? 1;
-    if (!(strength >= 0 && strength <= 1)) {
-      throw new InvalidArgumentError(`strength must be in [0, 1], got ${strength}.`);
-    }
-    const inputs = this.prepareImageAndMask(options);
+    const encoder = inpaintingEncoder(this.repository.name, this.vaeEncoder, this.unetChannels);
+    const strength = checkStrength(options.strength ?? 1);
+    const inputs = prepareImageAndMask(options, this.vae.scaleFactor, this.sampleSize);
     const [, , height, width] = inputs.pixels.dims;
     const plan = this.checkInputs(options, { height, width });
     const scheduler = this.prepareTimesteps(options);
@@ -137,29 +298,14 @@ export class StableDiffusionInpaintPipeline extends LatentDiffusionPipeline {
     const embeddings = await this.encodePrompt(options, plan, guidances, scheduler.timesteps.slice(startIndex));
     try {
       throwIfAborted(options.signal, 'encoding the image');
-      const noise = plan.generator.randnInto(new Float32Array(plan.latentDims.reduce((a, b) => a * b, 1)));
-      const fromNoise = strength === 1;
-      // The original's latents: the start of a partial run, and what the legacy blend keeps outside the mask.
-      const imageLatents =
-        !fromNoise || this.unetChannels === 4
-          ? repeatOverBatch(
-              await encodeImages(encoder, inputs.pixels, this.vae.scalingFactor),
-              plan.latentDims[0],
-              'images',
-            )
-          : undefined;
-      const latents = fromNoise
-        ? scaledNoise(noise, plan.latentDims, scheduler.initNoiseSigma)
-        : scheduler.addNoise(
-            imageLatents as Tensor,
-            { data: noise, dims: plan.latentDims },
-            scheduler.timesteps[startIndex],
-          );
-      const latentMask = latentMaskOf(inputs.mask, plan);
-      const extras =
-        this.unetChannels === 9
-          ? { extraSampleChannels: await this.maskAndMaskedImage(encoder, inputs, latentMask, plan) }
-          : { afterStep: legacyBlend(scheduler, startIndex, imageLatents as Tensor, noise, latentMask) };
+      const { latents, loop } = await inpaintingLatents(encoder, inputs, plan, {
+        scheduler,
+        startIndex,
+        strength,
+        addNoise: true,
+        unetChannels: this.unetChannels,
+        scalingFactor: this.vae.scalingFactor,
+      });
       throwIfAborted(options.signal, 'encoding the masked image');
       const final = await this.denoise(
         options,
@@ -167,92 +313,42 @@ export class StableDiffusionInpaintPipeline extends LatentDiffusionPipeline {
         { embeddings, guidances, ...plan },
         latents,
         startIndex,
-        extras,
+        loop,
       );
       if (inputs.crop === undefined) return await this.decode(final, options);
       const { images } = await this.decode(final, { outputType: 'tensor', signal: options.signal });
-      const { original, mask, region } = inputs.crop;
-      const unit = { data: original.data.map((v) => Math.min(Math.max(v / 2 + 0.5, 0), 1)), dims: original.dims };
-      const pasted = overlayCrop(unit, mask, images, region);
-      if (options.outputType === 'tensor') return { images: pasted } as OutputOf<O>;
-      return {
-        images: imagesFromTensor({ data: pasted.data.map((v) => v * 2 - 1), dims: pasted.dims }),
-      } as OutputOf<O>;
+      return pasteCropBack(images, inputs.crop, options.outputType);
     } finally {
       embeddings.dispose();
     }
   }
+}
 
-  /**
-   * The image and its mask at the processing size: diffusers' `image_processor` and `mask_processor` (grayscale,
-   * nearest resize, binarised), after the crop of `paddingMaskCrop`.
-   */
-  private prepareImageAndMask(options: StableDiffusionInpaintOptions<OutputType>): PreparedInputs {
-    const { image, maskImage, paddingMaskCrop } = options;
-    if (image === null || typeof image !== 'object') {
-      throw new InvalidArgumentError('image must be RGBA pixels { width, height, data } or a [1, 3, H, W] tensor.');
-    }
-    const pixels = isTensor(image) ? image : tensorFromImage(image);
-    if (pixels.dims.length !== 4 || pixels.dims[0] !== 1 || pixels.dims[1] !== 3) {
-      throw new InvalidArgumentError(
-        `An image tensor must be [1, 3, H, W] in [-1, 1], got [${pixels.dims.join(', ')}].`,
-      );
-    }
-    const [, , imageHeight, imageWidth] = pixels.dims;
-    const fullMask = resizeNearest(maskPlane(maskImage), imageWidth, imageHeight);
-    if (paddingMaskCrop === undefined) {
-      const width = options.width ?? imageWidth;
-      const height = options.height ?? imageHeight;
-      latentSize(height, width, this.vae.scaleFactor);
-      return { pixels: resizeBilinear(pixels, width, height), mask: binarize(resizeNearest(fullMask, width, height)) };
-    }
-    if (!(Number.isInteger(paddingMaskCrop) && paddingMaskCrop >= 0)) {
-      throw new InvalidArgumentError(
-        `paddingMaskCrop must be a non-negative integer of pixels, got ${paddingMaskCrop}.`,
-      );
-    }
-    if (options.outputType === 'latent') {
-      throw new InvalidArgumentError(
-        "paddingMaskCrop pastes the generated crop back into the image, so outputType must be 'image' or 'tensor'.",
-      );
-    }
-    const defaultSize = (this.sampleSize ?? 64) * this.vae.scaleFactor;
-    const width = options.width ?? defaultSize;
-    const height = options.height ?? defaultSize;
-    latentSize(height, width, this.vae.scaleFactor);
-    const region = cropRegion(fullMask, width, height, paddingMaskCrop);
-    return {
-      pixels: resizeBilinear(cropImage(pixels, region), width, height),
-      mask: binarize(resizeNearest(cropPlane(fullMask, region), width, height)),
-      crop: { original: pixels, mask: fullMask, region },
-    };
+/**
+ * diffusers' `prepare_mask_latents`: per row, the latent-size mask and the latents of the image with its masked
+ * pixels set to 0, as the `[B, 5, h, w]` channels an inpainting UNet takes after the latents.
+ */
+async function maskAndMaskedImage(
+  encoder: ModelSession,
+  inputs: PreparedInpainting,
+  latentMask: Tensor,
+  plan: GenerationPlan,
+  scalingFactor: number,
+): Promise<Tensor> {
+  const { values } = inputs.mask;
+  const plane = values.length;
+  const masked = new Float32Array(inputs.pixels.data.length);
+  for (let i = 0; i < masked.length; i++) masked[i] = values[i % plane] < 0.5 ? inputs.pixels.data[i] : 0;
+  const encoded = await encodeImages(encoder, { data: masked, dims: inputs.pixels.dims }, scalingFactor);
+  const maskedLatents = repeatOverBatch(encoded, plan.latentDims[0], 'images');
+  const [batch, channels, h, w] = plan.latentDims;
+  const out = new Float32Array(batch * (channels + 1) * h * w);
+  for (let b = 0; b < batch; b++) {
+    const at = b * (channels + 1) * h * w;
+    out.set(latentMask.data.subarray(b * h * w, (b + 1) * h * w), at);
+    out.set(maskedLatents.data.subarray(b * channels * h * w, (b + 1) * channels * h * w), at + h * w);
   }
-
-  /**
-   * diffusers' `prepare_mask_latents`: per row, the latent-size mask and the latents of the image with its masked
-   * pixels set to 0, as the `[B, 5, h, w]` channels an inpainting UNet takes after the latents.
-   */
-  private async maskAndMaskedImage(
-    encoder: ModelSession,
-    inputs: PreparedInputs,
-    latentMask: Tensor,
-    plan: GenerationPlan,
-  ): Promise<Tensor> {
-    const { values } = inputs.mask;
-    const plane = values.length;
-    const masked = new Float32Array(inputs.pixels.data.length);
-    for (let i = 0; i < masked.length; i++) masked[i] = values[i % plane] < 0.5 ? inputs.pixels.data[i] : 0;
-    const encoded = await encodeImages(encoder, { data: masked, dims: inputs.pixels.dims }, this.vae.scalingFactor);
-    const maskedLatents = repeatOverBatch(encoded, plan.latentDims[0], 'images');
-    const [batch, channels, h, w] = plan.latentDims;
-    const out = new Float32Array(batch * (channels + 1) * h * w);
-    for (let b = 0; b < batch; b++) {
-      const at = b * (channels + 1) * h * w;
-      out.set(latentMask.data.subarray(b * h * w, (b + 1) * h * w), at);
-      out.set(maskedLatents.data.subarray(b * channels * h * w, (b + 1) * channels * h * w), at + h * w);
-    }
-    return new Tensor(out, [batch, channels + 1, h, w]);
-  }
+  return new Tensor(out, [batch, channels + 1, h, w]);
 }
 
 /** `noise · initNoiseSigma`, the start of a run of strength 1. */
@@ -269,18 +365,17 @@ function latentMaskOf(mask: Plane, plan: GenerationPlan): Tensor {
 }
 
 /**
- * diffusers' legacy inpainting for 4-channel UNets: after step i, the latents outside the mask become the
- * original's latents noised to the next timestep (with the run's initial noise), or the clean latents after the
- * last step; inside the mask they stay the model's.
+ * diffusers' legacy inpainting for 4-channel UNets: after step i of the run's `timesteps`, the latents outside the
+ * mask become the original's latents noised to the next timestep (with the run's initial noise), or the clean
+ * latents after the last step (also a `denoisingEnd` run's, as in diffusers); inside the mask they stay the model's.
  */
 function legacyBlend(
   scheduler: Scheduler,
-  startIndex: number,
+  timesteps: readonly number[],
   imageLatents: Tensor,
   noise: Float32Array,
   latentMask: Tensor,
 ): LatentsAfterStep {
-  const timesteps = scheduler.timesteps.slice(startIndex);
   const noiseTensor = { data: noise, dims: imageLatents.dims };
   const [batch, channels, h, w] = imageLatents.dims;
   const plane = h * w;

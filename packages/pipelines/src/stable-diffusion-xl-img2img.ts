@@ -5,6 +5,7 @@
  */
 import { InvalidArgumentError, type TensorLike, throwIfAborted } from '@denoise/core';
 import type { ModelRepository } from '@denoise/core/runtime';
+import type { Scheduler } from '@denoise/schedulers';
 import type { RgbaImage } from './image.js';
 import { DiffusionPipeline, type OutputOf, type OutputType } from './pipeline.js';
 import type { GenerationPlan } from './stable-diffusion.js';
@@ -14,6 +15,7 @@ import {
   denoisingEndIndex,
   LatentDiffusionXL,
   loadStableDiffusionXLComponents,
+  type PixelPair,
   type StableDiffusionXLOptions,
   type TimeIds,
 } from './stable-diffusion-xl.js';
@@ -43,6 +45,83 @@ export interface StableDiffusionXLImg2ImgOptions<O extends OutputType = 'image'>
   negativeAestheticScore?: number;
 }
 
+/**
+ * The time ids of SDXL image-to-image and inpainting, diffusers' `_get_add_time_ids` of those pipelines: sizes
+ * default to the image's, and the unconditional pass has the conditional crop; a refiner's ids end with the
+ * aesthetic score instead of the target size.
+ *
+ * @param options - the sizes, crops and aesthetic scores of the call
+ * @param size - the image size `(height, width)` of the run's latents
+ * @param requiresAestheticsScore - the refiner's 5 ids
+ */
+export function imageToImageTimeIds(
+  options: Omit<StableDiffusionXLImg2ImgOptions<OutputType>, 'image'>,
+  size: PixelPair,
+  requiresAestheticsScore: boolean,
+): TimeIds {
+  const originalSize = options.originalSize ?? size;
+  const targetSize = options.targetSize ?? size;
+  const crops = options.cropsCoordsTopLeft ?? [0, 0];
+  const negativeOriginalSize = options.negativeOriginalSize ?? originalSize;
+  if (requiresAestheticsScore) {
+    return {
+      conditional: [...originalSize, ...crops, options.aestheticScore ?? 6],
+      unconditional: [
+        ...negativeOriginalSize,
+        ...(options.negativeCropsCoordsTopLeft ?? [0, 0]),
+        options.negativeAestheticScore ?? 2.5,
+      ],
+    };
+  }
+  return {
+    conditional: [...originalSize, ...crops, ...targetSize],
+    unconditional: [...negativeOriginalSize, ...crops, ...(options.negativeTargetSize ?? targetSize)],
+  };
+}
+
+/**
+ * Checks SDXL's continuation options of image-to-image and inpainting: `denoisingStart` a fraction below
+ * `denoisingEnd`, finite aesthetic scores.
+ *
+ * @param options - the call options
+ */
+export function checkContinuationOptions(
+  options: Pick<
+    StableDiffusionXLImg2ImgOptions<OutputType>,
+    'denoisingStart' | 'denoisingEnd' | 'aestheticScore' | 'negativeAestheticScore'
+  >,
+): void {
+  checkDenoisingFraction(options.denoisingStart, 'denoisingStart');
+  const { denoisingStart, denoisingEnd } = options;
+  if (denoisingStart !== undefined && denoisingEnd !== undefined && denoisingStart >= denoisingEnd) {
+    throw new InvalidArgumentError(`denoisingStart (${denoisingStart}) must be below denoisingEnd (${denoisingEnd}).`);
+  }
+  for (const name of ['aestheticScore', 'negativeAestheticScore'] as const) {
+    const score = options[name];
+    if (score !== undefined && !Number.isFinite(score)) {
+      throw new InvalidArgumentError(`${name} must be a number, got ${score}.`);
+    }
+  }
+}
+
+/**
+ * Where a run of SDXL image-to-image or inpainting stops in the schedule (`denoisingEnd`), checked to leave at
+ * least one step after `startIndex`.
+ *
+ * @param scheduler - the run's scheduler
+ * @param startIndex - from `strengthStartIndex`
+ * @param denoisingEnd - the caller's fraction
+ */
+export function continuationEndIndex(scheduler: Scheduler, startIndex: number, denoisingEnd?: number): number {
+  const endIndex = denoisingEndIndex(scheduler, denoisingEnd);
+  if (endIndex <= startIndex) {
+    throw new InvalidArgumentError(
+      `denoisingEnd ${denoisingEnd} stops before this run's first step; raise it or strength.`,
+    );
+  }
+  return endIndex;
+}
+
 /** SDXL image-to-image: the refiner (only `text_encoder_2`, aesthetic-score time ids) and the base model alike. */
 export class StableDiffusionXLImg2ImgPipeline extends LatentDiffusionXL {
   /** {@inheritDoc DiffusionPipeline.kind} */
@@ -63,26 +142,7 @@ export class StableDiffusionXLImg2ImgPipeline extends LatentDiffusionXL {
   }
 
   protected timeIds(options: StableDiffusionXLImg2ImgOptions<OutputType>, plan: GenerationPlan): TimeIds {
-    const size = this.imageSize(plan);
-    const originalSize = options.originalSize ?? size;
-    const targetSize = options.targetSize ?? size;
-    const crops = options.cropsCoordsTopLeft ?? [0, 0];
-    const negativeOriginalSize = options.negativeOriginalSize ?? originalSize;
-    if (this.requiresAestheticsScore) {
-      return {
-        conditional: [...originalSize, ...crops, options.aestheticScore ?? 6],
-        unconditional: [
-          ...negativeOriginalSize,
-          ...(options.negativeCropsCoordsTopLeft ?? [0, 0]),
-          options.negativeAestheticScore ?? 2.5,
-        ],
-      };
-    }
-    // diffusers' image-to-image gives the unconditional pass the conditional crop.
-    return {
-      conditional: [...originalSize, ...crops, ...targetSize],
-      unconditional: [...negativeOriginalSize, ...crops, ...(options.negativeTargetSize ?? targetSize)],
-    };
+    return imageToImageTimeIds(options, this.imageSize(plan), this.requiresAestheticsScore);
   }
 
   /**
@@ -101,29 +161,13 @@ export class StableDiffusionXLImg2ImgPipeline extends LatentDiffusionXL {
       );
     }
     const strength = checkStrength(options.strength ?? 0.3);
-    checkDenoisingFraction(options.denoisingStart, 'denoisingStart');
+    checkContinuationOptions(options);
     const { denoisingStart, denoisingEnd } = options;
-    if (denoisingStart !== undefined && denoisingEnd !== undefined && denoisingStart >= denoisingEnd) {
-      throw new InvalidArgumentError(
-        `denoisingStart (${denoisingStart}) must be below denoisingEnd (${denoisingEnd}).`,
-      );
-    }
-    for (const name of ['aestheticScore', 'negativeAestheticScore'] as const) {
-      const score = options[name];
-      if (score !== undefined && !Number.isFinite(score)) {
-        throw new InvalidArgumentError(`${name} must be a number, got ${score}.`);
-      }
-    }
     const { tensor, height, width } = imageInput(options.image, this.latentChannels, this.vae.scaleFactor);
     const plan = this.checkInputs(options, { height, width });
     const scheduler = this.prepareTimesteps(options);
     const startIndex = strengthStartIndex(scheduler, strength, denoisingStart);
-    const endIndex = denoisingEndIndex(scheduler, denoisingEnd);
-    if (endIndex <= startIndex) {
-      throw new InvalidArgumentError(
-        `denoisingEnd ${denoisingEnd} stops before this run's first step; raise it or strength.`,
-      );
-    }
+    const endIndex = continuationEndIndex(scheduler, startIndex, denoisingEnd);
     const guidances = this.prepareGuidances(options, plan.onWarning);
     const timesteps = scheduler.timesteps.slice(startIndex, endIndex);
     const encoded = await this.encodePrompt(options, plan, guidances, timesteps);

@@ -22,6 +22,7 @@ import {
   StableDiffusionPipeline,
   type StableDiffusionXLImg2ImgOptions,
   type StableDiffusionXLImg2ImgPipeline,
+  type StableDiffusionXLInpaintPipeline,
   type StableDiffusionXLOptions,
   type StableDiffusionXLPipeline,
   type TensorOutput,
@@ -71,6 +72,7 @@ export async function compileTimeChecks(): Promise<void> {
     | 'StableDiffusionControlNetPipeline'
     | 'StableDiffusionXLPipeline'
     | 'StableDiffusionXLImg2ImgPipeline'
+    | 'StableDiffusionXLInpaintPipeline'
     | 'DDPMPipeline'
   >();
   // @ts-expect-error a pipeline of unknown class has no single generate signature
@@ -106,6 +108,9 @@ export async function compileTimeChecks(): Promise<void> {
       break;
     case 'StableDiffusionXLImg2ImgPipeline':
       expectTypeOf(any).toEqualTypeOf<StableDiffusionXLImg2ImgPipeline>();
+      break;
+    case 'StableDiffusionXLInpaintPipeline':
+      expectTypeOf(any).toEqualTypeOf<StableDiffusionXLInpaintPipeline>();
       break;
     default:
       expectTypeOf(any).toEqualTypeOf<StableDiffusionImg2ImgPipeline>();

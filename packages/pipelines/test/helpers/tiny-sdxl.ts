@@ -12,6 +12,8 @@
  *   written out of order), `last_hidden_state = −F`, `text_embeds = mean(F over the sequence)·PROJECTION`.
  *   Penultimate: `F + 2`.
  * - UNet: `ε̂ = 0.5·x + 0.001·t + mean(encoder_hidden_states) + mean(text_embeds) + 0.001·mean(time_ids)` per row.
+ *   The inpainting UNet takes 9 sample channels `[x, mask, masked-image latents]` and adds
+ *   `0.1·mask + 0.1·masked-image latents` to ε̂ of the first four.
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -56,6 +58,8 @@ export interface TinySdxlVariant {
   withoutFiles?: readonly string[];
   /** An LCM-SDXL `timestep_cond` input of this width (the guidance-scale embedding), added to ε̂ through its mean. */
   timestepCond?: number;
+  /** An inpainting UNet: 9 sample channels (latents, mask, masked-image latents). */
+  inpainting?: boolean;
   /** The scheduler config (default: an SDXL EulerDiscrete config). */
   schedulerConfig?: Record<string, unknown>;
 }
@@ -123,9 +127,22 @@ function unetModel(variant: TinySdxlVariant): Uint8Array {
   const timeIds = variant.refiner ? 5 : 6;
   const f32 = (name: string) => (variant.fp16 ? `${name}_f32` : name);
   const floatInputs = ['sample', 'encoder_hidden_states', 'text_embeds', 'time_ids'];
+  const slice = (from: number, to: number, output: string) => [
+    node('Slice', [f32('sample'), `channel${from}`, `channel${to}`, 'axis1'], [output]),
+  ];
+  // The inpainting UNet reads its latents from channels [0, 4), the mask from 4 and the masked image from [5, 9).
+  const inpaintingNodes = variant.inpainting
+    ? [
+        ...slice(0, 4, 'latents'),
+        ...slice(4, 5, 'mask'),
+        ...slice(5, 9, 'masked'),
+        node('Add', ['mask', 'masked'], ['known']),
+        node('Mul', ['known', 'tenth'], ['known_term']),
+      ]
+    : [];
   return encodeModel({
     inputs: [
-      { name: 'sample', type: io, shape: [batch, 4, 'height', 'width'] },
+      { name: 'sample', type: io, shape: [batch, variant.inpainting ? 9 : 4, 'height', 'width'] },
       // Optimum's refiner and base exports differ here in our fixtures to cover both timestep forms.
       variant.refiner
         ? { name: 'timestep', type: 'int64', shape: [1] }
@@ -143,10 +160,18 @@ function unetModel(variant: TinySdxlVariant): Uint8Array {
       { name: 'milli', type: 'float32', dims: [], values: [0.001] },
       { name: 'axes23', type: 'int64', dims: [2], values: [2, 3] },
       { name: 'axis3', type: 'int64', dims: [1], values: [3] },
+      ...(variant.inpainting
+        ? [
+            { name: 'tenth', type: 'float32' as const, dims: [], values: [0.1] },
+            { name: 'axis1', type: 'int64' as const, dims: [1], values: [1] },
+            ...[0, 4, 5, 9].map((c) => ({ name: `channel${c}`, type: 'int64' as const, dims: [1], values: [c] })),
+          ]
+        : []),
     ],
     nodes: [
       ...(variant.fp16 ? floatInputs.map((name) => node('Cast', [name], [`${name}_f32`], { to: 1 })) : []),
-      node('Mul', [f32('sample'), 'half'], ['scaled']),
+      ...inpaintingNodes,
+      node('Mul', [variant.inpainting ? 'latents' : f32('sample'), 'half'], ['scaled']),
       node('Cast', ['timestep'], ['t'], { to: 1 }),
       node('Mul', ['t', 'milli'], ['t_term']),
       node('ReduceMean', [f32('encoder_hidden_states')], ['context'], { axes: [1, 2], keepdims: 1 }),
@@ -157,7 +182,8 @@ function unetModel(variant: TinySdxlVariant): Uint8Array {
       node('Mul', ['ids', 'milli'], ['ids_scaled']),
       node('Unsqueeze', ['ids_scaled', 'axes23'], ['ids4']),
       node('Add', ['scaled', 't_term'], ['with_t']),
-      node('Add', ['with_t', 'context4'], ['with_context']),
+      ...(variant.inpainting ? [node('Add', ['with_t', 'known_term'], ['with_known'])] : []),
+      node('Add', [variant.inpainting ? 'with_known' : 'with_t', 'context4'], ['with_context']),
       node('Add', ['with_context', 'pooled4'], ['with_pooled']),
       ...(variant.timestepCond
         ? [
@@ -272,7 +298,11 @@ export function tinySdxlFiles(variant: TinySdxlVariant = {}): Record<string, Uin
     ...tokenizerFiles('tokenizer_2'),
     'text_encoder_2/model.onnx': textEncoderModel(true, fp16),
     'unet/model.onnx': unetModel(variant),
-    'unet/config.json': json({ sample_size: 4, in_channels: 4, addition_embed_type: 'text_time' }),
+    'unet/config.json': json({
+      sample_size: 4,
+      in_channels: variant.inpainting ? 9 : 4,
+      addition_embed_type: 'text_time',
+    }),
     'vae_decoder/model.onnx': vaeDecoderModel(fp16 || (variant.vaeOverflow ?? false), variant.vaeOverflow ?? false),
     'vae_decoder/config.json': vaeConfig,
     'vae_encoder/model.onnx': vaeEncoderModel(),
