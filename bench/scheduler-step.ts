@@ -25,6 +25,13 @@ const CASES: readonly SchedulerCase[] = [
   { className: 'DDIMScheduler', maxRatio: 3, variant: { label: 'defaults', config: {} } },
   { className: 'DDPMScheduler', maxRatio: 3, variant: { label: 'thresholding', config: { thresholding: true } } },
   { className: 'DDIMScheduler', maxRatio: 3, variant: { label: 'thresholding', config: { thresholding: true } } },
+  // DeepFloyd IF's sample_max_value: 1.5, above 1, so the threshold is the exact 0.995 quantile of |x̂_0| per item
+  // (with diffusers' default of 1 it is always 1, a fixed clip).
+  {
+    className: 'DDPMScheduler',
+    maxRatio: 3,
+    variant: { label: 'thresholding, max 1.5', config: { thresholding: true, sample_max_value: 1.5 } },
+  },
   { className: 'EulerDiscreteScheduler', maxRatio: 3 },
   { className: 'LCMScheduler', maxRatio: 3 },
   { className: 'EulerAncestralDiscreteScheduler', maxRatio: undefined },

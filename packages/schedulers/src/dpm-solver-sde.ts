@@ -63,6 +63,91 @@ function ancestralSplit(sigma: number, sigmaTo: number): { up: number; keep: num
   return { up, keep: Math.sqrt(sigmaTo ** 2 - up ** 2) / sigma };
 }
 
+/** The buffers and per-step weights of one half's pass: x̂_0 = a·x + b·m and x' = …·x + …·m + noiseScale·z. */
+interface HalfPass {
+  readonly x: Float32Array;
+  readonly m: Float32Array;
+  readonly z: Float32Array;
+  readonly x0: Float32Array;
+  readonly prev: Float32Array;
+  /** The first half writes the second half's terms in x_i and z₁ here; the second half reads them. */
+  readonly carry: Float32Array;
+  readonly a: number;
+  readonly b: number;
+  readonly sampleWeight: number;
+  readonly outputWeight: number;
+  readonly noiseScale: number;
+}
+
+/**
+ * The first half in one pass: x̂_0, x_mid = sampleWeight·x + outputWeight·m + noiseScale·z₁, and
+ * carry = keep·x_i + carryNoise·z₁ (the whole step's terms in x_i and z₁). A function of its own, as every pass
+ * here: inside the step, next to the other loops, V8 compiled it about 1.4x slower.
+ *
+ * @param h - the buffers and weights
+ * @param keep - σ_down/σ_i of the whole step
+ * @param carryNoise - the weight of z₁ in the whole step's increment
+ * @returns Σ 0·x_mid (0 unless a value is not finite)
+ */
+function firstHalfPass(h: HalfPass, keep: number, carryNoise: number): number {
+  const { x, m, z, x0, prev, carry, a, b, sampleWeight, outputWeight, noiseScale } = h;
+  let nonFinite = 0;
+  for (let i = 0; i < x.length; i++) {
+    const xi = x[i];
+    const mi = m[i];
+    const zi = z[i];
+    x0[i] = a * xi + b * mi;
+    carry[i] = keep * xi + carryNoise * zi;
+    const value = sampleWeight * xi + outputWeight * mi + noiseScale * zi;
+    prev[i] = value;
+    nonFinite += value * 0;
+  }
+  return nonFinite;
+}
+
+/**
+ * The second half in one pass: x̂_0 and x_{i+1} = carry + sampleWeight·x + outputWeight·m + noiseScale·z₂.
+ *
+ * @param h - the buffers and weights
+ * @returns Σ 0·x_{i+1} (0 unless a value is not finite)
+ */
+function secondHalfPass(h: HalfPass): number {
+  const { x, m, z, x0, prev, carry, a, b, sampleWeight, outputWeight, noiseScale } = h;
+  let nonFinite = 0;
+  for (let i = 0; i < x.length; i++) {
+    const xi = x[i];
+    const mi = m[i];
+    x0[i] = a * xi + b * mi;
+    const value = carry[i] + sampleWeight * xi + outputWeight * mi + noiseScale * z[i];
+    prev[i] = value;
+    nonFinite += value * 0;
+  }
+  return nonFinite;
+}
+
+/**
+ * x̂_0 = a·x + b·m into both outputs: the final Euler step to σ = 0, which lands on x̂_0.
+ *
+ * @returns Σ 0·x̂_0 (0 unless a value is not finite)
+ */
+function denoisedInto(
+  x: Float32Array,
+  m: Float32Array,
+  a: number,
+  b: number,
+  x0: Float32Array,
+  prev: Float32Array,
+): number {
+  let nonFinite = 0;
+  for (let i = 0; i < x.length; i++) {
+    const value = a * x[i] + b * m[i];
+    x0[i] = value;
+    prev[i] = value;
+    nonFinite += value * 0;
+  }
+  return nonFinite;
+}
+
 /** Step options of {@link DPMSolverSDEScheduler}. */
 export interface DPMSolverSDEStepOptions extends StepOptions {
   /** Scale of the injected noise (diffusers' `s_noise`), 1 by default. */
@@ -199,16 +284,9 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
     const [a, b] = denoisedWeights(this.config.prediction_type, firstHalf ? sigma : sigmaMid);
     const x0 = new Float32Array(n);
     const prev = new Float32Array(n);
-    let nonFinite = 0;
     if (sigmaNext === 0) {
       // The Euler step x + (σ_{i+1} − σ_i)·(x − x̂_0)/σ_i to σ = 0 lands on x̂_0.
-      for (let i = 0; i < n; i++) {
-        const value = a * x[i] + b * m[i];
-        x0[i] = value;
-        prev[i] = value;
-        nonFinite += value * 0;
-      }
-      assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
+      assertFiniteStepResult(denoisedInto(x, m, a, b, x0, prev), modelOutput, sample, timestep, this.className);
       this.cursor.advance();
       return { prevSample: new Tensor(prev, sample.dims), predOriginalSample: new Tensor(x0, sample.dims) };
     }
@@ -225,6 +303,7 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
       options.noise !== undefined || options.generator !== undefined ? options : { generator: this.seededNoise };
     const z = this.stepNoise(source, sample);
     const carry = this.carry;
+    let nonFinite: number;
     if (firstHalf) {
       // To σ_mid with ξ(σ_i, σ_mid) = z₁; the second half's terms in x_i and z₁ are formed now, so x_i and z₁ need
       // not be kept: carry = (σ_down/σ_i)·x_i + s_noise·σ_up·w₁·z₁ for the whole step.
@@ -234,29 +313,17 @@ export class DPMSolverSDEScheduler extends SigmaScheduler<DPMSolverSDESchedulerC
       // x_mid = keep·x + (1 − keep)·(a·x + b·m) + noise·z, in x and m directly.
       const sampleWeight = half.keep + (1 - half.keep) * a;
       const outputWeight = (1 - half.keep) * b;
-      for (let i = 0; i < n; i++) {
-        const xi = x[i];
-        const mi = m[i];
-        const zi = z[i];
-        x0[i] = a * xi + b * mi;
-        carry[i] = whole.keep * xi + carryNoise * zi;
-        const value = sampleWeight * xi + outputWeight * mi + noiseScale * zi;
-        prev[i] = value;
-        nonFinite += value * 0;
-      }
+      nonFinite = firstHalfPass(
+        { x, m, z, x0, prev, carry, a, b, sampleWeight, outputWeight, noiseScale },
+        whole.keep,
+        carryNoise,
+      );
     } else {
       // From x_i to σ_{i+1} with x̂_0 at σ_mid and z₂.
       const noiseScale = sNoise * whole.up * w2;
       const sampleWeight = (1 - whole.keep) * a;
       const outputWeight = (1 - whole.keep) * b;
-      for (let i = 0; i < n; i++) {
-        const xi = x[i];
-        const mi = m[i];
-        x0[i] = a * xi + b * mi;
-        const value = carry[i] + sampleWeight * xi + outputWeight * mi + noiseScale * z[i];
-        prev[i] = value;
-        nonFinite += value * 0;
-      }
+      nonFinite = secondHalfPass({ x, m, z, x0, prev, carry, a, b, sampleWeight, outputWeight, noiseScale });
     }
     assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
     this.midpointSigma = firstHalf ? sigmaMid : undefined;
