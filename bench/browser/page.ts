@@ -189,7 +189,14 @@ async function residency(options: { repo: string; backend: Backend; prompt: stri
   }
 }
 
-/** One SDXL text-to-image run of `repo` on `backend`: what loaded, where it ran, and the picture. */
+/** The UNet inputs of SDXL's conditioning, whose place `sdxl` records on each UNet call. */
+const SDXL_CONDITIONING = ['encoder_hidden_states', 'text_embeds', 'time_ids'] as const;
+
+/**
+ * One SDXL text-to-image run of `repo` on `backend`: what loaded, where it ran, where each of
+ * {@link SDXL_CONDITIONING} was on every UNet call (`name:location`) and after the run (`none` when freed), and
+ * the picture.
+ */
 async function sdxl(options: {
   repo: string;
   backend: Backend;
@@ -202,6 +209,18 @@ async function sdxl(options: {
     hubUrl: HUB_URL,
     device: options.backend,
   });
+  const unet: ModelSession = pipe.unet;
+  const run = unet.run.bind(unet);
+  const fed = new Set<DeviceTensor>();
+  const during: string[][] = [];
+  unet.run = (feeds) => {
+    during.push(SDXL_CONDITIONING.map((name) => `${name}:${locationOf(feeds[name])}`));
+    for (const name of SDXL_CONDITIONING) {
+      const value = feeds[name];
+      if (value instanceof DeviceTensor) fed.add(value);
+    }
+    return run(feeds);
+  };
   try {
     const { images } = await pipe.generate({
       prompt: options.prompt,
@@ -212,6 +231,8 @@ async function sdxl(options: {
     return {
       kind: pipe.kind,
       executionProviders: pipe.unet.executionProviders,
+      during,
+      after: [...fed].map((tensor) => tensor.value.location),
       width: images[0].width,
       height: images[0].height,
       rgba: Array.from(images[0].data),

@@ -341,7 +341,7 @@ try {
     assertPictureOf(result.rgba, residencyRun.prompt);
   });
   for (const backend of ['webgpu', 'wasm']) {
-    await test(`sdxl on ${backend}: both text encoders, text_embeds and time_ids draw "a red circle" "on a white background"`, async () => {
+    await test(`sdxl on ${backend}: both text encoders, text_embeds and time_ids (${backend === 'webgpu' ? 'uploaded once, GPU buffers on every UNet call, freed after' : 'fed from CPU memory'}) draw "a red circle" "on a white background"`, async () => {
       const result = await bench.page.evaluate((run) => window.denoiseBench.sdxl(run), {
         repo: 'denoise/sdxl-reference-world',
         backend,
@@ -352,6 +352,21 @@ try {
       });
       assert(result.kind === 'StableDiffusionXLPipeline', `loaded a ${result.kind}`);
       assert(result.executionProviders.join() === backend, `ran on ${result.executionProviders}`);
+      // WebGPU: the conditioning is uploaded once and every batched UNet call (one per step) takes the same GPU
+      // buffers, freed after the run; WASM feeds it from CPU memory.
+      const where = backend === 'webgpu' ? 'gpu-buffer' : 'cpu';
+      const expected = ['encoder_hidden_states', 'text_embeds', 'time_ids'].map((name) => `${name}:${where}`).join();
+      assert(
+        result.during.length === 25 && result.during.every((call) => call.join() === expected),
+        `conditioning per UNet call (want ${expected}): ${result.during.map((call) => call.join(' ')).join(', ')}`,
+      );
+      if (backend === 'webgpu') {
+        assert(result.after.length === 3, `${result.after.length} distinct device tensors fed, want 3`);
+        assert(
+          result.after.every((l) => l === 'none'),
+          `after the run the conditioning is at: ${result.after.join(', ')}`,
+        );
+      }
       assert(result.width === 128 && result.height === 128, `image is ${result.width}x${result.height}`);
       const error = assertPictureOf(result.rgba, 'a red circle on a white background');
       console.log(`       mean |error| ${error.toFixed(3)} of 255`);

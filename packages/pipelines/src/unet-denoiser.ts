@@ -69,8 +69,8 @@ export function staticBatch(session: ModelSession): number | undefined {
   return typeof batch === 'number' && batch > 0 ? batch : undefined;
 }
 
-/** `[a; b]` along the batch axis, keeping the element type. */
-function stack(name: string, a: ConditioningValue, b: ConditioningValue): ConditioningValue {
+/** `[a; b]` along the batch axis, keeping the element type (both on the CPU). */
+export function stackRows(name: string, a: ConditioningValue, b: ConditioningValue): ConditioningValue {
   if (a instanceof DeviceTensor || b instanceof DeviceTensor) {
     throw new InvalidArgumentError(
       `The UNet input ${name} is on the device and cannot be stacked on the CPU; pass both halves in one batch as ` +
@@ -203,7 +203,7 @@ export function unetDenoiser(
       batched ??= Object.fromEntries(
         Object.entries(conditioning.conditional).map(([name, value]) => [
           name,
-          stack(name, unconditional[name], value),
+          stackRows(name, unconditional[name], value),
         ]),
       );
       return run(call, sample, batched, 'both');

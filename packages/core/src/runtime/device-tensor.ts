@@ -32,3 +32,49 @@ export class DeviceTensor {
     this.value.dispose();
   }
 }
+
+/** Copies float data to the GPU as a {@link DeviceTensor} of the given element type. */
+export type DeviceUpload = (
+  type: 'float32' | 'float16',
+  data: Float32Array | Uint16Array,
+  dims: readonly number[],
+) => Promise<DeviceTensor>;
+
+/** The parts of WebGPU an upload uses (TypeScript's DOM typings have no WebGPU). */
+interface GpuDeviceLike {
+  createBuffer(descriptor: { size: number; usage: number }): GpuBufferLike;
+  readonly queue: { writeBuffer(buffer: GpuBufferLike, offset: number, data: ArrayBufferView): void };
+}
+interface GpuBufferLike {
+  destroy(): void;
+}
+
+/** `GPUBufferUsage.STORAGE | COPY_SRC | COPY_DST`: what ONNX Runtime's WebGPU kernels need of an input buffer. */
+const INPUT_BUFFER_USAGE = 0x80 | 0x04 | 0x08;
+
+/**
+ * Uploads to the GPU device that `onnxruntime-web`'s WebGPU sessions run on (`env.webgpu.device`), so the tensor
+ * is an input of any of them without a copy per run.
+ *
+ * @param ort - the `onnxruntime-web` module, after a WebGPU session was created
+ */
+export function webGpuUpload(ort: {
+  env: { webgpu: { device: Promise<unknown> } };
+  Tensor: Pick<typeof import('onnxruntime-common').Tensor, 'fromGpuBuffer'>;
+}): DeviceUpload {
+  return async (type, data, dims) => {
+    const device = (await ort.env.webgpu.device) as GpuDeviceLike;
+    // writeBuffer copies whole 4-byte words; an odd count of float16 values gets one zero of padding.
+    const size = Math.ceil(data.byteLength / 4) * 4;
+    const buffer = device.createBuffer({ size, usage: INPUT_BUFFER_USAGE });
+    let words: ArrayBufferView = data;
+    if (size !== data.byteLength) {
+      const padded = new Uint8Array(size);
+      padded.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      words = padded;
+    }
+    device.queue.writeBuffer(buffer, 0, words);
+    const tensor = ort.Tensor.fromGpuBuffer(buffer as never, { dataType: type, dims, dispose: () => buffer.destroy() });
+    return new DeviceTensor(tensor);
+  };
+}

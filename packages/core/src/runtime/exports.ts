@@ -2,7 +2,7 @@
  * The part of `@denoise/core/runtime` that Node and browsers share; each entry adds its ONNX Runtime and cache.
  */
 export type { Device, DeviceSupport, ProviderStatus, RuntimeEnvironment } from './device.js';
-export { DeviceTensor } from './device-tensor.js';
+export { DeviceTensor, type DeviceUpload } from './device-tensor.js';
 export type { HubOptions } from './hub-api.js';
 export { externalDataFiles, findOnnxModel, type ModelDType, type OnnxModelFiles } from './model-files.js';
 export { type ComponentSpec, type ModelIndex, parseModelIndex } from './model-index.js';

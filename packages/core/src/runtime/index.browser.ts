@@ -8,6 +8,7 @@ import { InvalidArgumentError, ModelLoadError } from '../errors.js';
 import { type BrowserCacheOptions, openBrowserCacheSnapshot } from './browser-hub-cache.js';
 import type { DeviceSupport, RuntimeEnvironment } from './device.js';
 import { deviceInstallHint } from './device.js';
+import { webGpuUpload } from './device-tensor.js';
 import { loadFromSnapshot, type ModelRepository, type RepositoryOptions } from './repository.js';
 import {
   createSession,
@@ -64,6 +65,9 @@ export async function getDeviceSupport(): Promise<DeviceSupport> {
   };
 }
 
+/** `onnxruntime-web` as the session layer uses it, with uploads to the WebGPU device. */
+const webOrt = { InferenceSession: ort.InferenceSession, Tensor: ort.Tensor, webGpuUpload: webGpuUpload(ort) };
+
 /** The part of the WebGPU API this file reads (the DOM typings of TypeScript 5.9 have no `navigator.gpu`). */
 interface GpuLike {
   requestAdapter(): Promise<unknown>;
@@ -79,7 +83,7 @@ export async function loadRepository(repo: string, options: LoadOptions = {}): P
     throw new ModelLoadError('MODEL_NOT_FOUND', `"${repo}" is not a Hub repository id ("org/name").`, { repo });
   }
   const snapshot = await openBrowserCacheSnapshot(repo, options);
-  return loadFromSnapshot(snapshot, options, { ort, environment: browserRuntime });
+  return loadFromSnapshot(snapshot, options, { ort: webOrt, environment: browserRuntime });
 }
 
 /**
@@ -90,7 +94,7 @@ export async function loadRepository(repo: string, options: LoadOptions = {}): P
 export function openSession(file: string | Uint8Array, options: SessionOptions = {}): Promise<ModelSession> {
   const name = typeof file === 'string' ? file : 'model.onnx';
   return createSession(
-    ort,
+    webOrt,
     browserRuntime,
     { model: file, externalData: [] },
     { ...options, name, repo: name, file: name },

@@ -1,8 +1,9 @@
 import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-common';
 import { DeviceUnavailableError, InvalidArgumentError, ModelLoadError } from '../errors.js';
-import type { Tensor } from '../tensor.js';
+import { float32ToFloat16 } from '../float16.js';
+import type { Tensor, TensorLike } from '../tensor.js';
 import { type Device, deviceInstallHint, executionProviders, type RuntimeEnvironment } from './device.js';
-import { DeviceTensor } from './device-tensor.js';
+import { DeviceTensor, type DeviceUpload } from './device-tensor.js';
 import type { ModelSource } from './snapshot.js';
 import {
   type FeedValue,
@@ -54,6 +55,8 @@ export interface OrtModule {
   };
   /** The tensor class. */
   Tensor: OrtTensorConstructor;
+  /** Copies tensors to the device of WebGPU sessions (`onnxruntime-web` only); see {@link ModelSession.upload}. */
+  webGpuUpload?: DeviceUpload;
 }
 
 function specsOf(metadata: readonly InferenceSession.ValueMetadata[]): TensorSpec[] {
@@ -78,6 +81,7 @@ export class ModelSession {
   readonly executionProviders: readonly string[];
   readonly #session: InferenceSession;
   readonly #adapter: InputAdapter;
+  readonly #upload: DeviceUpload | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #released = false;
 
@@ -87,8 +91,10 @@ export class ModelSession {
     session: InferenceSession,
     TensorClass: OrtTensorConstructor,
     providers: readonly string[],
+    upload?: DeviceUpload,
   ) {
     this.name = name;
+    this.#upload = upload;
     this.#session = session;
     this.inputs = specsOf(session.inputMetadata);
     this.outputs = specsOf(session.outputMetadata);
@@ -139,6 +145,38 @@ export class ModelSession {
     });
     this.#queue = run.catch(() => undefined);
     return run;
+  }
+
+  /** Whether {@link ModelSession.upload} can put inputs on this session's device: a WebGPU session in a browser. */
+  get canUpload(): boolean {
+    return this.#upload !== undefined;
+  }
+
+  /**
+   * Copies a float32 tensor to the session's GPU once, in the element type the graph declares for `input`
+   * (float32 or float16), so that every later run takes it without a copy. The caller owns the result and
+   * disposes it.
+   *
+   * @param input - the graph input the tensor is for
+   * @param tensor - its value, float32 on the CPU
+   * @throws `InvalidArgumentError` when the session cannot upload (see {@link ModelSession.canUpload}) or `input`
+   * is not a float input of the graph
+   */
+  async upload(input: string, tensor: TensorLike): Promise<DeviceTensor> {
+    if (this.#upload === undefined) {
+      throw new InvalidArgumentError(
+        `Session ${this.name} does not run on WebGPU in a browser, so it has no device to upload ${input} to; ` +
+          'feed the tensor as is.',
+      );
+    }
+    const spec = this.inputs.find((i) => i.name === input);
+    if (spec === undefined || (spec.type !== 'float32' && spec.type !== 'float16')) {
+      throw new InvalidArgumentError(
+        `${this.name} has no float input ${input} to upload to (its inputs: ${this.inputs.map((i) => `${i.name}: ${i.type}`).join(', ')}).`,
+      );
+    }
+    const data = spec.type === 'float16' ? float32ToFloat16(tensor.data) : tensor.data;
+    return this.#upload(spec.type, data, tensor.dims);
   }
 
   /** Frees the session's memory (and GPU resources). Later runs fail. Safe to call twice. */
@@ -214,5 +252,6 @@ export async function createSession(
       { cause },
     );
   }
-  return new ModelSession(options.name, session, ort.Tensor, providers);
+  const upload = providers[0] === 'webgpu' ? ort.webGpuUpload : undefined;
+  return new ModelSession(options.name, session, ort.Tensor, providers, upload);
 }

@@ -1,7 +1,8 @@
-import type { InferenceSession } from 'onnxruntime-common';
+import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-common';
 import { describe, expect, it } from 'vitest';
 import { float16ToFloat32, float32ToFloat16 } from '../../src/float16.js';
 import { DeviceUnavailableError, InvalidArgumentError, ModelLoadError, Tensor } from '../../src/index.js';
+import { DeviceTensor } from '../../src/runtime/device-tensor.js';
 import { openSession } from '../../src/runtime/index.node.js';
 import { createSession, DEFAULT_LOG_SEVERITY_LEVEL, type OrtModule } from '../../src/runtime/session.js';
 import { type TimestepVariant, textEncoderGraph, unetExpected, unetGraph, vaeDecoderGraph } from './fixtures.js';
@@ -198,5 +199,65 @@ describe('logSeverityLevel', () => {
       'logSeverityLevel must be 0 (verbose), 1 (info), 2 (warning), 3 (error) or 4 (fatal), got 5.',
     );
     expect(received).toEqual([]);
+  });
+});
+
+describe('upload', () => {
+  // onnxruntime-web with a WebGPU upload that records what it is asked to copy.
+  function uploadingOrt() {
+    const uploads: { type: string; data: Float32Array | Uint16Array; dims: readonly number[] }[] = [];
+    const metadata = [
+      { name: 'encoder_hidden_states', isTensor: true, type: 'float16', shape: ['batch', 2, 3] },
+      { name: 'text_embeds', isTensor: true, type: 'float32', shape: ['batch', 2] },
+      { name: 'input_ids', isTensor: true, type: 'int64', shape: ['batch', 2] },
+    ];
+    const ort: OrtModule = {
+      InferenceSession: {
+        async create() {
+          return { inputMetadata: metadata, outputMetadata: [] } as unknown as InferenceSession;
+        },
+      },
+      Tensor: class {} as unknown as OrtModule['Tensor'],
+      async webGpuUpload(type, data, dims) {
+        uploads.push({ type, data: data.slice(), dims });
+        return new DeviceTensor({ type, dims, location: 'gpu-buffer' } as unknown as OrtTensor);
+      },
+    };
+    return { ort, uploads };
+  }
+  const runtime = {
+    name: 'onnxruntime-web',
+    available: new Set(['webgpu', 'wasm']),
+    autoDevices: ['webgpu', 'wasm'],
+  } as const;
+  const where = { name: 'unet', repo: 'org/model', file: 'unet/model.onnx' };
+  const source = { model: new Uint8Array(1), externalData: [] };
+  const values = new Tensor(Float32Array.from([0.1, -2.5, 3, 1e-3, 65504, 0.3333]), [1, 2, 3]);
+
+  it('copies a float32 tensor to a WebGPU session in the element type the graph declares', async () => {
+    const { ort, uploads } = uploadingOrt();
+    const session = await createSession(ort, runtime, source, { ...where, device: 'webgpu' });
+    expect(session.canUpload).toBe(true);
+    const hidden = await session.upload('encoder_hidden_states', values);
+    const pooled = await session.upload('text_embeds', new Tensor(Float32Array.from([4, 5]), [1, 2]));
+    expect(hidden.dims).toEqual([1, 2, 3]);
+    expect(uploads.map((u) => u.type)).toEqual(['float16', 'float32']);
+    expect(Array.from(uploads[0].data)).toEqual(Array.from(float32ToFloat16(values.data)));
+    expect(uploads[0].dims).toEqual([1, 2, 3]);
+    expect(Array.from(uploads[1].data)).toEqual([4, 5]);
+    expect(pooled.value.location).toBe('gpu-buffer');
+  });
+
+  it('refuses sessions off WebGPU and inputs that are not float', async () => {
+    const { ort, uploads } = uploadingOrt();
+    const wasm = await createSession(ort, runtime, source, { ...where, device: 'wasm' });
+    expect(wasm.canUpload).toBe(false);
+    await expect(wasm.upload('text_embeds', values)).rejects.toThrow(
+      'Session unet does not run on WebGPU in a browser, so it has no device to upload text_embeds to; feed the tensor as is.',
+    );
+    const webgpu = await createSession(ort, runtime, source, { ...where, device: 'webgpu' });
+    await expect(webgpu.upload('input_ids', values)).rejects.toThrow(InvalidArgumentError);
+    await expect(webgpu.upload('nothing', values)).rejects.toThrow(/no float input nothing.*input_ids: int64/);
+    expect(uploads).toEqual([]);
   });
 });
