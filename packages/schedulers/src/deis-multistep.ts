@@ -240,11 +240,9 @@ export class DEISMultistepScheduler extends Scheduler<DEISMultistepSchedulerConf
    * @param timesteps - one timestep of the schedule, or one per batch item
    */
   override addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
-    if (this.numInferenceSteps === undefined) return super.addNoise(originalSamples, noise, timesteps);
-    return this.combinePerItem(originalSamples, noise, timesteps, (t) => {
-      const { alphaT, sigmaT } = solverAlphaSigma(this.sigmas[this.cursor.noiseIndex(t)], false);
-      return [alphaT, sigmaT];
-    });
+    return this.addNoiseAtScheduleSigmas(originalSamples, noise, timesteps, this.sigmas, (sigma) =>
+      solverAlphaSigma(sigma, false),
+    );
   }
 
   private prepareBuffers(size: number): void {

@@ -377,11 +377,9 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
    * @param timesteps - one timestep of the schedule, or one per batch item
    */
   override addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
-    if (this.numInferenceSteps === undefined) return super.addNoise(originalSamples, noise, timesteps);
-    return this.combinePerItem(originalSamples, noise, timesteps, (t) => {
-      const { alphaT, sigmaT } = solverAlphaSigma(this.sigmas[this.cursor.noiseIndex(t)], this.config.use_flow_sigmas);
-      return [alphaT, sigmaT];
-    });
+    return this.addNoiseAtScheduleSigmas(originalSamples, noise, timesteps, this.sigmas, (sigma) =>
+      solverAlphaSigma(sigma, this.config.use_flow_sigmas),
+    );
   }
 
   private spacedTimesteps(n: number): number[] {

@@ -239,9 +239,43 @@ export abstract class Scheduler<C extends SchedulerConfig = SchedulerConfig> {
    * @param timesteps - one training timestep for the whole batch, or one per batch item
    */
   addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
-    return this.combinePerItem(originalSamples, noise, timesteps, (t) => {
+    return this.addNoiseAtTrainingTimesteps(originalSamples, noise, timesteps);
+  }
+
+  /** {@link Scheduler.addNoise} from the training schedule's ᾱ at each timestep. */
+  protected addNoiseAtTrainingTimesteps(
+    x: TensorLike,
+    noise: TensorLike,
+    timesteps: number | readonly number[],
+  ): Tensor {
+    return this.combinePerItem(x, noise, timesteps, (t) => {
       const alphaBar = this.alphaCumprodAt(t);
       return [Math.sqrt(alphaBar), Math.sqrt(1 - alphaBar)];
+    });
+  }
+
+  /**
+   * {@link Scheduler.addNoise} at the current schedule's noise levels, as diffusers' multistep solvers add noise:
+   * x = α·x_0 + σ_t·ε with (α, σ_t) from the σ of each timestep in `sigmas` (or of the begin index, when set);
+   * before `setTimesteps`, from the training schedule.
+   *
+   * @param x - x_0
+   * @param noise - ε, same dims
+   * @param timesteps - one timestep of the schedule, or one per batch item
+   * @param sigmas - the schedule's σ, aligned with {@link Scheduler.timesteps}
+   * @param alphaSigma - (α, σ_t) of a schedule σ
+   */
+  protected addNoiseAtScheduleSigmas(
+    x: TensorLike,
+    noise: TensorLike,
+    timesteps: number | readonly number[],
+    sigmas: ArrayLike<number>,
+    alphaSigma: (sigma: number) => { alphaT: number; sigmaT: number },
+  ): Tensor {
+    if (this.numInferenceSteps === undefined) return this.addNoiseAtTrainingTimesteps(x, noise, timesteps);
+    return this.combinePerItem(x, noise, timesteps, (t) => {
+      const { alphaT, sigmaT } = alphaSigma(sigmas[this.cursor.noiseIndex(t)]);
+      return [alphaT, sigmaT];
     });
   }
 
