@@ -109,11 +109,16 @@ function valueAtRank(values: Float32Array, rank: number): number {
 const THRESHOLD_SAMPLE_SIZE = 256;
 
 /**
- * Imagen's threshold s of one batch item of x̂_0 = a·x + b·m over [start, end), without writing |x̂_0| out: the
- * quantile of a strided sample, four standard deviations of the sample quantile below the wanted rank, bounds the
- * wanted quantile from below; one read pass collects the few values at or above that bound into `scratch`; the
- * quantile is selected among them (every smaller value ranks below all of them). A sample that did not bound it
- * (fewer candidates than values from the wanted rank up) falls back to selecting among all values.
+ * Imagen's threshold s of one batch item of x̂_0 = a·x + b·m over [start, end), without writing |x̂_0| out:
+ * - the quantile of a strided sample, four standard deviations of the sample quantile below the wanted rank, bounds
+ *   the wanted quantile from below;
+ * - one read pass collects the few values at or above that bound into `scratch` (a branch taken for a few percent of
+ *   the values costs less than writing every one);
+ * - s is `sample_max_value` as soon as n − ⌊rank⌋ values exceed it, since the order statistic at ⌊rank⌋, and so the
+ *   interpolated quantile, then does too: the pass stops there, which is where the noisy early steps of a run are;
+ * - otherwise the quantile is selected among the candidates (every smaller value ranks below all of them). A sample
+ *   that did not bound it (fewer candidates than values from the wanted rank up) falls back to selecting among all
+ *   values.
  */
 function thresholdOfItem(
   x: Float32Array,
@@ -127,38 +132,61 @@ function thresholdOfItem(
 ): number {
   const n = end - start;
   const rank = clamp.dynamic_thresholding_ratio * (n - 1);
-  const stride = Math.floor(n / THRESHOLD_SAMPLE_SIZE);
-  let candidates = 0;
-  if (stride >= 2) {
-    const p = rank / (n - 1);
-    const margin = 4 * Math.sqrt(THRESHOLD_SAMPLE_SIZE * p * (1 - p));
-    const sampleRank = Math.floor(p * (THRESHOLD_SAMPLE_SIZE - 1) - margin) - 1;
-    if (sampleRank >= 0) {
-      for (let j = 0; j < THRESHOLD_SAMPLE_SIZE; j++) {
-        const i = start + j * stride;
-        scratch[j] = Math.abs(a * x[i] + b * m[i]);
-      }
-      const sample = scratch.subarray(0, THRESHOLD_SAMPLE_SIZE);
-      selectInPlace(sample, sampleRank);
-      const lowerBound = sample[sampleRank];
-      // Every value is written and the count advances only for a candidate, so there is no branch to mispredict;
-      // a non-candidate is overwritten by the next value (the write index never passes i − start).
-      for (let i = start; i < end; i++) {
-        const value = Math.abs(a * x[i] + b * m[i]);
-        scratch[candidates] = value;
-        candidates += +(value >= lowerBound);
+  const maxValue = clamp.sample_max_value;
+  const sampled = sampledLowerBound(x, m, a, b, start, n, rank, scratch);
+  if (sampled !== undefined) {
+    // A lower bound above sample_max_value is lowered to it: more values then count towards the early return.
+    const lowerBound = Math.min(sampled, maxValue);
+    const beyondMaxNeeded = n - Math.floor(rank);
+    let candidates = 0;
+    let beyondMax = 0;
+    for (let i = start; i < end; i++) {
+      const value = Math.abs(a * x[i] + b * m[i]);
+      if (value >= lowerBound) {
+        scratch[candidates++] = value;
+        if (value > maxValue && ++beyondMax === beyondMaxNeeded) return maxValue;
       }
     }
+    const smaller = n - candidates;
+    if (rank >= smaller) return clampThreshold(valueAtRank(scratch.subarray(0, candidates), rank - smaller), maxValue);
   }
-  const smaller = n - candidates;
-  let quantile: number;
-  if (candidates > 0 && rank >= smaller) {
-    quantile = valueAtRank(scratch.subarray(0, candidates), rank - smaller);
-  } else {
-    for (let i = start; i < end; i++) scratch[i - start] = Math.abs(a * x[i] + b * m[i]);
-    quantile = valueAtRank(scratch.subarray(0, n), rank);
+  for (let i = start; i < end; i++) scratch[i - start] = Math.abs(a * x[i] + b * m[i]);
+  return clampThreshold(valueAtRank(scratch.subarray(0, n), rank), maxValue);
+}
+
+/**
+ * A value of |x̂_0| that, with high probability, lies below its order statistic at `rank`: the order statistic of a
+ * strided sample of {@link THRESHOLD_SAMPLE_SIZE} values four standard deviations (of a binomial count) below the
+ * rank's place in the sample. `undefined` when the item is too short to sample or the rank too low to bound.
+ */
+function sampledLowerBound(
+  x: Float32Array,
+  m: Float32Array,
+  a: number,
+  b: number,
+  start: number,
+  n: number,
+  rank: number,
+  scratch: Float32Array,
+): number | undefined {
+  const stride = Math.floor(n / THRESHOLD_SAMPLE_SIZE);
+  if (stride < 2) return undefined;
+  const p = rank / (n - 1);
+  const margin = 4 * Math.sqrt(THRESHOLD_SAMPLE_SIZE * p * (1 - p));
+  const sampleRank = Math.floor(p * (THRESHOLD_SAMPLE_SIZE - 1) - margin) - 1;
+  if (sampleRank < 0) return undefined;
+  for (let j = 0; j < THRESHOLD_SAMPLE_SIZE; j++) {
+    const i = start + j * stride;
+    scratch[j] = Math.abs(a * x[i] + b * m[i]);
   }
-  return Math.min(Math.max(quantile, 1), clamp.sample_max_value);
+  const sample = scratch.subarray(0, THRESHOLD_SAMPLE_SIZE);
+  selectInPlace(sample, sampleRank);
+  return sample[sampleRank];
+}
+
+/** s = clamp(q, 1, `maxValue`), as `torch.clamp` computes it (a `maxValue` below 1 gives `maxValue`). */
+function clampThreshold(quantile: number, maxValue: number): number {
+  return Math.min(Math.max(quantile, 1), maxValue);
 }
 
 /**
@@ -181,7 +209,7 @@ function fixedThreshold(maxValue: number): number | undefined {
  * @param maxValue - diffusers' `sample_max_value`
  */
 export function dynamicThreshold(absValues: Float32Array, ratio: number, maxValue: number): number {
-  return Math.min(Math.max(quantileInPlace(absValues, ratio), 1), maxValue);
+  return clampThreshold(quantileInPlace(absValues, ratio), maxValue);
 }
 
 /**

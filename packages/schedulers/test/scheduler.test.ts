@@ -102,19 +102,21 @@ describe('stepFromOriginalSample: clipping and thresholding fused into the step 
     ['no clamp', {}],
     ['clip_sample', { clip_sample: true }],
     ['clip_sample, range 0.3', { clip_sample: true, clip_sample_range: 0.3 }],
-    ['thresholding 0.995', { thresholding: true, sample_max_value: 4 }],
+    ['thresholding 0.995, the quantile (about 12) below the max', { thresholding: true, sample_max_value: 100 }],
+    ['thresholding 0.995, the quantile above max 4 (s = 4)', { thresholding: true, sample_max_value: 4 }],
+    ['thresholding 0.995, the quantile below 1 (s = 1)', { thresholding: true, sample_max_value: 4 }, false, 0.05],
     ['thresholding 0.5', { thresholding: true, dynamic_thresholding_ratio: 0.5, sample_max_value: 4 }],
     ['thresholding, max 0.5 (s = 0.5)', { thresholding: true, sample_max_value: 0.5 }],
     ['thresholding, outliers on the sampling stride', { thresholding: true, sample_max_value: 100 }, true],
-  ])('%s: the reference computation to float32 precision', (_name, overrides, outliersOnStride = false) => {
+  ])('%s: the reference computation to float32 precision', (_name, overrides, outliersOnStride = false, scale = 3) => {
     const clamp = clampConfig(overrides);
     const dims = [2, 4, 32, 32];
     const generator = new RandomGenerator(7);
     const sample = generator.randn(dims);
     const modelOutput = generator.randn(dims);
     const noise = generator.randn(dims).data;
-    // Spatial structure and scale so that x̂_0 crosses the bounds: a ramp across each item, times 3.
-    for (let i = 0; i < sample.data.length; i++) sample.data[i] = 3 * (sample.data[i] + ((i % 4096) / 4096 - 0.5));
+    // Spatial structure and scale so that x̂_0 crosses the bounds: a ramp across each item, times `scale`.
+    for (let i = 0; i < sample.data.length; i++) sample.data[i] = scale * (sample.data[i] + ((i % 4096) / 4096 - 0.5));
     // Every 4th value of an item large: the threshold's sample of 256 of 4,096 values takes every 16th, so it sees
     // only large ones, its bound lies above the wanted quantile, and the threshold must come from all values.
     if (outliersOnStride) for (let i = 0; i < sample.data.length; i += 4) sample.data[i] += 40;
@@ -122,13 +124,35 @@ describe('stepFromOriginalSample: clipping and thresholding fused into the step 
     const x0 = new Float32Array(n);
     const prev = new Float32Array(n);
     const scratch = new Float32Array(n / 2);
-    const ab: [number, number] = [1.3, -0.4];
+    const ab: [number, number] = [1.3, -0.4 * Math.min(1, scale)];
     const nonFinite = stepFromOriginalSample({ sample, modelOutput, noise, x0, prev, scratch }, ab, clamp, weights);
     expect(nonFinite).toBe(0);
     const expected = reference(sample.data, modelOutput.data, noise, 2, ab, clamp);
     for (let i = 0; i < n; i++) {
       expect(Math.abs(x0[i] - expected.x0[i])).toBeLessThanOrEqual(2e-7 * Math.max(1, Math.abs(expected.x0[i])));
       expect(Math.abs(prev[i] - expected.prev[i])).toBeLessThanOrEqual(2e-7 * Math.max(1, Math.abs(expected.prev[i])));
+    }
+  });
+
+  it('s is sample_max_value exactly when the values beyond it reach the order statistic below the wanted rank', () => {
+    // 4,096 values of 0.5, of which `beyond` are 2.01 (off the sampling stride, so the sample sees only 0.5s and
+    // every value is a candidate). Rank 0.995 · 4095 = 4074.525: with 22 = 4096 − 4074 values beyond max 2, the
+    // order statistic at 4074 is 2.01 and s = 2; with 21 it is 0.5, and s = 0.5 + 0.525 · (2.01 − 0.5).
+    for (const [beyond, s] of [
+      [22, 2],
+      [21, Math.fround(0.5) + 0.525 * (Math.fround(2.01) - Math.fround(0.5))],
+    ]) {
+      const dims = [1, 1, 64, 64];
+      const sample = new Tensor(new Float32Array(4096).fill(0.5), dims);
+      for (let k = 0; k < beyond; k++) sample.data[16 * k + 5] = 2.01;
+      const modelOutput = new Tensor(new Float32Array(4096), dims);
+      const x0 = new Float32Array(4096);
+      const prev = new Float32Array(4096);
+      const clamp = clampConfig({ thresholding: true, sample_max_value: 2 });
+      const buffers = { sample, modelOutput, noise: null, x0, prev, scratch: new Float32Array(4096) };
+      stepFromOriginalSample(buffers, [1, 0], clamp, weights);
+      expect(x0[0]).toBeCloseTo(0.5 / s, 6);
+      expect(x0[5]).toBe(Math.fround(Math.min(Math.fround(2.01), s) / s));
     }
   });
 
