@@ -379,10 +379,11 @@ function legacyBlend(
   const noiseTensor = { data: noise, dims: imageLatents.dims };
   const [batch, channels, h, w] = imageLatents.dims;
   const plane = h * w;
+  const noised = new Float32Array(imageLatents.data.length);
   return (latents, stepIndex) => {
     const known =
       stepIndex < timesteps.length - 1
-        ? scheduler.addNoise(imageLatents, noiseTensor, timesteps[stepIndex + 1])
+        ? scheduler.addNoise(imageLatents, noiseTensor, timesteps[stepIndex + 1], noised)
         : imageLatents;
     const data = latents.data;
     for (let b = 0; b < batch; b++) {

@@ -295,9 +295,15 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
    * @param originalSamples - x_0
    * @param noise - ε, same dims
    * @param timesteps - one timestep of the schedule, or one per batch item
+   * @param out - receives x_t instead of a new buffer (x_0's length)
    */
-  override addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
-    return this.addNoiseAtScheduleSigmas(originalSamples, noise, timesteps, this.sigmas, (sigma) =>
+  override addNoise(
+    originalSamples: TensorLike,
+    noise: TensorLike,
+    timesteps: number | readonly number[],
+    out?: Float32Array,
+  ): Tensor {
+    return this.addNoiseAtScheduleSigmas(originalSamples, noise, timesteps, out, this.sigmas, (sigma) =>
       solverAlphaSigma(sigma, false),
     );
   }

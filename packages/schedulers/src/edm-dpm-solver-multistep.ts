@@ -225,9 +225,18 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<EDMDPMSolverMultis
    * @param originalSamples - x_0
    * @param noise - ε, same dims
    * @param timesteps - one timestep of the schedule for the batch, or one per batch item
+   * @param out - receives x_t instead of a new buffer (x_0's length)
    */
-  override addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
-    return this.combinePerItem(originalSamples, noise, timesteps, (t) => [1, this.sigmas[this.cursor.noiseIndex(t)]]);
+  override addNoise(
+    originalSamples: TensorLike,
+    noise: TensorLike,
+    timesteps: number | readonly number[],
+    out?: Float32Array,
+  ): Tensor {
+    return this.combinePerItem(originalSamples, noise, timesteps, out, (t) => [
+      1,
+      this.sigmas[this.cursor.noiseIndex(t)],
+    ]);
   }
 
   /** D = c_skip·x + c_out·F at σ (Karras et al. 2022, Table 1) into `out`, thresholded when configured. */

@@ -206,9 +206,18 @@ export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig> implem
    * @param originalSamples - x_0
    * @param noise - ε, same dims
    * @param timesteps - one timestep of the schedule for the batch, or one per batch item
+   * @param out - receives x_t instead of a new buffer (x_0's length)
    */
-  override addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
-    return this.combinePerItem(originalSamples, noise, timesteps, (t) => [1, this.sigmas[this.cursor.noiseIndex(t)]]);
+  override addNoise(
+    originalSamples: TensorLike,
+    noise: TensorLike,
+    timesteps: number | readonly number[],
+    out?: Float32Array,
+  ): Tensor {
+    return this.combinePerItem(originalSamples, noise, timesteps, out, (t) => [
+      1,
+      this.sigmas[this.cursor.noiseIndex(t)],
+    ]);
   }
 
   /**

@@ -237,9 +237,16 @@ export abstract class Scheduler<C extends SchedulerConfig = SchedulerConfig> {
    * @param originalSamples - x_0
    * @param noise - ε, same dims
    * @param timesteps - one training timestep for the whole batch, or one per batch item
+   * @param out - receives x_t instead of a new buffer (x_0's length): a loop that noises every step (diffusers'
+   *   legacy inpainting) reuses one
    */
-  addNoise(originalSamples: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
-    return this.addNoiseAtTrainingTimesteps(originalSamples, noise, timesteps);
+  addNoise(
+    originalSamples: TensorLike,
+    noise: TensorLike,
+    timesteps: number | readonly number[],
+    out?: Float32Array,
+  ): Tensor {
+    return this.addNoiseAtTrainingTimesteps(originalSamples, noise, timesteps, out);
   }
 
   /** {@link Scheduler.addNoise} from the training schedule's ᾱ at each timestep. */
@@ -247,8 +254,9 @@ export abstract class Scheduler<C extends SchedulerConfig = SchedulerConfig> {
     x: TensorLike,
     noise: TensorLike,
     timesteps: number | readonly number[],
+    out?: Float32Array,
   ): Tensor {
-    return this.combinePerItem(x, noise, timesteps, (t) => {
+    return this.combinePerItem(x, noise, timesteps, out, (t) => {
       const alphaBar = this.alphaCumprodAt(t);
       return [Math.sqrt(alphaBar), Math.sqrt(1 - alphaBar)];
     });
@@ -262,6 +270,7 @@ export abstract class Scheduler<C extends SchedulerConfig = SchedulerConfig> {
    * @param x - x_0
    * @param noise - ε, same dims
    * @param timesteps - one timestep of the schedule, or one per batch item
+   * @param out - receives x instead of a new buffer, or `undefined`
    * @param sigmas - the schedule's σ, aligned with {@link Scheduler.timesteps}
    * @param alphaSigma - (α, σ_t) of a schedule σ
    */
@@ -269,11 +278,12 @@ export abstract class Scheduler<C extends SchedulerConfig = SchedulerConfig> {
     x: TensorLike,
     noise: TensorLike,
     timesteps: number | readonly number[],
+    out: Float32Array | undefined,
     sigmas: ArrayLike<number>,
     alphaSigma: (sigma: number) => { alphaT: number; sigmaT: number },
   ): Tensor {
-    if (this.numInferenceSteps === undefined) return this.addNoiseAtTrainingTimesteps(x, noise, timesteps);
-    return this.combinePerItem(x, noise, timesteps, (t) => {
+    if (this.numInferenceSteps === undefined) return this.addNoiseAtTrainingTimesteps(x, noise, timesteps, out);
+    return this.combinePerItem(x, noise, timesteps, out, (t) => {
       const { alphaT, sigmaT } = alphaSigma(sigmas[this.cursor.noiseIndex(t)]);
       return [alphaT, sigmaT];
     });
@@ -287,7 +297,7 @@ export abstract class Scheduler<C extends SchedulerConfig = SchedulerConfig> {
    * @param timesteps - one training timestep for the whole batch, or one per batch item
    */
   getVelocity(sample: TensorLike, noise: TensorLike, timesteps: number | readonly number[]): Tensor {
-    return this.combinePerItem(sample, noise, timesteps, (t) => {
+    return this.combinePerItem(sample, noise, timesteps, undefined, (t) => {
       const alphaBar = this.alphaCumprodAt(t);
       return [-Math.sqrt(1 - alphaBar), Math.sqrt(alphaBar)];
     });
@@ -400,12 +410,14 @@ export abstract class Scheduler<C extends SchedulerConfig = SchedulerConfig> {
    * @param x - x_0 (or the sample)
    * @param y - the noise, same dims
    * @param timesteps - one timestep for the whole batch, or one per batch item
+   * @param out - receives the result instead of a new buffer, or `undefined`
    * @param coefficients - (a, c) at a timestep; throws for a timestep it cannot place
    */
   protected combinePerItem(
     x: TensorLike,
     y: TensorLike,
     timesteps: number | readonly number[],
+    out: Float32Array | undefined,
     coefficients: (timestep: number) => readonly [number, number],
   ): Tensor {
     assertTensorLike(x, 'originalSamples');
@@ -418,13 +430,16 @@ export abstract class Scheduler<C extends SchedulerConfig = SchedulerConfig> {
         `Got ${perItem.length} timesteps for a batch of ${batch}; pass one timestep or one per batch item.`,
       );
     }
-    const out = new Float32Array(x.data.length);
+    if (out !== undefined && out.length !== x.data.length) {
+      throw new InvalidArgumentError(`out holds ${out.length} values; originalSamples has ${x.data.length}.`);
+    }
+    const result = out ?? new Float32Array(x.data.length);
     const itemSize = x.data.length / batch;
     for (let b = 0; b < batch; b++) {
       const t = perItem ? perItem[perItem.length === 1 ? 0 : b] : (timesteps as number);
       const [a, c] = coefficients(t);
-      for (let i = b * itemSize, end = i + itemSize; i < end; i++) out[i] = a * x.data[i] + c * y.data[i];
+      for (let i = b * itemSize, end = i + itemSize; i < end; i++) result[i] = a * x.data[i] + c * y.data[i];
     }
-    return new Tensor(out, x.dims);
+    return new Tensor(result, x.dims);
   }
 }

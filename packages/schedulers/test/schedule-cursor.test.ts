@@ -1,4 +1,4 @@
-import { ConfigError, InvalidArgumentError } from '@denoise/core';
+import { ConfigError, InvalidArgumentError, RandomGenerator } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
 import {
   betasFromConfig,
@@ -93,6 +93,25 @@ describe('capabilities', () => {
       scheduler.setTimesteps(4);
       expect(() => scheduler.setBeginIndex(scheduler.timesteps.length - 1)).not.toThrow();
       expect(() => scheduler.setBeginIndex(scheduler.timesteps.length)).toThrow(InvalidArgumentError);
+    }
+  });
+});
+
+describe('addNoise into a buffer the caller reuses', () => {
+  it('every scheduler writes the same x_t into `out` as into a new tensor, and refuses a buffer of another length', () => {
+    const x = dummySampleDeter();
+    const noise = new RandomGenerator(0).randn(x.dims);
+    // iPNDM has no forward process to noise with (its addNoise throws, as tested below).
+    for (const Class of Object.values(SCHEDULER_CLASSES).filter((Class) => Class !== IPNDMScheduler)) {
+      const scheduler = new Class({}, quiet);
+      scheduler.setTimesteps(4);
+      const t = scheduler.timesteps[1];
+      const fresh = scheduler.addNoise(x, noise, t);
+      const out = new Float32Array(x.data.length);
+      const written = scheduler.addNoise(x, noise, t, out);
+      expect(written.data).toBe(out);
+      expect(out).toEqual(fresh.data);
+      expect(() => scheduler.addNoise(x, noise, t, new Float32Array(3))).toThrow(InvalidArgumentError);
     }
   });
 });
