@@ -127,12 +127,12 @@ function thresholdOfItem(
   b: number,
   start: number,
   end: number,
-  clamp: ThresholdingConfig,
+  ratio: number,
+  maxValue: number,
   scratch: Float32Array,
 ): number {
   const n = end - start;
-  const rank = clamp.dynamic_thresholding_ratio * (n - 1);
-  const maxValue = clamp.sample_max_value;
+  const rank = ratio * (n - 1);
   const sampled = sampledLowerBound(x, m, a, b, start, n, rank, scratch);
   if (sampled !== undefined) {
     // A lower bound above sample_max_value is lowered to it: more values then count towards the early return.
@@ -201,18 +201,6 @@ function fixedThreshold(maxValue: number): number | undefined {
 }
 
 /**
- * Imagen's threshold s of one batch item (Saharia et al. 2022, §2.3): the `ratio` quantile of |x̂_0|, clamped to
- * `[1, maxValue]` (a `maxValue` below 1 gives `maxValue`, as `torch.clamp` does).
- *
- * @param absValues - |x̂_0| of the item; reordered
- * @param ratio - diffusers' `dynamic_thresholding_ratio`
- * @param maxValue - diffusers' `sample_max_value`
- */
-export function dynamicThreshold(absValues: Float32Array, ratio: number, maxValue: number): number {
-  return clampThreshold(quantileInPlace(absValues, ratio), maxValue);
-}
-
-/**
  * Imagen's dynamic thresholding (Saharia et al. 2022, §2.3), in place on a buffer the caller owns: for each batch
  * item, `s` is the `ratio` quantile of |x| (linear interpolation, as `torch.quantile`), clamped to
  * `[1, maxValue]`; values are clamped to `[−s, s]` and divided by `s`.
@@ -231,15 +219,12 @@ export function applyDynamicThresholding(
   scratch: Float32Array,
 ): void {
   const itemSize = values.length / batchSize;
-  const absValues = scratch.subarray(0, itemSize);
   const fixed = fixedThreshold(maxValue);
   for (let b = 0; b < batchSize; b++) {
-    const item = values.subarray(b * itemSize, (b + 1) * itemSize);
-    let s = fixed;
-    if (s === undefined) {
-      for (let i = 0; i < itemSize; i++) absValues[i] = Math.abs(item[i]);
-      s = dynamicThreshold(absValues, ratio, maxValue);
-    }
+    const start = b * itemSize;
+    // x̂_0 = 1·values + 0·values: the threshold of the step functions' a·x + b·m form.
+    const s = fixed ?? thresholdOfItem(values, values, 1, 0, start, start + itemSize, ratio, maxValue, scratch);
+    const item = values.subarray(start, start + itemSize);
     for (let i = 0; i < itemSize; i++) item[i] = Math.min(Math.max(item[i], -s), s) / s;
   }
 }
@@ -320,7 +305,8 @@ export function stepFromOriginalSample(
   let nonFinite = 0;
   for (let item = 0; item < batch; item++) {
     const start = item * itemSize;
-    const s = thresholdOfItem(x, m, a, b, start, start + itemSize, clamp, buffers.scratch);
+    const { dynamic_thresholding_ratio: ratio, sample_max_value: maxValue } = clamp;
+    const s = thresholdOfItem(x, m, a, b, start, start + itemSize, ratio, maxValue, buffers.scratch);
     nonFinite += clampedUpdate(buffers, a, b, s, 1 / s, weights, start, start + itemSize);
   }
   return nonFinite;

@@ -1,6 +1,7 @@
 import { NumericError, RandomGenerator, Tensor } from '@denoise/core';
 import { describe, expect, it } from 'vitest';
 import {
+  applyDynamicThresholding,
   DDIMScheduler,
   DDPMScheduler,
   type OriginalSampleClampConfig,
@@ -51,6 +52,31 @@ describe('selection (Floyd & Rivest) and the quantile of dynamic thresholding', 
         for (const ratio of [0, 0.25, 0.5, 0.9, 0.995, 1]) {
           expect(quantileInPlace(Float32Array.from(values), ratio)).toBe(sortedQuantile(values, ratio));
         }
+      }
+    }
+  });
+});
+
+describe("applyDynamicThresholding: the multistep solvers' thresholding of a materialised x̂_0", () => {
+  it('clamps each item to ±s and divides by s, with s the clamped torch.quantile of |x̂_0|', () => {
+    for (const [ratio, maxValue] of [
+      [0.995, 1.5],
+      [0.995, 100],
+      [0.9, 3],
+      [0.995, 0.5],
+    ]) {
+      for (const values of arrays(5000)) {
+        const batch = [values.map((v) => 3 * v), values.map((v) => 0.2 * v)];
+        const x0 = new Float32Array(10000);
+        x0.set(batch[0], 0);
+        x0.set(batch[1], 5000);
+        applyDynamicThresholding(x0, 2, ratio, maxValue, new Float32Array(5000));
+        batch.forEach((item, b) => {
+          const s = Math.min(Math.max(sortedQuantile(item.map(Math.abs), ratio), 1), maxValue);
+          for (let i = 0; i < 5000; i++) {
+            expect(x0[b * 5000 + i]).toBe(Math.fround(Math.min(Math.max(item[i], -s), s) / s));
+          }
+        });
       }
     }
   });
