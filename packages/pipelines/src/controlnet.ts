@@ -5,7 +5,7 @@
  * graphs take the classifier-free-guidance batch. `docs/controlnet.md` lists the ONNX layouts this reads.
  */
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import { DeviceTensor, type FeedValue, type ModelRepository, type ModelSession } from '@denoise/core/runtime';
+import type { FeedValue, ModelRepository, ModelSession } from '@denoise/core/runtime';
 import type { Scheduler } from '@denoise/schedulers';
 import type { GuidanceStepPosition } from './guidance/guidance.js';
 import type { RgbaImage } from './image.js';
@@ -254,25 +254,10 @@ function afterZeros(out: Float32Array, rows: Float32Array): Float32Array {
   return out;
 }
 
-/** The CPU copies of device text embeddings, read back once per generation for guess mode's conditional rows. */
-const readBack = new WeakMap<DeviceTensor, Promise<TensorLike>>();
-
-/** The second half (the conditional rows) of a `[2B, …]` value, read back once if it lives on the device. */
-async function conditionalHalf(value: FeedValue): Promise<TensorLike> {
-  if (typeof value === 'number') throw new InvalidArgumentError('encoder_hidden_states cannot be a number.');
-  let cpu: Exclude<FeedValue, number | DeviceTensor>;
-  if (value instanceof DeviceTensor) {
-    let copy = readBack.get(value);
-    if (copy === undefined) {
-      copy = value.toTensor();
-      readBack.set(value, copy);
-    }
-    cpu = await copy;
-  } else {
-    cpu = value;
-  }
-  const [rows, ...rest] = cpu.dims;
-  return { data: (cpu.data as Float32Array).subarray(cpu.data.length / 2), dims: [rows / 2, ...rest] };
+/** The second half (the conditional rows) of a `[2B, …]` sample. */
+function conditionalHalf(sample: TensorLike): TensorLike {
+  const [rows, ...rest] = sample.dims;
+  return { data: sample.data.subarray(sample.data.length / 2), dims: [rows / 2, ...rest] };
 }
 
 /** diffusers' `controlnet_keep`: 1 on the steps inside `[start, end]` of the run, 0 outside. */
@@ -395,7 +380,7 @@ export class StableDiffusionControlNetPipeline extends LatentDiffusionPipeline {
       const final = await this.denoise(options, scheduler, run, latents, 0);
       return await this.decode(final, options);
     } finally {
-      embeddings.dispose();
+      embeddings.conditioning.dispose();
     }
   }
 
@@ -454,11 +439,12 @@ export class StableDiffusionControlNetPipeline extends LatentDiffusionPipeline {
       const scale = control.scale * keepAt(position, control.start, control.end);
       if (control.guessMode && rows === 'unconditional' && zeros !== undefined) return zeros;
       const conditionalOnly = control.guessMode && rows === 'both';
-      const hidden = call.conditioning[HIDDEN_STATES];
+      // Guess mode's conditional rows: their half of the text embeddings, split once per generation.
+      const text = conditionalOnly ? await call.conditioning.feeds('conditional') : call.feeds;
       const feeds: Record<string, FeedValue> = {
-        [UNET_SAMPLE_INPUT]: conditionalOnly ? await conditionalHalf(call.sample) : call.sample,
+        [UNET_SAMPLE_INPUT]: conditionalOnly ? conditionalHalf(call.sample) : call.sample,
         timestep: call.timestep,
-        [HIDDEN_STATES]: conditionalOnly ? await conditionalHalf(hidden) : hidden,
+        [HIDDEN_STATES]: text[HIDDEN_STATES],
         [CONTROLNET_COND]: conditionalOnly ? image : imageOf(rows),
       };
       if (layout.scaleInput !== undefined) feeds[layout.scaleInput] = scale;

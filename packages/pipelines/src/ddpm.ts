@@ -17,7 +17,7 @@ import {
   MAX_SAMPLE_VALUES,
   type PipelineOutput,
 } from './pipeline.js';
-import { type UnetConditioning, unetDenoiser } from './unet-denoiser.js';
+import { UnetConditioning, unetDenoiser } from './unet-denoiser.js';
 
 /** Options of {@link DDPMPipeline.generate}. */
 export interface DDPMOptions {
@@ -166,7 +166,7 @@ export class DDPMPipeline extends DiffusionPipeline {
     const guidances: Guidance[] = options.guidances
       ? [...options.guidances]
       : [new ClassifierFreeGuidance({ guidanceScale })];
-    let conditioning: UnetConditioning = { conditional: {} };
+    let conditioning = new UnetConditioning({});
     if (labels !== undefined) {
       labels.forEach((label, i) => {
         checkLabel(label, `classLabels[${i}]`, this.numClassEmbeds);
@@ -176,10 +176,10 @@ export class DDPMPipeline extends DiffusionPipeline {
       if (guidanceScale > 1 && nullLabel === undefined) {
         throw new InvalidArgumentError('guidanceScale > 1 on class labels needs unconditionalClassLabel.');
       }
-      conditioning = {
+      conditioning = new UnetConditioning({
         conditional: { class_labels: labelTensor(labels) },
         unconditional: nullLabel === undefined ? undefined : { class_labels: labelTensor(labels.map(() => nullLabel)) },
-      };
+      });
     }
 
     const scheduler = cloneScheduler(this.scheduler);
@@ -249,12 +249,12 @@ function splitLearnedVariance(
     learned = output.dims[1] === 2 * channels;
     if (!learned) return output;
     if (predictions.length !== rows * itemSize) predictions = new Float32Array(rows * itemSize);
-    const conditionalFirst = request.withUnconditional ? rows / 2 : 0;
+    const conditionalFirst = request.branches.indexOf('conditional') * batch;
     for (let row = 0; row < rows; row++) {
       const from = row * 2 * itemSize;
       predictions.set(output.data.subarray(from, from + itemSize), row * itemSize);
-      if (row >= conditionalFirst) {
-        const item = row - conditionalFirst;
+      const item = row - conditionalFirst;
+      if (item >= 0 && item < batch) {
         varianceChannels.set(output.data.subarray(from + itemSize, from + 2 * itemSize), item * itemSize);
       }
     }

@@ -1,7 +1,7 @@
 /**
- * The denoising loop every pipeline shares: at each timestep, scale the input, run the model (conditional and,
- * when a guidance asks for it, unconditional in one batched call), apply the guidances in order, step the
- * scheduler, add any mean shift, and hand the latents to the caller's callback.
+ * The denoising loop every pipeline shares: at each timestep, scale the input, run the model on every branch the
+ * guidances ask for (the conditional one and, e.g., the unconditional one, in one batched call), apply the guidances
+ * in order, step the scheduler, add any mean shift, and hand the latents to the caller's callback.
  */
 import { InvalidArgumentError, Tensor, type TensorLike, throwIfAborted } from '@denoise/core';
 import {
@@ -18,19 +18,24 @@ import {
   type Guidance,
   type GuidanceStep,
   type GuidanceStepPosition,
+  type ModelBranch,
 } from './guidance/guidance.js';
 
 /** One model evaluation requested by the loop. */
 export interface DenoiserRequest {
   /**
-   * The model input: `[B, C, H, W]` for the conditional pass alone, or `[2B, C, H, W]` with the unconditional
-   * half first (as diffusers batches classifier-free guidance) when {@link withUnconditional} is true.
+   * The model input, `[n·B, C, H, W]`: one block of `B` rows per branch of {@link DenoiserRequest.branches}, in
+   * that order, each the step's scaled `x_t`.
    */
   readonly sample: TensorLike;
   /** The scheduler timestep. */
   readonly timestep: number;
-  /** Whether `sample` holds the unconditional and the conditional batch. */
-  readonly withUnconditional: boolean;
+  /**
+   * The branches to evaluate, the union of those the step's guidances asked for: `'unconditional'` first when
+   * asked for (as diffusers batches classifier-free guidance), then `'conditional'`, which always runs, then any
+   * other branch in the order the guidances named it. The same array at every step with the same branches.
+   */
+  readonly branches: readonly ModelBranch[];
   /** The caller's signal. */
   readonly signal: AbortSignal | undefined;
   /** Where in the run this evaluation is (e.g. for a ControlNet active on part of the schedule only). */
@@ -38,8 +43,10 @@ export interface DenoiserRequest {
 }
 
 /**
- * A conditioned model: returns the prediction for each row of `request.sample`, `[N, C, H, W]`. The pipeline
- * binds the conditioning (text embeddings, class labels) to its rows.
+ * A conditioned model: returns the prediction for each row of `request.sample`, `[n·B, C, H, W]`, one block of `B`
+ * rows per branch of `request.branches` in that order. The pipeline binds the conditioning (text embeddings, class
+ * labels) to the rows of each branch; a denoiser of your own may serve branches of its own (e.g. a pass with a
+ * perturbed model) that a guidance of yours asks for.
  */
 export type Denoiser = (request: DenoiserRequest) => Promise<TensorLike>;
 
@@ -167,10 +174,39 @@ function predictedOriginal(
   return new Tensor(out, prediction.dims);
 }
 
+/** Only the conditional branch, which every step evaluates. */
+const CONDITIONAL_ONLY: readonly ModelBranch[] = Object.freeze(['conditional']);
+
+/**
+ * The branches the guidances ask for at `position`, in the order of {@link DenoiserRequest.branches}: `previous`
+ * when they are the same (the common case, so that a step allocates nothing), else a new array.
+ *
+ * @param scratch - reused to collect the branches
+ */
+function branchesAt(
+  guidances: readonly Guidance[],
+  position: GuidanceStepPosition,
+  previous: readonly ModelBranch[],
+  scratch: ModelBranch[],
+): readonly ModelBranch[] {
+  scratch.length = 0;
+  scratch.push('conditional');
+  for (const guidance of guidances) {
+    for (const branch of guidance.branches(position)) {
+      if (scratch.includes(branch)) continue;
+      if (branch === 'unconditional') scratch.unshift(branch);
+      else scratch.push(branch);
+    }
+  }
+  let same = scratch.length === previous.length;
+  for (let i = 0; same && i < scratch.length; i++) same = scratch[i] === previous[i];
+  return same ? previous : Object.freeze(scratch.slice());
+}
+
 /**
  * Runs the reverse process and returns the final latents. The scheduler is used as is (its multistep history
- * included), so give each concurrent run its own scheduler. Buffers for the batched model input, the guided
- * prediction and the mean shift are allocated once per run.
+ * included), so give each concurrent run its own scheduler. Buffers for the batched model input (one per number of
+ * branches), the guided prediction and the mean shift are allocated once per run.
  *
  * @param options - scheduler, timesteps, initial latents, model, guidances; see {@link DenoisingLoopOptions}
  */
@@ -183,7 +219,10 @@ export async function runDenoisingLoop(options: DenoisingLoopOptions): Promise<T
   const size = options.latents.data.length;
   const form = classifierGuidanceForm(scheduler);
 
-  const batchedInput = new Float32Array(2 * size);
+  const batchedInputs = new Map<number, Float32Array>();
+  const predictions = new Map<ModelBranch, TensorLike>();
+  const scratch: ModelBranch[] = [];
+  let branches = CONDITIONAL_ONLY;
   const prediction = new Tensor(new Float32Array(size), dims);
   const meanShift = new Tensor(new Float32Array(size), dims);
   const { learnedVariance } = options;
@@ -198,27 +237,33 @@ export async function runDenoisingLoop(options: DenoisingLoopOptions): Promise<T
     throwIfAborted(signal, `denoising step ${stepIndex}`);
     const position: GuidanceStepPosition = { stepIndex, numInferenceSteps: timesteps.length, timestep };
     const modelInput = scheduler.scaleModelInput(latents, timestep);
-    const withUnconditional = guidances.some((g) => g.requiresUnconditional(position));
+    branches = branchesAt(guidances, position, branches, scratch);
+    const count = branches.length;
 
     let sample: TensorLike = modelInput;
-    if (withUnconditional) {
-      batchedInput.set(modelInput.data, 0);
-      batchedInput.set(modelInput.data, size);
-      sample = { data: batchedInput, dims: [2 * batch, ...dims.slice(1)] };
+    if (count > 1) {
+      let batchedInput = batchedInputs.get(count);
+      if (batchedInput === undefined) {
+        batchedInput = new Float32Array(count * size);
+        batchedInputs.set(count, batchedInput);
+      }
+      for (let b = 0; b < count; b++) batchedInput.set(modelInput.data, b * size);
+      sample = { data: batchedInput, dims: [count * batch, ...dims.slice(1)] };
     }
-    const output = await denoiser({ sample, timestep, withUnconditional, signal, position });
-    const rows = withUnconditional ? 2 * batch : batch;
-    if (output.dims[0] !== rows || output.data.length !== (rows * size) / batch) {
+    const output = await denoiser({ sample, timestep, branches, signal, position });
+    const rows = count * batch;
+    if (output.dims[0] !== rows || output.data.length !== count * size) {
       throw new InvalidArgumentError(
         `The model returned [${output.dims.join(', ')}] for an input of ${rows} × [${dims.slice(1).join(', ')}].`,
       );
     }
-    // The rows are views: unconditional first, as diffusers batches classifier-free guidance.
-    const conditional = new Tensor(
-      output.data.subarray(withUnconditional ? size : 0, withUnconditional ? 2 * size : size),
-      dims,
-    );
-    const unconditional = withUnconditional ? new Tensor(output.data.subarray(0, size), dims) : undefined;
+    // Each branch's rows are a view of the output.
+    predictions.clear();
+    for (let b = 0; b < count; b++) {
+      predictions.set(branches[b], new Tensor(output.data.subarray(b * size, (b + 1) * size), dims));
+    }
+    const conditional = predictions.get('conditional') as TensorLike;
+    const unconditional = predictions.get('unconditional');
     prediction.data.set(conditional.data);
     if (form === 'mean') meanShift.data.fill(0);
 
@@ -237,6 +282,7 @@ export async function runDenoisingLoop(options: DenoisingLoopOptions): Promise<T
         variance,
         conditional,
         unconditional,
+        predictions,
         prediction,
         get meanShift() {
           if (form !== 'mean') {

@@ -54,6 +54,8 @@ export {
   type GuidanceStep,
   type GuidanceStepPosition,
   intervalContains,
+  type ModelBranch,
+  NO_EXTRA_BRANCHES,
   type PredictionType,
 } from './guidance/guidance.js';
 export { type OnnxClassifierInputs, onnxClassifierGradient } from './guidance/onnx-classifier.js';
@@ -118,10 +120,12 @@ export {
   loadClipTokenizer,
 } from './text-encoding.js';
 export {
+  type ConditioningInputs,
   type ConditioningValue,
   type UnetCall,
   type UnetCallRows,
-  type UnetConditioning,
+  UnetConditioning,
+  type UnetConditioningParts,
   type UnetDenoiserOptions,
   type UnetFeedsHook,
   unetDenoiser,

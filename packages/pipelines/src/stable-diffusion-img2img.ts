@@ -74,7 +74,7 @@ export class StableDiffusionImg2ImgPipeline extends LatentDiffusionPipeline {
       const final = await this.denoise(options, scheduler, { embeddings, guidances, ...plan }, latents, startIndex);
       return await this.decode(final, options);
     } finally {
-      embeddings.dispose();
+      embeddings.conditioning.dispose();
     }
   }
 }

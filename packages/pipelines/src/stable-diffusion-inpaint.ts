@@ -319,7 +319,7 @@ export class StableDiffusionInpaintPipeline extends LatentDiffusionPipeline {
       const { images } = await this.decode(final, { outputType: 'tensor', signal: options.signal });
       return pasteCropBack(images, inputs.crop, options.outputType);
     } finally {
-      embeddings.dispose();
+      embeddings.conditioning.dispose();
     }
   }
 }

@@ -185,7 +185,7 @@ export class StableDiffusionXLImg2ImgPipeline extends LatentDiffusionXL {
       const final = await this.denoise(options, scheduler, run, latents, startIndex, { endIndex });
       return await this.decode(final, options);
     } finally {
-      embeddings.dispose();
+      embeddings.conditioning.dispose();
     }
   }
 }

@@ -132,7 +132,7 @@ export class StableDiffusionXLInpaintPipeline extends LatentDiffusionXL {
       const { images } = await this.decode(final, { outputType: 'tensor', signal: options.signal });
       return pasteCropBack(images, inputs.crop, options.outputType);
     } finally {
-      embeddings.dispose();
+      embeddings.conditioning.dispose();
     }
   }
 }

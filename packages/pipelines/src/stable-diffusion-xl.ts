@@ -4,7 +4,7 @@
  * size and crop conditioning `time_ids`, on the loop, I/O handling and decoding of {@link LatentDiffusionPipeline}.
  */
 import { ConfigError, InvalidArgumentError, ModelLoadError, Tensor, type TensorLike } from '@denoise/core';
-import { DeviceTensor, type ModelRepository, type ModelSession } from '@denoise/core/runtime';
+import type { ModelRepository, ModelSession } from '@denoise/core/runtime';
 import type { Scheduler } from '@denoise/schedulers';
 import type { ClipTokenizer } from './clip-tokenizer.js';
 import { DiffusionPipeline, initialLatents, type OutputOf, type OutputType } from './pipeline.js';
@@ -13,11 +13,10 @@ import {
   LatentDiffusionPipeline,
   type StableDiffusionComponents,
   type StableDiffusionOptions,
-  type TextEmbeddings,
 } from './stable-diffusion.js';
 import { trainingTimestepCutoff } from './stable-diffusion-img2img.js';
 import { encodePromptsWithHiddenStates, loadClipTokenizer, repeatBatch } from './text-encoding.js';
-import { type ConditioningValue, stackRows, staticBatch, type UnetConditioning } from './unet-denoiser.js';
+import { type ConditioningValue, UnetConditioning } from './unet-denoiser.js';
 
 /** A `(height, width)` or `(top, left)` pair in pixels, as diffusers' `original_size` and `crops_coords_top_left`. */
 export type PixelPair = readonly [number, number];
@@ -356,13 +355,17 @@ export abstract class LatentDiffusionXL extends LatentDiffusionPipeline {
     return [height * this.vae.scaleFactor, width * this.vae.scaleFactor];
   }
 
-  /** Adds `time_ids` to the conditioning of both passes, and puts it all on the UNet's GPU when it can. */
+  /**
+   * Adds `time_ids` to the conditioning of both passes, and copies it all ONCE per generation to the UNet's GPU
+   * when the UNet runs on WebGPU in a browser, so that no UNet call uploads it again (SDXL joins the two encoders'
+   * outputs on the CPU, so they cannot stay where the encoders left them).
+   */
   private async withTimeIds(
     options: StableDiffusionXLOptions<OutputType>,
     plan: GenerationPlan,
     conditional: Record<string, ConditioningValue>,
     unconditional: Record<string, ConditioningValue> | undefined,
-  ): Promise<Omit<TextEmbeddings, 'promptOfRow'>> {
+  ): Promise<UnetConditioning> {
     const ids = this.timeIds(options, plan);
     const expected = this.unet.inputs.find((i) => i.name === TIME_IDS)?.shape[1];
     if (typeof expected === 'number' && expected !== ids.conditional.length) {
@@ -372,67 +375,10 @@ export abstract class LatentDiffusionXL extends LatentDiffusionPipeline {
       );
     }
     const rows = plan.latentDims[0];
-    return this.onUnetDevice(
-      { ...conditional, [TIME_IDS]: timeIdRows(ids.conditional, rows) },
-      unconditional && { ...unconditional, [TIME_IDS]: timeIdRows(ids.unconditional, rows) },
-      rows,
-    );
-  }
-
-  /**
-   * The conditioning, copied ONCE per generation to the UNet's GPU when the UNet runs on WebGPU in a browser, so
-   * that no UNet call uploads it again (SDXL joins the two encoders' outputs on the CPU, so they cannot stay where
-   * the encoders left them): `[unconditional; conditional]` stacked for a UNet that takes the doubled batch, each
-   * half for a fixed-batch UNet, in the element type the UNet declares. Elsewhere it stays on the CPU.
-   *
-   * @param rows - the rows of one half, `B`
-   */
-  private async onUnetDevice(
-    conditional: Record<string, ConditioningValue>,
-    unconditional: Record<string, ConditioningValue> | undefined,
-    rows: number,
-  ): Promise<Omit<TextEmbeddings, 'promptOfRow'>> {
-    const owned: DeviceTensor[] = [];
-    const dispose = () => {
-      for (const tensor of owned.splice(0)) tensor.dispose();
-    };
-    if (!this.unet.canUpload) return { conditioning: { conditional, unconditional }, dispose };
-    const upload = async (values: Record<string, ConditioningValue>) => {
-      const out: Record<string, ConditioningValue> = {};
-      for (const [name, value] of Object.entries(values)) {
-        const type = this.unet.inputs.find((i) => i.name === name)?.type;
-        if (
-          value instanceof DeviceTensor ||
-          !(value.data instanceof Float32Array) ||
-          (type !== 'float32' && type !== 'float16')
-        ) {
-          out[name] = value;
-          continue;
-        }
-        const tensor = await this.unet.upload(name, value as TensorLike);
-        owned.push(tensor);
-        out[name] = tensor;
-      }
-      return out;
-    };
-    try {
-      let conditioning: UnetConditioning;
-      if (unconditional === undefined) {
-        conditioning = { conditional: await upload(conditional) };
-      } else if (staticBatch(this.unet) === rows) {
-        conditioning = { conditional: await upload(conditional), unconditional: await upload(unconditional) };
-      } else {
-        const both = Object.entries(conditional).map(([name, value]) => [
-          name,
-          stackRows(name, unconditional[name], value),
-        ]);
-        conditioning = { conditional: {}, stacked: await upload(Object.fromEntries(both)) };
-      }
-      return { conditioning, dispose };
-    } catch (error) {
-      dispose();
-      throw error;
-    }
+    return UnetConditioning.uploaded(this.unet, {
+      conditional: { ...conditional, [TIME_IDS]: timeIdRows(ids.conditional, rows) },
+      unconditional: unconditional && { ...unconditional, [TIME_IDS]: timeIdRows(ids.unconditional, rows) },
+    });
   }
 
   /**
@@ -481,7 +427,7 @@ export abstract class LatentDiffusionXL extends LatentDiffusionPipeline {
     prompts: readonly string[],
     negatives: readonly string[] | undefined,
     plan: GenerationPlan,
-  ): Promise<Omit<TextEmbeddings, 'promptOfRow'>> {
+  ): Promise<UnetConditioning> {
     const prompts2 = options.prompt2 === undefined ? prompts : promptList(options.prompt2, prompts.length, 'prompt2');
     const conditional = await this.encodeBoth(prompts, prompts2, plan, options.clipSkip);
     return this.withTimeIds(
@@ -498,7 +444,7 @@ export abstract class LatentDiffusionXL extends LatentDiffusionPipeline {
     negatives: readonly string[] | undefined,
     needsUnconditional: boolean,
     plan: GenerationPlan,
-  ): Promise<TextEmbeddings> {
+  ): Promise<UnetConditioning> {
     const repeat = (embeds: TensorLike) => repeatBatch(embeds, plan.perPrompt);
     const conditional = {
       encoder_hidden_states: repeat(options.promptEmbeds as TensorLike),
@@ -615,7 +561,7 @@ export class StableDiffusionXLPipeline extends LatentDiffusionXL {
       const final = await this.denoise(options, scheduler, run, latents, 0, { endIndex });
       return await this.decode(final, options);
     } finally {
-      embeddings.dispose();
+      embeddings.conditioning.dispose();
     }
   }
 }

@@ -37,7 +37,7 @@ import {
 import {
   type ConditioningValue,
   staticBatch,
-  type UnetConditioning,
+  UnetConditioning,
   type UnetFeedsHook,
   unetDenoiser,
 } from './unet-denoiser.js';
@@ -136,20 +136,18 @@ export interface GenerationPlan {
   readonly onWarning: (message: string) => void;
 }
 
-/**
- * The UNet's text conditioning for one generation, wherever it lives (CPU, or left on the GPU by the text
- * encoder), and the one place that frees it.
- */
+/** The UNet's text conditioning for one generation, and what the prompt check reads of it. */
 export interface TextEmbeddings {
-  /** The UNet inputs of the conditional and unconditional rows. */
+  /**
+   * The UNet inputs of the conditional and unconditional rows, wherever they live (CPU, or left on the GPU by the
+   * text encoder): the one owner of those on the device, so dispose it once the generation ends.
+   */
   readonly conditioning: UnetConditioning;
   /**
    * Per batch row, the text prompt whose unconditional row is the empty prompt's, so that a UNet answering both
    * alike shows it ignored the prompt; `undefined` for the other rows.
    */
   readonly promptOfRow?: readonly (string | undefined)[];
-  /** Frees what the embeddings hold on the device; call it once the generation ends. */
-  dispose(): void;
 }
 
 /** The components of a Stable Diffusion pipeline. */
@@ -240,16 +238,21 @@ function warnIfPromptIgnored(
   let checked = !promptOfRow.some((prompt) => prompt !== undefined);
   return async (request) => {
     const prediction = await denoiser(request);
-    if (checked || !request.withUnconditional) return prediction;
+    const { branches } = request;
+    const unconditionalBlock = branches.indexOf('unconditional');
+    if (checked || unconditionalBlock < 0) return prediction;
     checked = true;
+    const conditionalBlock = branches.indexOf('conditional');
     const batch = promptOfRow.length;
-    const rowSize = prediction.data.length / (2 * batch);
+    const rowSize = prediction.data.length / (branches.length * batch);
     const ignored = new Set<string>();
     for (let row = 0; row < batch; row++) {
       const prompt = promptOfRow[row];
       if (prompt === undefined || ignored.has(prompt)) continue;
-      const unconditional = prediction.data.subarray(row * rowSize, (row + 1) * rowSize);
-      const conditional = prediction.data.subarray((batch + row) * rowSize, (batch + row + 1) * rowSize);
+      const rowAt = (block: number) =>
+        prediction.data.subarray((block * batch + row) * rowSize, (block * batch + row + 1) * rowSize);
+      const unconditional = rowAt(unconditionalBlock);
+      const conditional = rowAt(conditionalBlock);
       let scale = 0;
       let difference = 0;
       for (let i = 0; i < rowSize; i++) {
@@ -508,8 +511,8 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
   /**
    * Step 3, diffusers' `encode_prompt`: the UNet's conditioning for every row of the batch. The negative prompts
    * are encoded only when a guidance needs the unconditional prediction at some step of `timesteps` (the part of
-   * the schedule that runs). The result owns the embeddings kept on the device: dispose it when the generation
-   * ends, however it ends.
+   * the schedule that runs). Its conditioning owns the embeddings kept on the device: dispose it when the
+   * generation ends, however it ends.
    *
    * @param options - the call options
    * @param plan - from {@link LatentDiffusionPipeline.checkInputs}
@@ -523,7 +526,9 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
     timesteps: readonly number[],
   ): Promise<TextEmbeddings> {
     const needsUnconditional = timesteps.some((timestep, stepIndex) =>
-      guidances.some((g) => g.requiresUnconditional({ stepIndex, numInferenceSteps: timesteps.length, timestep })),
+      guidances.some((g) =>
+        g.branches({ stepIndex, numInferenceSteps: timesteps.length, timestep }).includes('unconditional'),
+      ),
     );
     let negatives: readonly string[] | undefined;
     if (needsUnconditional && options.negativePromptEmbeds === undefined) {
@@ -547,7 +552,7 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
       );
     }
     throwIfAborted(options.signal, 'encoding the prompts');
-    const encoded =
+    const conditioning =
       prompts === undefined
         ? await this.embeddingsFromTensors(options, negatives, needsUnconditional, plan)
         : await this.encodeTextPrompts(options, prompts, negatives, plan);
@@ -556,13 +561,11 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
       const watched = negatives?.[p] === '' && prompt !== '' && !unknownToTokenizer.has(prompt) ? prompt : undefined;
       return Array.from({ length: perPrompt }, () => watched);
     });
-    const embeddings = { ...encoded, promptOfRow };
-    if (!this.takesGuidanceEmbedding) return embeddings;
+    if (!this.takesGuidanceEmbedding) return { conditioning, promptOfRow };
     // LCM-distilled UNets take the guidance scale as an embedding instead of an unconditional pass.
     const guidanceScale = options.guidanceScale ?? this.defaultGuidanceScale;
     const timestepCond = guidanceScaleEmbedding(guidanceScale, this.guidanceEmbeddingDim, plan.latentDims[0]);
-    const conditional = { ...embeddings.conditioning.conditional, timestep_cond: timestepCond };
-    return { ...embeddings, conditioning: { ...embeddings.conditioning, conditional } };
+    return { conditioning: conditioning.withConditional({ timestep_cond: timestepCond }), promptOfRow };
   }
 
   /**
@@ -581,7 +584,7 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
     prompts: readonly string[],
     negatives: readonly string[] | undefined,
     plan: GenerationPlan,
-  ): Promise<Omit<TextEmbeddings, 'promptOfRow'>> {
+  ): Promise<UnetConditioning> {
     return this.keepTextEmbeddingsOnDevice
       ? this.encodeOnDevice(prompts, negatives, plan.perPrompt, plan.onWarning)
       : this.encodeOnCpu(prompts, negatives, plan.perPrompt, plan.onWarning);
@@ -600,7 +603,7 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
     negatives: readonly string[] | undefined,
     needsUnconditional: boolean,
     plan: GenerationPlan,
-  ): Promise<TextEmbeddings> {
+  ): Promise<UnetConditioning> {
     const repeat = (embeds: TensorLike): TensorLike => repeatBatch(embeds, plan.perPrompt);
     const conditional = { encoder_hidden_states: repeat(options.promptEmbeds as TensorLike) };
     let unconditional: Record<string, ConditioningValue> | undefined;
@@ -617,7 +620,7 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
         ),
       };
     }
-    return { conditioning: { conditional, unconditional }, dispose: () => undefined };
+    return new UnetConditioning({ conditional, unconditional });
   }
 
   /**
@@ -651,18 +654,18 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
     negatives: readonly string[] | undefined,
     perPrompt: number,
     onWarning: (message: string) => void,
-  ): Promise<{ conditioning: UnetConditioning; dispose: () => void }> {
+  ): Promise<UnetConditioning> {
     const encode = (list: readonly string[]) =>
       encodePrompts(this.tokenizer, this.textEncoder, list, perPrompt, onWarning);
     const conditional = { encoder_hidden_states: await encode(prompts) };
     const unconditional = negatives && { encoder_hidden_states: await encode(negatives) };
-    return { conditioning: { conditional, unconditional }, dispose: () => undefined };
+    return new UnetConditioning({ conditional, unconditional });
   }
 
   /**
    * The text embeddings left on the UNet's device for the whole generation. A UNet that takes the doubled batch
    * gets `[negatives; prompts]` from ONE text-encoder run (its steps without the unconditional half read the
-   * prompts' half back once, in the denoiser); a fixed-batch UNet, called twice per step, gets one device
+   * prompts' half back once, in the conditioning); a fixed-batch UNet, called twice per step, gets one device
    * tensor per half. An output the UNet cannot take as is (another element type) is read back once.
    */
   private async encodeOnDevice(
@@ -670,11 +673,9 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
     negatives: readonly string[] | undefined,
     perPrompt: number,
     onWarning: (message: string) => void,
-  ): Promise<{ conditioning: UnetConditioning; dispose: () => void }> {
+  ): Promise<UnetConditioning> {
+    // Freed here if encoding fails part-way; the conditioning owns them once built.
     const owned: DeviceTensor[] = [];
-    const dispose = () => {
-      for (const tensor of owned.splice(0)) tensor.dispose();
-    };
     const wanted = this.unet.inputs.find((i) => i.name === 'encoder_hidden_states')?.type;
     const encode = async (list: readonly string[]): Promise<ConditioningValue> => {
       const hidden = await encodePromptsOnDevice(this.tokenizer, this.textEncoder, list, perPrompt, onWarning);
@@ -690,18 +691,18 @@ export abstract class LatentDiffusionPipeline extends DiffusionPipeline {
       }
     };
     try {
-      if (negatives === undefined)
-        return { conditioning: { conditional: { encoder_hidden_states: await encode(prompts) } }, dispose };
+      if (negatives === undefined) {
+        return new UnetConditioning({ conditional: { encoder_hidden_states: await encode(prompts) } });
+      }
       const rows = prompts.length * perPrompt;
       if (staticBatch(this.unet) === rows) {
         const unconditional = { encoder_hidden_states: await encode(negatives) };
         const conditional = { encoder_hidden_states: await encode(prompts) };
-        return { conditioning: { conditional, unconditional }, dispose };
+        return new UnetConditioning({ conditional, unconditional });
       }
-      const stacked = { encoder_hidden_states: await encode([...negatives, ...prompts]) };
-      return { conditioning: { conditional: {}, stacked }, dispose };
+      return new UnetConditioning({ stacked: { encoder_hidden_states: await encode([...negatives, ...prompts]) } });
     } catch (error) {
-      dispose();
+      for (const tensor of owned) tensor.dispose();
       throw error;
     }
   }
@@ -853,7 +854,7 @@ export class StableDiffusionPipeline extends LatentDiffusionPipeline {
       const final = await this.denoise(options, scheduler, { embeddings, guidances, ...plan }, latents, 0);
       return await this.decode(final, options);
     } finally {
-      embeddings.dispose();
+      embeddings.conditioning.dispose();
     }
   }
 }

@@ -63,7 +63,7 @@ describe('guidances replaces the default list', () => {
 
 describe('mean shifts', () => {
   const pushUp: Guidance = {
-    requiresUnconditional: () => false,
+    branches: () => [],
     apply(step) {
       for (let i = 0; i < step.meanShift.data.length; i++) step.meanShift.data[i] += 0.01;
     },

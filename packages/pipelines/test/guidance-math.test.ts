@@ -19,7 +19,9 @@ import { describe, expect, it } from 'vitest';
 const t = (values: number[], dims: readonly number[]) => new Tensor(Float32Array.from(values), dims);
 
 function step(overrides: Partial<GuidanceStep> & { conditional: TensorLike }): GuidanceStep {
-  const { conditional } = overrides;
+  const { conditional, unconditional } = overrides;
+  const predictions = new Map([['conditional', conditional]]);
+  if (unconditional !== undefined) predictions.set('unconditional', unconditional);
   return {
     stepIndex: 0,
     numInferenceSteps: 10,
@@ -29,6 +31,7 @@ function step(overrides: Partial<GuidanceStep> & { conditional: TensorLike }): G
     alphaProd: 0.36,
     variance: undefined,
     unconditional: undefined,
+    predictions,
     prediction: Tensor.from(conditional),
     meanShift: Tensor.zeros(conditional.dims),
     predictionType: 'epsilon',
@@ -91,7 +94,7 @@ describe('guidance rescale', () => {
     expect(new GuidanceRescale(0).guidanceRescale).toBe(0);
     expect(new GuidanceRescale(1).guidanceRescale).toBe(1);
     expect(() => new GuidanceRescale(-0.1)).toThrow(InvalidArgumentError);
-    expect(new GuidanceRescale(0.5).requiresUnconditional()).toBe(false);
+    expect(new GuidanceRescale(0.5).branches()).toEqual([]);
   });
 
   it('leaves the prediction alone where there was no unconditional prediction', () => {
@@ -139,7 +142,7 @@ describe('classifier guidance', () => {
     const none = step({ conditional: t([1, 1], [1, 2]) });
     await new ClassifierGuidance({ gradient: counting, classLabels: 1, classifierScale: 0 }).apply(none);
     expect(calls).toBe(1);
-    expect(guidance.requiresUnconditional(early)).toBe(false);
+    expect(guidance.branches(early)).toEqual([]);
   });
 
   it('passes one label per batch item: a list as given, a single label repeated', async () => {

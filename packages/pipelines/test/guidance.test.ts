@@ -13,7 +13,9 @@ function applyAll(guidances: readonly { apply(step: GuidanceStep): unknown }[], 
 }
 
 function step(overrides: Partial<GuidanceStep> & { conditional: TensorLike }): GuidanceStep {
-  const { conditional } = overrides;
+  const { conditional, unconditional } = overrides;
+  const predictions = new Map([['conditional', conditional]]);
+  if (unconditional !== undefined) predictions.set('unconditional', unconditional);
   return {
     stepIndex: 0,
     numInferenceSteps: 10,
@@ -23,6 +25,7 @@ function step(overrides: Partial<GuidanceStep> & { conditional: TensorLike }): G
     alphaProd: 0.36,
     variance: undefined,
     unconditional: undefined,
+    predictions,
     prediction: Tensor.from(conditional),
     meanShift: Tensor.zeros(conditional.dims),
     predictionType: 'epsilon',
@@ -42,7 +45,7 @@ describe('ClassifierFreeGuidance', () => {
   it('needs no unconditional pass at w ≤ 1 and leaves the prediction alone', () => {
     const cfg = new ClassifierFreeGuidance({ guidanceScale: 1 });
     const s = step({ conditional: tensor([1, 2]) });
-    expect(cfg.requiresUnconditional(s)).toBe(false);
+    expect(cfg.branches(s)).toEqual([]);
     cfg.apply(s);
     expect([...s.prediction.data]).toEqual([1, 2]);
   });
@@ -91,7 +94,7 @@ describe('ClassifierFreeGuidance', () => {
   it('applies only inside its interval', () => {
     const cfg = new ClassifierFreeGuidance({ guidanceScale: 2, interval: { start: 0.2, end: 0.5 } });
     const active = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].filter((i) =>
-      cfg.requiresUnconditional({ stepIndex: i, numInferenceSteps: 10, timestep: 0 }),
+      cfg.branches({ stepIndex: i, numInferenceSteps: 10, timestep: 0 }).includes('unconditional'),
     );
     expect(active).toEqual([2, 3, 4]);
     const outside = step({ stepIndex: 6, conditional: tensor([1, 2]), unconditional: tensor([5, 5]) });

@@ -10,8 +10,12 @@ import {
   type GuidanceStep,
   type GuidanceStepPosition,
   intervalContains,
+  type ModelBranch,
+  NO_EXTRA_BRANCHES,
   WHOLE_SCHEDULE,
 } from './guidance.js';
+
+const UNCONDITIONAL: readonly ModelBranch[] = Object.freeze(['unconditional']);
 
 /** Options of {@link ClassifierFreeGuidance}. */
 export interface ClassifierFreeGuidanceOptions {
@@ -42,14 +46,14 @@ export class ClassifierFreeGuidance implements Guidance {
     this.interval = checkInterval(options.interval ?? WHOLE_SCHEDULE, 'The classifier-free guidance interval');
   }
 
-  /** True inside the interval when `guidanceScale > 1`. */
-  requiresUnconditional(position: GuidanceStepPosition): boolean {
-    return this.guidanceScale > 1 && intervalContains(this.interval, position);
+  /** The unconditional branch inside the interval when `guidanceScale > 1`, else none. */
+  branches(position: GuidanceStepPosition): readonly ModelBranch[] {
+    return this.#active(position) ? UNCONDITIONAL : NO_EXTRA_BRANCHES;
   }
 
   /** Replaces `step.prediction` by the guided prediction. */
   apply(step: GuidanceStep): void {
-    if (!this.requiresUnconditional(step)) return;
+    if (!this.#active(step)) return;
     const { unconditional } = step;
     if (unconditional === undefined) {
       throw new InvalidArgumentError('Classifier-free guidance needs the unconditional prediction at this step.');
@@ -58,6 +62,10 @@ export class ClassifierFreeGuidance implements Guidance {
     const guided = step.prediction.data;
     const uncond = unconditional.data;
     for (let i = 0; i < guided.length; i++) guided[i] = uncond[i] + w * (guided[i] - uncond[i]);
+  }
+
+  #active(position: GuidanceStepPosition): boolean {
+    return this.guidanceScale > 1 && intervalContains(this.interval, position);
   }
 }
 
@@ -80,9 +88,9 @@ export class GuidanceRescale implements Guidance {
     this.guidanceRescale = guidanceRescale;
   }
 
-  /** Never: it rescales what classifier-free guidance made, and asks for nothing itself. */
-  requiresUnconditional(): boolean {
-    return false;
+  /** None: it rescales what classifier-free guidance made, and asks for nothing itself. */
+  branches(): readonly ModelBranch[] {
+    return NO_EXTRA_BRANCHES;
   }
 
   /** Rescales `step.prediction` in place at the steps that had an unconditional prediction. */

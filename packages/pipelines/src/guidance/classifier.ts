@@ -10,6 +10,8 @@ import {
   type GuidanceStep,
   type GuidanceStepPosition,
   intervalContains,
+  type ModelBranch,
+  NO_EXTRA_BRANCHES,
   WHOLE_SCHEDULE,
 } from './guidance.js';
 
@@ -79,9 +81,9 @@ export class ClassifierGuidance implements Guidance {
     this.interval = checkInterval(options.interval ?? WHOLE_SCHEDULE, 'The classifier guidance interval');
   }
 
-  /** Never: classifier guidance uses the conditional prediction only. */
-  requiresUnconditional(_position: GuidanceStepPosition): boolean {
-    return false;
+  /** None: classifier guidance uses the conditional prediction only. */
+  branches(_position: GuidanceStepPosition): readonly ModelBranch[] {
+    return NO_EXTRA_BRANCHES;
   }
 
   /** Evaluates the gradient on `step.modelInput` and shifts the prediction or the mean. */

@@ -26,6 +26,16 @@ export function classifierGuidanceForm(scheduler: Scheduler): ClassifierGuidance
   return hasPosteriorVariance(scheduler) ? 'mean' : 'epsilon';
 }
 
+/**
+ * A model pass of one step that a guidance can ask for: `'conditional'` (with the condition; every step runs it),
+ * `'unconditional'` (without it, for classifier-free guidance), or a name of your own that a denoiser of your own
+ * serves (e.g. a pass with perturbed self-attention).
+ */
+export type ModelBranch = 'conditional' | 'unconditional' | (string & Record<never, never>);
+
+/** No branch beyond the conditional one: what a guidance that reads only the conditional prediction asks for. */
+export const NO_EXTRA_BRANCHES: readonly ModelBranch[] = Object.freeze([]);
+
 /** Where a step sits in the schedule, which is all a guidance needs to decide whether it is active. */
 export interface GuidanceStepPosition {
   /** The 0-based index of the model evaluation in this generation. */
@@ -57,6 +67,11 @@ export interface GuidanceStep extends GuidanceStepPosition {
   /** The model's prediction without the condition, present when some guidance asked for it this step. */
   readonly unconditional: TensorLike | undefined;
   /**
+   * The prediction of every branch evaluated this step, `[B, C, H, W]` each, the conditional and unconditional ones
+   * included: a guidance reads the branches it asked for from {@link Guidance.branches} here. Read only.
+   */
+  readonly predictions: ReadonlyMap<ModelBranch, TensorLike>;
+  /**
    * The running guided prediction, `[B, C, H, W]`, starting as a copy of {@link conditional}. Guidances
    * update its `data` in place, in list order; the scheduler steps with the final value.
    */
@@ -83,7 +98,7 @@ export interface GuidanceStep extends GuidanceStepPosition {
  * ```ts
  * // Push every prediction towards zero in the first half of the schedule.
  * const damp: Guidance = {
- *   requiresUnconditional: () => false,
+ *   branches: () => NO_EXTRA_BRANCHES,
  *   apply(step) {
  *     if (step.stepIndex >= step.numInferenceSteps / 2) return;
  *     for (let i = 0; i < step.prediction.data.length; i++) step.prediction.data[i] *= 0.9;
@@ -93,10 +108,12 @@ export interface GuidanceStep extends GuidanceStepPosition {
  */
 export interface Guidance {
   /**
-   * Whether this guidance needs the unconditional prediction at this step. The pipeline runs the
-   * unconditional pass (batched with the conditional one) only when some guidance says yes.
+   * The branches this guidance needs at this step beyond the conditional one, which always runs: `['unconditional']`
+   * for classifier-free guidance, none for a guidance that edits the conditional prediction. The loop evaluates the
+   * union of every guidance's branches in one denoiser request (one batched model call for classifier-free
+   * guidance), so a branch no guidance asks for costs nothing.
    */
-  requiresUnconditional(step: GuidanceStepPosition): boolean;
+  branches(position: GuidanceStepPosition): readonly ModelBranch[];
   /** Edits `step.prediction` and/or `step.meanShift` in place. */
   apply(step: GuidanceStep): void | Promise<void>;
 }
