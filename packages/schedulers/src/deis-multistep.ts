@@ -1,5 +1,4 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import { assertFiniteStepInputs, assertFiniteStepResult } from './checks.js';
 import {
   BETA_SCHEDULE_SPEC,
   type ConfigField,
@@ -8,15 +7,19 @@ import {
   KARRAS_DIFFUSION_SCHEDULERS,
   type SchedulerConfigInput,
 } from './config.js';
-import { linearCombination } from './linear-combination.js';
 import {
   type AlphaSigmaLambda,
   alphaSigmaLambda,
-  convertPrediction,
+  assertOneSigmaSpacing,
+  combineHistory,
+  multistepOrder,
   multistepSchedule,
   multistepTimesteps,
+  nextWarmUp,
   predictionStride,
   solverAlphaSigma,
+  solverHistory,
+  solverPrediction,
 } from './multistep.js';
 import { PREDICTION_TYPES, type PredictionType } from './prediction.js';
 import { type BetaScheduleConfig, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
@@ -27,7 +30,7 @@ import {
   type SetTimestepsOptions,
   type StepOptions,
 } from './scheduler.js';
-import { applyDynamicThresholding, THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
+import { THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
 
 /**
  * DEIS, the Diffusion Exponential Integrator Sampler (Zhang & Chen 2022, "Fast Sampling of Diffusion Models with
@@ -126,9 +129,11 @@ export class DEISMultistepScheduler extends Scheduler<DEISMultistepSchedulerConf
   /** The ε̂ of the last steps, a ring: `history[newest]` is the latest. */
   private history: Float32Array[] = [];
   private newest = 0;
-  private thresholdScratch = new Float32Array(0);
-  private readonly terms = new Array<Float32Array>(4);
+  private thresholdScratch: Float32Array = new Float32Array(0);
   private readonly weights = new Float64Array(4);
+  // The buffers of an update (sample, history) and their weights, reused across steps.
+  private readonly terms = new Array<Float32Array>(4);
+  private readonly termWeights = new Float64Array(4);
 
   /**
    * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
@@ -143,12 +148,7 @@ export class DEISMultistepScheduler extends Scheduler<DEISMultistepSchedulerConf
       );
     }
     super('DEISMultistepScheduler', DEIS_MULTISTEP_CONFIG_SPEC, config, options);
-    const c = this.config;
-    if (Number(c.use_karras_sigmas) + Number(c.use_exponential_sigmas) + Number(c.use_beta_sigmas) > 1) {
-      throw new ConfigError(
-        'Only one of use_karras_sigmas, use_exponential_sigmas and use_beta_sigmas can be true; pick one spacing.',
-      );
-    }
+    assertOneSigmaSpacing(this.config);
   }
 
   /**
@@ -202,31 +202,23 @@ export class DEISMultistepScheduler extends Scheduler<DEISMultistepSchedulerConf
     const i = this.cursor.stepIndexFor(timestep);
     const n = this.timesteps.length;
     const solverOrder = this.config.solver_order;
-    this.prepareBuffers(sample.data.length);
+    this.history = solverHistory(this.history, solverOrder, sample.data.length, this.lowerOrderNums > 0);
     const shortRun = this.config.lower_order_final && n < 15;
     const firstOrderAtEnd = i === n - 1 && shortRun;
     const secondOrderAtEnd = i === n - 2 && shortRun;
 
-    // The new ε̂ replaces the oldest one; `newest` moves only once it is known to be finite.
+    // ε̂_0 (at s0) replaces the oldest ε̂; `newest` moves only once it is known to be finite.
     const slot = (this.newest + 1) % solverOrder;
     this.convertModelOutput(modelOutput, sample, timestep, this.history[slot]);
     this.newest = slot;
-
-    let order = 3;
-    if (solverOrder === 1 || this.lowerOrderNums < 1 || firstOrderAtEnd) order = 1;
-    else if (solverOrder === 2 || this.lowerOrderNums < 2 || secondOrderAtEnd) order = 2;
+    const order = multistepOrder(solverOrder, this.lowerOrderNums, firstOrderAtEnd, secondOrderAtEnd);
 
     const weights = this.updateWeights(order);
-    this.terms[0] = sample.data;
-    for (let k = 0; k < order; k++) this.terms[k + 1] = this.history[(this.newest + solverOrder - k) % solverOrder];
     const prev = new Float32Array(sample.data.length);
-    linearCombination(prev, weights, this.terms, order + 1);
+    combineHistory(prev, weights, sample.data, this.history, this.newest, order, null, this.terms, this.termWeights);
 
-    // After a zero-length step (a timestep repeated by rounding) the next Lagrange basis would divide by
-    // log ρ − log ρ = 0: restart the warm-up from order 1 (diffusers returns NaN there).
-    const { lambda } = this.coefficients;
-    if (lambda[i + 1] === lambda[i]) this.lowerOrderNums = 0;
-    else if (this.lowerOrderNums < solverOrder) this.lowerOrderNums++;
+    // After a zero-length step the next Lagrange basis would divide by log ρ − log ρ = 0: restart the warm-up.
+    this.lowerOrderNums = nextWarmUp(this.coefficients.lambda, i, this.lowerOrderNums, solverOrder);
     this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims) };
   }
@@ -251,54 +243,29 @@ export class DEISMultistepScheduler extends Scheduler<DEISMultistepSchedulerConf
     );
   }
 
-  private prepareBuffers(size: number): void {
-    const order = this.config.solver_order;
-    if (this.history.length === order && this.history[0].length === size) return;
-    if (this.lowerOrderNums > 0) {
-      throw new InvalidArgumentError(
-        `The sample size changed in the middle of a run (${this.history[0].length} → ${size} values); ` +
-          'call setTimesteps before sampling a different shape.',
-      );
-    }
-    this.history = Array.from({ length: order }, () => new Float32Array(size));
-  }
-
-  /** ε̂ at the current step into `out`; with thresholding, via the thresholded x̂_0: ε̂ = (x − α·x̂_0)/σ. */
+  /** ε̂_0 at the current step into `out`; with thresholding, via the thresholded x̂_0: ε̂ = (x − α·x̂_0)/σ. */
   private convertModelOutput(modelOutput: TensorLike, sample: TensorLike, timestep: number, out: Float32Array): void {
-    const { prediction_type, thresholding } = this.config;
-    if (thresholding) assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
-    const index = this.cursor.stepIndex as number;
-    const alpha = this.coefficients.alpha[index];
-    const sigma = this.coefficients.sigma[index];
-    const x = sample.data;
-    const batch = sample.dims[0];
-    const itemSize = x.length / batch;
-    const target = thresholding ? 'data' : 'noise';
-    const nonFinite = convertPrediction(
-      modelOutput.data,
-      itemSize,
-      x,
-      batch,
-      alpha,
-      sigma,
-      prediction_type,
-      target,
+    const s0 = this.cursor.stepIndex as number;
+    this.thresholdScratch = solverPrediction(
+      modelOutput,
+      sample.data.length / sample.dims[0],
+      sample,
+      timestep,
+      this.className,
+      this.coefficients.alpha[s0],
+      this.coefficients.sigma[s0],
+      this.config.prediction_type,
+      'noise',
+      this.config,
+      this.thresholdScratch,
       out,
     );
-    if (!thresholding) {
-      assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
-      return;
-    }
-    if (this.thresholdScratch.length < itemSize) this.thresholdScratch = new Float32Array(itemSize);
-    const { dynamic_thresholding_ratio, sample_max_value } = this.config;
-    applyDynamicThresholding(out, batch, dynamic_thresholding_ratio, sample_max_value, this.thresholdScratch);
-    for (let k = 0; k < out.length; k++) out[k] = (x[k] - alpha * out[k]) / sigma;
   }
 
   /**
    * The weights of x_s0, ε̂_0, ε̂_1, ε̂_2 in x_t for a step of the given order. With ρ = σ/α, the step is
    * `x_t = α_t·(x_s0/α_s0 + Σ_j C_j·ε̂_j)`, where C_j integrates the j-th Lagrange basis polynomial in log ρ
-   * over [ρ_s0, ρ_t] (Zhang & Chen 2022, eq. 15); order 1 is DDIM, `(α_t/α_s0)·x − σ_t·(e^h − 1)·ε̂`.
+   * over [ρ_s0, ρ_t] (Zhang & Chen 2022, eq. 15; `docs/math.md` §11); order 1 is DDIM, `(α_t/α_s0)·x − σ_t·(e^h − 1)·ε̂`.
    */
   private updateWeights(order: number): Float64Array {
     const { alpha, sigma, lambda } = this.coefficients;

@@ -1,5 +1,4 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import { assertFiniteStepInputs, assertFiniteStepResult } from './checks.js';
 import {
   type ConfigField,
   type ConfigSpec,
@@ -9,28 +8,32 @@ import {
   type SchedulerConfigInput,
 } from './config.js';
 import { VARIANCE_TYPES, type VarianceType } from './ddpm.js';
-import { linearCombination } from './linear-combination.js';
 import {
   type AlphaSigmaLambda,
   alphaSigmaLambda,
+  assertOneSigmaSpacing,
   checkFlowConfig,
-  convertPrediction,
+  combineHistory,
   flowLinspace,
   flowShift,
   MULTISTEP_PREDICTION_TYPES,
   type MultistepPredictionType,
   type MultistepSchedule,
   type MultistepSetTimestepsOptions,
+  multistepOrder,
   multistepSchedule,
   multistepTimesteps,
+  nextWarmUp,
   predictionStride,
   shiftFlowSigma,
   solverAlphaSigma,
   solverAlphasCumprod,
+  solverHistory,
+  solverPrediction,
 } from './multistep.js';
 import { type NoiseScheduleConfig, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
 import { Scheduler, type SchedulerOptions, type SchedulerOutput, type StepOptions } from './scheduler.js';
-import { applyDynamicThresholding, THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
+import { THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
 
 /**
  * DPM-Solver (Lu et al. 2022, "DPM-Solver: A Fast ODE Solver for Diffusion Probabilistic Model Sampling in Around
@@ -202,7 +205,7 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
   /** The converted model outputs, a ring: `history[newest]` is the latest. */
   private history: Float32Array[] = [];
   private newest = 0;
-  private thresholdScratch = new Float32Array(0);
+  private thresholdScratch: Float32Array = new Float32Array(0);
   private readonly weights = new Float64Array(5);
   // The buffers of an update (sample, history, noise) and their weights, reused across steps.
   private readonly terms = new Array<Float32Array>(5);
@@ -219,11 +222,7 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     super('DPMSolverMultistepScheduler', DPM_SOLVER_MULTISTEP_CONFIG_SPEC, config, options);
     const c = this.config;
     this.solverAlphas = solverAlphasCumprod(this.alphasCumprod, c.rescale_betas_zero_snr);
-    if (Number(c.use_karras_sigmas) + Number(c.use_exponential_sigmas) + Number(c.use_beta_sigmas) > 1) {
-      throw new ConfigError(
-        'Only one of use_karras_sigmas, use_exponential_sigmas and use_beta_sigmas can be true; pick one spacing.',
-      );
-    }
+    assertOneSigmaSpacing(c);
     const plusPlus = c.algorithm_type === 'dpmsolver++' || c.algorithm_type === 'sde-dpmsolver++';
     if (!plusPlus && c.final_sigmas_type === 'zero') {
       throw new ConfigError(
@@ -302,6 +301,25 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     return { timesteps, sigmas };
   }
 
+  /** diffusers' spaced timesteps below the λ clip (`docs/math.md` §6). */
+  private spacedTimesteps(n: number): number[] {
+    const { timestep_spacing, num_train_timesteps: T, steps_offset, lambda_min_clipped } = this.config;
+    let last = T;
+    if (lambda_min_clipped !== null) {
+      // Drop the timesteps whose λ = log(√ᾱ/√(1−ᾱ)) is below the clip (λ falls as t grows).
+      let clipped = 0;
+      for (const a of this.solverAlphas) if (0.5 * Math.log(a / (1 - a)) < lambda_min_clipped) clipped++;
+      last = T - clipped;
+      if (last < 1) {
+        throw new ConfigError(
+          `lambda_min_clipped (${lambda_min_clipped}) is above λ of every training timestep, so no step is left; ` +
+            'lower it (diffusers uses -5.1 for the cosine schedule) or set it to null.',
+        );
+      }
+    }
+    return multistepTimesteps(timestep_spacing, n, T, last, steps_offset);
+  }
+
   /**
    * One multistep DPM-Solver step from `timestep` to the next timestep of the schedule. The order used is the
    * configured one once enough history exists (first order on the first step, and at the end per
@@ -320,7 +338,7 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     const i = this.cursor.stepIndexFor(timestep);
     const n = this.timesteps.length;
     const { solver_order: solverOrder, lower_order_final, euler_at_final, final_sigmas_type } = this.config;
-    this.prepareBuffers(sample.data.length);
+    this.history = solverHistory(this.history, solverOrder, sample.data.length, this.lowerOrderNums > 0);
 
     // Lower orders near the end stabilise short schedules (diffusers' `lower_order_final` logic).
     const isLast = i === n - 1;
@@ -328,42 +346,23 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     const firstOrderAtEnd = isLast && (euler_at_final || shortRun || final_sigmas_type === 'zero');
     const secondOrderAtEnd = i === n - 2 && shortRun;
 
-    // The new output replaces the oldest one, which this step no longer reads; `newest` moves only once it is
-    // known to be finite, so a NumericError leaves the history as it was.
+    // m0 (x̂_0 or ε̂ at s0) replaces the oldest output, which this step no longer reads; `newest` moves only once it
+    // is known to be finite, so a NumericError leaves the history as it was.
     const slot = (this.newest + 1) % solverOrder;
     this.convertModelOutput(modelOutput, stride, sample, timestep, this.history[slot]);
     this.newest = slot;
 
     const stochastic = this.config.algorithm_type.startsWith('sde-');
     const noise = stochastic ? this.stepNoise(options, sample) : null;
-
-    let order = 3;
-    if (solverOrder === 1 || this.lowerOrderNums < 1 || firstOrderAtEnd) order = 1;
-    else if (solverOrder === 2 || this.lowerOrderNums < 2 || secondOrderAtEnd) order = 2;
+    const order = multistepOrder(solverOrder, this.lowerOrderNums, firstOrderAtEnd, secondOrderAtEnd);
 
     // x_t = A·x_s0 + w0·m0 [+ w1·m1] [+ w2·m2] [+ w_z·z], in one pass.
-    const weights = this.updateWeights(order);
-    const terms = this.terms;
-    const termWeights = this.termWeights;
-    termWeights[0] = weights[0];
-    terms[0] = sample.data;
-    for (let k = 0; k < order; k++) {
-      termWeights[k + 1] = weights[k + 1];
-      terms[k + 1] = this.history[(this.newest + solverOrder - k) % solverOrder];
-    }
-    let count = order + 1;
-    if (noise) {
-      termWeights[count] = weights[4];
-      terms[count++] = noise;
-    }
+    const { algorithm_type, solver_type } = this.config;
+    const weights = dpmSolverWeights(this.weights, this.coefficients, i, order, algorithm_type, solver_type);
     const prev = new Float32Array(sample.data.length);
-    linearCombination(prev, termWeights, terms, count);
+    combineHistory(prev, weights, sample.data, this.history, this.newest, order, noise, this.terms, this.termWeights);
 
-    // After a zero-length step (a timestep repeated by rounding) the next divided difference would be 0/0: restart
-    // the multistep warm-up from order 1 (diffusers returns NaN there).
-    const { lambda } = this.coefficients;
-    if (lambda[i + 1] === lambda[i]) this.lowerOrderNums = 0;
-    else if (this.lowerOrderNums < solverOrder) this.lowerOrderNums++;
+    this.lowerOrderNums = nextWarmUp(this.coefficients.lambda, i, this.lowerOrderNums, solverOrder);
     this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims) };
   }
@@ -388,39 +387,9 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     );
   }
 
-  private spacedTimesteps(n: number): number[] {
-    const { timestep_spacing, num_train_timesteps: T, steps_offset, lambda_min_clipped } = this.config;
-    let last = T;
-    if (lambda_min_clipped !== null) {
-      // Drop the timesteps whose λ = log(√ᾱ/√(1−ᾱ)) is below the clip (λ falls as t grows).
-      let clipped = 0;
-      for (const a of this.solverAlphas) if (0.5 * Math.log(a / (1 - a)) < lambda_min_clipped) clipped++;
-      last = T - clipped;
-      if (last < 1) {
-        throw new ConfigError(
-          `lambda_min_clipped (${lambda_min_clipped}) is above λ of every training timestep, so no step is left; ` +
-            'lower it (diffusers uses -5.1 for the cosine schedule) or set it to null.',
-        );
-      }
-    }
-    return multistepTimesteps(timestep_spacing, n, T, last, steps_offset);
-  }
-
-  private prepareBuffers(size: number): void {
-    const order = this.config.solver_order;
-    if (this.history.length === order && this.history[0].length === size) return;
-    if (this.lowerOrderNums > 0) {
-      throw new InvalidArgumentError(
-        `The sample size changed in the middle of a run (${this.history[0].length} → ${size} values); ` +
-          'call setTimesteps before sampling a different shape.',
-      );
-    }
-    this.history = Array.from({ length: order }, () => new Float32Array(size));
-  }
-
   /**
-   * The quantity the solver integrates, written into `out`: x̂_0 for the `++` algorithms, ε̂ otherwise (`docs/math.md`
-   * §2 with α = α_s0, σ = σ_s0), with dynamic thresholding applied to x̂_0 when enabled.
+   * m0, the quantity the solver integrates, written into `out`: x̂_0 for the `++` algorithms, ε̂ otherwise
+   * (`docs/math.md` §2 with α = α_s0, σ = σ_s0), with dynamic thresholding applied to x̂_0 when enabled.
    */
   private convertModelOutput(
     modelOutput: TensorLike,
@@ -429,103 +398,113 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
     timestep: number,
     out: Float32Array,
   ): void {
-    const { prediction_type, algorithm_type, thresholding } = this.config;
-    // Every input element reaches the converted values, unless thresholding clamps an Infinity: then check the inputs.
-    if (thresholding) assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
-    const index = this.cursor.stepIndex as number;
-    const alpha = this.coefficients.alpha[index];
-    const sigma = this.coefficients.sigma[index];
-    const x = sample.data;
-    const batch = sample.dims[0];
-    const itemSize = x.length / batch;
+    const { prediction_type, algorithm_type } = this.config;
+    const s0 = this.cursor.stepIndex as number;
     const dataPrediction = algorithm_type === 'dpmsolver++' || algorithm_type === 'sde-dpmsolver++';
-    // Thresholding acts on x̂_0, so the ε̂ algorithms form x̂_0 first when it is on.
-    const target = dataPrediction || thresholding ? 'data' : 'noise';
-    const nonFinite = convertPrediction(modelOutput.data, stride, x, batch, alpha, sigma, prediction_type, target, out);
-    if (!thresholding) assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
-    if (thresholding) {
-      if (this.thresholdScratch.length < itemSize) this.thresholdScratch = new Float32Array(itemSize);
-      const { dynamic_thresholding_ratio, sample_max_value } = this.config;
-      applyDynamicThresholding(out, batch, dynamic_thresholding_ratio, sample_max_value, this.thresholdScratch);
-      if (!dataPrediction) for (let k = 0; k < out.length; k++) out[k] = (x[k] - alpha * out[k]) / sigma;
-    }
+    this.thresholdScratch = solverPrediction(
+      modelOutput,
+      stride,
+      sample,
+      timestep,
+      this.className,
+      this.coefficients.alpha[s0],
+      this.coefficients.sigma[s0],
+      prediction_type,
+      dataPrediction ? 'data' : 'noise',
+      this.config,
+      this.thresholdScratch,
+      out,
+    );
+  }
+}
+
+/**
+ * The weights [x_s0, m0, m1, m2, z] of a multistep DPM-Solver step of the given order from schedule index `i` to
+ * `i + 1`, in a reused array (`docs/math.md` §11). Each update is written as in the papers, in the data (`++`) or
+ * noise prediction D0 = m0 and the divided differences D1, D2 of the history, with the ratios r0 = h_0/h,
+ * r1 = h_1/h of the earlier λ steps; the weights of m0…m2 follow by expanding those differences. The EDM solver
+ * uses it with α = 1.
+ *
+ * @param weights - the destination, 5 long
+ * @param coefficients - α, σ_t and λ of the schedule
+ * @param i - the step's schedule index (s0)
+ * @param order - 1, 2 or 3
+ * @param algorithm - the solver family
+ * @param solverType - the second-order variant
+ */
+export function dpmSolverWeights(
+  weights: Float64Array,
+  coefficients: AlphaSigmaLambda,
+  i: number,
+  order: number,
+  algorithm: DPMSolverAlgorithmType,
+  solverType: DPMSolverType,
+): Float64Array {
+  const { alpha, sigma, lambda } = coefficients;
+  const alphaT = alpha[i + 1];
+  const sigmaT = sigma[i + 1];
+  const h = lambda[i + 1] - lambda[i];
+  // A zero-length step (a schedule whose last σ repeats, e.g. Karras or Lu spacing with final σ_min) is the
+  // identity; the formulas below would divide 0 by 0 (diffusers then returns NaN for orders above 2M midpoint).
+  if (h === 0) return setWeights(weights, 1, 0, 0, 0, 0);
+  const expMinusH = Math.exp(-h);
+  const expm1H = Math.expm1(h);
+  const expm1Minus2H = Math.expm1(-2 * h);
+
+  // x_t = A·x_s0 + c0·D0 + c1·D1 + c2·D2 + noiseWeight·z
+  let sampleWeight: number;
+  let c0: number;
+  let c1 = 0;
+  let c2 = 0;
+  let noiseWeight = 0;
+  const midpoint = order === 2 && solverType === 'midpoint';
+  switch (algorithm) {
+    case 'dpmsolver++':
+      // DPM-Solver++ (Lu et al. 2022b): the first-order step (eq. 8, DDIM), the multistep 2M of Algorithm 2
+      // (midpoint: c1 = c0/2) and the third-order multistep of the authors' implementation.
+      sampleWeight = sigmaT / sigma[i];
+      c0 = -alphaT * Math.expm1(-h);
+      c1 = midpoint ? 0.5 * c0 : alphaT * (Math.expm1(-h) / h + 1);
+      c2 = -alphaT * ((Math.expm1(-h) + h) / (h * h) - 0.5);
+      break;
+    case 'dpmsolver':
+      // DPM-Solver (Lu et al. 2022a): DPM-Solver-1 (again DDIM) and its multistep forms, in ε̂.
+      sampleWeight = alphaT / alpha[i];
+      c0 = -sigmaT * expm1H;
+      c1 = midpoint ? 0.5 * c0 : -sigmaT * (expm1H / h - 1);
+      c2 = -sigmaT * ((expm1H - h) / (h * h) - 0.5);
+      break;
+    case 'sde-dpmsolver++':
+      // SDE-DPM-Solver++ (DPM-Solver++ §5, as k-diffusion's dpmpp_2m_sde): the data-prediction solver of the
+      // reverse SDE, which decays the sample by e^{−h} more and injects noise σ_t·√(1 − e^{−2h}).
+      sampleWeight = (sigmaT / sigma[i]) * expMinusH;
+      c0 = -alphaT * expm1Minus2H;
+      c1 = midpoint ? 0.5 * c0 : alphaT * (expm1Minus2H / (2 * h) + 1);
+      c2 = alphaT * ((-expm1Minus2H - 2 * h) / (4 * h * h) - 0.5);
+      noiseWeight = sigmaT * Math.sqrt(-expm1Minus2H);
+      break;
+    case 'sde-dpmsolver':
+      // SDE-DPM-Solver: twice the ε̂ drift of DPM-Solver, noise σ_t·√(e^{2h} − 1).
+      sampleWeight = alphaT / alpha[i];
+      c0 = -2 * sigmaT * expm1H;
+      c1 = midpoint ? 0.5 * c0 : -2 * sigmaT * (expm1H / h - 1);
+      noiseWeight = sigmaT * Math.sqrt(Math.expm1(2 * h));
+      break;
   }
 
-  /**
-   * The weights of x_s0, m0, m1, m2 and the noise in x_t for a step of the given order, in a reused array. Each
-   * update is written as in the papers, in terms of D0 = m0 and the divided differences D1, D2 of the history;
-   * the weights of m0…m2 follow by expanding those differences.
-   */
-  private updateWeights(order: number): Float64Array {
-    const weights = this.weights;
-    const { alpha, sigma, lambda } = this.coefficients;
-    const i = this.cursor.stepIndex as number;
-    const { algorithm_type: algorithm, solver_type: solverType } = this.config;
-    const alphaT = alpha[i + 1];
-    const sigmaT = sigma[i + 1];
-    const h = lambda[i + 1] - lambda[i];
-    // A zero-length step (a schedule whose last σ repeats, e.g. Karras or Lu spacing with final σ_min) is the
-    // identity; the formulas below would divide 0 by 0 (diffusers then returns NaN for orders above 2M midpoint).
-    if (h === 0) return setWeights(weights, 1, 0, 0, 0, 0);
-    const expMinusH = Math.exp(-h);
-    const expm1H = Math.expm1(h);
-    const expm1Minus2H = Math.expm1(-2 * h);
-
-    // x_t = sample·x_s0 + d0·D0 + d1·D1 + d2·D2 + noise·z
-    let sampleWeight: number;
-    let d0: number;
-    let d1 = 0;
-    let d2 = 0;
-    let noiseWeight = 0;
-    const midpoint = order === 2 && solverType === 'midpoint';
-    switch (algorithm) {
-      case 'dpmsolver++':
-        // DPM-Solver++ (Lu et al. 2022b): the first-order step (DDIM), the multistep 2M of Algorithm 2 and the
-        // third-order multistep of the authors' implementation.
-        sampleWeight = sigmaT / sigma[i];
-        d0 = -alphaT * Math.expm1(-h);
-        d1 = midpoint ? 0.5 * d0 : alphaT * (Math.expm1(-h) / h + 1);
-        d2 = -alphaT * ((Math.expm1(-h) + h) / (h * h) - 0.5);
-        break;
-      case 'dpmsolver':
-        // DPM-Solver (Lu et al. 2022a): DPM-Solver-1 (again DDIM) and its multistep forms, in ε̂.
-        sampleWeight = alphaT / alpha[i];
-        d0 = -sigmaT * expm1H;
-        d1 = midpoint ? 0.5 * d0 : -sigmaT * (expm1H / h - 1);
-        d2 = -sigmaT * ((expm1H - h) / (h * h) - 0.5);
-        break;
-      case 'sde-dpmsolver++':
-        // SDE-DPM-Solver++ (as k-diffusion's dpmpp_2m_sde): the data-prediction solver of the reverse SDE, which
-        // decays the sample by e^{−h} more and injects noise σ_t·√(1 − e^{−2h}).
-        sampleWeight = (sigmaT / sigma[i]) * expMinusH;
-        d0 = -alphaT * expm1Minus2H;
-        d1 = midpoint ? 0.5 * d0 : alphaT * (expm1Minus2H / (2 * h) + 1);
-        d2 = alphaT * ((-expm1Minus2H - 2 * h) / (4 * h * h) - 0.5);
-        noiseWeight = sigmaT * Math.sqrt(-expm1Minus2H);
-        break;
-      case 'sde-dpmsolver':
-        // SDE-DPM-Solver: twice the ε̂ drift of DPM-Solver, noise σ_t·√(e^{2h} − 1).
-        sampleWeight = alphaT / alpha[i];
-        d0 = -2 * sigmaT * expm1H;
-        d1 = midpoint ? 0.5 * d0 : -2 * sigmaT * (expm1H / h - 1);
-        noiseWeight = sigmaT * Math.sqrt(Math.expm1(2 * h));
-        break;
-    }
-
-    if (order === 1) return setWeights(weights, sampleWeight, d0, 0, 0, noiseWeight);
-    const h0 = lambda[i] - lambda[i - 1];
-    const r0 = h0 / h;
-    if (order === 2) {
-      // D1 = (m0 − m1)/r0
-      return setWeights(weights, sampleWeight, d0 + d1 / r0, -d1 / r0, 0, noiseWeight);
-    }
-    // Third order: D1_0 = (m0 − m1)/r0, D1_1 = (m1 − m2)/r1, D1 = D1_0 + r0/(r0 + r1)·(D1_0 − D1_1),
-    // D2 = (D1_0 − D1_1)/(r0 + r1); so d1·D1 + d2·D2 = u·D1_0 + v·D1_1.
-    const r1 = (lambda[i - 1] - lambda[i - 2]) / h;
-    const u = d1 * (1 + r0 / (r0 + r1)) + d2 / (r0 + r1);
-    const v = -d1 * (r0 / (r0 + r1)) - d2 / (r0 + r1);
-    return setWeights(weights, sampleWeight, d0 + u / r0, -u / r0 + v / r1, -v / r1, noiseWeight);
+  if (order === 1) return setWeights(weights, sampleWeight, c0, 0, 0, noiseWeight);
+  const h0 = lambda[i] - lambda[i - 1];
+  const r0 = h0 / h;
+  if (order === 2) {
+    // D1 = (m0 − m1)/r0 (Algorithm 2)
+    return setWeights(weights, sampleWeight, c0 + c1 / r0, -c1 / r0, 0, noiseWeight);
   }
+  // Third order: D1_0 = (m0 − m1)/r0, D1_1 = (m1 − m2)/r1, D1 = D1_0 + r0/(r0 + r1)·(D1_0 − D1_1),
+  // D2 = (D1_0 − D1_1)/(r0 + r1); so c1·D1 + c2·D2 = u·D1_0 + v·D1_1.
+  const r1 = (lambda[i - 1] - lambda[i - 2]) / h;
+  const u = c1 * (1 + r0 / (r0 + r1)) + c2 / (r0 + r1);
+  const v = -c1 * (r0 / (r0 + r1)) - c2 / (r0 + r1);
+  return setWeights(weights, sampleWeight, c0 + u / r0, -u / r0 + v / r1, -v / r1, noiseWeight);
 }
 
 /** Fills the reused weight array [x_s0, m0, m1, m2, noise]. */

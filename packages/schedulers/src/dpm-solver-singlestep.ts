@@ -1,5 +1,4 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import { assertFiniteStepInputs, assertFiniteStepResult } from './checks.js';
 import {
   BETA_SCHEDULE_SPEC,
   type ConfigField,
@@ -10,16 +9,19 @@ import {
 } from './config.js';
 import type { VarianceType } from './ddpm.js';
 import { DPM_SOLVER_MULTISTEP_CONFIG_SPEC, type DPMSolverType } from './dpm-solver-multistep.js';
-import { linearCombination } from './linear-combination.js';
 import {
   type AlphaSigmaLambda,
   alphaSigmaLambda,
+  assertOneSigmaSpacing,
+  combineHistory,
   multistepSchedule,
   multistepTimesteps,
   predictionStride,
   solverAlphaSigma,
+  solverHistory,
+  solverPrediction,
 } from './multistep.js';
-import { noisePredictionWeights, originalSampleWeights, PREDICTION_TYPES, type PredictionType } from './prediction.js';
+import { PREDICTION_TYPES, type PredictionType } from './prediction.js';
 import type { BetaScheduleConfig } from './schedule.js';
 import {
   Scheduler,
@@ -28,7 +30,7 @@ import {
   type SetTimestepsOptions,
   type StepOptions,
 } from './scheduler.js';
-import { applyDynamicThresholding, THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
+import { THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
 
 /**
  * The singlestep DPM-Solver (Lu et al. 2022, "DPM-Solver", Algorithms 1 and 2) and DPM-Solver++ (Lu et al. 2022,
@@ -177,9 +179,11 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
   private newest = 0;
   /** The sample the current group started from (diffusers' `self.sample`). */
   private groupStart = new Float32Array(0);
-  private thresholdScratch = new Float32Array(0);
+  private thresholdScratch: Float32Array = new Float32Array(0);
   private readonly weights = new Float64Array(5);
+  // The buffers of an update (group start, outputs, noise) and their weights, reused across steps.
   private readonly terms = new Array<Float32Array>(5);
+  private readonly termWeights = new Float64Array(5);
 
   /**
    * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
@@ -193,11 +197,7 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
     }
     super('DPMSolverSinglestepScheduler', DPM_SOLVER_SINGLESTEP_CONFIG_SPEC, config, options);
     const c = this.config;
-    if (Number(c.use_karras_sigmas) + Number(c.use_exponential_sigmas) + Number(c.use_beta_sigmas) > 1) {
-      throw new ConfigError(
-        'Only one of use_karras_sigmas, use_exponential_sigmas and use_beta_sigmas can be true; pick one spacing.',
-      );
-    }
+    assertOneSigmaSpacing(c);
     if (c.algorithm_type === 'dpmsolver' && c.final_sigmas_type === 'zero') {
       throw new ConfigError(
         'final_sigmas_type "zero" needs algorithm_type "dpmsolver++" or "sde-dpmsolver++"; with "dpmsolver" set ' +
@@ -261,7 +261,8 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
     const i = this.cursor.stepIndexFor(timestep);
     const solverOrder = this.config.solver_order;
     const size = sample.data.length;
-    this.prepareBuffers(size);
+    this.history = solverHistory(this.history, solverOrder, size, this.filled > 0);
+    if (this.groupStart.length !== size) this.groupStart = new Float32Array(size);
     // A run that enters mid-group (img2img) has fewer outputs than the group's order: lower it.
     const order = Math.min(this.orderList[i], this.filled + 1);
     const slot = (this.newest + 1) % solverOrder;
@@ -271,19 +272,11 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
 
     const stochastic = this.config.algorithm_type === 'sde-dpmsolver++';
     const noise = stochastic ? this.stepNoise(options, sample) : null;
-    // x_t = A·x_s + w_0·m_newest + … + w_z·z, in one pass.
+    // x_t = A·x_s + w_0·m_0 + … + w_z·z (m_0 the newest output), in one pass.
     const weights = this.updateWeights(order);
-    const terms = this.terms;
-    terms[0] = this.groupStart;
-    for (let k = 0; k < order; k++) terms[k + 1] = this.history[(this.newest + solverOrder - k) % solverOrder];
-    let count = order + 1;
-    if (noise) {
-      // The noise goes right after the outputs; the weights past them are free (0) for this order.
-      weights[count] = weights[4];
-      terms[count++] = noise;
-    }
+    const { groupStart, history, newest, terms, termWeights } = this;
     const prev = new Float32Array(size);
-    linearCombination(prev, weights, terms, count);
+    combineHistory(prev, weights, groupStart, history, newest, order, noise, terms, termWeights);
     this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims) };
   }
@@ -326,23 +319,10 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
     return multistepTimesteps('linspace', n, T, last, 0);
   }
 
-  private prepareBuffers(size: number): void {
-    const order = this.config.solver_order;
-    if (this.groupStart.length === size) return;
-    if (this.filled > 0) {
-      throw new InvalidArgumentError(
-        `The sample size changed in the middle of a run (${this.groupStart.length} → ${size} values); ` +
-          'call setTimesteps before sampling a different shape.',
-      );
-    }
-    this.history = Array.from({ length: order }, () => new Float32Array(size));
-    this.groupStart = new Float32Array(size);
-  }
-
   /**
-   * Writes the quantity the solver integrates into `out` (x̂_0 for the `++` algorithms, ε̂ for `dpmsolver`, `docs/math.md`
-   * §2 at the step's α and σ, thresholded when enabled) and, at a group's first step, copies the sample into the
-   * group start in the same pass.
+   * Writes the quantity the solver integrates into `out` (x̂_0 for the `++` algorithms, ε̂ for `dpmsolver`,
+   * `docs/math.md` §2 at the step's α and σ, thresholded when enabled) and, at a group's first step, keeps the
+   * sample as the group start x_s.
    */
   private convertModelOutput(
     modelOutput: TensorLike,
@@ -352,41 +332,22 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
     out: Float32Array,
     startsGroup: boolean,
   ): void {
-    const { prediction_type, algorithm_type, thresholding } = this.config;
-    if (thresholding) assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
-    const index = this.cursor.stepIndex as number;
-    const alpha = this.coefficients.alpha[index];
-    const sigma = this.coefficients.sigma[index];
-    const dataPrediction = algorithm_type !== 'dpmsolver';
-    // Thresholding acts on x̂_0, so `dpmsolver` forms x̂_0 first when it is on.
-    const [a, b] =
-      dataPrediction || thresholding
-        ? originalSampleWeights(prediction_type, alpha, sigma)
-        : noisePredictionWeights(prediction_type, alpha, sigma);
-    const x = sample.data;
-    const m = modelOutput.data;
-    const batch = sample.dims[0];
-    const itemSize = x.length / batch;
-    const groupStart = this.groupStart;
-    let nonFinite = 0;
-    for (let item = 0; item < batch; item++) {
-      const base = item * itemSize;
-      const outputBase = item * stride;
-      if (startsGroup) for (let j = 0; j < itemSize; j++) groupStart[base + j] = x[base + j];
-      for (let j = 0; j < itemSize; j++) {
-        const value = a * x[base + j] + b * m[outputBase + j];
-        out[base + j] = value;
-        nonFinite += value * 0;
-      }
-    }
-    if (!thresholding) {
-      assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
-      return;
-    }
-    if (this.thresholdScratch.length < itemSize) this.thresholdScratch = new Float32Array(itemSize);
-    const { dynamic_thresholding_ratio, sample_max_value } = this.config;
-    applyDynamicThresholding(out, batch, dynamic_thresholding_ratio, sample_max_value, this.thresholdScratch);
-    if (!dataPrediction) for (let k = 0; k < out.length; k++) out[k] = (x[k] - alpha * out[k]) / sigma;
+    const i = this.cursor.stepIndex as number;
+    this.thresholdScratch = solverPrediction(
+      modelOutput,
+      stride,
+      sample,
+      timestep,
+      this.className,
+      this.coefficients.alpha[i],
+      this.coefficients.sigma[i],
+      this.config.prediction_type,
+      this.config.algorithm_type === 'dpmsolver' ? 'noise' : 'data',
+      this.config,
+      this.thresholdScratch,
+      out,
+    );
+    if (startsGroup) this.groupStart.set(sample.data);
   }
 
   /**
@@ -409,34 +370,35 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
       weights[0] = 1;
       return weights;
     }
-    // x_t = A·x_s + c0·D0 + c1·D1 (+ c2·D2): the first-order (DDIM) part and the Taylor terms of each family.
-    let A: number;
+    // x_t = A·x_s + c0·D0 + c1·D1 (+ c2·D2): the first-order (DDIM) part and the Taylor terms of each family
+    // (`docs/math.md` §11; Lu et al. 2022b, Algorithm 1 for the `++` second order).
+    let sampleWeight: number;
     let c0: number;
     let c1: number;
     let c2: number;
     let noiseWeight = 0;
     switch (algorithm) {
       case 'dpmsolver++':
-        A = sigmaT / sigma[s];
+        sampleWeight = sigmaT / sigma[s];
         c0 = -alphaT * Math.expm1(-h);
         c1 = alphaT * (Math.expm1(-h) / h + 1);
         c2 = -alphaT * ((Math.expm1(-h) + h) / (h * h) - 0.5);
         break;
       case 'dpmsolver':
-        A = alpha[i + 1] / alpha[s];
+        sampleWeight = alpha[i + 1] / alpha[s];
         c0 = -sigmaT * Math.expm1(h);
         c1 = -sigmaT * (Math.expm1(h) / h - 1);
         c2 = -sigmaT * ((Math.expm1(h) - h) / (h * h) - 0.5);
         break;
       case 'sde-dpmsolver++':
-        A = (sigmaT / sigma[s]) * Math.exp(-h);
+        sampleWeight = (sigmaT / sigma[s]) * Math.exp(-h);
         c0 = -alphaT * Math.expm1(-2 * h);
         c1 = alphaT * (Math.expm1(-2 * h) / (2 * h) + 1);
         c2 = alphaT * ((-Math.expm1(-2 * h) - 2 * h) / (4 * h * h) - 0.5);
         noiseWeight = sigmaT * Math.sqrt(-Math.expm1(-2 * h));
         break;
     }
-    weights[0] = A;
+    weights[0] = sampleWeight;
     weights[4] = noiseWeight;
     const midpoint = solverType === 'midpoint';
     if (order === 2) {

@@ -1,7 +1,16 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import { assertFiniteStepInputs, assertFiniteStepResult, assertStepTensors, assertTensorLike } from './checks.js';
 import { type ConfigField, type ConfigSpec, configField, type SchedulerConfigInput } from './config.js';
-import { linearCombination } from './linear-combination.js';
+import { DPM_SOLVER_MULTISTEP_CONFIG_SPEC, dpmSolverWeights } from './dpm-solver-multistep.js';
+import {
+  edmExponentialSigmas,
+  edmNoiseConditioning,
+  edmOutputScale,
+  edmScaleModelInput,
+  edmSkipScale,
+  linspaceFloat32At,
+} from './edm-preconditioning.js';
+import { type AlphaSigmaLambda, combineHistory, multistepOrder, nextWarmUp, solverHistory } from './multistep.js';
 import { Scheduler, type SchedulerOptions, type SchedulerOutput, type StepOptions } from './scheduler.js';
 import { applyDynamicThresholding, THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
 
@@ -52,14 +61,6 @@ const algorithmTypeField: ConfigField<'dpmsolver++' | 'sde-dpmsolver++'> = {
   },
 };
 
-const solverTypeField: ConfigField<'midpoint' | 'heun'> = {
-  default: 'midpoint',
-  parse(value, key) {
-    if (value === 'logrho' || value === 'bh1' || value === 'bh2') return 'midpoint';
-    return configField.oneOf(['midpoint', 'heun'] as const, 'midpoint').parse(value, key);
-  },
-};
-
 /** The keys, defaults and checks of {@link EDMDPMSolverMultistepSchedulerConfig}. */
 export const EDM_DPM_SOLVER_MULTISTEP_CONFIG_SPEC: ConfigSpec<EDMDPMSolverMultistepSchedulerConfig> = {
   sigma_min: configField.number(0.002, { above: 0 }),
@@ -72,7 +73,7 @@ export const EDM_DPM_SOLVER_MULTISTEP_CONFIG_SPEC: ConfigSpec<EDMDPMSolverMultis
   solver_order: configField.number(2, { integer: true, min: 1, max: 3 }),
   ...THRESHOLDING_SPEC,
   algorithm_type: algorithmTypeField,
-  solver_type: solverTypeField,
+  solver_type: DPM_SOLVER_MULTISTEP_CONFIG_SPEC.solver_type,
   lower_order_final: configField.boolean(true),
   euler_at_final: configField.boolean(false),
   final_sigmas_type: configField.oneOf(['zero', 'sigma_min'] as const, 'zero'),
@@ -105,12 +106,14 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<EDMDPMSolverMultis
   /** σ for each timestep of the schedule, then the final σ; float32 values. */
   sigmas: Float64Array;
 
+  /** α = 1, σ_t = σ and λ = −log σ at each σ, the solver's view of the schedule. */
+  private coefficients: AlphaSigmaLambda;
   /** How many D of this run the history holds (diffusers' `lower_order_nums`, capped at the order). */
   private lowerOrderNums = 0;
   /** The data predictions D of the last steps, a ring: `history[newest]` is the latest. */
   private history: Float32Array[] = [];
   private newest = 0;
-  private thresholdScratch = new Float32Array(0);
+  private thresholdScratch: Float32Array = new Float32Array(0);
   private readonly weights = new Float64Array(5);
   private readonly terms = new Array<Float32Array>(5);
   private readonly termWeights = new Float64Array(5);
@@ -126,7 +129,8 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<EDMDPMSolverMultis
       throw new ConfigError('algorithm_type "sde-dpmsolver++" supports solver_order 1 or 2, not 3.');
     }
     this.sigmas = this.scheduleFromRamp(this.config.num_train_timesteps, 0);
-    this.timesteps = this.noiseConditioning(this.sigmas);
+    this.timesteps = edmNoiseConditioning(this.sigmas);
+    this.coefficients = edmCoefficients(this.sigmas);
     this.initNoiseSigma = Math.sqrt(this.config.sigma_max ** 2 + 1);
   }
 
@@ -143,7 +147,8 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<EDMDPMSolverMultis
     }
     const finalSigma = this.config.final_sigmas_type === 'sigma_min' ? f32(this.config.sigma_min) : 0;
     this.sigmas = this.scheduleFromRamp(n as number, finalSigma);
-    this.timesteps = this.noiseConditioning(this.sigmas);
+    this.timesteps = edmNoiseConditioning(this.sigmas);
+    this.coefficients = edmCoefficients(this.sigmas);
     this.numInferenceSteps = n as number;
     this.cursor.reset();
     this.lowerOrderNums = 0;
@@ -158,11 +163,7 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<EDMDPMSolverMultis
    */
   override scaleModelInput(sample: TensorLike, timestep: number): Tensor {
     assertTensorLike(sample, 'sample');
-    const sigma = this.sigmas[this.cursor.current(timestep)];
-    const cIn = 1 / Math.sqrt(sigma * sigma + this.config.sigma_data ** 2);
-    const out = new Float32Array(sample.data.length);
-    for (let i = 0; i < out.length; i++) out[i] = sample.data[i] * cIn;
-    return new Tensor(out, sample.dims);
+    return edmScaleModelInput(sample, this.sigmas[this.cursor.current(timestep)], this.config.sigma_data);
   }
 
   /**
@@ -180,40 +181,26 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<EDMDPMSolverMultis
     const i = this.cursor.stepIndexFor(timestep);
     const n = this.timesteps.length;
     const { solver_order: solverOrder, lower_order_final, euler_at_final, final_sigmas_type } = this.config;
-    this.prepareBuffers(sample.data.length);
+    this.history = solverHistory(this.history, solverOrder, sample.data.length, this.lowerOrderNums > 0);
     const shortRun = lower_order_final && n < 15;
     const firstOrderAtEnd = i === n - 1 && (euler_at_final || shortRun || final_sigmas_type === 'zero');
     const secondOrderAtEnd = i === n - 2 && shortRun;
 
-    // The new D replaces the oldest one; `newest` moves only once it is known to be finite.
+    // D0 = D(x; σ_s0), the data prediction, replaces the oldest one; `newest` moves only once it is finite.
     const slot = (this.newest + 1) % solverOrder;
     this.denoise(modelOutput, sample, timestep, this.sigmas[i], this.history[slot]);
     this.newest = slot;
     const stochastic = this.config.algorithm_type === 'sde-dpmsolver++';
     const noise = stochastic ? this.stepNoise(options, sample) : null;
+    const order = multistepOrder(solverOrder, this.lowerOrderNums, firstOrderAtEnd, secondOrderAtEnd);
 
-    let order = 3;
-    if (solverOrder === 1 || this.lowerOrderNums < 1 || firstOrderAtEnd) order = 1;
-    else if (solverOrder === 2 || this.lowerOrderNums < 2 || secondOrderAtEnd) order = 2;
-
-    const weights = this.updateWeights(order, i);
-    this.termWeights[0] = weights[0];
-    this.terms[0] = sample.data;
-    for (let k = 0; k < order; k++) {
-      this.termWeights[k + 1] = weights[k + 1];
-      this.terms[k + 1] = this.history[(this.newest + solverOrder - k) % solverOrder];
-    }
-    let count = order + 1;
-    if (noise) {
-      this.termWeights[count] = weights[4];
-      this.terms[count++] = noise;
-    }
+    // DPM-Solver++'s update with α = 1, σ_t = σ and λ = −log σ.
+    const { algorithm_type, solver_type } = this.config;
+    const weights = dpmSolverWeights(this.weights, this.coefficients, i, order, algorithm_type, solver_type);
     const prev = new Float32Array(sample.data.length);
-    linearCombination(prev, this.termWeights, this.terms, count);
+    combineHistory(prev, weights, sample.data, this.history, this.newest, order, noise, this.terms, this.termWeights);
 
-    // After a zero-length step the next divided difference would be 0/0: restart the warm-up from order 1.
-    if (this.sigmas[i + 1] === this.sigmas[i]) this.lowerOrderNums = 0;
-    else if (this.lowerOrderNums < solverOrder) this.lowerOrderNums++;
+    this.lowerOrderNums = nextWarmUp(this.sigmas, i, this.lowerOrderNums, solverOrder);
     this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims) };
   }
@@ -239,7 +226,10 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<EDMDPMSolverMultis
     ]);
   }
 
-  /** D = c_skip·x + c_out·F at σ (Karras et al. 2022, Table 1) into `out`, thresholded when configured. */
+  /**
+   * The data prediction D = c_skip·x + c_out·F at σ (Karras et al. 2022, Table 1; `docs/math.md` §15) into `out`,
+   * thresholded when configured.
+   */
   private denoise(
     modelOutput: TensorLike,
     sample: TensorLike,
@@ -249,9 +239,8 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<EDMDPMSolverMultis
   ): void {
     const { sigma_data: sigmaData, thresholding } = this.config;
     if (thresholding) assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
-    const cSkip = sigmaData ** 2 / (sigma * sigma + sigmaData ** 2);
-    const cOutMagnitude = (sigma * sigmaData) / Math.sqrt(sigma * sigma + sigmaData ** 2);
-    const cOut = this.config.prediction_type === 'epsilon' ? cOutMagnitude : -cOutMagnitude;
+    const cSkip = edmSkipScale(sigma, sigmaData);
+    const cOut = edmOutputScale(sigma, sigmaData, this.config.prediction_type);
     const x = sample.data;
     const m = modelOutput.data;
     let nonFinite = 0;
@@ -272,74 +261,6 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<EDMDPMSolverMultis
   }
 
   /**
-   * The weights of x_s0, D_0, D_1, D_2 and the noise in x_t for a step of the given order. Written as in the
-   * papers in terms of D0 = m0 and the divided differences D1, D2 of the history, then expanded to m0…m2.
-   */
-  private updateWeights(order: number, i: number): Float64Array {
-    const w = this.weights;
-    const sigmaT = this.sigmas[i + 1];
-    const sigmaS0 = this.sigmas[i];
-    const lambda = (k: number) => -Math.log(this.sigmas[k]);
-    const h = lambda(i + 1) - lambda(i);
-    w.fill(0);
-    if (h === 0) {
-      w[0] = 1;
-      return w;
-    }
-    let sampleWeight: number;
-    let d0: number;
-    let d1: number;
-    let d2 = 0;
-    const midpoint = order === 2 && this.config.solver_type === 'midpoint';
-    if (this.config.algorithm_type === 'dpmsolver++') {
-      // DPM-Solver++ with α = 1: x_t = (σ_t/σ_s)·x − (e^{−h} − 1)·D0 + …
-      sampleWeight = sigmaT / sigmaS0;
-      d0 = -Math.expm1(-h);
-      d1 = midpoint ? 0.5 * d0 : Math.expm1(-h) / h + 1;
-      d2 = -((Math.expm1(-h) + h) / (h * h) - 0.5);
-    } else {
-      // SDE-DPM-Solver++: the sample decays by e^{−h} more and noise σ_t·√(1 − e^{−2h}) is injected.
-      const expm1Minus2H = Math.expm1(-2 * h);
-      sampleWeight = (sigmaT / sigmaS0) * Math.exp(-h);
-      d0 = -expm1Minus2H;
-      d1 = midpoint ? 0.5 * d0 : expm1Minus2H / (2 * h) + 1;
-      w[4] = sigmaT * Math.sqrt(-expm1Minus2H);
-    }
-    w[0] = sampleWeight;
-    if (order === 1) {
-      w[1] = d0;
-      return w;
-    }
-    const r0 = (lambda(i) - lambda(i - 1)) / h;
-    if (order === 2) {
-      // D1 = (m0 − m1)/r0
-      w[1] = d0 + d1 / r0;
-      w[2] = -d1 / r0;
-      return w;
-    }
-    // D1_0 = (m0 − m1)/r0, D1_1 = (m1 − m2)/r1, D1 = D1_0 + r0/(r0 + r1)·(D1_0 − D1_1), D2 = (D1_0 − D1_1)/(r0 + r1).
-    const r1 = (lambda(i - 1) - lambda(i - 2)) / h;
-    const u = d1 * (1 + r0 / (r0 + r1)) + d2 / (r0 + r1);
-    const v = -d1 * (r0 / (r0 + r1)) - d2 / (r0 + r1);
-    w[1] = d0 + u / r0;
-    w[2] = -u / r0 + v / r1;
-    w[3] = -v / r1;
-    return w;
-  }
-
-  private prepareBuffers(size: number): void {
-    const order = this.config.solver_order;
-    if (this.history.length === order && this.history[0].length === size) return;
-    if (this.lowerOrderNums > 0) {
-      throw new InvalidArgumentError(
-        `The sample size changed in the middle of a run (${this.history[0].length} → ${size} values); ` +
-          'call setTimesteps before sampling a different shape.',
-      );
-    }
-    this.history = Array.from({ length: order }, () => new Float32Array(size));
-  }
-
-  /**
    * `n` σ values from σ_max to σ_min in float32 as torch computes them, then `finalSigma`: Karras
    * `(σ_max^{1/ρ} + r·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ` at r = linspace(0, 1, n) (Karras et al. 2022, eq. 5), or
    * exp of linspace(log σ_min, log σ_max, n), reversed.
@@ -355,23 +276,18 @@ export class EDMDPMSolverMultistepScheduler extends Scheduler<EDMDPMSolverMultis
         out[i] = f32(f32(maxInvRho + f32(r * span)) ** f32(rho));
       }
     } else {
-      const logMin = f32(Math.log(sigmaMin));
-      const logMax = f32(Math.log(sigmaMax));
-      for (let i = 0; i < n; i++) out[n - 1 - i] = f32(Math.exp(linspaceFloat32At(logMin, logMax, n, i)));
+      edmExponentialSigmas(out, n, sigmaMin, sigmaMax);
     }
     out[n] = finalSigma;
     return out;
   }
-
-  /** c_noise = ¼·ln σ for each σ of the schedule but the final one (float32, as torch). */
-  private noiseConditioning(sigmas: Float64Array): number[] {
-    return Array.from(sigmas.subarray(0, -1), (s) => f32(0.25 * f32(Math.log(s))));
-  }
 }
 
-/** Element `i` of `torch.linspace(start, end, n)` in float32: the first half counts up, the second half down. */
-function linspaceFloat32At(start: number, end: number, n: number, i: number): number {
-  if (n === 1) return f32(start);
-  const step = (end - start) / (n - 1);
-  return f32(i < Math.floor(n / 2) ? start + step * i : end - step * (n - 1 - i));
+/** The EDM schedule in the variance-exploding form of the DPM-Solver formulas: α = 1, σ_t = σ, λ = −log σ. */
+function edmCoefficients(sigmas: Float64Array): AlphaSigmaLambda {
+  return {
+    alpha: new Float64Array(sigmas.length).fill(1),
+    sigma: sigmas,
+    lambda: Float64Array.from(sigmas, (sigma) => -Math.log(sigma)),
+  };
 }

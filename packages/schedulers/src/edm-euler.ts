@@ -2,6 +2,13 @@ import { InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
 import type { CustomSigmas } from './capabilities.js';
 import { assertFiniteStepResult, assertStepTensors, assertTensorLike } from './checks.js';
 import { type ConfigSpec, configField, type SchedulerConfigInput } from './config.js';
+import {
+  edmExponentialSigmas,
+  edmNoiseConditioning,
+  edmOutputScale,
+  edmScaleModelInput,
+  edmSkipScale,
+} from './edm-preconditioning.js';
 import { Scheduler, type SchedulerOptions, type SchedulerOutput, type StepOptions } from './scheduler.js';
 
 const f32 = Math.fround;
@@ -94,7 +101,7 @@ export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig> implem
     super('EDMEulerScheduler', EDM_EULER_CONFIG_SPEC, config, options);
     const T = this.config.num_train_timesteps;
     this.sigmas = this.scheduleFromRamp(Float64Array.from({ length: T + 1 }, (_, i) => i / T));
-    this.timesteps = this.noiseConditioning(this.sigmas);
+    this.timesteps = edmNoiseConditioning(this.sigmas);
     // diffusers' initial noise scale: √(σ_max² + 1), whatever the schedule's first σ.
     this.initNoiseSigma = Math.sqrt(this.config.sigma_max ** 2 + 1);
   }
@@ -127,7 +134,7 @@ export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig> implem
       positions = Float64Array.from({ length: n }, (_, i) => (n === 1 ? 0 : i / (n - 1)));
     }
     this.sigmas = this.scheduleFromRamp(positions);
-    this.timesteps = this.noiseConditioning(this.sigmas);
+    this.timesteps = edmNoiseConditioning(this.sigmas);
     this.numInferenceSteps = positions.length;
     this.cursor.reset();
   }
@@ -140,11 +147,7 @@ export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig> implem
    */
   override scaleModelInput(sample: TensorLike, timestep: number): Tensor {
     assertTensorLike(sample, 'sample');
-    const sigma = this.sigmas[this.cursor.current(timestep)];
-    const cIn = 1 / Math.sqrt(sigma * sigma + this.config.sigma_data ** 2);
-    const out = new Float32Array(sample.data.length);
-    for (let i = 0; i < out.length; i++) out[i] = sample.data[i] * cIn;
-    return new Tensor(out, sample.dims);
+    return edmScaleModelInput(sample, this.sigmas[this.cursor.current(timestep)], this.config.sigma_data);
   }
 
   /**
@@ -177,11 +180,10 @@ export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig> implem
       for (let i = 0; i < n; i++) this.churnBuffer[i] = current[i] + noise[i] * extra;
       current = this.churnBuffer;
     }
-    // D = c_skip·x + c_out·F at σ̂ (Karras et al. 2022, Table 1, eq. 7).
-    const sigmaData2 = this.config.sigma_data ** 2;
-    const cSkip = sigmaData2 / (sigmaHat * sigmaHat + sigmaData2);
-    const cOutMagnitude = (sigmaHat * this.config.sigma_data) / Math.sqrt(sigmaHat * sigmaHat + sigmaData2);
-    const cOut = this.config.prediction_type === 'epsilon' ? cOutMagnitude : -cOutMagnitude;
+    // x̂_0 = D = c_skip·x + c_out·F at σ̂ (Karras et al. 2022, Table 1, eq. 7; `docs/math.md` §15).
+    const cSkip = edmSkipScale(sigmaHat, this.config.sigma_data);
+    const cOut = edmOutputScale(sigmaHat, this.config.sigma_data, this.config.prediction_type);
+    // The Euler step x + (σ_next − σ̂)·d with d = (x − D)/σ̂ (`docs/math.md` §10).
     const ratio = (this.sigmas[index + 1] - sigmaHat) / sigmaHat;
     const m = modelOutput.data;
     const x0 = new Float32Array(n);
@@ -233,24 +235,10 @@ export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig> implem
       const maxInvRho = sigmaMax ** (1 / rho);
       for (let i = 0; i < n; i++) out[i] = f32((maxInvRho + ramp[i] * (minInvRho - maxInvRho)) ** rho);
     } else {
-      // diffusers: torch.linspace(log σ_min, log σ_max, n) in float32, exp, flipped (the ramp values are unused).
-      const logMin = f32(Math.log(sigmaMin));
-      const logMax = f32(Math.log(sigmaMax));
-      for (let i = 0; i < n; i++) out[n - 1 - i] = f32(Math.exp(linspaceFloat32At(logMin, logMax, n, i)));
+      // diffusers ignores the ramp values here and spaces as many levels evenly in log σ.
+      edmExponentialSigmas(out, n, sigmaMin, sigmaMax);
     }
     out[n] = this.config.final_sigmas_type === 'sigma_min' ? out[n - 1] : 0;
     return out;
   }
-
-  /** c_noise = ¼·ln σ for each σ of the schedule but the final one (float32, as torch). */
-  private noiseConditioning(sigmas: Float64Array): number[] {
-    return Array.from(sigmas.subarray(0, -1), (s) => f32(0.25 * f32(Math.log(s))));
-  }
-}
-
-/** Element `i` of `torch.linspace(start, end, n)` in float32: the first half counts up, the second half down. */
-function linspaceFloat32At(start: number, end: number, n: number, i: number): number {
-  if (n === 1) return f32(start);
-  const step = (end - start) / (n - 1);
-  return f32(i < Math.floor(n / 2) ? start + step * i : end - step * (n - 1 - i));
 }

@@ -1,10 +1,12 @@
 /**
- * What the multistep and single-step solvers of the DPM-Solver family share (DPM-Solver, DPM++ 2S, DEIS, UniPC):
- * their σ schedules and timesteps, α/σ/λ at each σ, flow-matching sigmas and shifts, and the conversion of a model
- * output to the x̂_0 or ε̂ they integrate.
+ * What the multistep and single-step solvers of the DPM-Solver family share (DPM-Solver, DPM++ 2S, DEIS, UniPC,
+ * EDM DPM-Solver++): their σ schedules and timesteps, α/σ/λ at each σ, flow-matching sigmas and shifts, the
+ * conversion of a model output to the x̂_0 or ε̂ they integrate, and the set-up of a step (its order, the history
+ * ring of converted outputs, the update as one weighted sum).
  */
 import { ConfigError, InvalidArgumentError, type TensorLike } from '@denoise/core';
-import { assertSameDims, assertTensorLike } from './checks.js';
+import { assertFiniteStepInputs, assertFiniteStepResult, assertSameDims, assertTensorLike } from './checks.js';
+import { linearCombination } from './linear-combination.js';
 import { noisePredictionWeights, originalSampleWeights, PREDICTION_TYPES, type PredictionType } from './prediction.js';
 import { roundHalfEven, type TimestepSpacing } from './schedule.js';
 import type { SetTimestepsOptions } from './scheduler.js';
@@ -17,6 +19,7 @@ import {
   sigmasToTimesteps,
   sigmaToAlphaSigma,
 } from './sigmas.js';
+import { applyDynamicThresholding, type ThresholdingConfig } from './thresholding.js';
 
 /**
  * What the model predicts: diffusers' `prediction_type` of the multistep solvers, which add `flow_prediction` (the
@@ -399,4 +402,171 @@ export function flowShift(className: string, config: FlowConfig, mu: number | un
     );
   }
   return linear ? mu : Math.exp(mu);
+}
+
+/** The sigma-spacing keys of the variance-preserving solvers. */
+interface SigmaSpacingConfig {
+  readonly use_karras_sigmas: boolean;
+  readonly use_exponential_sigmas: boolean;
+  readonly use_beta_sigmas: boolean;
+}
+
+/**
+ * Rejects a config that turns on more than one of the Karras, exponential and beta spacings.
+ *
+ * @param config - the resolved config
+ */
+export function assertOneSigmaSpacing(config: SigmaSpacingConfig): void {
+  if (Number(config.use_karras_sigmas) + Number(config.use_exponential_sigmas) + Number(config.use_beta_sigmas) > 1) {
+    throw new ConfigError(
+      'Only one of use_karras_sigmas, use_exponential_sigmas and use_beta_sigmas can be true; pick one spacing.',
+    );
+  }
+}
+
+/**
+ * The order of a multistep step (diffusers' logic): the configured order once the history holds enough earlier
+ * outputs, first order on the first step, and 1 or 2 where the end of the run asks for it.
+ *
+ * @param solverOrder - the configured order, 1 to 3
+ * @param warmUp - how many earlier outputs of this run the history holds (diffusers' `lower_order_nums`)
+ * @param firstOrderAtEnd - whether this step must be first order
+ * @param secondOrderAtEnd - whether this step must be at most second order
+ */
+export function multistepOrder(
+  solverOrder: number,
+  warmUp: number,
+  firstOrderAtEnd: boolean,
+  secondOrderAtEnd: boolean,
+): number {
+  if (solverOrder === 1 || warmUp < 1 || firstOrderAtEnd) return 1;
+  if (solverOrder === 2 || warmUp < 2 || secondOrderAtEnd) return 2;
+  return 3;
+}
+
+/**
+ * The warm-up count after step `i`: one more, up to the order, or 0 after a zero-length step (a level repeated by
+ * rounding), where the next divided difference would be 0/0 (diffusers returns NaN there), so the run restarts
+ * from order 1.
+ *
+ * @param levels - λ (or σ) at each schedule index
+ * @param i - the step just taken
+ * @param warmUp - the count before it
+ * @param solverOrder - the configured order
+ */
+export function nextWarmUp(levels: Float64Array, i: number, warmUp: number, solverOrder: number): number {
+  if (levels[i + 1] === levels[i]) return 0;
+  return warmUp < solverOrder ? warmUp + 1 : warmUp;
+}
+
+/**
+ * The history ring of a solver for samples of `size` values: `history` itself when it fits, else `length` new
+ * buffers. A new shape in the middle of a run is an error, since the outputs held belong to the old one.
+ *
+ * @param history - the current ring
+ * @param length - how many outputs it holds
+ * @param size - the sample's number of values
+ * @param midRun - whether this run has already stored outputs
+ */
+export function solverHistory(history: Float32Array[], length: number, size: number, midRun: boolean): Float32Array[] {
+  if (history.length === length && history[0].length === size) return history;
+  if (midRun) {
+    throw new InvalidArgumentError(
+      `The sample size changed in the middle of a run (${history[0].length} → ${size} values); ` +
+        'call setTimesteps before sampling a different shape.',
+    );
+  }
+  return Array.from({ length }, () => new Float32Array(size));
+}
+
+/**
+ * The quantity a solver integrates, written into `out`: x̂_0 (`target: 'data'`) or ε̂ (`'noise'`) by
+ * {@link convertPrediction}. With dynamic thresholding on (`docs/math.md` §2), x̂_0 is formed and thresholded
+ * first, and ε̂ = (x_t − α·x̂_0)/σ follows from it. Throws a `NumericError` for a non-finite model output or sample:
+ * checked on the converted values, which every input element reaches, or before thresholding (which clamps an
+ * Infinity) on the inputs.
+ *
+ * @param modelOutput - the network output
+ * @param stride - the distance between batch items in the output (from {@link predictionStride})
+ * @param sample - x_t
+ * @param timestep - for messages
+ * @param className - for messages
+ * @param alpha - α at the current step
+ * @param sigma - σ_t at the current step
+ * @param predictionType - what the model predicts
+ * @param target - what the solver integrates
+ * @param threshold - the thresholding keys, or `null` where the solver never thresholds
+ * @param scratch - a reused buffer for the threshold's selection
+ * @param out - the destination, the sample's size
+ * @returns `scratch`, or a larger buffer that replaces it
+ */
+export function solverPrediction(
+  modelOutput: TensorLike,
+  stride: number,
+  sample: TensorLike,
+  timestep: number,
+  className: string,
+  alpha: number,
+  sigma: number,
+  predictionType: MultistepPredictionType,
+  target: 'data' | 'noise',
+  threshold: ThresholdingConfig | null,
+  scratch: Float32Array,
+  out: Float32Array,
+): Float32Array {
+  const thresholding = threshold?.thresholding === true;
+  if (thresholding) assertFiniteStepInputs(modelOutput, sample, timestep, className);
+  const x = sample.data;
+  const batch = sample.dims[0];
+  const formed = thresholding ? 'data' : target;
+  const nonFinite = convertPrediction(modelOutput.data, stride, x, batch, alpha, sigma, predictionType, formed, out);
+  if (!thresholding) {
+    assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, className);
+    return scratch;
+  }
+  const itemSize = x.length / batch;
+  const selection = scratch.length < itemSize ? new Float32Array(itemSize) : scratch;
+  applyDynamicThresholding(out, batch, threshold.dynamic_thresholding_ratio, threshold.sample_max_value, selection);
+  if (target === 'noise') for (let k = 0; k < out.length; k++) out[k] = (x[k] - alpha * out[k]) / sigma;
+  return selection;
+}
+
+/**
+ * out = w_0·start + Σ_{k<order} w_{k+1}·m_k + w_4·z: a solver update from `start` with the newest `order` outputs
+ * of the history ring (m_0 the newest) and the noise z, if any, in one pass.
+ *
+ * @param out - the destination, the sample's size
+ * @param weights - [start, m_0, m_1, m_2, z]
+ * @param start - the sample the step starts from
+ * @param history - the ring of converted outputs
+ * @param newest - the ring index of m_0
+ * @param order - how many outputs the update reads
+ * @param noise - z, or `null` for a deterministic update
+ * @param terms - reused scratch for the buffers, at least `order + 2` long
+ * @param termWeights - reused scratch for their weights, as long
+ */
+export function combineHistory(
+  out: Float32Array,
+  weights: Float64Array,
+  start: Float32Array,
+  history: readonly Float32Array[],
+  newest: number,
+  order: number,
+  noise: Float32Array | null,
+  terms: Float32Array[],
+  termWeights: Float64Array,
+): void {
+  const ring = history.length;
+  termWeights[0] = weights[0];
+  terms[0] = start;
+  for (let k = 0; k < order; k++) {
+    termWeights[k + 1] = weights[k + 1];
+    terms[k + 1] = history[(newest + ring - k) % ring];
+  }
+  let count = order + 1;
+  if (noise) {
+    termWeights[count] = weights[4];
+    terms[count++] = noise;
+  }
+  linearCombination(out, termWeights, terms, count);
 }

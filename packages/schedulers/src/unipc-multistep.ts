@@ -1,5 +1,4 @@
 import { ConfigError, InvalidArgumentError, Tensor, type TensorLike } from '@denoise/core';
-import { assertFiniteStepInputs, assertFiniteStepResult } from './checks.js';
 import {
   type ConfigField,
   type ConfigSpec,
@@ -12,8 +11,8 @@ import { linearCombination } from './linear-combination.js';
 import {
   type AlphaSigmaLambda,
   alphaSigmaLambda,
+  assertOneSigmaSpacing,
   checkFlowConfig,
-  convertPrediction,
   flowLinspace,
   flowShift,
   MULTISTEP_PREDICTION_TYPES,
@@ -22,15 +21,18 @@ import {
   type MultistepSetTimestepsOptions,
   multistepSchedule,
   multistepTimesteps,
+  nextWarmUp,
   predictionStride,
   shiftFlowSigma,
   solverAlphaSigma,
   solverAlphasCumprod,
+  solverHistory,
+  solverPrediction,
 } from './multistep.js';
 import { type NoiseScheduleConfig, TIMESTEP_SPACINGS, type TimestepSpacing } from './schedule.js';
 import { Scheduler, type SchedulerOptions, type SchedulerOutput } from './scheduler.js';
 import { karrasSigmas, sigmasFromAlphasCumprod } from './sigmas.js';
-import { applyDynamicThresholding, THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
+import { THRESHOLDING_SPEC, type ThresholdingConfig } from './thresholding.js';
 
 /**
  * UniPC (Zhao et al. 2023, "UniPC: A Unified Predictor-Corrector Framework for Fast Sampling of Diffusion
@@ -197,7 +199,7 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
   /** The sample the last prediction started from (after its correction); `hasLastSample` says if it is set. */
   private lastSample = new Float32Array(0);
   private hasLastSample = false;
-  private thresholdScratch = new Float32Array(0);
+  private thresholdScratch: Float32Array = new Float32Array(0);
   // Scratch for the small linear systems of the order conditions (at most (solver_order)² entries).
   private readonly rks: Float64Array;
   private readonly rhs: Float64Array;
@@ -208,7 +210,7 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
   private readonly terms: Float32Array[];
   /** h·φ_1 = e^{hh} − 1 and B(h) of the step {@link UniPCMultistepScheduler.orderConditions} last set up. */
   private hPhi1 = 0;
-  private bh = 0;
+  private bOfH = 0;
 
   /**
    * @param config - typed keys or a raw `scheduler_config.json`; missing keys take diffusers' defaults
@@ -219,11 +221,7 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
   constructor(config: SchedulerConfigInput<UniPCMultistepSchedulerConfig> = {}, options?: SchedulerOptions) {
     super('UniPCMultistepScheduler', UNIPC_MULTISTEP_CONFIG_SPEC, config, options);
     const c = this.config;
-    if (Number(c.use_karras_sigmas) + Number(c.use_exponential_sigmas) + Number(c.use_beta_sigmas) > 1) {
-      throw new ConfigError(
-        'Only one of use_karras_sigmas, use_exponential_sigmas and use_beta_sigmas can be true; pick one spacing.',
-      );
-    }
+    assertOneSigmaSpacing(c);
     if (!c.predict_x0 && c.final_sigmas_type === 'zero') {
       // The ε̂ update's last step would multiply σ_t = 0 by e^h = ∞ (diffusers returns NaN there).
       throw new ConfigError(
@@ -359,8 +357,10 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
     const i = this.cursor.stepIndexFor(timestep);
     const n = this.timesteps.length;
     const { solver_order: solverOrder, lower_order_final, disable_corrector, final_sigmas_type } = this.config;
-    this.prepareBuffers(sample.data.length);
     const ring = solverOrder + 1;
+    const size = sample.data.length;
+    this.history = solverHistory(this.history, ring, size, this.lowerOrderNums > 0);
+    if (this.lastSample.length !== size) this.lastSample = new Float32Array(size);
     const slot = (this.newest + 1) % ring;
     // The new output goes to the ring's oldest slot, which no update reads any more, so a NaN stops the step
     // before any state that matters has changed.
@@ -380,15 +380,11 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
     const toZero = i === n - 1 && final_sigmas_type === 'zero';
     const wanted = lower_order_final || toZero ? Math.min(solverOrder, n - i) : solverOrder;
     const order = Math.min(wanted, this.lowerOrderNums + 1);
-    const prev = new Float32Array(sample.data.length);
+    const prev = new Float32Array(size);
     this.predict(order, prev);
     this.lastOrder = order;
 
-    // After a zero-length step (a timestep repeated by rounding) the next divided difference would be 0/0: restart
-    // the multistep warm-up from order 1 (diffusers returns NaN there).
-    const { lambda } = this.coefficients;
-    if (lambda[i + 1] === lambda[i]) this.lowerOrderNums = 0;
-    else if (this.lowerOrderNums < solverOrder) this.lowerOrderNums++;
+    this.lowerOrderNums = nextWarmUp(this.coefficients.lambda, i, this.lowerOrderNums, solverOrder);
     this.cursor.advance();
     return { prevSample: new Tensor(prev, sample.dims) };
   }
@@ -413,23 +409,9 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
     );
   }
 
-  private prepareBuffers(size: number): void {
-    const ring = this.config.solver_order + 1;
-    if (this.history.length === ring && this.history[0].length === size) return;
-    if (this.lowerOrderNums > 0) {
-      throw new InvalidArgumentError(
-        `The sample size changed in the middle of a run (${this.history[0].length} → ${size} values); ` +
-          'call setTimesteps before sampling a different shape.',
-      );
-    }
-    this.history = Array.from({ length: ring }, () => new Float32Array(size));
-    this.lastSample = new Float32Array(size);
-  }
-
   /**
-   * x̂_0 (with thresholding when enabled) for `predict_x0`, else ε̂, written into `out`. Throws a `NumericError`
-   * when the model output or the sample is not finite: checked on the converted values, which every input element
-   * reaches, or on the inputs themselves before thresholding (which clamps an Infinity).
+   * m0, written into `out`: x̂_0 (thresholded when enabled) for `predict_x0`, else ε̂ (`docs/math.md` §2 at the
+   * step's α and σ).
    */
   private convertModelOutput(
     modelOutput: TensorLike,
@@ -438,32 +420,23 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
     timestep: number,
     out: Float32Array,
   ): void {
-    const { prediction_type, predict_x0, thresholding } = this.config;
-    const threshold = predict_x0 && thresholding;
-    if (threshold) assertFiniteStepInputs(modelOutput, sample, timestep, this.className);
-    const index = this.cursor.stepIndex as number;
-    const batch = sample.dims[0];
-    const alpha = this.coefficients.alpha[index];
-    const sigma = this.coefficients.sigma[index];
-    const target = predict_x0 ? 'data' : 'noise';
-    const nonFinite = convertPrediction(
-      modelOutput.data,
+    const { prediction_type, predict_x0 } = this.config;
+    const s0 = this.cursor.stepIndex as number;
+    this.thresholdScratch = solverPrediction(
+      modelOutput,
       stride,
-      sample.data,
-      batch,
-      alpha,
-      sigma,
+      sample,
+      timestep,
+      this.className,
+      this.coefficients.alpha[s0],
+      this.coefficients.sigma[s0],
       prediction_type,
-      target,
+      predict_x0 ? 'data' : 'noise',
+      // diffusers thresholds only the data prediction.
+      predict_x0 ? this.config : null,
+      this.thresholdScratch,
       out,
     );
-    if (!threshold) assertFiniteStepResult(nonFinite, modelOutput, sample, timestep, this.className);
-    if (threshold) {
-      const itemSize = out.length / batch;
-      if (this.thresholdScratch.length < itemSize) this.thresholdScratch = new Float32Array(itemSize);
-      const { dynamic_thresholding_ratio, sample_max_value } = this.config;
-      applyDynamicThresholding(out, batch, dynamic_thresholding_ratio, sample_max_value, this.thresholdScratch);
-    }
   }
 
   /** The history slot `k` outputs before the newest one. */
@@ -482,15 +455,16 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
     const h = lambda[t] - lambda[s0];
     const hh = this.config.predict_x0 ? -h : h;
     const hPhi1 = Math.expm1(hh);
-    const bh = this.config.solver_type === 'bh1' ? hh : hPhi1;
+    // B(h) = hh (bh1) or e^{hh} − 1 (bh2), Zhao et al. 2023 §3.3.
+    const bOfH = this.config.solver_type === 'bh1' ? hh : hPhi1;
     this.hPhi1 = hPhi1;
-    this.bh = bh;
+    this.bOfH = bOfH;
     for (let k = 1; k < p; k++) this.rks[k - 1] = (lambda[s0 - k] - lambda[s0]) / h;
     this.rks[p - 1] = 1;
     let hPhiK = hPhi1 / hh - 1;
     let factorial = 1;
     for (let j = 1; j <= p; j++) {
-      this.rhs[j - 1] = (hPhiK * factorial) / bh;
+      this.rhs[j - 1] = (hPhiK * factorial) / bOfH;
       factorial *= j + 1;
       hPhiK = hPhiK / hh - 1 / factorial;
     }
@@ -530,10 +504,26 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
     }
   }
 
-  /** A = σ_t/σ_s0 (x̂_0 form) or α_t/α_s0 (ε̂ form): the weight of the sample in an update. */
-  private sampleWeight(s0: number, t: number): number {
+  /**
+   * The update's weights and buffers up to m_{p−1}: A·x + w_0·m0 + Σ_{k<p} w_k·m_k with w_k = −C·B(h)·ρ_k/r_k (the
+   * divided differences D_k = (m_k − m0)/r_k expanded, so w_0 = `m0Weight` − Σ w_k), where A = σ_t/σ_s0 and
+   * C = α_t for the x̂_0 form, A = α_t/α_s0 and C = σ_t for the ε̂ form.
+   */
+  private setUpdate(s0: number, t: number, p: number, m0Weight: number): void {
     const { alpha, sigma } = this.coefficients;
-    return this.config.predict_x0 ? sigma[t] / sigma[s0] : alpha[t] / alpha[s0];
+    const predictX0 = this.config.predict_x0;
+    const outputScale = predictX0 ? alpha[t] : sigma[t];
+    const w = this.weights;
+    const terms = this.terms;
+    w[0] = predictX0 ? sigma[t] / sigma[s0] : alpha[t] / alpha[s0];
+    terms[0] = this.lastSample;
+    w[1] = m0Weight;
+    terms[1] = this.previous(0);
+    for (let k = 1; k < p; k++) {
+      w[k + 1] = (-outputScale * this.bOfH * this.rhos[k - 1]) / this.rks[k - 1];
+      w[1] -= w[k + 1];
+      terms[k + 1] = this.previous(k);
+    }
   }
 
   /** C = α_t (x̂_0 form) or σ_t (ε̂ form): the scale of the model-output terms in an update. */
@@ -542,9 +532,8 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
   }
 
   /**
-   * UniP-p, the B(h) predictor of Zhao et al. (2023): x_t = A·x − C·h·φ_1·m0 − C·B(h)·Σ_k ρ_k·D_k, with
-   * D_k = (m_k − m0)/r_k, A and C from {@link UniPCMultistepScheduler.sampleWeight} and
-   * {@link UniPCMultistepScheduler.outputScale}, and ρ solving the first p − 1 order conditions (ρ = ½ for p = 2).
+   * UniP-p, the B(h) predictor of Zhao et al. (2023, eq. 9; `docs/math.md` §11):
+   * x_t = A·x − C·h·φ_1·m0 − C·B(h)·Σ_k ρ_k·D_k, with ρ solving the first p − 1 order conditions (ρ = ½ for p = 2).
    */
   private predict(p: number, out: Float32Array): void {
     const s0 = this.cursor.stepIndex as number;
@@ -554,29 +543,14 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
       return;
     }
     this.orderConditions(s0, s0 + 1, p);
-    const { hPhi1, bh } = this;
     if (p === 2) this.rhos[0] = 0.5;
     else if (p > 2) this.solveOrderConditions(p - 1);
-    const sampleWeight = this.sampleWeight(s0, s0 + 1);
-    const outputScale = this.outputScale(s0 + 1);
-    // Weights of m0 … m_{p−1}: expand the divided differences D_k.
-    // out = A·x + Σ_k w_k·m_k: the sample, then m0 … m_{p−1} with the divided differences D_k expanded.
-    const w = this.weights;
-    const terms = this.terms;
-    w[0] = sampleWeight;
-    terms[0] = this.lastSample;
-    w[1] = -outputScale * hPhi1;
-    terms[1] = this.previous(0);
-    for (let k = 1; k < p; k++) {
-      w[k + 1] = (-outputScale * bh * this.rhos[k - 1]) / this.rks[k - 1];
-      w[1] -= w[k + 1];
-      terms[k + 1] = this.previous(k);
-    }
-    linearCombination(out, w, terms, p + 1);
+    this.setUpdate(s0, s0 + 1, p, -this.outputScale(s0 + 1) * this.hPhi1);
+    linearCombination(out, this.weights, this.terms, p + 1);
   }
 
   /**
-   * UniC-p, the B(h) corrector of Zhao et al. (2023), in place on the last sample:
+   * UniC-p, the B(h) corrector of Zhao et al. (2023; `docs/math.md` §11), in place on the last sample:
    * x_t^c = A·x − C·h·φ_1·m0 − C·B(h)·(Σ_k ρ_k·D_k + ρ_p·(m_t − m0)), where m0 is the previous output, m_t the new
    * one (in `slot`) and ρ solves all p order conditions (ρ = ½ for p = 1).
    */
@@ -585,27 +559,14 @@ export class UniPCMultistepScheduler extends Scheduler<UniPCMultistepSchedulerCo
     const s0 = t - 1;
     if (this.coefficients.lambda[t] === this.coefficients.lambda[s0]) return; // a zero-length step changes nothing
     this.orderConditions(s0, t, p);
-    const { hPhi1, bh } = this;
     if (p === 1) this.rhos[0] = 0.5;
     else this.solveOrderConditions(p);
-    const sampleWeight = this.sampleWeight(s0, t);
     const outputScale = this.outputScale(t);
-    // Weights of m0 … m_{p−1} (previous outputs, newest first) and of the new output m_t.
-    // x^c = A·x + Σ_k w_k·m_k + w_new·m_t, in place on the last sample.
-    const w = this.weights;
-    const terms = this.terms;
-    const newWeight = -outputScale * bh * this.rhos[p - 1];
-    w[0] = sampleWeight;
-    terms[0] = this.lastSample;
-    w[1] = -outputScale * hPhi1 - newWeight;
-    terms[1] = this.previous(0);
-    for (let k = 1; k < p; k++) {
-      w[k + 1] = (-outputScale * bh * this.rhos[k - 1]) / this.rks[k - 1];
-      w[1] -= w[k + 1];
-      terms[k + 1] = this.previous(k);
-    }
-    w[p + 1] = newWeight;
-    terms[p + 1] = this.history[slot];
-    linearCombination(this.lastSample, w, terms, p + 2);
+    // The weight of ρ_p·D_t = ρ_p·(m_t − m0): its −m0 part goes to m0's weight.
+    const newWeight = -outputScale * this.bOfH * this.rhos[p - 1];
+    this.setUpdate(s0, t, p, -outputScale * this.hPhi1 - newWeight);
+    this.weights[p + 1] = newWeight;
+    this.terms[p + 1] = this.history[slot];
+    linearCombination(this.lastSample, this.weights, this.terms, p + 2);
   }
 }
