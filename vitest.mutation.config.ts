@@ -23,6 +23,11 @@ export default defineConfig({
     // reference-world pipeline runs (guidance-exact, guidance-composition), the mixture accuracy table's own test,
     // fuzzing and bad-input checks; they still run in `npm test`.
     include: [
+      'packages/schedulers/test/ddim.test.ts',
+      'packages/schedulers/test/prediction.test.ts',
+      'packages/schedulers/test/schedule-cursor.test.ts',
+      'packages/schedulers/test/sigmas.test.ts',
+      'packages/schedulers/test/ddpm.test.ts',
       'packages/schedulers/test/euler-discrete.test.ts',
       'packages/schedulers/test/euler-ancestral-discrete.test.ts',
       'packages/schedulers/test/point-mass-steps.test.ts',

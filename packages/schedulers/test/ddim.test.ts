@@ -87,6 +87,43 @@ describe('DDIMScheduler parity with diffusers (test_scheduler_ddim.py)', () => {
   });
 });
 
+describe('DDIMScheduler step values', () => {
+  it('η = 0 draws no noise: the generator is left as it was', () => {
+    const s = new DDIMScheduler(testConfig);
+    s.setTimesteps(10);
+    const sample = dummySampleDeter();
+    const generator = new RandomGenerator(9);
+    s.step(dummyModel(sample, 500), 500, sample, { eta: 0, generator });
+    expect(generator.randn([8]).data).toEqual(new RandomGenerator(9).randn([8]).data);
+  });
+
+  it('dynamic thresholding bounds x̂_0 as DDPM does; ε̂ comes from the unthresholded prediction (DDIM eq. 12)', () => {
+    const config = {
+      prediction_type: 'sample',
+      thresholding: true,
+      dynamic_thresholding_ratio: 0.9,
+      sample_max_value: 2,
+    } as const;
+    const s = new DDIMScheduler(config);
+    s.setTimesteps(10);
+    const sample = dummySampleDeter();
+    const x0 = new Tensor(
+      Float32Array.from({ length: sample.data.length }, (_, i) => 3 * Math.sin(i)),
+      sample.dims,
+    );
+    const { prevSample, predOriginalSample } = s.step(x0, 500, sample);
+    const thresholded = new DDPMScheduler(config).step(x0, 0, sample).predOriginalSample!;
+    expect(thresholded.data.every((v) => Math.abs(v) <= 1)).toBe(true);
+    const [alphaBar, alphaBarPrev] = [s.alphasCumprod[500], s.alphasCumprod[400]];
+    for (let i = 0; i < sample.data.length; i++) {
+      expect(predOriginalSample!.data[i]).toBeCloseTo(thresholded.data[i], 6);
+      const eps = (sample.data[i] - Math.sqrt(alphaBar) * x0.data[i]) / Math.sqrt(1 - alphaBar);
+      const expected = Math.sqrt(alphaBarPrev) * thresholded.data[i] + Math.sqrt(1 - alphaBarPrev) * eps;
+      expect(prevSample.data[i]).toBeCloseTo(expected, 5);
+    }
+  });
+});
+
 describe('DDIMScheduler.step from any training timestep, as diffusers (t → t − T // n)', () => {
   it('reproduces DDIMParallelScheduler test_batch_step_no_noise: t = 0, 1, 2 after setTimesteps(10), sum 1147.7904, mean 0.4982', () => {
     // diffusers' test steps dummy_sample_deter at t = 0, itself + 0.1 at t = 1 and itself − 0.1 at t = 2, none of

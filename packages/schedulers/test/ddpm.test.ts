@@ -28,6 +28,18 @@ function fullLoop(scheduler: DDPMScheduler): Tensor {
   return sample;
 }
 
+/** A learned-variance model output: each item's prediction channels, then its variance channels, all `v`. */
+function withVarianceChannels(prediction: Tensor, v: number): Tensor {
+  const [B, C, ...spatial] = prediction.dims;
+  const item = prediction.data.length / B;
+  const data = new Float32Array(2 * prediction.data.length);
+  for (let b = 0; b < B; b++) {
+    data.set(prediction.data.subarray(b * item, (b + 1) * item), 2 * b * item);
+    data.fill(v, (2 * b + 1) * item, (2 * b + 2) * item);
+  }
+  return new Tensor(data, [B, 2 * C, ...spatial]);
+}
+
 describe('DDPMScheduler parity with diffusers (test_scheduler_ddpm.py)', () => {
   it('getVariance at t = 0, 487, 999', () => {
     const s = new DDPMScheduler(testConfig);
@@ -153,16 +165,7 @@ describe('DDPMScheduler step', () => {
     const sample = dummySampleDeter();
     const eps = dummyModel(sample, 300);
     const noise = new RandomGenerator(3).randn(sample.dims);
-    const withVariance = (v: number) => {
-      const [B, C, H, W] = sample.dims;
-      const data = new Float32Array(2 * sample.data.length);
-      const item = C * H * W;
-      for (let b = 0; b < B; b++) {
-        data.set(eps.data.subarray(b * item, (b + 1) * item), 2 * b * item);
-        data.fill(v, (2 * b + 1) * item, (2 * b + 2) * item);
-      }
-      return new Tensor(data, [B, 2 * C, H, W]);
-    };
+    const withVariance = (v: number) => withVarianceChannels(eps, v);
     for (const [v, fixed] of [
       [1, 'fixed_large'],
       [-1, 'fixed_small'],
@@ -219,6 +222,85 @@ describe('DDPMScheduler step', () => {
     for (const t of [1000, -1, 10.5, Number.NaN]) {
       expect(() => s.step(sample, t, sample, { generator: new RandomGenerator(0) })).toThrow(/not a training timestep/);
     }
+  });
+});
+
+describe('DDPMScheduler learned variances and the last step', () => {
+  const sample = dummySampleDeter();
+  const epsilon = dummyModel(sample, 300);
+
+  it('learned reads σ² from the variance channels: v = β̃_t is fixed_small; getVariance returns v', () => {
+    const fixed = new DDPMScheduler({ variance_type: 'fixed_small' });
+    const learned = new DDPMScheduler({ variance_type: 'learned' });
+    const posterior = fixed.getVariance(300);
+    const noise = new RandomGenerator(4).randn(sample.dims);
+    const a = learned.step(withVarianceChannels(epsilon, posterior), 300, sample, { noise }).prevSample;
+    const b = fixed.step(epsilon, 300, sample, { noise }).prevSample;
+    expectClose(a.data, b.data, 6);
+    expect(learned.getVariance(300, 0.003)).toBeCloseTo(0.003, 12);
+    expect(() => learned.getVariance(300)).toThrow(/predicted variance/);
+  });
+
+  it('learned_range interpolates log σ² (IDDPM eq. 15): v = 0.5 gives β^¾·β̃^¼; posteriorVariance is β̃', () => {
+    const small = new DDPMScheduler({ variance_type: 'fixed_small' });
+    const large = new DDPMScheduler({ variance_type: 'fixed_large' });
+    const range = new DDPMScheduler({ variance_type: 'learned_range' });
+    // At t = 1, β̃ = (1 − ᾱ_0)/(1 − ᾱ_1)·β is about β/2, so the interpolation is visible.
+    const [beta, posterior] = [large.getVariance(1), small.getVariance(1)];
+    expect(beta / posterior).toBeGreaterThan(1.5);
+    expect(range.getVariance(1, 0.5) / (beta ** 0.75 * posterior ** 0.25)).toBeCloseTo(1, 12);
+    // diffusers' published β̃_487 (test_variance).
+    expect(Math.abs(small.posteriorVariance(487) - 0.00979)).toBeLessThan(1e-5);
+  });
+
+  it.each([
+    ['clip_sample to ±0.5', { clip_sample: true, clip_sample_range: 0.5 }],
+    ['no clipping', { clip_sample: false }],
+    ['dynamic thresholding', { thresholding: true, dynamic_thresholding_ratio: 0.9, sample_max_value: 2 }],
+  ])('the learned step bounds x̂_0 as the fixed step does: %s', (_name, config) => {
+    // x̂_0 predictions spanning ±3, so each bound changes them.
+    const x0 = new Tensor(
+      Float32Array.from({ length: sample.data.length }, (_, i) => 3 * Math.sin(i)),
+      sample.dims,
+    );
+    const noise = new RandomGenerator(2).randn(sample.dims);
+    const common = { prediction_type: 'sample', ...config } as const;
+    const fixed = new DDPMScheduler({ ...common, variance_type: 'fixed_small' }).step(x0, 300, sample, { noise });
+    const learned = new DDPMScheduler({ ...common, variance_type: 'learned_range' }).step(
+      withVarianceChannels(x0, -1),
+      300,
+      sample,
+      { noise },
+    );
+    expectClose(learned.predOriginalSample!.data, fixed.predOriginalSample!.data, 6);
+    expectClose(learned.prevSample.data, fixed.prevSample.data, 6);
+    const bounded = fixed.predOriginalSample!.data.every((v) => Math.abs(v) <= 1);
+    expect(bounded).toBe(config.clip_sample !== false);
+  });
+
+  it.each(['fixed_small', 'learned_range'] as const)(
+    'the step at t = 0 draws no noise (%s): μ̃ = x̂_0, the generator is left as it was',
+    (variance_type) => {
+      const s = new DDPMScheduler({ variance_type, prediction_type: 'sample', clip_sample: false });
+      const generator = new RandomGenerator(9);
+      const output = variance_type === 'fixed_small' ? sample : withVarianceChannels(sample, -1);
+      const { prevSample } = s.step(output, 0, sample, { generator });
+      // ᾱ_prev = 1: μ̃ = x̂_0 (the model output), σ = 0.
+      expectClose(prevSample.data, sample.data, 6);
+      expect(generator.randn([8]).data).toEqual(new RandomGenerator(9).randn([8]).data);
+    },
+  );
+
+  it('rejects a sample without a channel axis and a learned output of another rank', () => {
+    const s = new DDPMScheduler({ variance_type: 'learned_range' });
+    const flat = new Tensor(new Float32Array(8), [8]);
+    expect(() => s.step(flat, 10, flat, { generator: new RandomGenerator(0) })).toThrow(/batch and a channel axis/);
+    // [2, 6, 4] has the data of [2, 6, 4, 1], the output a [2, 3, 4, 1] sample needs, but not its rank.
+    const sampleWithWidthOne = new Tensor(new Float32Array(24), [2, 3, 4, 1]);
+    const output = new Tensor(new Float32Array(48), [2, 6, 4]);
+    expect(() => s.step(output, 10, sampleWithWidthOne, { generator: new RandomGenerator(0) })).toThrow(
+      /twice the sample's channels/,
+    );
   });
 });
 

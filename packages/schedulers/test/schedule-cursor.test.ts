@@ -37,12 +37,20 @@ describe('ScheduleCursor: one rule for finding a timestep', () => {
     cursor.reset();
     expect(cursor.stepIndex).toBeUndefined();
     cursor.setBeginIndex(1);
+    expect(cursor.beginIndex).toBe(1);
     expect(cursor.current(3)).toBe(1);
     expect(cursor.noiseIndex(3)).toBe(1);
     cursor.reset();
     expect(cursor.beginIndex).toBeUndefined();
     expect(cursor.noiseIndex(5)).toBe(3);
     expect(() => cursor.setBeginIndex(5)).toThrow(InvalidArgumentError);
+    expect(() => cursor.setBeginIndex(-1)).toThrow(InvalidArgumentError);
+    cursor.setBeginIndex(0);
+    expect(cursor.current(7)).toBe(0);
+    // A first timestep that rounding repeated still starts the run at 0, not at its second occurrence.
+    const repeatedFirst = new ScheduleCursor({ ...schedule, timesteps: [9, 9, 7] });
+    expect(repeatedFirst.current(9)).toBe(0);
+    expect(repeatedFirst.indexOf(9)).toBe(1);
     expect(() => cursor.setBeginIndex(1.5)).toThrow(/integer in \[0, 5\)/);
   });
 

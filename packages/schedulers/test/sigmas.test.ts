@@ -52,6 +52,8 @@ describe('sigmas', () => {
     // Beyond the table: clamp to its ends; sigma 0 is timestep 0.
     expect(sigmaToTimestep(1e6, table)).toBe(999);
     expect(sigmaToTimestep(0, table)).toBe(0);
+    // The smallest table: two entries, log σ = 0 and 1.
+    expect(sigmaToTimestep(Math.exp(0.25), [0, 1])).toBeCloseTo(0.25, 12);
     expect([...sigmasToTimesteps([Math.exp(table[7]), Math.exp(table[9])], table)].map(Math.round)).toEqual([7, 9]);
   });
 
@@ -83,6 +85,13 @@ describe('sigmas', () => {
     expect(betaQuantile(0.75, 0.6, 0.6)).toBeCloseTo(0.824319621347305, 13);
     expect(betaQuantile(0.2, 2.5, 0.7)).toBeCloseTo(0.6147277357589892, 13);
     expect(betaQuantile(0.3, 0.6, 0.6) + betaQuantile(0.7, 0.6, 0.6)).toBeCloseTo(1, 12);
+    // Shape parameters below ½ (log Γ by its reflection formula): CDF x^¼ and 1 − (1 − x)^¼.
+    for (const p of [0.05, 0.5, 0.9]) {
+      expect(betaQuantile(p, 0.25, 1)).toBeCloseTo(p ** 4, 12);
+      expect(betaQuantile(p, 1, 0.25)).toBeCloseTo(1 - (1 - p) ** 4, 12);
+    }
+    // The ends are exact, not the last bisection midpoint.
+    expect([betaQuantile(0, 0.6, 0.6), betaQuantile(1, 0.6, 0.6)]).toEqual([0, 1]);
   });
 
   it('places beta sigmas at Beta(0.6, 0.6) quantiles between sigma_max and sigma_min', () => {
@@ -90,6 +99,7 @@ describe('sigmas', () => {
     expect(s[0]).toBeCloseTo(10.5, 12);
     expect(s[2]).toBeCloseTo(5.5, 12);
     expect(s[4]).toBeCloseTo(0.5, 12);
+    expect([s[0], s[4]]).toEqual([10.5, 0.5]);
     expect(s[1] - 5.5).toBeCloseTo(5.5 - s[3], 12);
   });
 
@@ -98,5 +108,10 @@ describe('sigmas', () => {
     expect(() => exponentialSigmas(2, 1, 5)).toThrow(/sigmaMin ≤ sigmaMax/);
     expect(() => betaSigmas(0.1, 1, 0)).toThrow(/positive integer number of steps/);
     expect(() => betaQuantile(1.5, 1, 1)).toThrow(InvalidArgumentError);
+    expect(() => betaQuantile(0.5, 0, 1)).toThrow(InvalidArgumentError);
+    expect(() => betaQuantile(0.5, 1, 0)).toThrow(InvalidArgumentError);
+    expect(() => sigmaToTimestep(1, [0])).toThrow(/at least 2 log-sigmas/);
+    // An empty range is a constant schedule, not an error.
+    expect([...karrasSigmas(2, 2, 3)].map((v) => +v.toFixed(12))).toEqual([2, 2, 2]);
   });
 });
