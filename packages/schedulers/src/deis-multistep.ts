@@ -227,20 +227,10 @@ export class DEISMultistepScheduler extends Scheduler<DEISMultistepSchedulerConf
    * The forward process at the schedule's sigmas (diffusers' `add_noise`): x = α·x_0 + σ_t·ε at the σ of
    * `timesteps` in the current schedule (or of the begin index, when set).
    *
-   * @param originalSamples - x_0
-   * @param noise - ε, same dims
-   * @param timesteps - one timestep of the schedule, or one per batch item
-   * @param out - receives x_t instead of a new buffer (x_0's length)
+   * @param timestep - one of {@link Scheduler.timesteps}
    */
-  override addNoise(
-    originalSamples: TensorLike,
-    noise: TensorLike,
-    timesteps: number | readonly number[],
-    out?: Float32Array,
-  ): Tensor {
-    return this.addNoiseAtScheduleSigmas(originalSamples, noise, timesteps, out, this.sigmas, (sigma) =>
-      solverAlphaSigma(sigma, false),
-    );
+  protected override forwardProcess(timestep: number): readonly [number, number] {
+    return this.forwardProcessAtScheduleSigmas(timestep, this.sigmas, (sigma) => solverAlphaSigma(sigma, false));
   }
 
   /** ε̂_0 at the current step into `out`; with thresholding, via the thresholded x̂_0: ε̂ = (x − α·x̂_0)/σ. */

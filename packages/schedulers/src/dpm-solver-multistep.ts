@@ -371,18 +371,10 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
    * The forward process at the schedule's sigmas, as diffusers' `add_noise` for this scheduler: x = α·x_0 + σ_t·ε
    * with α, σ_t from the σ of `timesteps` in the current schedule (or of the begin index, when set).
    *
-   * @param originalSamples - x_0
-   * @param noise - ε, same dims
-   * @param timesteps - one timestep of the schedule, or one per batch item
-   * @param out - receives x_t instead of a new buffer (x_0's length)
+   * @param timestep - one of {@link Scheduler.timesteps}
    */
-  override addNoise(
-    originalSamples: TensorLike,
-    noise: TensorLike,
-    timesteps: number | readonly number[],
-    out?: Float32Array,
-  ): Tensor {
-    return this.addNoiseAtScheduleSigmas(originalSamples, noise, timesteps, out, this.sigmas, (sigma) =>
+  protected override forwardProcess(timestep: number): readonly [number, number] {
+    return this.forwardProcessAtScheduleSigmas(timestep, this.sigmas, (sigma) =>
       solverAlphaSigma(sigma, this.config.use_flow_sigmas),
     );
   }

@@ -205,21 +205,10 @@ export class EDMEulerScheduler extends Scheduler<EDMEulerSchedulerConfig> implem
    * The forward process in the σ parametrisation: `x = x_0 + σ·ε` with σ of the schedule at `timesteps` (or at
    * the begin index / current step once a pipeline set one, as diffusers does for img2img).
    *
-   * @param originalSamples - x_0
-   * @param noise - ε, same dims
-   * @param timesteps - one timestep of the schedule for the batch, or one per batch item
-   * @param out - receives x_t instead of a new buffer (x_0's length)
+   * @param timestep - one of {@link Scheduler.timesteps}
    */
-  override addNoise(
-    originalSamples: TensorLike,
-    noise: TensorLike,
-    timesteps: number | readonly number[],
-    out?: Float32Array,
-  ): Tensor {
-    return this.combinePerItem(originalSamples, noise, timesteps, out, (t) => [
-      1,
-      this.sigmas[this.cursor.noiseIndex(t)],
-    ]);
+  protected override forwardProcess(timestep: number): readonly [number, number] {
+    return [1, this.sigmas[this.cursor.noiseIndex(timestep)]];
   }
 
   /**

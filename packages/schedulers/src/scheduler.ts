@@ -232,11 +232,13 @@ export abstract class Scheduler<C extends SchedulerConfig = SchedulerConfig> {
   }
 
   /**
-   * The forward process in closed form (`docs/math.md` §1): x_t = √ᾱ_t · x_0 + √(1 − ᾱ_t) · ε.
+   * The forward process (`docs/math.md` §1): x_t = a·x_0 + c·ε, with (a, c) from {@link Scheduler.forwardProcess}:
+   * (√ᾱ_t, √(1 − ᾱ_t)) at a training timestep here; at the schedule's σ in the σ-based and multistep schedulers, as
+   * diffusers' `add_noise` of each.
    *
    * @param originalSamples - x_0
    * @param noise - ε, same dims
-   * @param timesteps - one training timestep for the whole batch, or one per batch item
+   * @param timesteps - one timestep for the whole batch, or one per batch item
    * @param out - receives x_t instead of a new buffer (x_0's length): a loop that noises every step (diffusers'
    *   legacy inpainting) reuses one
    */
@@ -246,47 +248,36 @@ export abstract class Scheduler<C extends SchedulerConfig = SchedulerConfig> {
     timesteps: number | readonly number[],
     out?: Float32Array,
   ): Tensor {
-    return this.addNoiseAtTrainingTimesteps(originalSamples, noise, timesteps, out);
-  }
-
-  /** {@link Scheduler.addNoise} from the training schedule's ᾱ at each timestep. */
-  protected addNoiseAtTrainingTimesteps(
-    x: TensorLike,
-    noise: TensorLike,
-    timesteps: number | readonly number[],
-    out?: Float32Array,
-  ): Tensor {
-    return this.combinePerItem(x, noise, timesteps, out, (t) => {
-      const alphaBar = this.alphaCumprodAt(t);
-      return [Math.sqrt(alphaBar), Math.sqrt(1 - alphaBar)];
-    });
+    return this.combinePerItem(originalSamples, noise, timesteps, out, (t) => this.forwardProcess(t));
   }
 
   /**
-   * {@link Scheduler.addNoise} at the current schedule's noise levels, as diffusers' multistep solvers add noise:
-   * x = α·x_0 + σ_t·ε with (α, σ_t) from the σ of each timestep in `sigmas` (or of the begin index, when set);
-   * before `setTimesteps`, from the training schedule.
+   * (a, c) of {@link Scheduler.addNoise}'s x_t = a·x_0 + c·ε at `timestep`: (√ᾱ_t, √(1 − ᾱ_t)) of the training
+   * schedule. Throws for a timestep outside it.
    *
-   * @param x - x_0
-   * @param noise - ε, same dims
-   * @param timesteps - one timestep of the schedule, or one per batch item
-   * @param out - receives x instead of a new buffer, or `undefined`
+   * @param timestep - a training timestep
+   */
+  protected forwardProcess(timestep: number): readonly [number, number] {
+    const alphaBar = this.alphaCumprodAt(timestep);
+    return [Math.sqrt(alphaBar), Math.sqrt(1 - alphaBar)];
+  }
+
+  /**
+   * The forward process of diffusers' multistep solvers: (α, σ_t) of the current schedule's σ at `timestep` (or at
+   * the begin index, when set); before `setTimesteps`, the training schedule's.
+   *
+   * @param timestep - one of {@link Scheduler.timesteps}
    * @param sigmas - the schedule's σ, aligned with {@link Scheduler.timesteps}
    * @param alphaSigma - (α, σ_t) of a schedule σ
    */
-  protected addNoiseAtScheduleSigmas(
-    x: TensorLike,
-    noise: TensorLike,
-    timesteps: number | readonly number[],
-    out: Float32Array | undefined,
+  protected forwardProcessAtScheduleSigmas(
+    timestep: number,
     sigmas: ArrayLike<number>,
     alphaSigma: (sigma: number) => { alphaT: number; sigmaT: number },
-  ): Tensor {
-    if (this.numInferenceSteps === undefined) return this.addNoiseAtTrainingTimesteps(x, noise, timesteps, out);
-    return this.combinePerItem(x, noise, timesteps, out, (t) => {
-      const { alphaT, sigmaT } = alphaSigma(sigmas[this.cursor.noiseIndex(t)]);
-      return [alphaT, sigmaT];
-    });
+  ): readonly [number, number] {
+    if (this.numInferenceSteps === undefined) return Scheduler.prototype.forwardProcess.call(this, timestep);
+    const { alphaT, sigmaT } = alphaSigma(sigmas[this.cursor.noiseIndex(timestep)]);
+    return [alphaT, sigmaT];
   }
 
   /**

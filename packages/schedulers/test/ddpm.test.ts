@@ -254,10 +254,10 @@ describe('DDPMScheduler learned variances and the last step', () => {
   });
 
   it.each([
-    ['clip_sample to ±0.5', { clip_sample: true, clip_sample_range: 0.5 }],
-    ['no clipping', { clip_sample: false }],
-    ['dynamic thresholding', { thresholding: true, dynamic_thresholding_ratio: 0.9, sample_max_value: 2 }],
-  ])('the learned step bounds x̂_0 as the fixed step does: %s', (_name, config) => {
+    ['clip_sample to ±0.5', { clip_sample: true, clip_sample_range: 0.5 }, true],
+    ['no clipping', { clip_sample: false }, false],
+    ['dynamic thresholding', { thresholding: true, dynamic_thresholding_ratio: 0.9, sample_max_value: 2 }, true],
+  ])('the learned step bounds x̂_0 as the fixed step does: %s', (_name, config, boundsToOne) => {
     // x̂_0 predictions spanning ±3, so each bound changes them.
     const x0 = new Tensor(
       Float32Array.from({ length: sample.data.length }, (_, i) => 3 * Math.sin(i)),
@@ -275,7 +275,7 @@ describe('DDPMScheduler learned variances and the last step', () => {
     expectClose(learned.predOriginalSample!.data, fixed.predOriginalSample!.data, 6);
     expectClose(learned.prevSample.data, fixed.prevSample.data, 6);
     const bounded = fixed.predOriginalSample!.data.every((v) => Math.abs(v) <= 1);
-    expect(bounded).toBe(config.clip_sample !== false);
+    expect(bounded).toBe(boundsToOne);
   });
 
   it.each(['fixed_small', 'learned_range'] as const)(
