@@ -16,6 +16,7 @@ import {
   combineHistory,
   flowLinspace,
   flowShift,
+  lambdaClippedLength,
   MULTISTEP_PREDICTION_TYPES,
   type MultistepPredictionType,
   type MultistepSchedule,
@@ -304,19 +305,7 @@ export class DPMSolverMultistepScheduler extends Scheduler<DPMSolverMultistepSch
   /** diffusers' spaced timesteps below the λ clip (`docs/math.md` §6). */
   private spacedTimesteps(n: number): number[] {
     const { timestep_spacing, num_train_timesteps: T, steps_offset, lambda_min_clipped } = this.config;
-    let last = T;
-    if (lambda_min_clipped !== null) {
-      // Drop the timesteps whose λ = log(√ᾱ/√(1−ᾱ)) is below the clip (λ falls as t grows).
-      let clipped = 0;
-      for (const a of this.solverAlphas) if (0.5 * Math.log(a / (1 - a)) < lambda_min_clipped) clipped++;
-      last = T - clipped;
-      if (last < 1) {
-        throw new ConfigError(
-          `lambda_min_clipped (${lambda_min_clipped}) is above λ of every training timestep, so no step is left; ` +
-            'lower it (diffusers uses -5.1 for the cosine schedule) or set it to null.',
-        );
-      }
-    }
+    const last = lambdaClippedLength(this.solverAlphas, lambda_min_clipped);
     return multistepTimesteps(timestep_spacing, n, T, last, steps_offset);
   }
 

@@ -14,6 +14,7 @@ import {
   alphaSigmaLambda,
   assertOneSigmaSpacing,
   combineHistory,
+  lambdaClippedLength,
   multistepSchedule,
   multistepTimesteps,
   predictionStride,
@@ -294,18 +295,7 @@ export class DPMSolverSinglestepScheduler extends Scheduler<DPMSolverSinglestepS
   /** diffusers' timesteps: `round(linspace(0, last − 1, n + 1))` reversed without its final 0, λ-clipped. */
   private spacedTimesteps(n: number): number[] {
     const { num_train_timesteps: T, lambda_min_clipped } = this.config;
-    let last = T;
-    if (lambda_min_clipped !== null) {
-      let clipped = 0;
-      for (const a of this.alphasCumprod) if (0.5 * Math.log(a / (1 - a)) < lambda_min_clipped) clipped++;
-      last = T - clipped;
-      if (last < 1) {
-        throw new ConfigError(
-          `lambda_min_clipped (${lambda_min_clipped}) is above λ of every training timestep, so no step is left; ` +
-            'lower it (diffusers uses -5.1 for the cosine schedule) or set it to null.',
-        );
-      }
-    }
+    const last = lambdaClippedLength(this.alphasCumprod, lambda_min_clipped);
     return multistepTimesteps('linspace', n, T, last, 0);
   }
 

@@ -74,6 +74,30 @@ export function solverAlphasCumprod(alphasCumprod: Float64Array, zeroTerminalSnr
 }
 
 /**
+ * How many training timesteps a λ-clipped schedule spans (diffusers' `lambda_min_clipped`): T less those whose
+ * λ = log(√ᾱ/√(1−ᾱ)) is below the clip (λ falls as t grows). Throws when no timestep is left.
+ *
+ * @param alphasCumprod - ᾱ_t of the training schedule
+ * @param lambdaMinClipped - the clip, or `null` for none
+ */
+export function lambdaClippedLength(alphasCumprod: ArrayLike<number>, lambdaMinClipped: number | null): number {
+  const T = alphasCumprod.length;
+  if (lambdaMinClipped === null) return T;
+  let clipped = 0;
+  for (let t = 0; t < T; t++) {
+    const a = alphasCumprod[t];
+    if (0.5 * Math.log(a / (1 - a)) < lambdaMinClipped) clipped++;
+  }
+  if (T - clipped < 1) {
+    throw new ConfigError(
+      `lambda_min_clipped (${lambdaMinClipped}) is above λ of every training timestep, so no step is left; ` +
+        'lower it (diffusers uses -5.1 for the cosine schedule) or set it to null.',
+    );
+  }
+  return T - clipped;
+}
+
+/**
  * Inference timesteps of diffusers' multistep solvers, which space `n + 1` points and drop the last one (so the
  * schedule never reaches timestep 0 under `linspace`):
  * - `linspace`: `round(linspace(0, last − 1, n + 1))`, reversed, without its final 0;
